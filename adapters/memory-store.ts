@@ -1,0 +1,174 @@
+import type {
+  ActionRecord,
+  AuditEntry,
+  CardRefs,
+  Exclusions,
+  IncidentRecord,
+  IncidentState,
+  Task,
+} from '../core/model.js';
+import type { ActionStore, CasResult } from '../core/ports.js';
+import { taskOf } from '../core/tasks.js';
+
+const clone = <T>(value: T): T => structuredClone(value);
+
+/**
+ * The store of local mode: everything in this process's memory. Single process, not durable.
+ * Behaves exactly as the Redis store (the same contract suite runs against both).
+ */
+export class MemoryStore implements ActionStore {
+  private readonly incidents = new Map<string, IncidentRecord>();
+  private readonly actions = new Map<string, Map<string, ActionRecord>>();
+  private readonly audit = new Map<string, AuditEntry[]>();
+  private readonly policyAudit: AuditEntry[] = [];
+  /** Task id -> creation sequence, per status, to list in creation order. */
+  private readonly taskIndex = { pending: new Map<string, number>(), done: new Map<string, number>() };
+  private taskSeq = 0;
+  private exclusions: Exclusions | null = null;
+  private readonly cards = new Map<string, CardRefs>();
+  private readonly conversations = new Map<string, unknown>();
+
+  async upsertIncident(incident: IncidentRecord, actions: ActionRecord[], audit: AuditEntry[]) {
+    const created = !this.incidents.has(incident.id);
+    this.incidents.set(incident.id, clone(incident));
+    const known = this.actions.get(incident.id) ?? new Map<string, ActionRecord>();
+    this.actions.set(incident.id, known);
+    const added: ActionRecord[] = [];
+    for (const action of actions) {
+      if (known.has(action.id)) continue;
+      known.set(action.id, clone(action));
+      this.indexTask(action);
+      added.push(clone(action));
+    }
+    const addedIds = new Set(added.map((a) => a.id));
+    for (const entry of audit) {
+      if (entry.actionId === undefined || addedIds.has(entry.actionId)) this.pushAudit(entry);
+    }
+    return { created, added };
+  }
+
+  async getIncident(incidentId: string): Promise<IncidentState | null> {
+    const incident = this.incidents.get(incidentId);
+    if (!incident) return null;
+    return {
+      incident: clone(incident),
+      actions: [...(this.actions.get(incidentId)?.values() ?? [])].map(clone),
+    };
+  }
+
+  async listIncidents(limit: number): Promise<IncidentRecord[]> {
+    return [...this.incidents.values()]
+      .sort((a, b) => (a.receivedAt < b.receivedAt ? 1 : a.receivedAt > b.receivedAt ? -1 : 0))
+      .slice(0, limit)
+      .map(clone);
+  }
+
+  async getAction(incidentId: string, actionId: string): Promise<ActionRecord | null> {
+    const action = this.actions.get(incidentId)?.get(actionId);
+    return action ? clone(action) : null;
+  }
+
+  async loadForDecision(incidentId: string, actionId: string) {
+    const incident = this.incidents.get(incidentId);
+    const action = this.actions.get(incidentId)?.get(actionId);
+    if (!incident || !action) return null;
+    return {
+      incident: clone(incident),
+      action: clone(action),
+      exclusions: this.exclusions ? clone(this.exclusions) : null,
+    };
+  }
+
+  async compareAndSet(next: ActionRecord, expectedVersion: number, audit: AuditEntry): Promise<CasResult> {
+    const known = this.actions.get(next.incidentId);
+    const current = known?.get(next.id);
+    if (!known || !current || current.version !== expectedVersion) {
+      return { ok: false, current: current ? clone(current) : null };
+    }
+    const stored = { ...clone(next), version: expectedVersion + 1 };
+    known.set(next.id, stored);
+    this.indexTask(stored);
+    this.pushAudit(audit);
+    return { ok: true, action: clone(stored) };
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<void> {
+    this.pushAudit(entry);
+  }
+
+  async listAudit(incidentId?: string, limit = 1_000): Promise<AuditEntry[]> {
+    const list = incidentId === undefined ? this.policyAudit : (this.audit.get(incidentId) ?? []);
+    return list.slice(-limit).map(clone);
+  }
+
+  async listTasks(status: 'pending' | 'done', limit = 500): Promise<Task[]> {
+    const ids = [...this.taskIndex[status].entries()].sort((a, b) => a[1] - b[1]).slice(0, limit);
+    const tasks: Task[] = [];
+    for (const [taskId] of ids) {
+      const [incidentId, actionId] = splitTaskId(taskId);
+      const action = this.actions.get(incidentId)?.get(actionId);
+      const task = action ? taskOf(action) : null;
+      if (task && task.state === status) tasks.push(clone(task));
+    }
+    return tasks;
+  }
+
+  async getExclusions(): Promise<Exclusions | null> {
+    return this.exclusions ? clone(this.exclusions) : null;
+  }
+
+  async setExclusions(exclusions: Exclusions, audit: AuditEntry): Promise<void> {
+    this.exclusions = clone(exclusions);
+    this.pushAudit(audit);
+  }
+
+  async getCardRefs(incidentId: string): Promise<CardRefs> {
+    return clone(this.cards.get(incidentId) ?? {});
+  }
+
+  async setCardRefs(incidentId: string, refs: CardRefs): Promise<void> {
+    this.cards.set(incidentId, clone(refs));
+  }
+
+  async saveConversation(conversationId: string, reference: unknown): Promise<void> {
+    this.conversations.set(conversationId, clone(reference));
+  }
+
+  async removeConversation(conversationId: string): Promise<void> {
+    this.conversations.delete(conversationId);
+  }
+
+  async listConversations() {
+    return [...this.conversations.entries()].map(([conversationId, reference]) => ({
+      conversationId,
+      reference: clone(reference),
+    }));
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {}
+
+  private pushAudit(entry: AuditEntry): void {
+    if (entry.incidentId === undefined) {
+      this.policyAudit.push(clone(entry));
+      return;
+    }
+    const list = this.audit.get(entry.incidentId) ?? [];
+    list.push(clone(entry));
+    this.audit.set(entry.incidentId, list);
+  }
+
+  private indexTask(action: ActionRecord): void {
+    const task = taskOf(action);
+    if (!task) return;
+    const other = task.state === 'pending' ? 'done' : 'pending';
+    this.taskIndex[other].delete(task.id);
+    if (!this.taskIndex[task.state].has(task.id)) this.taskIndex[task.state].set(task.id, ++this.taskSeq);
+  }
+}
+
+function splitTaskId(taskId: string): [string, string] {
+  const at = taskId.indexOf(':');
+  return [taskId.slice(0, at), taskId.slice(at + 1)];
+}

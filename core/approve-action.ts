@@ -1,0 +1,94 @@
+import { ACTION_CATALOGUE } from './actions.js';
+import { type Actor, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { evaluateExclusion } from './exclusions.js';
+import { rolesOf } from './policy.js';
+import type { CoreDeps } from './ports.js';
+
+export interface ActionRef {
+  incidentId: string;
+  actionId: string;
+}
+
+/**
+ * An expert approves a proposed action. Decided from the store and the policy only: the clicker must be
+ * an expert, the action still proposed, and its asset not excluded (checked now, failing closed).
+ * An action on an asset excluded since ingest becomes a customer task. On success the execution is
+ * scheduled as a durable job.
+ */
+export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor): Promise<Decision> {
+  const event = 'approve';
+  if (!rolesOf(deps.policy.roles, actor.id).expert) {
+    return refuse(
+      deps,
+      actor,
+      event,
+      ref,
+      'not_expert',
+      'only the MDR experts named in the policy may approve actions',
+    );
+  }
+  const loaded = await deps.store.loadForDecision(ref.incidentId, ref.actionId);
+  if (!loaded) return refuse(deps, actor, event, ref, 'not_found', 'no such incident or action');
+  const { incident, action } = loaded;
+  if (action.state !== 'proposed') {
+    return refuse(deps, actor, event, ref, 'already_handled', describeHandled(action), action);
+  }
+
+  const exclusions = loaded.exclusions ?? deps.policy.exclusions;
+  const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
+  if (decision.kind === 'excluded') {
+    const message = `${decision.asset} is excluded by ${decision.rule}: this is now a task for your team`;
+    const moved = await transition(
+      deps,
+      action,
+      'customerPending',
+      { excludedBy: decision.rule, blockedReason: undefined },
+      { actor, event, outcome: 'refused', detail: `asset_excluded: ${decision.rule}; now customerPending` },
+    );
+    if (moved.ok) {
+      const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
+      await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+      await deps.notifier.incidentChanged(ref.incidentId);
+      return { ok: false, code: 'asset_excluded', message, action: moved.action };
+    }
+    return refuse(deps, actor, event, ref, 'asset_excluded', message, moved.current ?? action);
+  }
+  if (decision.kind === 'unverifiable') {
+    const message = `${ACTION_CATALOGUE[action.type].label} ${decision.asset} was not approved: ${decision.reason}`;
+    if (action.blockedReason !== decision.reason) {
+      const marked = await transition(
+        deps,
+        action,
+        'proposed',
+        { blockedReason: decision.reason },
+        {
+          actor,
+          event,
+          outcome: 'refused',
+          detail: `exclusion_unverifiable: ${decision.reason}`,
+        },
+      );
+      if (marked.ok) {
+        await deps.notifier.incidentChanged(ref.incidentId);
+        return { ok: false, code: 'exclusion_unverifiable', message, action: marked.action };
+      }
+    }
+    return refuse(deps, actor, event, ref, 'exclusion_unverifiable', message, action);
+  }
+
+  const now = deps.clock.now().toISOString();
+  const result = await transition(
+    deps,
+    action,
+    'approved',
+    { decidedBy: actor.id, decidedAt: now, blockedReason: undefined },
+    { actor, event },
+  );
+  if (!result.ok) {
+    const current = result.current ?? action;
+    return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
+  }
+  await deps.jobs.schedule({ kind: 'execute', ...ref });
+  await deps.notifier.incidentChanged(ref.incidentId);
+  return result;
+}

@@ -1,0 +1,90 @@
+import type { ActionState } from './actions.js';
+import type { ActionRecord, AuditEntry, Identity, Platform } from './model.js';
+import type { CasResult, CoreDeps } from './ports.js';
+import { canTransition } from './state-machine.js';
+
+/** Who is acting, and through which platform (set by our own wiring, never by card data). */
+export interface Actor {
+  id: Identity;
+  platform: Platform;
+}
+
+/** Why a request was refused; shown to the person who asked and written to the audit trail. */
+export type RefusalCode =
+  | 'not_expert'
+  | 'not_customer'
+  | 'not_admin'
+  | 'asset_excluded'
+  | 'exclusion_unverifiable'
+  | 'already_handled'
+  | 'not_found';
+
+export interface Refusal {
+  ok: false;
+  code: RefusalCode;
+  message: string;
+  /** The action as it stands, when there is one. */
+  action?: ActionRecord;
+}
+
+export type Decision = { ok: true; action: ActionRecord } | Refusal;
+
+export function auditEntry(
+  deps: Pick<CoreDeps, 'clock'>,
+  actor: Actor,
+  event: string,
+  outcome: AuditEntry['outcome'],
+  detail: string,
+  ids: { incidentId?: string; actionId?: string } = {},
+): AuditEntry {
+  return {
+    at: deps.clock.now().toISOString(),
+    ...ids,
+    actor: actor.id,
+    platform: actor.platform,
+    event,
+    outcome,
+    detail,
+  };
+}
+
+/** Record a refusal and return it. Every refusal is audited. */
+export async function refuse(
+  deps: Pick<CoreDeps, 'store' | 'clock'>,
+  actor: Actor,
+  event: string,
+  ids: { incidentId: string; actionId: string },
+  code: RefusalCode,
+  message: string,
+  action?: ActionRecord,
+): Promise<Refusal> {
+  await deps.store.appendAudit(auditEntry(deps, actor, event, 'refused', `${code}: ${message}`, ids));
+  return { ok: false, code, message, ...(action ? { action } : {}) };
+}
+
+/**
+ * Move an action to `to` with a compare-and-set on its version, writing the audit entry atomically.
+ * A transition the state machine does not allow is never attempted.
+ */
+export async function transition(
+  deps: Pick<CoreDeps, 'store' | 'clock'>,
+  action: ActionRecord,
+  to: ActionState,
+  patch: Partial<ActionRecord>,
+  audit: { actor: Actor; event: string; outcome?: AuditEntry['outcome']; detail?: string },
+): Promise<CasResult> {
+  if (action.state !== to && !canTransition(action.state, to)) return { ok: false, current: action };
+  const now = deps.clock.now().toISOString();
+  const next: ActionRecord = { ...action, ...patch, state: to, updatedAt: now, version: action.version + 1 };
+  const entry = auditEntry(deps, audit.actor, audit.event, audit.outcome ?? 'ok', audit.detail ?? to, {
+    incidentId: action.incidentId,
+    actionId: action.id,
+  });
+  return deps.store.compareAndSet(next, action.version, entry);
+}
+
+/** "already approved by slack:U0EXPERT1" */
+export function describeHandled(action: ActionRecord): string {
+  const by = action.decidedBy ? ` by ${action.decidedBy}` : '';
+  return `this action is already ${action.state}${by}`;
+}

@@ -1,0 +1,48 @@
+/** Stable error codes for real failures (expected refusals are values, see `Refusal`). */
+export type ErrorCode =
+  | 'store_unavailable'
+  | 'invalid_input'
+  | 'config_invalid'
+  | 'asset_lookup_failed'
+  | 'execution_failed'
+  | 'not_found';
+
+/** Base class for coded failures; the HTTP layer maps `code` to a status. */
+export class MdrError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The store (Redis) could not be reached: nothing was accepted, the caller should retry. */
+export class StoreUnavailableError extends MdrError {
+  constructor(message = 'the state store is unreachable', options?: { cause?: unknown }) {
+    super('store_unavailable', message, options);
+  }
+}
+
+/** Input failed validation; `issues` name each bad field by its path. */
+export class InvalidInputError extends MdrError {
+  readonly issues: { path: string; message: string }[];
+  constructor(issues: { path: string; message: string }[]) {
+    super('invalid_input', issues.map((i) => `${i.path || '(body)'}: ${i.message}`).join('; '));
+    this.issues = issues;
+  }
+}
+
+/** A fact about an asset (group membership, device group) could not be had: callers fail closed. */
+export class AssetLookupError extends MdrError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('asset_lookup_failed', message, options);
+  }
+}
+
+/** Something named by id does not exist. */
+export class NotFoundError extends MdrError {
+  constructor(message: string) {
+    super('not_found', message);
+  }
+}

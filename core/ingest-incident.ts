@@ -1,0 +1,80 @@
+import type { Actor } from './decisions.js';
+import { auditEntry } from './decisions.js';
+import { evaluateExclusion } from './exclusions.js';
+import { parseIngestBody, toIncidentRecord } from './incident.js';
+import type { ActionRecord, IncidentState } from './model.js';
+import type { CoreDeps } from './ports.js';
+
+export interface IngestResult {
+  created: boolean;
+  added: ActionRecord[];
+  state: IncidentState;
+}
+
+/**
+ * Take one incident notification (the fixed ingest body). Idempotent by incident id: known actions keep
+ * their state, new ones are added; actions on excluded assets become customer tasks at once.
+ * Throws InvalidInputError (naming the field) before anything is stored.
+ */
+export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor): Promise<IngestResult> {
+  const parsed = parseIngestBody(body);
+  const now = deps.clock.now().toISOString();
+  const existing = await deps.store.getIncident(String(parsed.incident.id));
+  const incident = toIncidentRecord(parsed, existing?.incident.receivedAt ?? now);
+  const known = new Set(existing?.actions.map((a) => a.id));
+  const exclusions = (await deps.store.getExclusions()) ?? deps.policy.exclusions;
+
+  const fresh: ActionRecord[] = [];
+  for (const a of parsed.managedResponse.actions) {
+    if (known.has(a.id)) continue;
+    const base: ActionRecord = {
+      incidentId: incident.id,
+      id: a.id,
+      type: a.type,
+      target: a.target,
+      ...(a.reason ? { reason: a.reason } : {}),
+      state: 'proposed',
+      excludedBy: null,
+      decidedBy: null,
+      createdAt: now,
+      updatedAt: now,
+      version: 1,
+    };
+    if (a.status === 'completed') {
+      fresh.push({
+        ...base,
+        state: 'succeeded',
+        decidedBy: a.completedBy ?? 'mdr-experts',
+        decidedAt: a.completedAt ?? now,
+      });
+      continue;
+    }
+    const decision = await evaluateExclusion(exclusions, base, incident, deps.directory);
+    if (decision.kind === 'excluded')
+      fresh.push({ ...base, state: 'customerPending', excludedBy: decision.rule });
+    else if (decision.kind === 'unverifiable') fresh.push({ ...base, blockedReason: decision.reason });
+    else fresh.push(base);
+  }
+
+  const audit = fresh.map((a) =>
+    auditEntry(deps, actor, 'ingest', 'ok', a.excludedBy ? `${a.state} (${a.excludedBy})` : a.state, {
+      incidentId: incident.id,
+      actionId: a.id,
+    }),
+  );
+  if (!existing)
+    audit.unshift(auditEntry(deps, actor, 'ingest', 'ok', 'incident received', { incidentId: incident.id }));
+
+  const { created, added } = await deps.store.upsertIncident(incident, fresh, audit);
+  const dueAt = new Date(
+    deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000,
+  ).toISOString();
+  for (const a of added) {
+    if (a.state === 'customerPending') {
+      await deps.jobs.schedule({ kind: 'remind', incidentId: a.incidentId, actionId: a.id, dueAt });
+    }
+  }
+  await deps.notifier.incidentChanged(incident.id);
+  const state = (await deps.store.getIncident(incident.id)) ?? { incident, actions: fresh };
+  return { created, added, state };
+}

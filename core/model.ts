@@ -1,0 +1,158 @@
+import type { ActionState, ActionType } from './actions.js';
+
+/** An identity as the policy names it: `slack:U0EXPERT1`, `teams:<aadObjectId>`, `api:<name>`, `system`. */
+export type Identity = string;
+
+/** Where a decision was made. */
+export type Platform = 'slack' | 'teams' | 'api' | 'preview' | 'system';
+
+export type Severity = 'unknown' | 'informational' | 'low' | 'medium' | 'high';
+
+/** What an action is aimed at, as the ingest body names it. Only the fields of its kind are set. */
+export interface ActionTarget {
+  deviceId?: string;
+  deviceName?: string;
+  sha1?: string;
+  fileName?: string;
+  userId?: string;
+  upn?: string;
+  networkMessageId?: string;
+  recipient?: string;
+}
+
+/** A device seen in the incident's evidence. */
+export interface DeviceAsset {
+  id: string;
+  dnsName?: string;
+  group?: string;
+  tags: string[];
+}
+
+/** A user seen in the incident's evidence. */
+export interface UserAsset {
+  id?: string;
+  upn?: string;
+  displayName?: string;
+}
+
+export interface FileAsset {
+  sha1?: string;
+  sha256?: string;
+  name?: string;
+  path?: string;
+  deviceId?: string;
+}
+
+export interface MessageAsset {
+  networkMessageId: string;
+  subject?: string;
+  recipient?: string;
+  sender?: string;
+}
+
+/** The incident as the bot keeps it: Graph facts plus the managed-response summary. */
+export interface IncidentRecord {
+  id: string;
+  tenantId?: string;
+  title: string;
+  severity: Severity;
+  status: string;
+  portalUrl: string;
+  summary: string;
+  createdAt: string;
+  updatedAt: string;
+  /** When the bot first received it. */
+  receivedAt: string;
+  devices: DeviceAsset[];
+  users: UserAsset[];
+  files: FileAsset[];
+  messages: MessageAsset[];
+}
+
+/** One managed-response action and its live state. */
+export interface ActionRecord {
+  incidentId: string;
+  id: string;
+  type: ActionType;
+  target: ActionTarget;
+  reason?: string;
+  state: ActionState;
+  /** The exclusion rule that made this a customer task ("device group Domain Controllers"). */
+  excludedBy: string | null;
+  /** Who made the last decision (approve, reject, done). */
+  decidedBy: Identity | null;
+  decidedAt?: string;
+  createdAt: string;
+  updatedAt: string;
+  /** Progress while executing ("Defender: InProgress"). */
+  progress?: string;
+  /** Outcome text once succeeded. */
+  result?: string;
+  /** Failure reason once failed. */
+  error?: string;
+  /** Why the expert may not act right now (exclusion could not be verified). */
+  blockedReason?: string;
+  /** Id of the remote operation (MDE machine action) so a restarted worker resumes instead of resending. */
+  externalId?: string;
+  /** Set while the action is executed by the dry-run executor. */
+  dryRun?: boolean;
+  doneBy?: Identity;
+  doneAt?: string;
+  /** Bumped on every write; the store's compare-and-set checks it. */
+  version: number;
+}
+
+/** An incident with its actions, as read back from the store. */
+export interface IncidentState {
+  incident: IncidentRecord;
+  actions: ActionRecord[];
+}
+
+/** One line of the audit trail: every decision, including refusals. */
+export interface AuditEntry {
+  at: string;
+  incidentId?: string;
+  actionId?: string;
+  actor: Identity;
+  platform: Platform;
+  /** What was attempted: ingest, approve, reject, execute, markDone, exclude, ... */
+  event: string;
+  outcome: 'ok' | 'refused' | 'failed';
+  /** The new state, the refusal code or the failure reason. */
+  detail: string;
+}
+
+/** Exclusion rules (the `exclusions` object of the policy file). */
+export type DeviceRule = { id: string } | { name: string } | { group: string } | { tag: string };
+export type UserRule = { upn: string } | { id: string } | { group: string };
+
+export interface Exclusions {
+  devices: DeviceRule[];
+  users: UserRule[];
+}
+
+export interface Roles {
+  experts: Identity[];
+  admins: Identity[];
+}
+
+/** A pending customer task, as the REST API and chat commands show it. */
+export interface Task {
+  id: string;
+  incidentId: string;
+  actionId: string;
+  type: ActionType;
+  target: ActionTarget;
+  state: 'pending' | 'done';
+  excludedBy: string | null;
+  guidance: string;
+  createdAt: string;
+  doneBy?: Identity;
+  doneAt?: string;
+}
+
+/** Where an incident's card was posted on each platform. */
+export interface CardRefs {
+  slack?: { channel: string; ts: string };
+  teams?: { conversationId: string; activityId: string }[];
+}

@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import type { Exclusions, Identity, Roles } from './model.js';
+
+const identity = z
+  .string()
+  .regex(/^(slack|teams):\S+$/, 'must be "slack:<user id>" or "teams:<aadObjectId>"');
+
+const oneKey = <K extends string>(key: K) =>
+  z.strictObject({ [key]: z.string().trim().min(1, 'must not be empty') } as Record<K, z.ZodString>);
+
+/** A device exclusion rule: exactly one of id, name, group, tag. */
+export const deviceRuleSchema = z.union([oneKey('id'), oneKey('name'), oneKey('group'), oneKey('tag')], {
+  error: 'each device rule has exactly one of id, name, group, tag',
+});
+/** A user exclusion rule: exactly one of upn, id, group. */
+export const userRuleSchema = z.union([oneKey('upn'), oneKey('id'), oneKey('group')], {
+  error: 'each user rule has exactly one of upn, id, group',
+});
+
+export const exclusionsSchema = z.strictObject({
+  devices: z.array(deviceRuleSchema).max(10_000).default([]),
+  users: z.array(userRuleSchema).max(10_000).default([]),
+});
+
+/** The policy file (`POLICY_FILE`); its shape is part of the public contract. */
+export const policySchema = z.strictObject({
+  roles: z
+    .strictObject({
+      experts: z.array(identity).default([]),
+      admins: z.array(identity).default([]),
+    })
+    .default({ experts: [], admins: [] }),
+  exclusions: exclusionsSchema.default({ devices: [], users: [] }),
+  channels: z
+    .strictObject({
+      slack: z.string().trim().min(1).optional(),
+      teams: z.string().trim().min(1).optional(),
+    })
+    .default({}),
+  reminders: z
+    .strictObject({
+      pendingTaskHours: z
+        .number()
+        .positive()
+        .max(24 * 365)
+        .default(24),
+    })
+    .default({ pendingTaskHours: 24 }),
+});
+
+export type Policy = z.output<typeof policySchema>;
+
+/** What an identity may do: experts approve, admins change exclusions; everyone else is a customer. */
+export interface RoleSet {
+  expert: boolean;
+  admin: boolean;
+}
+
+export function rolesOf(roles: Roles, who: Identity): RoleSet {
+  return { expert: roles.experts.includes(who), admin: roles.admins.includes(who) };
+}
+
+/** "device group Domain Controllers": how a rule is named on cards, in refusals and in the audit. */
+export function describeDeviceRule(rule: Exclusions['devices'][number]): string {
+  if ('id' in rule) return `device id ${rule.id}`;
+  if ('name' in rule) return `device name ${rule.name}`;
+  if ('group' in rule) return `device group ${rule.group}`;
+  return `device tag ${rule.tag}`;
+}
+
+export function describeUserRule(rule: Exclusions['users'][number]): string {
+  if ('upn' in rule) return `user ${rule.upn}`;
+  if ('id' in rule) return `user id ${rule.id}`;
+  return `user group ${rule.group}`;
+}

@@ -1,0 +1,29 @@
+import type { ActionState } from './actions.js';
+
+/** Every allowed transition of the action lifecycle. Anything else is refused. */
+export const TRANSITIONS: Readonly<Record<ActionState, readonly ActionState[]>> = {
+  proposed: ['approved', 'rejected', 'customerPending'],
+  // An approved action whose asset became excluded before it ran turns into a customer task; one whose
+  // exclusions can no longer be verified fails rather than run blind.
+  approved: ['executing', 'expertTask', 'customerPending', 'failed'],
+  executing: ['succeeded', 'failed'],
+  expertTask: ['succeeded'],
+  customerPending: ['doneByCustomer'],
+  succeeded: [],
+  failed: [],
+  rejected: [],
+  doneByCustomer: [],
+};
+
+export function canTransition(from: ActionState, to: ActionState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** States in which an action still needs someone (an expert or the customer). */
+export const OPEN_STATES: readonly ActionState[] = [
+  'proposed',
+  'approved',
+  'executing',
+  'expertTask',
+  'customerPending',
+];

@@ -1,0 +1,33 @@
+import { ACTION_CATALOGUE } from './actions.js';
+import type { ActionRecord, Task } from './model.js';
+
+const SEPARATOR = ':';
+
+/** A task's id names its incident and action: `48213:act-3` (ids never contain ":"). */
+export function taskIdOf(incidentId: string, actionId: string): string {
+  return `${incidentId}${SEPARATOR}${actionId}`;
+}
+
+export function parseTaskId(taskId: string): { incidentId: string; actionId: string } | null {
+  const at = taskId.indexOf(SEPARATOR);
+  if (at <= 0 || at === taskId.length - 1) return null;
+  return { incidentId: taskId.slice(0, at), actionId: taskId.slice(at + 1) };
+}
+
+/** The customer task behind an action, or null when the action is not one. */
+export function taskOf(action: ActionRecord): Task | null {
+  if (action.state !== 'customerPending' && action.state !== 'doneByCustomer') return null;
+  return {
+    id: taskIdOf(action.incidentId, action.id),
+    incidentId: action.incidentId,
+    actionId: action.id,
+    type: action.type,
+    target: action.target,
+    state: action.state === 'customerPending' ? 'pending' : 'done',
+    excludedBy: action.excludedBy,
+    guidance: ACTION_CATALOGUE[action.type].guidance,
+    createdAt: action.createdAt,
+    ...(action.doneBy ? { doneBy: action.doneBy } : {}),
+    ...(action.doneAt ? { doneAt: action.doneAt } : {}),
+  };
+}
