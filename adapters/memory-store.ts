@@ -145,6 +145,19 @@ export class MemoryStore implements ActionStore {
     }));
   }
 
+  private readonly locks = new Map<string, number>();
+
+  async tryLock(name: string, ttlMs: number): Promise<boolean> {
+    const held = this.locks.get(name);
+    if (held !== undefined && held > Date.now()) return false;
+    this.locks.set(name, Date.now() + ttlMs);
+    return true;
+  }
+
+  async unlock(name: string): Promise<void> {
+    this.locks.delete(name);
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {}

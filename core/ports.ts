@@ -56,6 +56,12 @@ export interface ActionStore {
   saveConversation(conversationId: string, reference: unknown): Promise<void>;
   removeConversation(conversationId: string): Promise<void>;
   listConversations(): Promise<{ conversationId: string; reference: unknown }[]>;
+  /**
+   * Take a short lease named `name` (e.g. posting one incident's card); false when someone else holds it.
+   * Released by `unlock` or when `ttlMs` runs out.
+   */
+  tryLock(name: string, ttlMs: number): Promise<boolean>;
+  unlock(name: string): Promise<void>;
   /** Throws StoreUnavailableError when the backend does not answer. */
   ping(): Promise<void>;
   close(): Promise<void>;

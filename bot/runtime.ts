@@ -1,0 +1,138 @@
+import type { JobQueue } from '../adapters/job-queue.js';
+import { DryRunExecutor } from '../adapters/dry-run-executor.js';
+import { MemoryStore } from '../adapters/memory-store.js';
+import { StaticAssetDirectory } from '../adapters/static-directory.js';
+import { systemClock } from '../adapters/system-clock.js';
+import { executeAction } from '../core/execute-action.js';
+import type { ActionStore, AssetDirectory, Clock, CoreDeps, CoreJob, JobScheduler, ResponseExecutor } from '../core/ports.js';
+import { remindTask } from '../core/remind-task.js';
+import type { Config } from './config.js';
+import { type CardPublisher, DELIVER_JOB, type DeliverJob, DeliveryNotifier, REMIND_POST_JOB, runDelivery } from './delivery.js';
+import type { Logger } from './logger.js';
+import { Metrics } from './metrics.js';
+
+/** Everything one bot process runs with, built once from the configuration. */
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  store: ActionStore;
+  storeKind: 'memory' | 'redis';
+  queue: JobQueue;
+  executor: ResponseExecutor;
+  directory: AssetDirectory;
+  clock: Clock;
+  notifier: DeliveryNotifier;
+  publishers: CardPublisher[];
+  deps: CoreDeps;
+  metrics: Metrics;
+  close(): Promise<void>;
+}
+
+/** Parts a caller (a test, or the platform wiring) supplies instead of the configured ones. */
+export interface RuntimeParts {
+  store?: ActionStore;
+  storeKind?: 'memory' | 'redis';
+  queue: JobQueue;
+  executor?: ResponseExecutor;
+  directory?: AssetDirectory;
+  clock?: Clock;
+  publishers?: CardPublisher[];
+}
+
+export const EXECUTE_JOB = 'execute';
+export const REMIND_JOB = 'remind';
+
+/** Maps the core's job requests onto the queue, keyed so the same work enqueued twice runs once. */
+class QueueScheduler implements JobScheduler {
+  constructor(
+    private readonly queue: JobQueue,
+    private readonly clock: Clock,
+  ) {}
+
+  async schedule(job: CoreJob): Promise<void> {
+    if (job.kind === 'execute') {
+      await this.queue.add(EXECUTE_JOB, job, { id: `execute-${job.incidentId}-${job.actionId}`, attempts: 3 });
+      return;
+    }
+    const delayMs = Math.max(0, new Date(job.dueAt).getTime() - this.clock.now().getTime());
+    await this.queue.add(REMIND_JOB, job, { id: `remind-${job.incidentId}-${job.actionId}-${job.dueAt}`, delayMs });
+  }
+}
+
+/** Wire the core to its adapters and register the job handlers. Call `queue.start()` after. */
+export function assembleRuntime(config: Config, logger: Logger, parts: RuntimeParts): Runtime {
+  const store = parts.store ?? new MemoryStore();
+  const clock = parts.clock ?? systemClock;
+  const executor = parts.executor ?? new DryRunExecutor();
+  const directory = parts.directory ?? new StaticAssetDirectory();
+  const publishers = parts.publishers ?? [];
+  const queue = parts.queue;
+  const notifier = new DeliveryNotifier(queue, publishers, clock);
+  const deps: CoreDeps = {
+    store,
+    directory,
+    executor,
+    clock,
+    notifier,
+    jobs: new QueueScheduler(queue, clock),
+    policy: config.policy,
+  };
+  const metrics = new Metrics();
+
+  const track = (name: string, run: (data: unknown) => Promise<void>) => async (data: unknown) => {
+    try {
+      await run(data);
+      metrics.jobs.inc({ name, outcome: 'ok' });
+    } catch (error) {
+      metrics.jobs.inc({ name, outcome: 'error' });
+      throw error;
+    }
+  };
+  queue.process(
+    EXECUTE_JOB,
+    track(EXECUTE_JOB, async (data) => {
+      const { incidentId, actionId } = data as { incidentId: string; actionId: string };
+      const result = await executeAction(deps, { incidentId, actionId });
+      logger.info({ incidentId, actionId, result: result.status === 'done' ? result.action.state : result.reason }, 'execute job finished');
+    }),
+  );
+  queue.process(
+    REMIND_JOB,
+    track(REMIND_JOB, async (data) => {
+      const { incidentId, actionId } = data as { incidentId: string; actionId: string };
+      await remindTask(deps, { incidentId, actionId });
+    }),
+  );
+  queue.process(
+    DELIVER_JOB,
+    track(DELIVER_JOB, async (data) => runDelivery(data as DeliverJob, store, publishers, logger)),
+  );
+  queue.process(
+    REMIND_POST_JOB,
+    track(REMIND_POST_JOB, async (data) => {
+      const { task, platform } = data as { task: import('../core/model.js').Task; platform: string };
+      const state = await store.getIncident(task.incidentId);
+      const publisher = publishers.find((p) => p.platform === platform);
+      if (state && publisher) await publisher.remind(task, state);
+    }),
+  );
+
+  return {
+    config,
+    logger,
+    store,
+    storeKind: parts.storeKind ?? 'memory',
+    queue,
+    executor,
+    directory,
+    clock,
+    notifier,
+    publishers,
+    deps,
+    metrics,
+    async close() {
+      await queue.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,62 @@
+import express, { type Express, type RequestHandler } from 'express';
+import { apiRouter } from './api.js';
+import { errorHandler, sendError } from './http-errors.js';
+import type { Runtime } from './runtime.js';
+
+/** Extra handlers mounted on the one port: Slack, Teams, the preview page. */
+export interface Mounts {
+  slack?: RequestHandler;
+  teams?: RequestHandler;
+  preview?: express.Router;
+}
+
+/** The HTTP application: every route of the bot on one port. */
+export function createHttpApp(runtime: Runtime, mounts: Mounts = {}): Express {
+  const { config, store, metrics, logger } = runtime;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  app.use((req, res, next) => {
+    const stop = metrics.httpDuration.startTimer();
+    res.on('finish', () => {
+      const route = (req.route?.path as string | undefined) ?? (res.statusCode === 404 ? 'unmatched' : req.path);
+      metrics.httpRequests.inc({ route, status: String(res.statusCode) });
+      stop({ route });
+    });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await store.ping();
+      res.json({ status: 'ready', store: runtime.storeKind });
+    } catch (error) {
+      sendError(res, 503, 'store_unavailable', `not ready: ${(error as Error).message}`);
+    }
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.send(await metrics.registry.metrics());
+  });
+
+  if (mounts.slack) app.post('/slack/events', mounts.slack);
+  if (mounts.teams) app.post('/api/messages', mounts.teams);
+  else {
+    app.post('/api/messages', (_req, res) => {
+      sendError(res, 404, 'not_found', 'Teams is not enabled');
+    });
+  }
+
+  app.use(apiRouter({ deps: runtime.deps, ingestToken: config.ingestToken, adminToken: config.adminToken }));
+  if (mounts.preview) app.use(mounts.preview);
+
+  app.use((req, res) => {
+    sendError(res, 404, 'not_found', `no route ${req.method} ${req.path}`);
+  });
+  app.use(errorHandler(logger));
+  return app;
+}
