@@ -50,7 +50,12 @@ function requireToken(tokens: () => (string | undefined)[], what: string) {
 const json = express.json({ limit: BODY_LIMIT, strict: true });
 function requireJson(req: Request, res: Response, next: NextFunction): void {
   if (!req.is('application/json')) {
-    sendError(res, 415, 'unsupported_media_type', 'send the body as JSON with Content-Type: application/json');
+    sendError(
+      res,
+      415,
+      'unsupported_media_type',
+      'send the body as JSON with Content-Type: application/json',
+    );
     return;
   }
   next();
@@ -119,7 +124,11 @@ export function apiRouter(options: ApiOptions): Router {
   });
 
   router.put('/api/exclusions', adminAuth, requireJson, json, async (req, res) => {
-    const result = await changeExclusions(deps, { op: 'replace', exclusions: req.body }, { id: 'api:admin', platform: 'api' });
+    const result = await changeExclusions(
+      deps,
+      { op: 'replace', exclusions: req.body },
+      { id: 'api:admin', platform: 'api' },
+    );
     if (!result.ok) {
       sendError(res, 403, result.code, result.message);
       return;

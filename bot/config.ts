@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { formatPath } from '../core/validation.js';
 import { type Policy, policySchema } from '../core/policy.js';
+import { formatPath } from '../core/validation.js';
 
 /** Start-up stopped because of bad configuration; the message lists every problem and its fix. */
 export class ConfigError extends Error {
@@ -17,13 +17,18 @@ export class ConfigError extends Error {
 const blankAsUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess(blankAsUndefined, schema.optional());
 const withDefault = <T extends z.ZodType>(schema: T, value: z.input<T>) =>
-  z.preprocess(blankAsUndefined, schema.default(value as never));
+  z.preprocess(blankAsUndefined, schema.prefault(value as never));
 
 const httpUrl = (hint: string) =>
-  z.url({ protocol: /^https?$/, error: `must be an http(s) URL, ${hint}` }).transform((u) => u.replace(/\/+$/, ''));
+  z
+    .url({ protocol: /^https?$/, error: `must be an http(s) URL, ${hint}` })
+    .transform((u) => u.replace(/\/+$/, ''));
 const httpsUrl = (hint: string) =>
-  z.url({ protocol: /^https$/, error: `must be an https URL, ${hint}` }).transform((u) => u.replace(/\/+$/, ''));
-const secret = (what: string) => z.string().min(16, `is too short: use at least 16 random characters for ${what}`);
+  z
+    .url({ protocol: /^https$/, error: `must be an https URL, ${hint}` })
+    .transform((u) => u.replace(/\/+$/, ''));
+const secret = (what: string) =>
+  z.string().min(16, `is too short: use at least 16 random characters for ${what}`);
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -32,7 +37,10 @@ const envSchema = z.object({
   PORT: withDefault(z.coerce.number().int().min(0).max(65_535), 3978),
   HOST: optional(z.string()),
   REDIS_URL: optional(
-    z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0' }),
+    z.url({
+      protocol: /^rediss?$/,
+      error: 'must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0',
+    }),
   ),
   REDIS_KEY_PREFIX: withDefault(
     z.string().regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'must be 1-64 letters, digits or ":_.-" (e.g. mdr:)'),
@@ -42,23 +50,37 @@ const envSchema = z.object({
   POLICY_FILE: optional(z.string()),
   INGEST_TOKEN: optional(secret('the ingest bearer token')),
   ADMIN_TOKEN: optional(secret('the admin bearer token')),
-  SLACK_BOT_TOKEN: optional(z.string().regex(/^xoxb-/, 'must be a bot token starting with xoxb- (Slack app > OAuth & Permissions)')),
-  SLACK_SIGNING_SECRET: optional(z.string().min(8, 'looks wrong: copy it from Slack app > Basic Information > Signing Secret')),
+  SLACK_BOT_TOKEN: optional(
+    z.string().regex(/^xoxb-/, 'must be a bot token starting with xoxb- (Slack app > OAuth & Permissions)'),
+  ),
+  SLACK_SIGNING_SECRET: optional(
+    z.string().min(8, 'looks wrong: copy it from Slack app > Basic Information > Signing Secret'),
+  ),
   SLACK_API_URL: withDefault(httpUrl('e.g. https://slack.com/api/'), 'https://slack.com/api/'),
   MicrosoftAppId: optional(z.string()),
   MicrosoftAppPassword: optional(z.string()),
   MicrosoftAppType: optional(
-    z.enum(['MultiTenant', 'SingleTenant', 'UserAssignedMSI'], { error: 'must be MultiTenant, SingleTenant or UserAssignedMSI' }),
+    z.enum(['MultiTenant', 'SingleTenant', 'UserAssignedMSI'], {
+      error: 'must be MultiTenant, SingleTenant or UserAssignedMSI',
+    }),
   ),
   MicrosoftAppTenantId: optional(z.string()),
   DEFENDER_TENANT_ID: optional(z.string()),
   DEFENDER_CLIENT_ID: optional(z.string()),
   DEFENDER_CLIENT_SECRET: optional(z.string()),
-  AZURE_AUTHORITY_HOST: withDefault(httpsUrl('e.g. https://login.microsoftonline.com'), 'https://login.microsoftonline.com'),
-  DEFENDER_API_URL: withDefault(httpUrl('e.g. https://api.security.microsoft.com'), 'https://api.security.microsoft.com'),
+  AZURE_AUTHORITY_HOST: withDefault(
+    httpsUrl('e.g. https://login.microsoftonline.com'),
+    'https://login.microsoftonline.com',
+  ),
+  DEFENDER_API_URL: withDefault(
+    httpUrl('e.g. https://api.security.microsoft.com'),
+    'https://api.security.microsoft.com',
+  ),
   GRAPH_API_URL: withDefault(httpUrl('e.g. https://graph.microsoft.com'), 'https://graph.microsoft.com'),
   DRY_RUN: withDefault(bool, 'false'),
-  GRAPH_POLL_SECONDS: optional(z.coerce.number().int().min(30, 'must be at least 30 (Graph allows 150 requests a minute)')),
+  GRAPH_POLL_SECONDS: optional(
+    z.coerce.number().int().min(30, 'must be at least 30 (Graph allows 150 requests a minute)'),
+  ),
   LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
   PUBLIC_URL: optional(httpUrl('the address users reach the bot at, e.g. https://mdr-bot.example.com')),
 });
@@ -94,7 +116,10 @@ export interface Config {
 
 /** The demo policy of local mode: a demo expert and admin, and a few exclusions to see them at work. */
 export const DEMO_POLICY: Policy = {
-  roles: { experts: ['slack:U0EXPERT1', 'teams:00000000-0000-0000-0000-0000000e0001', 'preview:expert'], admins: ['slack:U0ADMIN1', 'preview:admin'] },
+  roles: {
+    experts: ['slack:U0EXPERT1', 'teams:00000000-0000-0000-0000-0000000e0001', 'preview:expert'],
+    admins: ['slack:U0ADMIN1', 'preview:admin'],
+  },
   exclusions: {
     devices: [{ group: 'Finance-Servers' }, { tag: 'VIP' }],
     users: [{ upn: 'ceo@contoso.com' }, { group: 'Executives' }],
@@ -124,16 +149,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   if (e.MicrosoftAppId && !e.MicrosoftAppPassword && e.MicrosoftAppType !== 'UserAssignedMSI') {
-    problems.push('MicrosoftAppPassword: is required when MicrosoftAppId is set (the bot registration client secret)');
+    problems.push(
+      'MicrosoftAppPassword: is required when MicrosoftAppId is set (the bot registration client secret)',
+    );
   }
   if (e.MicrosoftAppType === 'SingleTenant' && !e.MicrosoftAppTenantId) {
     problems.push('MicrosoftAppTenantId: is required when MicrosoftAppType is SingleTenant');
   }
-  const defenderSet = [e.DEFENDER_TENANT_ID, e.DEFENDER_CLIENT_ID, e.DEFENDER_CLIENT_SECRET].filter(Boolean).length;
-  if (e.DEFENDER_CLIENT_SECRET && (!e.DEFENDER_TENANT_ID || !e.DEFENDER_CLIENT_ID)) {
-    problems.push('DEFENDER_TENANT_ID and DEFENDER_CLIENT_ID: are required with DEFENDER_CLIENT_SECRET (the app registration that acts)');
-  } else if (e.DEFENDER_CLIENT_ID && !e.DEFENDER_TENANT_ID) {
-    problems.push('DEFENDER_TENANT_ID: is required with DEFENDER_CLIENT_ID');
+  const defenderSet = [e.DEFENDER_TENANT_ID, e.DEFENDER_CLIENT_ID, e.DEFENDER_CLIENT_SECRET].filter(
+    Boolean,
+  ).length;
+  if ((e.DEFENDER_CLIENT_SECRET || e.DEFENDER_CLIENT_ID) && !e.DEFENDER_TENANT_ID) {
+    problems.push(
+      'DEFENDER_TENANT_ID: is required with DEFENDER_CLIENT_ID / DEFENDER_CLIENT_SECRET (the Entra tenant of the app registration that acts)',
+    );
+  }
+  if (e.DEFENDER_CLIENT_SECRET && !e.DEFENDER_CLIENT_ID) {
+    problems.push(
+      'DEFENDER_CLIENT_ID: is required with DEFENDER_CLIENT_SECRET (the application (client) id of the app registration)',
+    );
   }
 
   let policy: Policy = DEMO_POLICY;
@@ -146,9 +180,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const slack = e.SLACK_BOT_TOKEN && e.SLACK_SIGNING_SECRET
-    ? { botToken: e.SLACK_BOT_TOKEN, signingSecret: e.SLACK_SIGNING_SECRET, apiUrl: `${e.SLACK_API_URL}/` }
-    : undefined;
+  const slack =
+    e.SLACK_BOT_TOKEN && e.SLACK_SIGNING_SECRET
+      ? { botToken: e.SLACK_BOT_TOKEN, signingSecret: e.SLACK_SIGNING_SECRET, apiUrl: `${e.SLACK_API_URL}/` }
+      : undefined;
   const defender =
     defenderSet > 0
       ? {
@@ -164,10 +199,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return {
     port: e.PORT,
     host: e.HOST,
-    redis: e.REDIS_URL ? { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX, cluster: e.REDIS_CLUSTER } : undefined,
+    redis: e.REDIS_URL
+      ? { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX, cluster: e.REDIS_CLUSTER }
+      : undefined,
     keyPrefix: e.REDIS_KEY_PREFIX,
     policyFile: e.POLICY_FILE,
-    policy: e.POLICY_FILE ? policy : localMode ? DEMO_POLICY : { ...DEMO_POLICY, roles: { experts: [], admins: [] }, exclusions: { devices: [], users: [] } },
+    policy: e.POLICY_FILE
+      ? policy
+      : localMode
+        ? DEMO_POLICY
+        : { ...DEMO_POLICY, roles: { experts: [], admins: [] }, exclusions: { devices: [], users: [] } },
     ingestToken: e.INGEST_TOKEN,
     adminToken: e.ADMIN_TOKEN,
     slack,
@@ -192,7 +233,9 @@ export function loadPolicyFile(path: string): Policy {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new Error(`cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    throw new Error(
+      `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
   }
   return parsePolicy(text, path);
 }

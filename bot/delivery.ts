@@ -1,6 +1,6 @@
+import type { JobQueue } from '../adapters/job-queue.js';
 import type { IncidentState, Task } from '../core/model.js';
 import type { ActionStore, Clock, Notifier } from '../core/ports.js';
-import type { JobQueue } from '../adapters/job-queue.js';
 import type { Logger } from './logger.js';
 
 /** Posts an incident's card on one platform, or updates the one already posted. */
@@ -58,9 +58,13 @@ export class DeliveryNotifier implements Notifier {
 
   async taskOverdue(task: Task): Promise<void> {
     for (const publisher of this.publishers) {
-      await this.queue.add(REMIND_POST_JOB, { task, platform: publisher.platform }, {
-        id: `remind-post-${publisher.platform}-${task.id}-${Math.floor(this.clock.now().getTime() / 60_000)}`,
-      });
+      await this.queue.add(
+        REMIND_POST_JOB,
+        { task, platform: publisher.platform },
+        {
+          id: `remind-post-${publisher.platform}-${task.id}-${Math.floor(this.clock.now().getTime() / 60_000)}`,
+        },
+      );
     }
   }
 }
@@ -81,7 +85,8 @@ export async function runDelivery(
   const publisher = publishers.find((p) => p.platform === job.platform);
   if (!publisher) return;
   const lease = `deliver:${job.platform}:${job.incidentId}`;
-  if (!(await store.tryLock(lease, 60_000))) throw new DeliveryBusyError(`delivery of ${job.incidentId} to ${job.platform} is busy`);
+  if (!(await store.tryLock(lease, 60_000)))
+    throw new DeliveryBusyError(`delivery of ${job.incidentId} to ${job.platform} is busy`);
   try {
     const state = await store.getIncident(job.incidentId);
     if (!state) {

@@ -42,9 +42,17 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (error instanceof StoreUnavailableError) {
-      logger.warn({ path: req.path, err: error.message }, 'state store unreachable: answered 503, the caller should retry');
+      logger.warn(
+        { path: req.path, err: error.message },
+        'state store unreachable: answered 503, the caller should retry',
+      );
       res.setHeader('Retry-After', '5');
-      sendError(res, 503, 'store_unavailable', 'the state store is unreachable; nothing was accepted, retry later');
+      sendError(
+        res,
+        503,
+        'store_unavailable',
+        'the state store is unreachable; nothing was accepted, retry later',
+      );
       return;
     }
     if (error instanceof MdrError && error.code === 'not_found') {

@@ -1,13 +1,28 @@
-import type { JobQueue } from '../adapters/job-queue.js';
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
+import type { JobQueue } from '../adapters/job-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
 import { systemClock } from '../adapters/system-clock.js';
 import { executeAction } from '../core/execute-action.js';
-import type { ActionStore, AssetDirectory, Clock, CoreDeps, CoreJob, JobScheduler, ResponseExecutor } from '../core/ports.js';
+import type {
+  ActionStore,
+  AssetDirectory,
+  Clock,
+  CoreDeps,
+  CoreJob,
+  JobScheduler,
+  ResponseExecutor,
+} from '../core/ports.js';
 import { remindTask } from '../core/remind-task.js';
 import type { Config } from './config.js';
-import { type CardPublisher, DELIVER_JOB, type DeliverJob, DeliveryNotifier, REMIND_POST_JOB, runDelivery } from './delivery.js';
+import {
+  type CardPublisher,
+  DELIVER_JOB,
+  type DeliverJob,
+  DeliveryNotifier,
+  REMIND_POST_JOB,
+  runDelivery,
+} from './delivery.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 
@@ -51,11 +66,17 @@ class QueueScheduler implements JobScheduler {
 
   async schedule(job: CoreJob): Promise<void> {
     if (job.kind === 'execute') {
-      await this.queue.add(EXECUTE_JOB, job, { id: `execute-${job.incidentId}-${job.actionId}`, attempts: 3 });
+      await this.queue.add(EXECUTE_JOB, job, {
+        id: `execute-${job.incidentId}-${job.actionId}`,
+        attempts: 3,
+      });
       return;
     }
     const delayMs = Math.max(0, new Date(job.dueAt).getTime() - this.clock.now().getTime());
-    await this.queue.add(REMIND_JOB, job, { id: `remind-${job.incidentId}-${job.actionId}-${job.dueAt}`, delayMs });
+    await this.queue.add(REMIND_JOB, job, {
+      id: `remind-${job.incidentId}-${job.actionId}-${job.dueAt}`,
+      delayMs,
+    });
   }
 }
 
@@ -93,7 +114,10 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     track(EXECUTE_JOB, async (data) => {
       const { incidentId, actionId } = data as { incidentId: string; actionId: string };
       const result = await executeAction(deps, { incidentId, actionId });
-      logger.info({ incidentId, actionId, result: result.status === 'done' ? result.action.state : result.reason }, 'execute job finished');
+      logger.info(
+        { incidentId, actionId, result: result.status === 'done' ? result.action.state : result.reason },
+        'execute job finished',
+      );
     }),
   );
   queue.process(

@@ -20,7 +20,8 @@ export function createHttpApp(runtime: Runtime, mounts: Mounts = {}): Express {
   app.use((req, res, next) => {
     const stop = metrics.httpDuration.startTimer();
     res.on('finish', () => {
-      const route = (req.route?.path as string | undefined) ?? (res.statusCode === 404 ? 'unmatched' : req.path);
+      const route =
+        (req.route?.path as string | undefined) ?? (res.statusCode === 404 ? 'unmatched' : req.path);
       metrics.httpRequests.inc({ route, status: String(res.statusCode) });
       stop({ route });
     });

@@ -67,7 +67,12 @@ export interface Harness {
 
 /** Core dependencies on local adapters with recording fakes of the outward ports. */
 export function coreHarness(
-  overrides: { policy?: Partial<PolicyView>; store?: ActionStore; directory?: AssetDirectory; executor?: ResponseExecutor } = {},
+  overrides: {
+    policy?: Partial<PolicyView>;
+    store?: ActionStore;
+    directory?: AssetDirectory;
+    executor?: ResponseExecutor;
+  } = {},
 ): Harness {
   const store = overrides.store ?? new MemoryStore();
   const executor = new DryRunExecutor();
@@ -88,5 +93,7 @@ export function coreHarness(
 
 /** The sample ingest body (the reference Graph incident plus a managed-response block), fresh each call. */
 export function sampleIngestBody(): Record<string, any> {
-  return JSON.parse(readFileSync(new URL('../fixtures/ingest/sample-incident.json', import.meta.url), 'utf8'));
+  return JSON.parse(
+    readFileSync(new URL('../fixtures/ingest/sample-incident.json', import.meta.url), 'utf8'),
+  );
 }

@@ -166,9 +166,11 @@ describe('approve, reject, execute', () => {
         ...h.deps,
         executor: {
           dryRun: false,
-          execute: async (_a, ctx) => (
-            await ctx.checkpoint('machine-action-1'), checkpointed(), new Promise(() => {})
-          ),
+          execute: async (_a, ctx) => {
+            await ctx.checkpoint('machine-action-1');
+            checkpointed();
+            return new Promise(() => {});
+          },
         },
       },
       ref('act-1'),
@@ -184,7 +186,10 @@ describe('approve, reject, execute', () => {
         ...h.deps,
         executor: {
           dryRun: false,
-          execute: async (a) => (seen.push(a.externalId), { ok: true, detail: 'Defender: Succeeded' }),
+          execute: async (a) => {
+            seen.push(a.externalId);
+            return { ok: true, detail: 'Defender: Succeeded' };
+          },
         },
       },
       ref('act-1'),

@@ -1,0 +1,98 @@
+import { createAzureCredential } from '../adapters/azure-credential.js';
+import { BullMqQueue } from '../adapters/bullmq-queue.js';
+import { DefenderAssetDirectory } from '../adapters/defender-directory.js';
+import { DefenderExecutor } from '../adapters/defender-executor.js';
+import { DryRunExecutor } from '../adapters/dry-run-executor.js';
+import type { JobQueue } from '../adapters/job-queue.js';
+import { LocalQueue } from '../adapters/local-queue.js';
+import { MemoryStore } from '../adapters/memory-store.js';
+import { RedisStore } from '../adapters/redis-store.js';
+import { StaticAssetDirectory } from '../adapters/static-directory.js';
+import type { ActionStore, AssetDirectory, ResponseExecutor } from '../core/ports.js';
+import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+import { assembleRuntime, type Runtime, type RuntimeParts } from './runtime.js';
+
+/** Local mode's demo user groups, so the `Executives` exclusion of the demo policy has members. */
+const DEMO_GROUPS: Record<string, string[]> = { 'ceo@contoso.com': ['Executives'] };
+
+/**
+ * Build the runtime the configuration asks for: Redis + BullMQ when `REDIS_URL` is set (else memory and
+ * an in-process queue), Defender/Graph when an app registration is configured and `DRY_RUN` is off
+ * (else the dry-run executor). `parts` replace any of them (tests).
+ */
+export function buildRuntime(config: Config, logger: Logger, parts: Partial<RuntimeParts> = {}): Runtime {
+  let store: ActionStore;
+  let queue: JobQueue;
+  if (config.redis) {
+    store = parts.store ?? new RedisStore({ url: config.redis.url }, config.redis.keyPrefix);
+    queue =
+      parts.queue ?? new BullMqQueue({ url: config.redis.url, keyPrefix: config.redis.keyPrefix, logger });
+  } else {
+    store = parts.store ?? new MemoryStore();
+    queue = parts.queue ?? new LocalQueue({ logger });
+  }
+
+  let executor: ResponseExecutor;
+  let directory: AssetDirectory;
+  if (config.defender) {
+    const credential = createAzureCredential(config.defender);
+    const endpoints = {
+      credential,
+      defenderApiUrl: config.defender.apiUrl,
+      graphApiUrl: config.defender.graphUrl,
+      logger,
+    };
+    directory = parts.directory ?? new DefenderAssetDirectory(endpoints);
+    executor = parts.executor ?? (config.dryRun ? new DryRunExecutor() : new DefenderExecutor(endpoints));
+  } else {
+    directory = parts.directory ?? new StaticAssetDirectory(config.localMode ? DEMO_GROUPS : {});
+    executor = parts.executor ?? new DryRunExecutor();
+  }
+
+  return assembleRuntime(config, logger, {
+    ...parts,
+    store,
+    storeKind: config.redis ? 'redis' : 'memory',
+    queue,
+    executor,
+    directory,
+  });
+}
+
+/** One line per capability: what runs, what is off and why, and what is not durable. */
+export function describeRuntime(runtime: Runtime): string[] {
+  const { config } = runtime;
+  const lines = [
+    config.redis
+      ? `store: Redis (${redactUrl(config.redis.url)}, prefix ${config.redis.keyPrefix}), jobs: BullMQ`
+      : 'store: in memory, jobs: in process. NOT durable: state is lost on restart and cannot be shared by replicas (set REDIS_URL)',
+    runtime.executor.dryRun
+      ? 'executor: dry run: actions are recorded, nothing is called in Defender or Graph'
+      : `executor: Defender ${config.defender?.apiUrl} and Graph ${config.defender?.graphUrl}`,
+    config.slack
+      ? `slack: on, cards to channel ${config.policy.channels.slack ?? '(none: set channels.slack in the policy)'}`
+      : 'slack: off (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)',
+    config.teams.authEnabled
+      ? `teams: on, app ${config.teams.appId}`
+      : 'teams: open to loopback only, without authentication (set MicrosoftAppId for a real tenant)',
+    config.ingestToken ? 'ingest API: on' : 'ingest API: off (set INGEST_TOKEN)',
+    config.adminToken ? 'exclusions API: on' : 'exclusions API: off (set ADMIN_TOKEN)',
+    config.policyFile
+      ? `policy: ${config.policyFile}`
+      : config.localMode
+        ? 'policy: built-in demo policy'
+        : 'policy: none (set POLICY_FILE): nobody may approve',
+  ];
+  return lines;
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis';
+  }
+}

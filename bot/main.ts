@@ -1,0 +1,54 @@
+import type { AddressInfo } from 'node:net';
+import { buildRuntime, describeRuntime } from './compose.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { createHttpApp } from './server.js';
+
+/** Process entry: configuration, runtime, one HTTP port, graceful stop on SIGINT/SIGTERM. */
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(
+        `${error.message}\nThe bot did not start. Fix the values above (see README.md, Configuration).\n`,
+      );
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+  const runtime = buildRuntime(config, logger);
+  const app = createHttpApp(runtime);
+  await runtime.queue.start();
+
+  const server = app.listen(config.port, config.host ?? '::');
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  for (const line of describeRuntime(runtime)) logger.info(line);
+  const url = `http://localhost:${port}/`;
+  logger.info(
+    { port },
+    config.localMode ? `local mode: open ${url} to see the cards` : `listening on port ${port}`,
+  );
+
+  const stop = async (signal: string) => {
+    logger.info({ signal }, 'stopping');
+    server.close();
+    await runtime.close().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `The bot could not start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(1);
+});

@@ -1,0 +1,61 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../support/redis-server.js';
+
+const root = new URL('../../', import.meta.url).pathname;
+let child: ChildProcess | undefined;
+
+afterEach(() => {
+  child?.kill('SIGTERM');
+  child = undefined;
+});
+
+async function waitForHealth(url: string, deadlineMs: number): Promise<Response> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await fetch(url);
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+describe('npm start', () => {
+  it('starts with an empty environment and answers /healthz', async () => {
+    const port = await freePort();
+    child = spawn('npm', ['start', '--silent'], {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/tmp',
+        PORT: String(port),
+        HOST: '127.0.0.1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout?.on('data', (d) => (output += d));
+    child.stderr?.on('data', (d) => (output += d));
+    const res = await waitForHealth(`http://127.0.0.1:${port}/healthz`, 25_000);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok' });
+    expect(output).toContain('NOT durable');
+    expect(output).toContain(`local mode: open http://localhost:${port}/`);
+  });
+
+  it('stops at once with a message naming the bad variable', async () => {
+    child = spawn('npm', ['start', '--silent'], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', SLACK_BOT_TOKEN: 'xoxb-1-2-3' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d) => (stderr += d));
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(2);
+    expect(stderr).toContain('SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set');
+  });
+});

@@ -1,0 +1,129 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../../bot/config.js';
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error('expected the configuration to be refused');
+}
+
+function policyFile(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mdr-policy-'));
+  const path = join(dir, 'policy.yaml');
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('loadConfig', () => {
+  it('runs the embedded default with an empty environment', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 3978,
+      localMode: true,
+      dryRun: true,
+      keyPrefix: 'mdr:',
+      teams: { authEnabled: false },
+    });
+    expect(config.redis).toBeUndefined();
+    expect(config.slack).toBeUndefined();
+    expect(config.policy.roles.experts.length).toBeGreaterThan(0);
+  });
+
+  it('refuses each bad value, naming the variable', () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ PORT: 'eighty' }, 'PORT'],
+      [{ PORT: '70000' }, 'PORT'],
+      [{ REDIS_URL: 'http://127.0.0.1:6379' }, 'REDIS_URL'],
+      [{ REDIS_KEY_PREFIX: 'has space' }, 'REDIS_KEY_PREFIX'],
+      [{ SLACK_BOT_TOKEN: 'xoxb-123' }, 'SLACK_SIGNING_SECRET'],
+      [{ SLACK_SIGNING_SECRET: 'abcdef0123456789' }, 'SLACK_BOT_TOKEN'],
+      [{ SLACK_BOT_TOKEN: 'xoxp-user-token', SLACK_SIGNING_SECRET: 'abcdef0123456789' }, 'SLACK_BOT_TOKEN'],
+      [{ SLACK_API_URL: 'not a url' }, 'SLACK_API_URL'],
+      [{ MicrosoftAppId: '00000000-0000-0000-0000-000000000001' }, 'MicrosoftAppPassword'],
+      [
+        { MicrosoftAppType: 'SingleTenant', MicrosoftAppId: 'x', MicrosoftAppPassword: 'y' },
+        'MicrosoftAppTenantId',
+      ],
+      [{ MicrosoftAppType: 'Personal' }, 'MicrosoftAppType'],
+      [{ DEFENDER_CLIENT_SECRET: 's3cret' }, 'DEFENDER_TENANT_ID'],
+      [{ AZURE_AUTHORITY_HOST: 'http://login.example' }, 'AZURE_AUTHORITY_HOST'],
+      [{ DEFENDER_API_URL: 'ftp://x' }, 'DEFENDER_API_URL'],
+      [{ GRAPH_API_URL: 'nope' }, 'GRAPH_API_URL'],
+      [{ DRY_RUN: 'maybe' }, 'DRY_RUN'],
+      [{ GRAPH_POLL_SECONDS: '5' }, 'GRAPH_POLL_SECONDS'],
+      [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+      [{ INGEST_TOKEN: 'short' }, 'INGEST_TOKEN'],
+      [{ ADMIN_TOKEN: 'short' }, 'ADMIN_TOKEN'],
+      [{ POLICY_FILE: '/nonexistent/policy.yaml' }, 'POLICY_FILE'],
+    ];
+    for (const [env, variable] of cases) {
+      const problems = problemsOf(env);
+      expect(problems.join('\n'), JSON.stringify(env)).toMatch(new RegExp(`^${variable}:`, 'm'));
+    }
+  });
+
+  it('lists every problem at once', () => {
+    const problems = problemsOf({ PORT: 'x', LOG_LEVEL: 'loud', DRY_RUN: 'maybe' });
+    expect(problems).toHaveLength(3);
+    expect(String(new ConfigError(problems).message)).toMatch(/Invalid configuration:\n {2}- /);
+  });
+
+  it('says how to fix a half-configured Slack', () => {
+    const [problem] = problemsOf({ SLACK_BOT_TOKEN: 'xoxb-1-2-3' });
+    expect(problem).toContain('Signing Secret');
+    expect(problem).toContain('set both or neither');
+  });
+
+  it('loads a policy file and names the bad field of a broken one', () => {
+    const good = policyFile(`
+roles:
+  experts: [slack:U0EXPERT1, teams:6f2c0a4e-aad-object-id]
+  admins: [slack:U0ADMIN1]
+exclusions:
+  devices:
+    - id: 1e5bc9d7e413ddd7902c2932e418702b84d0cc07
+    - name: dc01.contoso.com
+    - group: Domain Controllers
+    - tag: VIP
+  users:
+    - upn: ceo@contoso.com
+    - group: Executives
+channels:
+  slack: C0SOC
+  teams: "19:abc@thread.tacv2"
+reminders:
+  pendingTaskHours: 12
+`);
+    const config = loadConfig({ POLICY_FILE: good });
+    expect(config.policy.exclusions.devices).toHaveLength(4);
+    expect(config.policy.channels).toEqual({ slack: 'C0SOC', teams: '19:abc@thread.tacv2' });
+    expect(config.policy.reminders.pendingTaskHours).toBe(12);
+
+    const bad = policyFile('roles:\n  experts: [U0EXPERT1]\nexclusions:\n  devices:\n    - hostname: x\n');
+    const problems = problemsOf({ POLICY_FILE: bad });
+    expect(problems[0]).toMatch(/^POLICY_FILE: .*roles\.experts\[0\]: must be "slack:<user id>"/);
+    expect(problems[0]).toContain('exclusions.devices[0]');
+    expect(problemsOf({ POLICY_FILE: policyFile('roles: [unclosed') })[0]).toContain('not valid YAML');
+  });
+
+  it('keeps Slack settings and trims the API URL', () => {
+    const config = loadConfig({
+      SLACK_BOT_TOKEN: 'xoxb-1-2-3',
+      SLACK_SIGNING_SECRET: 'abcdef0123456789',
+      SLACK_API_URL: 'http://127.0.0.1:9/api/',
+    });
+    expect(config.slack).toEqual({
+      botToken: 'xoxb-1-2-3',
+      signingSecret: 'abcdef0123456789',
+      apiUrl: 'http://127.0.0.1:9/api/',
+    });
+    expect(config.localMode).toBe(false);
+  });
+});
