@@ -30,6 +30,10 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
   const loaded = await deps.store.loadForDecision(ref.incidentId, ref.actionId);
   if (!loaded) return refuse(deps, actor, event, ref, 'not_found', 'no such incident or action');
   const { incident, action } = loaded;
+  if (action.state === 'customerPending' && action.excludedBy) {
+    const message = `${assetName(action)} is excluded by ${action.excludedBy}: this is now a task for your team`;
+    return refuse(deps, actor, event, ref, 'asset_excluded', message, action);
+  }
   if (action.state !== 'proposed') {
     return refuse(deps, actor, event, ref, 'already_handled', describeHandled(action), action);
   }
@@ -91,4 +95,11 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
   await deps.jobs.schedule({ kind: 'execute', ...ref });
   await deps.notifier.incidentChanged(ref.incidentId);
   return result;
+}
+
+function assetName(action: {
+  target: { deviceName?: string; upn?: string; recipient?: string; deviceId?: string; userId?: string };
+}): string {
+  const t = action.target;
+  return t.deviceName ?? t.upn ?? t.recipient ?? t.deviceId ?? t.userId ?? 'the asset';
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import { applyExclusions } from './apply-exclusions.js';
 import { type Actor, auditEntry } from './decisions.js';
-import type { DeviceRule, Exclusions, UserRule } from './model.js';
+import type { ActionRecord, DeviceRule, Exclusions, UserRule } from './model.js';
 import { describeDeviceRule, describeUserRule, exclusionsSchema, rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 import { parseOrThrow } from './validation.js';
@@ -14,7 +15,7 @@ export type ExclusionChange =
   | { op: 'replace'; exclusions: unknown };
 
 export type ExclusionResult =
-  | { ok: true; exclusions: Exclusions; changed: boolean; rule?: string }
+  | { ok: true; exclusions: Exclusions; changed: boolean; rule?: string; movedToCustomer: ActionRecord[] }
   | { ok: false; code: 'not_admin'; message: string };
 
 const valueSchema = z.string().trim().min(1, 'is empty').max(256, 'is longer than 256 characters');
@@ -79,7 +80,8 @@ export async function changeExclusions(
     next,
     auditEntry(deps, actor, event, 'ok', described ?? JSON.stringify(next)),
   );
-  return { ok: true, exclusions: next, changed, ...(described ? { rule: described } : {}) };
+  const movedToCustomer = changed ? await applyExclusions(deps, next, actor) : [];
+  return { ok: true, exclusions: next, changed, movedToCustomer, ...(described ? { rule: described } : {}) };
 }
 
 /** The exclusions in force: changed at run time, else the policy file's. */

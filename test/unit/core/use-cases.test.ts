@@ -87,23 +87,42 @@ describe('approve, reject, execute', () => {
     });
   });
 
-  it('turns an approval on an asset excluded after ingest into a customer task', async () => {
+  it('makes proposed actions on a newly excluded asset customer tasks at once, and refuses their approval', async () => {
     const h = coreHarness();
     await ingestIncident(h.deps, sampleIngestBody(), INGEST);
-    await changeExclusions(
+    const change = await changeExclusions(
       h.deps,
       { op: 'add', kind: 'device', value: 'FIN-WKS-0142.corp.contoso.com' },
       ADMIN,
     );
+    expect(change.ok && change.movedToCustomer.map((a) => a.id)).toEqual(['act-1', 'act-4']);
     const decision = await approveAction(h.deps, ref('act-1'), EXPERT);
     expect(decision).toMatchObject({
       ok: false,
       code: 'asset_excluded',
       message:
         'fin-wks-0142.corp.contoso.com is excluded by device name FIN-WKS-0142.corp.contoso.com: this is now a task for your team',
+    });
+    expect((await h.store.listTasks('pending')).map((t) => t.id)).toEqual(['48213:act-1', '48213:act-4']);
+  });
+
+  it('turns an approval into a customer task when the user joined an excluded group after ingest', async () => {
+    const groups: Record<string, string[]> = {};
+    const h = coreHarness({
+      directory: new StaticAssetDirectory(groups),
+      policy: { exclusions: { devices: [], users: [{ group: 'Executives' }] } },
+    });
+    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    groups['alex.vance@contoso.com'] = ['Executives'];
+    const decision = await approveAction(h.deps, ref('act-6'), EXPERT);
+    expect(decision).toMatchObject({
+      ok: false,
+      code: 'asset_excluded',
+      message:
+        'alex.vance@contoso.com is excluded by user group Executives: this is now a task for your team',
       action: { state: 'customerPending' },
     });
-    expect((await h.store.listTasks('pending')).map((t) => t.id)).toEqual(['48213:act-1']);
+    expect(h.jobs.jobs.filter((j) => j.kind === 'execute')).toEqual([]);
   });
 
   it('refuses, fail-closed, when group membership cannot be read, and says why on the action', async () => {

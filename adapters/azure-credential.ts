@@ -1,0 +1,60 @@
+import { ClientSecretCredential, DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+
+/** The public cloud's authority; any other one (sovereign cloud, test server) skips instance discovery. */
+export const PUBLIC_AUTHORITY_HOST = 'https://login.microsoftonline.com';
+
+/** What the app registration used to act is configured with (`DEFENDER_*`, `AZURE_AUTHORITY_HOST`). */
+export interface AzureCredentialConfig {
+  tenantId?: string;
+  clientId?: string;
+  /** Set: client-credentials flow. Unset: managed or workload identity (DefaultAzureCredential). */
+  clientSecret?: string;
+  authorityHost?: string;
+}
+
+/**
+ * One `TokenCredential` for Defender and Graph. The library caches tokens per scope, so callers ask for
+ * a token on every request. Secrets are handed to the library only, never logged.
+ */
+export function createAzureCredential(config: AzureCredentialConfig): TokenCredential {
+  const authorityHost = (config.authorityHost ?? PUBLIC_AUTHORITY_HOST).replace(/\/+$/, '');
+  if (config.clientSecret) {
+    if (!config.tenantId || !config.clientId) {
+      throw new Error(
+        'DEFENDER_CLIENT_SECRET is set: DEFENDER_TENANT_ID and DEFENDER_CLIENT_ID are needed too',
+      );
+    }
+    return new ClientSecretCredential(config.tenantId, config.clientId, config.clientSecret, {
+      authorityHost,
+      // MSAL's instance discovery always asks the public cloud, which fails for any other authority.
+      disableInstanceDiscovery: authorityHost !== PUBLIC_AUTHORITY_HOST,
+    });
+  }
+  return new DefaultAzureCredential({
+    authorityHost,
+    ...(config.tenantId ? { tenantId: config.tenantId } : {}),
+    ...(config.clientId
+      ? { managedIdentityClientId: config.clientId, workloadIdentityClientId: config.clientId }
+      : {}),
+  });
+}
+
+/** MDE hosts (global, geo and legacy aliases) whose tokens are issued for the WindowsDefenderATP app. */
+const MDE_GLOBAL_HOST =
+  /^(?:[a-z]+\.)?api\.security\.microsoft\.com$|^api(?:-[a-z]+)?\.securitycenter\.microsoft\.com$/;
+/** US government MDE hosts: the scope is the securitycenter host (community code; docs list hosts only). */
+const MDE_GOV_HOST = /^api-(gcc|gov)\.(?:security|securitycenter)\.microsoft\.us$/;
+
+/**
+ * The `.default` scope for an API base URL: MDE's public hosts map to
+ * `https://api.securitycenter.microsoft.com/.default`, every other host (Graph, sovereign clouds, test
+ * servers) to `<origin>/.default`. Any path prefix of the base URL is ignored.
+ */
+export function scopeFor(baseUrl: string): string {
+  const url = new URL(baseUrl);
+  const host = url.hostname.toLowerCase();
+  if (MDE_GLOBAL_HOST.test(host)) return 'https://api.securitycenter.microsoft.com/.default';
+  const gov = MDE_GOV_HOST.exec(host);
+  if (gov) return `https://api-${gov[1]}.securitycenter.microsoft.us/.default`;
+  return `${url.origin}/.default`;
+}

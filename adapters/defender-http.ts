@@ -1,0 +1,287 @@
+import type { TokenCredential } from '@azure/identity';
+import { scopeFor } from './azure-credential.js';
+
+/** The few pino methods the Defender adapters log with (a pino logger fits). */
+export interface AdapterLogger {
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
+
+const silentLogger: AdapterLogger = { info: () => {}, warn: () => {} };
+
+/** Bounded retry settings shared by the Defender executor and directory. */
+export interface RetryOptions {
+  /** Retries after the first attempt for 429, 5xx and network errors (default 3). */
+  maxRetries?: number;
+  /** First back-off wait; doubled on each retry, capped at 30 s (default 1000 ms). */
+  retryBaseMs?: number;
+  /** A `Retry-After` longer than this is not waited for: the call fails (default 120 s). */
+  maxRetryAfterMs?: number;
+  /** Per-request time limit (default 30 s). */
+  requestTimeoutMs?: number;
+  /** Injectable for tests. */
+  sleep?: (ms: number) => Promise<void>;
+  logger?: AdapterLogger;
+}
+
+/** One API the adapters talk to: Defender for Endpoint or Microsoft Graph. */
+export interface ApiEndpoint {
+  /** Name used in messages: "Defender" or "Microsoft Graph". */
+  service: string;
+  baseUrl: string;
+}
+
+/** What came back: a response (any status), or why none did. */
+export type HttpResult =
+  | {
+      kind: 'response';
+      status: number;
+      /** A 2xx status. */
+      ok: boolean;
+      headers: Headers;
+      body: unknown;
+      /** Retries spent before this answer. */
+      attempts: number;
+    }
+  | { kind: 'network'; message: string; attempts: number }
+  | { kind: 'token'; message: string; attempts: number };
+
+/** A request relative to an API's base URL, or an absolute `nextLink` on the same origin. */
+export interface HttpRequest {
+  method: 'GET' | 'POST' | 'PATCH';
+  path: string;
+  query?: Record<string, string>;
+  body?: unknown;
+  /**
+   * `true` (default): 429, 5xx and network errors are retried. `false`: only 429 is retried (the
+   * service refused the request, so it did not act on it); anything else returns to the caller, who
+   * must find out whether the request took effect before sending it again.
+   */
+  retryUnsafe?: boolean;
+}
+
+/**
+ * Append a path (and query) to a base URL that may carry a path prefix:
+ * `joinUrl('https://h/prefix', '/api/x')` is `https://h/prefix/api/x` (where `new URL(path, base)`
+ * would drop the prefix). Query values are percent-encoded; `$` in OData keys is kept.
+ */
+export function joinUrl(baseUrl: string, path: string, query?: Record<string, string>): string {
+  const url = new URL(baseUrl);
+  const prefix = url.pathname.replace(/\/+$/, '');
+  const tail = path.startsWith('/') ? path : `/${path}`;
+  url.pathname = `${prefix}${tail}`;
+  url.search = '';
+  url.hash = '';
+  const qs = Object.entries(query ?? {})
+    .map(([k, v]) => `${k}=${encodeURIComponent(v)}`)
+    .join('&');
+  return qs ? `${url.toString()}?${qs}` : url.toString();
+}
+
+/** Seconds or an HTTP date, as `Retry-After` may carry; undefined when absent or unreadable. */
+export function retryAfterMs(headers: Headers, nowMs = Date.now()): number | undefined {
+  const value = headers.get('retry-after');
+  if (value === null || value.trim() === '') return undefined;
+  if (/^\d+(\.\d+)?$/.test(value.trim())) return Math.round(Number(value) * 1000);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
+}
+
+/** `{error: {code, message}}` of a Defender or Graph error body, when there is one. */
+export function apiError(body: unknown): { code?: string; message?: string } {
+  if (typeof body !== 'object' || body === null || !('error' in body)) return {};
+  const error = (body as { error: unknown }).error;
+  if (typeof error !== 'object' || error === null) return {};
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return {
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(typeof message === 'string' ? { message } : {}),
+  };
+}
+
+/** What a failed call should say for each status class. */
+export interface FailureWording {
+  /** The application permission the call needs, named on 401/403. */
+  permission: string;
+  /** What a 404 means here ("device 1e5b... was not found in Defender"). */
+  notFound: string;
+  /** The call, for context ("POST isolate"). */
+  what: string;
+}
+
+/** A readable, secret-free reason for a call that did not succeed. */
+export function describeFailure(service: string, result: HttpResult, wording: FailureWording): string {
+  if (result.kind === 'token') return `could not get an access token for ${service}: ${result.message}`;
+  const tries = result.attempts > 0 ? ` after ${result.attempts + 1} attempts` : '';
+  if (result.kind === 'network') {
+    return `${service} could not be reached for ${wording.what}${tries} (${result.message})`;
+  }
+  const { code, message } = apiError(result.body);
+  const said = [code, message].filter(Boolean).join(': ');
+  const suffix = said ? ` (${said})` : '';
+  switch (result.status) {
+    case 401:
+      return `${service} answered 401 Unauthorized to ${wording.what}: the token was refused; check the app registration and that admin consent was granted for ${wording.permission}${suffix}`;
+    case 403:
+      return `${service} answered 403 Forbidden to ${wording.what}: the app registration lacks the application permission ${wording.permission} (grant it and give admin consent)${suffix}`;
+    case 404:
+      return `${wording.notFound} (${service} answered 404 to ${wording.what})`;
+    case 429: {
+      const wait = retryAfterMs(result.headers);
+      const after = wait === undefined ? '' : `; it asks to retry after ${Math.ceil(wait / 1000)} s`;
+      return `${service} is throttling requests (429) for ${wording.what}${tries}${after}`;
+    }
+    default:
+      return `${service} answered ${result.status} to ${wording.what}${tries}${suffix}`;
+  }
+}
+
+const sleepReal = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Authenticated JSON calls to Defender or Graph with bounded retries: 429 waits `Retry-After`, 5xx and
+ * network errors back off exponentially (only for requests marked safe to repeat). A bearer token is
+ * asked of the credential for every request (the library caches it). Tokens are never logged.
+ */
+export class ApiClient {
+  readonly service: string;
+  private readonly baseUrl: string;
+  private readonly scope: string;
+  private readonly origin: string;
+  private readonly maxRetries: number;
+  private readonly retryBaseMs: number;
+  private readonly maxRetryAfterMs: number;
+  private readonly requestTimeoutMs: number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly logger: AdapterLogger;
+
+  constructor(
+    private readonly credential: TokenCredential,
+    endpoint: ApiEndpoint,
+    options: RetryOptions = {},
+  ) {
+    this.service = endpoint.service;
+    this.baseUrl = endpoint.baseUrl;
+    this.scope = scopeFor(endpoint.baseUrl);
+    this.origin = new URL(endpoint.baseUrl).origin;
+    this.maxRetries = options.maxRetries ?? 3;
+    this.retryBaseMs = options.retryBaseMs ?? 1000;
+    this.maxRetryAfterMs = options.maxRetryAfterMs ?? 120_000;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.sleep = options.sleep ?? sleepReal;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  /** The full URL of a path under this API's base URL. */
+  url(path: string, query?: Record<string, string>): string {
+    return joinUrl(this.baseUrl, path, query);
+  }
+
+  /** Whether an absolute URL (an `@odata.nextLink`) may be sent this API's token. */
+  sameOrigin(absoluteUrl: string): boolean {
+    try {
+      return new URL(absoluteUrl).origin === this.origin;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Send one request, retrying as its `retryUnsafe` allows. Never throws for HTTP or network faults. */
+  async send(request: HttpRequest): Promise<HttpResult> {
+    const url = /^https?:\/\//.test(request.path) ? request.path : this.url(request.path, request.query);
+    const retryUnsafe = request.retryUnsafe ?? true;
+    for (let attempt = 0; ; attempt++) {
+      const result = await this.once(request, url, attempt);
+      if (result.kind === 'token' || attempt >= this.maxRetries) return result;
+      let wait: number | undefined;
+      if (result.kind === 'network') {
+        if (!retryUnsafe) return result;
+        wait = this.backoff(attempt);
+      } else if (result.status === 429) {
+        wait = retryAfterMs(result.headers) ?? this.backoff(attempt);
+        if (wait > this.maxRetryAfterMs) return result;
+      } else if (result.status >= 500) {
+        if (!retryUnsafe) return result;
+        wait = Math.min(retryAfterMs(result.headers) ?? this.backoff(attempt), this.maxRetryAfterMs);
+      } else {
+        return result;
+      }
+      this.logger.warn(
+        {
+          service: this.service,
+          method: request.method,
+          path: new URL(url).pathname,
+          status: result.kind === 'response' ? result.status : undefined,
+          error: result.kind === 'network' ? result.message : undefined,
+          retryInMs: wait,
+          attempt: attempt + 1,
+        },
+        `${this.service} call failed; retrying`,
+      );
+      await this.sleep(wait);
+    }
+  }
+
+  private backoff(attempt: number): number {
+    return Math.min(this.retryBaseMs * 2 ** attempt, 30_000);
+  }
+
+  private async once(request: HttpRequest, url: string, attempts: number): Promise<HttpResult> {
+    let token: string;
+    try {
+      const got = await this.credential.getToken(this.scope);
+      if (!got) return { kind: 'token', message: `no token was issued for ${this.scope}`, attempts };
+      token = got.token;
+    } catch (error) {
+      const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+      return {
+        kind: 'token',
+        message: `${message} (check DEFENDER_TENANT_ID, DEFENDER_CLIENT_ID, DEFENDER_CLIENT_SECRET and AZURE_AUTHORITY_HOST)`,
+        attempts,
+      };
+    }
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: 'application/json' };
+    if (request.body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: request.method,
+        headers,
+        ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
+        signal: AbortSignal.timeout(this.requestTimeoutMs),
+      });
+    } catch (error) {
+      return { kind: 'network', message: networkMessage(error), attempts };
+    }
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (error) {
+      return { kind: 'network', message: networkMessage(error), attempts };
+    }
+    let body: unknown = text;
+    if (text.trim() !== '') {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        // Not JSON (a gateway's HTML error page, say): keep the text for the message.
+      }
+    }
+    return {
+      kind: 'response',
+      status: response.status,
+      ok: response.ok,
+      headers: response.headers,
+      body,
+      attempts,
+    };
+  }
+}
+
+function networkMessage(error: unknown): string {
+  if (!(error instanceof Error)) return String(error).slice(0, 300);
+  if (error.name === 'TimeoutError') return 'the request timed out';
+  const cause = (error as { cause?: unknown }).cause;
+  const text = cause instanceof Error ? `${error.message}: ${cause.message}` : error.message;
+  return text.split('\n')[0]?.slice(0, 300) ?? text;
+}

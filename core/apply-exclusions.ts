@@ -1,0 +1,61 @@
+import { ACTION_CATALOGUE } from './actions.js';
+import { type Actor, transition } from './decisions.js';
+import { evaluateExclusion } from './exclusions.js';
+import type { ActionRecord, Exclusions } from './model.js';
+import type { CoreDeps } from './ports.js';
+
+/** How many recent incidents an exclusion change re-checks at once. */
+export const EXCLUSION_SWEEP_INCIDENTS = 200;
+
+/**
+ * After the exclusions changed: every proposed action of the recent incidents whose asset is now
+ * excluded becomes a customer task at once, so the cards show it. (Approvals re-check anyway.)
+ */
+export async function applyExclusions(
+  deps: CoreDeps,
+  exclusions: Exclusions,
+  actor: Actor,
+): Promise<ActionRecord[]> {
+  const moved: ActionRecord[] = [];
+  const incidents = await deps.store.listIncidents(EXCLUSION_SWEEP_INCIDENTS);
+  for (const summary of incidents) {
+    const state = await deps.store.getIncident(summary.id);
+    if (!state) continue;
+    let changed = false;
+    for (const action of state.actions) {
+      if (action.state !== 'proposed') continue;
+      const decision = await evaluateExclusion(exclusions, action, state.incident, deps.directory);
+      if (decision.kind !== 'excluded') continue;
+      const result = await transition(
+        deps,
+        action,
+        'customerPending',
+        { excludedBy: decision.rule, blockedReason: undefined },
+        {
+          actor,
+          event: 'applyExclusions',
+          detail: `customerPending (${decision.rule})`,
+        },
+      );
+      if (!result.ok) continue;
+      moved.push(result.action);
+      changed = true;
+      const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
+      await deps.jobs.schedule({
+        kind: 'remind',
+        incidentId: action.incidentId,
+        actionId: action.id,
+        dueAt: dueAt.toISOString(),
+      });
+    }
+    if (changed) await deps.notifier.incidentChanged(summary.id);
+  }
+  return moved;
+}
+
+/** "Isolate device ws-042.contoso.com" */
+export function describeTarget(action: Pick<ActionRecord, 'type' | 'target'>): string {
+  const t = action.target;
+  const asset = t.deviceName ?? t.upn ?? t.recipient ?? t.deviceId ?? t.userId ?? 'asset';
+  return `${ACTION_CATALOGUE[action.type].label} ${asset}`;
+}

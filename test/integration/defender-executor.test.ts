@@ -1,0 +1,943 @@
+import { ClientSecretCredential, DefaultAzureCredential } from '@azure/identity';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createAzureCredential, scopeFor } from '../../adapters/azure-credential.js';
+import { DefenderExecutor } from '../../adapters/defender-executor.js';
+import { joinUrl, retryAfterMs } from '../../adapters/defender-http.js';
+import type { ActionType } from '../../core/actions.js';
+import type { ActionTarget } from '../../core/model.js';
+import {
+  CLIENT_ID,
+  executingAction,
+  fakeContext,
+  fakeTime,
+  fixture,
+  GRAPH_ORIGIN,
+  GRAPH_TOKEN,
+  GRAPH_URL,
+  IDS,
+  MDE_ORIGIN,
+  MDE_TOKEN,
+  MDE_URL,
+  nockLogin,
+  testCredential,
+  tokenRequests,
+} from './defender-helpers.js';
+
+const MACHINE = `/prefix/api/machines/${IDS.machineId}`;
+const ACTION = `/prefix/api/machineactions/${IDS.machineActionId}`;
+const COMMENT = (verb: string) => `MDR: ${verb} per incident 48213 (approved by slack:U0EXPERT1)`;
+
+let time: ReturnType<typeof fakeTime>;
+
+function executor(overrides: Partial<ConstructorParameters<typeof DefenderExecutor>[0]> = {}) {
+  return new DefenderExecutor({
+    credential: testCredential(),
+    defenderApiUrl: MDE_URL,
+    graphApiUrl: GRAPH_URL,
+    sleep: time.sleep,
+    now: time.now,
+    ...overrides,
+  });
+}
+
+/** Defender, answering only requests that carry the MDE token. */
+const mde = () => nock(MDE_ORIGIN, { reqheaders: { authorization: `Bearer ${MDE_TOKEN}` } });
+/** Graph, answering only requests that carry the Graph token. */
+const graph = () => nock(GRAPH_ORIGIN, { reqheaders: { authorization: `Bearer ${GRAPH_TOKEN}` } });
+
+const machineAction = (overrides: Record<string, unknown> = {}) =>
+  fixture('machine-action', { id: IDS.machineActionId, ...overrides });
+
+/** The pending-action lookup the executor does before any second POST. */
+function pendingLookup(type: string, status: string) {
+  return {
+    $filter: `machineId eq '${IDS.machineId}' and type eq '${type}' and status eq '${status}'`,
+  };
+}
+
+beforeAll(() => {
+  nock.disableNetConnect();
+  nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+});
+
+afterAll(() => {
+  nock.enableNetConnect();
+});
+
+beforeEach(() => {
+  time = fakeTime();
+  nockLogin();
+});
+
+afterEach(() => {
+  nock.cleanAll();
+});
+
+describe('DefenderExecutor: the Defender for Endpoint actions', () => {
+  const cases: {
+    type: ActionType;
+    path: string;
+    mdeType: string;
+    target: ActionTarget;
+    body: Record<string, string>;
+  }[] = [
+    {
+      type: 'isolateDevice',
+      path: 'isolate',
+      mdeType: 'Isolate',
+      target: { deviceId: IDS.machineId },
+      body: { Comment: COMMENT('isolate'), IsolationType: 'Full' },
+    },
+    {
+      type: 'releaseDeviceFromIsolation',
+      path: 'unisolate',
+      mdeType: 'Unisolate',
+      target: { deviceId: IDS.machineId },
+      body: { Comment: COMMENT('release from isolation') },
+    },
+    {
+      type: 'runAntivirusScan',
+      path: 'runAntiVirusScan',
+      mdeType: 'RunAntiVirusScan',
+      target: { deviceId: IDS.machineId },
+      body: { Comment: COMMENT('quick antivirus scan'), ScanType: 'Quick' },
+    },
+    {
+      type: 'stopAndQuarantineFile',
+      path: 'StopAndQuarantineFile',
+      mdeType: 'StopAndQuarantineFile',
+      target: { deviceId: IDS.machineId, sha1: IDS.sha1 },
+      body: { Comment: COMMENT('stop and quarantine file'), Sha1: IDS.sha1 },
+    },
+    {
+      type: 'restrictAppExecution',
+      path: 'restrictCodeExecution',
+      mdeType: 'RestrictCodeExecution',
+      target: { deviceId: IDS.machineId },
+      body: { Comment: COMMENT('restrict app execution') },
+    },
+    {
+      type: 'removeAppRestriction',
+      path: 'unrestrictCodeExecution',
+      mdeType: 'UnrestrictCodeExecution',
+      target: { deviceId: IDS.machineId },
+      body: { Comment: COMMENT('remove app restriction') },
+    },
+  ];
+
+  it.each(cases)(
+    'carries out $type as POST /api/machines/{id}/$path',
+    async ({ type, path, mdeType, target, body }) => {
+      const sent: unknown[] = [];
+      const post = mde()
+        .matchHeader('content-type', 'application/json')
+        .post(`${MACHINE}/${path}`, (b) => {
+          sent.push(b);
+          return true;
+        })
+        .reply(201, machineAction({ type: mdeType }));
+      const poll = mde()
+        .get(ACTION)
+        .reply(200, machineAction({ type: mdeType, status: 'Succeeded' }));
+      const { context, checkpoints } = fakeContext();
+
+      const outcome = await executor().execute(executingAction(type, target), context);
+
+      expect(outcome).toEqual({
+        ok: true,
+        detail: `Defender: ${mdeType} Succeeded on ${IDS.machineName} (action id ${IDS.machineActionId})`,
+      });
+      expect(sent).toEqual([body]);
+      expect(checkpoints).toEqual([IDS.machineActionId]);
+      expect(post.isDone() && poll.isDone()).toBe(true);
+    },
+  );
+
+  it('asks for a token for the Defender host of the base URL, not its path prefix', async () => {
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .reply(201, machineAction())
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'Succeeded' }));
+
+    await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(tokenRequests).toHaveLength(1);
+    expect(Object.fromEntries(tokenRequests[0] ?? [])).toMatchObject({
+      grant_type: 'client_credentials',
+      client_id: CLIENT_ID,
+      client_secret: 'test-secret-value',
+      scope: `${MDE_ORIGIN}/.default`,
+    });
+  });
+
+  it('follows a machine action through Pending and InProgress to Succeeded, showing each status', async () => {
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .reply(201, machineAction())
+      .get(ACTION)
+      .reply(200, machineAction())
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'InProgress' }))
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'Succeeded' }));
+    const { context, progress, checkpoints } = fakeContext();
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      context,
+    );
+
+    expect(outcome.ok).toBe(true);
+    expect(progress).toEqual(['Defender: Pending', 'Defender: InProgress']);
+    expect(checkpoints).toEqual([IDS.machineActionId]);
+    expect(time.waits).toEqual([5000, 5000, 5000]);
+  });
+
+  it.each(['Failed', 'TimeOut', 'Cancelled'])(
+    'reports a machine action that ends %s as failed',
+    async (status) => {
+      mde()
+        .post(`${MACHINE}/isolate`)
+        .reply(201, machineAction())
+        .get(ACTION)
+        .reply(200, machineAction({ status: 'InProgress' }))
+        .get(ACTION)
+        .reply(200, machineAction({ status }));
+
+      const outcome = await executor().execute(
+        executingAction('isolateDevice', { deviceId: IDS.machineId }),
+        fakeContext().context,
+      );
+
+      expect(outcome).toEqual({
+        ok: false,
+        reason: `Defender reported Isolate ${status} on ${IDS.machineName} (action id ${IDS.machineActionId})`,
+      });
+    },
+  );
+
+  it('compares the final status case-insensitively', async () => {
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .reply(201, machineAction())
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'succeeded' }));
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(outcome.ok).toBe(true);
+  });
+
+  it('stops waiting after the bounded time and says where to follow the action', async () => {
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .reply(201, machineAction())
+      .get(ACTION)
+      .times(200)
+      .reply(200, machineAction());
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason: `Isolate still Pending after 10 min; follow it in the Defender portal (Action center), action id ${IDS.machineActionId}`,
+    });
+    expect(time.waits.reduce((a, b) => a + b, 0)).toBe(10 * 60_000);
+  });
+
+  it('keeps polling through a passing 503 while the action runs', async () => {
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .reply(201, machineAction())
+      .get(ACTION)
+      .reply(503, fixture('error-service-unavailable'))
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'Succeeded' }));
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(outcome.ok).toBe(true);
+    expect(time.waits).toEqual([5000, 1000]);
+  });
+
+  it('creates one action when Defender answers 503, 503, 201, looking for a pending one before each re-POST', async () => {
+    const log: string[] = [];
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .times(2)
+      .reply(() => {
+        log.push('POST');
+        return [503, fixture('error-service-unavailable')];
+      })
+      .post(`${MACHINE}/isolate`)
+      .reply(() => {
+        log.push('POST');
+        return [201, machineAction()];
+      })
+      .get('/prefix/api/machineactions')
+      .query((q) => {
+        log.push(`lookup ${String(q.$filter).split("status eq '")[1]?.replace("'", '')}`);
+        return true;
+      })
+      .times(4)
+      .reply(200, fixture('machine-actions-empty'))
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'Succeeded' }));
+    const { context, checkpoints } = fakeContext();
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      context,
+    );
+
+    expect(outcome.ok).toBe(true);
+    expect(log).toEqual([
+      'POST',
+      'lookup Pending',
+      'lookup InProgress',
+      'POST',
+      'lookup Pending',
+      'lookup InProgress',
+      'POST',
+    ]);
+    expect(checkpoints).toEqual([IDS.machineActionId]);
+  });
+
+  it('adopts the action a lost POST created instead of sending it again', async () => {
+    const api = mde()
+      .post(`${MACHINE}/isolate`)
+      .replyWithError({ code: 'ECONNRESET', message: 'socket hang up' })
+      .get('/prefix/api/machineactions')
+      .query(pendingLookup('Isolate', 'Pending'))
+      .reply(200, { value: [machineAction()] })
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'Succeeded' }));
+    const { context, checkpoints } = fakeContext();
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      context,
+    );
+
+    expect(outcome.ok).toBe(true);
+    expect(checkpoints).toEqual([IDS.machineActionId]);
+    expect(api.isDone()).toBe(true);
+  });
+
+  it('sends nothing again when it cannot check for a pending action after a 503', async () => {
+    let posts = 0;
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .times(5)
+      .reply(() => {
+        posts++;
+        return [503, fixture('error-service-unavailable')];
+      })
+      .get('/prefix/api/machineactions')
+      .query(true)
+      .reply(403, fixture('error-forbidden'));
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(posts).toBe(1);
+    expect(outcome.ok).toBe(false);
+    expect(!outcome.ok && outcome.reason).toMatch(/was not sent again.*403.*Machine\.Read\.All/);
+  });
+
+  it('gives up after the bounded number of 5xx answers with a clear reason', async () => {
+    let posts = 0;
+    mde()
+      .post(`${MACHINE}/runAntiVirusScan`)
+      .times(10)
+      .reply(() => {
+        posts++;
+        return [502, 'Bad Gateway'];
+      })
+      .get('/prefix/api/machineactions')
+      .query(true)
+      .times(20)
+      .reply(200, fixture('machine-actions-empty'));
+
+    const outcome = await executor({ maxRetries: 2 }).execute(
+      executingAction('runAntivirusScan', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(posts).toBe(3);
+    expect(outcome).toEqual({
+      ok: false,
+      reason:
+        'Defender answered 502 to POST runAntiVirusScan; gave up after 3 requests and no pending RunAntiVirusScan action was found',
+    });
+  });
+
+  it('waits as long as a 429 Retry-After says, then sends the action once', async () => {
+    let posts = 0;
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .reply(() => {
+        posts++;
+        return [
+          429,
+          { error: { code: 'TooManyRequests', message: 'Rate limit is exceeded.', target: 'c0ffee' } },
+          { 'Retry-After': '30' },
+        ];
+      })
+      .post(`${MACHINE}/isolate`)
+      .reply(() => {
+        posts++;
+        return [201, machineAction()];
+      })
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'Succeeded' }));
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(outcome.ok).toBe(true);
+    expect(posts).toBe(2);
+    expect(time.waits[0]).toBe(30_000);
+  });
+
+  it('fails at once on 403 and names the missing permission', async () => {
+    mde().post(`${MACHINE}/isolate`).reply(403, fixture('error-forbidden'));
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(outcome.ok).toBe(false);
+    expect(!outcome.ok && outcome.reason).toMatch(
+      /^Defender answered 403 Forbidden to POST isolate: the app registration lacks the application permission Machine\.Isolate/,
+    );
+    expect(time.waits).toEqual([]);
+  });
+
+  it('fails at once on 401 and names the permission to consent to', async () => {
+    mde()
+      .post(`${MACHINE}/restrictCodeExecution`)
+      .reply(401, { error: { code: 'Unauthorized', message: 'x' } });
+
+    const outcome = await executor().execute(
+      executingAction('restrictAppExecution', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toMatch(/401 Unauthorized.*Machine\.RestrictExecution/);
+  });
+
+  it('says the device was not found on 404', async () => {
+    mde().post(`${MACHINE}/isolate`).reply(404, fixture('error-not-found'));
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toMatch(
+      new RegExp(
+        `^device ${IDS.machineId} was not found in Defender \\(Defender answered 404 to POST isolate\\)`,
+      ),
+    );
+  });
+
+  it('adopts the pending action on 400 "already in progress" and never POSTs twice', async () => {
+    let posts = 0;
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .times(3)
+      .reply(() => {
+        posts++;
+        return [
+          400,
+          fixture('error-active-request-exists'),
+          { 'Content-Type': 'application/json; charset=utf-8' },
+        ];
+      })
+      .get('/prefix/api/machineactions')
+      .query(pendingLookup('Isolate', 'Pending'))
+      .reply(200, { value: [machineAction({ id: 'pending-1', requestorComment: 'earlier request' })] })
+      .get('/prefix/api/machineactions/pending-1')
+      .reply(200, machineAction({ id: 'pending-1', status: 'Succeeded' }));
+    const { context, checkpoints } = fakeContext();
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      context,
+    );
+
+    expect(posts).toBe(1);
+    expect(checkpoints).toEqual(['pending-1']);
+    expect(outcome).toEqual({
+      ok: true,
+      detail: `Defender: Isolate Succeeded on ${IDS.machineName} (action id pending-1)`,
+    });
+  });
+
+  it('adopts an InProgress action when nothing is Pending', async () => {
+    mde()
+      .post(`${MACHINE}/unisolate`)
+      .reply(400, { error: { code: 'BadRequest', message: 'Action is already in progress', target: 'x' } })
+      .get('/prefix/api/machineactions')
+      .query(pendingLookup('Unisolate', 'Pending'))
+      .reply(200, fixture('machine-actions-empty'))
+      .get('/prefix/api/machineactions')
+      .query(pendingLookup('Unisolate', 'InProgress'))
+      .reply(200, { value: [machineAction({ id: 'running-1', type: 'Unisolate', status: 'InProgress' })] })
+      .get('/prefix/api/machineactions/running-1')
+      .reply(200, machineAction({ id: 'running-1', type: 'Unisolate', status: 'Succeeded' }));
+    const { context, progress } = fakeContext();
+
+    const outcome = await executor().execute(
+      executingAction('releaseDeviceFromIsolation', { deviceId: IDS.machineId }),
+      context,
+    );
+
+    expect(outcome.ok).toBe(true);
+    expect(progress).toEqual(['Defender: InProgress']);
+  });
+
+  it('resumes polling after a restart without sending the action again', async () => {
+    const api = mde()
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'InProgress' }))
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'Succeeded' }));
+    const { context, progress, checkpoints } = fakeContext();
+    const afterRestart = executor();
+
+    const outcome = await afterRestart.execute(
+      executingAction(
+        'isolateDevice',
+        { deviceId: IDS.machineId },
+        { externalId: IDS.machineActionId, progress: 'Defender: Pending' },
+      ),
+      context,
+    );
+
+    expect(outcome.ok).toBe(true);
+    expect(progress).toEqual(['Defender: InProgress']);
+    expect(checkpoints).toEqual([]);
+    expect(api.isDone()).toBe(true);
+  });
+
+  it('finds the device id in the evidence when the action names only the device', async () => {
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .reply(201, machineAction())
+      .get(ACTION)
+      .reply(200, machineAction({ status: 'Succeeded' }));
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceName: IDS.machineName.toUpperCase() }),
+      fakeContext().context,
+    );
+
+    expect(outcome.ok).toBe(true);
+  });
+});
+
+describe('DefenderExecutor: the Microsoft Graph actions', () => {
+  const USER = `/msgraph/v1.0/users/${IDS.userId}`;
+
+  it.each([
+    {
+      type: 'forcePasswordReset' as const,
+      body: { passwordProfile: { forceChangePasswordNextSignIn: true } },
+      detail: 'password change required at next sign-in',
+    },
+    {
+      type: 'disableUser' as const,
+      body: { accountEnabled: false },
+      detail: 'account disabled (accountEnabled false)',
+    },
+    {
+      type: 'enableUser' as const,
+      body: { accountEnabled: true },
+      detail: 'account enabled (accountEnabled true)',
+    },
+    {
+      type: 'unsuspendUser' as const,
+      body: { accountEnabled: true },
+      detail: 'account enabled (accountEnabled true)',
+    },
+  ])('carries out $type as PATCH /v1.0/users/{id}', async ({ type, body, detail }) => {
+    const api = graph().matchHeader('content-type', 'application/json').patch(USER, body).reply(204);
+
+    const outcome = await executor().execute(
+      executingAction(type, { userId: IDS.userId, upn: IDS.upn }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({ ok: true, detail: `${IDS.userId}: ${detail}` });
+    expect(api.isDone()).toBe(true);
+    expect(tokenRequests.map((f) => f.get('scope'))).toEqual([`${GRAPH_ORIGIN}/.default`]);
+  });
+
+  it('addresses the user by UPN, URL-encoded, when there is no object id', async () => {
+    const upn = "o'brien+ops@contoso.com";
+    const api = graph()
+      .patch(`/msgraph/v1.0/users/${encodeURIComponent(upn)}`, { accountEnabled: false })
+      .reply(204);
+
+    const outcome = await executor().execute(executingAction('disableUser', { upn }), fakeContext().context);
+
+    expect(outcome.ok).toBe(true);
+    expect(api.isDone()).toBe(true);
+  });
+
+  it('carries out revokeUserTokens as POST revokeSignInSessions, accepting 200 or 204', async () => {
+    const api = graph()
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(200, { '@odata.context': 'x', value: true })
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(204);
+    const action = executingAction('revokeUserTokens', { userId: IDS.userId });
+
+    const first = await executor().execute(action, fakeContext().context);
+    const second = await executor().execute(action, fakeContext().context);
+
+    expect(first).toEqual({
+      ok: true,
+      detail: `${IDS.userId}: sign-in sessions revoked (takes a few minutes to reach every app)`,
+    });
+    expect(second.ok).toBe(true);
+    expect(api.isDone()).toBe(true);
+  });
+
+  it('carries out suspendUser as disable, then revoke sessions, and reports both', async () => {
+    const log: string[] = [];
+    graph()
+      .patch(USER, { accountEnabled: false })
+      .reply(() => {
+        log.push('PATCH accountEnabled false');
+        return [204];
+      })
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(() => {
+        log.push('POST revokeSignInSessions');
+        return [204];
+      });
+
+    const outcome = await executor().execute(
+      executingAction('suspendUser', { userId: IDS.userId, upn: IDS.upn }),
+      fakeContext().context,
+    );
+
+    expect(log).toEqual(['PATCH accountEnabled false', 'POST revokeSignInSessions']);
+    expect(outcome).toEqual({
+      ok: true,
+      detail: `${IDS.userId}: sign-in blocked (accountEnabled false); sign-in sessions revoked`,
+    });
+  });
+
+  it('says what was done when suspendUser could disable but not revoke', async () => {
+    graph()
+      .patch(USER, { accountEnabled: false })
+      .reply(204)
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(403, fixture('graph-error-403'));
+
+    const outcome = await executor().execute(
+      executingAction('suspendUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toMatch(
+      /^5d9a.*: sign-in blocked \(accountEnabled false\), but revoking sessions failed: .*403.*User\.RevokeSessions\.All/,
+    );
+  });
+
+  it('names the missing Graph permission on 403', async () => {
+    graph().patch(USER).reply(403, fixture('graph-error-403'));
+
+    const outcome = await executor().execute(
+      executingAction('forcePasswordReset', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason:
+        'Microsoft Graph answered 403 Forbidden to PATCH user: the app registration lacks the application permission User-PasswordProfile.ReadWrite.All (grant it and give admin consent) (Authorization_RequestDenied: Insufficient privileges to complete the operation.)',
+    });
+  });
+
+  it('says the user was not found on 404', async () => {
+    graph()
+      .patch(USER)
+      .reply(404, { error: { code: 'Request_ResourceNotFound', message: 'Resource does not exist.' } });
+
+    const outcome = await executor().execute(
+      executingAction('enableUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toMatch(/^user 5d9a.* was not found in Microsoft Entra ID/);
+  });
+
+  it('retries a Graph 429 after its Retry-After and a 503 with back-off', async () => {
+    graph()
+      .patch(USER)
+      .reply(429, fixture('graph-error-429'), { 'Retry-After': '7' })
+      .patch(USER)
+      .reply(503, fixture('graph-error-503'))
+      .patch(USER)
+      .reply(204);
+
+    const outcome = await executor().execute(
+      executingAction('disableUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(outcome.ok).toBe(true);
+    expect(time.waits).toEqual([7000, 2000]);
+  });
+
+  it('finds the analyzed email for the recipient and soft-deletes it (202, Action center link)', async () => {
+    let remediation: unknown;
+    let query: Record<string, unknown> = {};
+    const actionCenter =
+      'https://security.microsoft.com/action-center/history?filters=%7B%22bulkId%22%3A%5B%222e1f0b1c%22%5D%7D';
+    const api = graph()
+      .get('/msgraph/beta/security/collaboration/analyzedEmails')
+      .query((q) => {
+        query = q;
+        return true;
+      })
+      .reply(200, fixture('analyzed-emails'))
+      .post('/msgraph/beta/security/collaboration/analyzedEmails/remediate', (b) => {
+        remediation = b;
+        return true;
+      })
+      .reply(202, '', { Location: actionCenter });
+    const { context, checkpoints } = fakeContext();
+
+    const outcome = await executor().execute(
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
+      context,
+    );
+
+    expect(query).toEqual({
+      startTime: '2025-02-12T09:10:00.000Z',
+      endTime: '2025-03-14T09:10:00.000Z',
+      $filter: `networkMessageId eq '${IDS.networkMessageId}'`,
+    });
+    expect(remediation).toEqual({
+      displayName: 'MDR: soft delete per incident 48213',
+      description: `Soft delete of message ${IDS.networkMessageId} to ${IDS.bea}, approved by slack:U0EXPERT1`,
+      severity: 'medium',
+      action: 'softDelete',
+      remediateSendersCopy: false,
+      analyzedEmails: [{ id: 'a3f9c1e7-0b2d-4c5e-8f6a-91d3b7e2c4f0-bea' }],
+    });
+    expect(outcome).toEqual({
+      ok: true,
+      detail: `soft delete of 1 email(s) submitted to Defender; follow it in Action center: ${actionCenter}`,
+    });
+    expect(checkpoints).toEqual([actionCenter]);
+    expect(api.isDone()).toBe(true);
+  });
+
+  it('names the approver UPN in the remediation when the approver is known by one', async () => {
+    let remediation: Record<string, unknown> = {};
+    graph()
+      .get('/msgraph/beta/security/collaboration/analyzedEmails')
+      .query(true)
+      .reply(200, fixture('analyzed-emails'))
+      .post('/msgraph/beta/security/collaboration/analyzedEmails/remediate', (b) => {
+        remediation = b;
+        return true;
+      })
+      .reply(202, '', { Location: 'https://security.microsoft.com/action-center/history' });
+    const { context } = fakeContext();
+
+    await executor().execute(
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId }),
+      {
+        ...context,
+        approvedBy: 'api:soc-lead@contoso.com',
+      },
+    );
+
+    expect(remediation.approverUpn).toBe('soc-lead@contoso.com');
+    expect(remediation.analyzedEmails).toHaveLength(2);
+  });
+
+  it('does not repeat a remediation Graph may have taken (503), and says where to check', async () => {
+    let posts = 0;
+    graph()
+      .get('/msgraph/beta/security/collaboration/analyzedEmails')
+      .query(true)
+      .reply(200, fixture('analyzed-emails'))
+      .post('/msgraph/beta/security/collaboration/analyzedEmails/remediate')
+      .times(4)
+      .reply(() => {
+        posts++;
+        return [503, fixture('graph-error-503')];
+      });
+
+    const outcome = await executor().execute(
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
+      fakeContext().context,
+    );
+
+    expect(posts).toBe(1);
+    expect(!outcome.ok && outcome.reason).toMatch(/503.*may still have been accepted: check Action center/);
+  });
+
+  it('fails without remediating when no analyzed email matches', async () => {
+    graph().get('/msgraph/beta/security/collaboration/analyzedEmails').query(true).reply(200, { value: [] });
+
+    const outcome = await executor().execute(
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason: `no analyzed email with network message id ${IDS.networkMessageId} for ${IDS.bea} in the last 30 days, so nothing was deleted`,
+    });
+  });
+
+  it('names SecurityAnalyzedMessage.ReadWrite.All when the email search is forbidden', async () => {
+    graph()
+      .get('/msgraph/beta/security/collaboration/analyzedEmails')
+      .query(true)
+      .reply(403, fixture('graph-error-403'));
+
+    const outcome = await executor().execute(
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toMatch(/403 Forbidden.*SecurityAnalyzedMessage\.ReadWrite\.All/);
+  });
+});
+
+describe('DefenderExecutor: sign-in and restarts', () => {
+  it('fails with a readable reason, free of the secret, when the app cannot sign in', async () => {
+    nock.cleanAll();
+    nockLogin({
+      status: 401,
+      body: {
+        error: 'invalid_client',
+        error_description: 'AADSTS7000215: Invalid client secret provided.',
+        error_codes: [7000215],
+      },
+    });
+
+    const outcome = await executor().execute(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      fakeContext().context,
+    );
+
+    expect(outcome.ok).toBe(false);
+    expect(!outcome.ok && outcome.reason).toMatch(
+      /^could not get an access token for Defender: .*AADSTS7000215/,
+    );
+    expect(!outcome.ok && outcome.reason).not.toContain('test-secret-value');
+  });
+
+  it('does not submit a soft delete twice after a restart', async () => {
+    const outcome = await executor().execute(
+      executingAction(
+        'softDeleteEmails',
+        { networkMessageId: IDS.networkMessageId, recipient: IDS.bea },
+        { externalId: 'https://security.microsoft.com/action-center/history' },
+      ),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: true,
+      detail:
+        'soft delete submitted before a restart; follow it in Action center: https://security.microsoft.com/action-center/history',
+    });
+  });
+});
+
+describe('DefenderExecutor: release from quarantine', () => {
+  it('calls nothing and says there is no API', async () => {
+    const outcome = await executor().execute(
+      executingAction('releaseFileFromQuarantine', { deviceId: IDS.machineId, sha1: IDS.sha1 }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason:
+        'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo) and marks it done',
+    });
+    expect(tokenRequests).toEqual([]);
+  });
+});
+
+describe('URLs, scopes and Retry-After', () => {
+  it('appends paths to a base URL, keeping its prefix', () => {
+    expect(joinUrl('https://127.0.0.1:9000/defender', '/api/machines/x')).toBe(
+      'https://127.0.0.1:9000/defender/api/machines/x',
+    );
+    expect(joinUrl('https://127.0.0.1:9000/defender/', 'api/x', { $filter: "a eq 'b c'" })).toBe(
+      "https://127.0.0.1:9000/defender/api/x?$filter=a%20eq%20'b%20c'",
+    );
+    expect(joinUrl('https://graph.microsoft.com', '/v1.0/users/u')).toBe(
+      'https://graph.microsoft.com/v1.0/users/u',
+    );
+  });
+
+  it('maps each API host to its token scope', () => {
+    expect(scopeFor('https://api.security.microsoft.com')).toBe(
+      'https://api.securitycenter.microsoft.com/.default',
+    );
+    expect(scopeFor('https://eu.api.security.microsoft.com/')).toBe(
+      'https://api.securitycenter.microsoft.com/.default',
+    );
+    expect(scopeFor('https://api.securitycenter.microsoft.com')).toBe(
+      'https://api.securitycenter.microsoft.com/.default',
+    );
+    expect(scopeFor('https://api-gov.security.microsoft.us')).toBe(
+      'https://api-gov.securitycenter.microsoft.us/.default',
+    );
+    expect(scopeFor('https://graph.microsoft.com')).toBe('https://graph.microsoft.com/.default');
+    expect(scopeFor('https://graph.microsoft.us/v1')).toBe('https://graph.microsoft.us/.default');
+    expect(scopeFor('https://127.0.0.1:9000/defender')).toBe('https://127.0.0.1:9000/.default');
+  });
+
+  it('uses a client secret when one is configured, else managed or workload identity', () => {
+    expect(createAzureCredential({ tenantId: 't', clientId: 'c', clientSecret: 's' })).toBeInstanceOf(
+      ClientSecretCredential,
+    );
+    expect(createAzureCredential({ tenantId: 't', clientId: 'c' })).toBeInstanceOf(DefaultAzureCredential);
+    expect(() => createAzureCredential({ clientSecret: 's' })).toThrow(
+      /DEFENDER_TENANT_ID and DEFENDER_CLIENT_ID/,
+    );
+  });
+
+  it('reads Retry-After as seconds or as a date', () => {
+    const now = Date.parse('2025-03-14T09:00:00Z');
+    expect(retryAfterMs(new Headers({ 'Retry-After': '30' }), now)).toBe(30_000);
+    expect(retryAfterMs(new Headers({ 'Retry-After': 'Fri, 14 Mar 2025 09:00:05 GMT' }), now)).toBe(5_000);
+    expect(retryAfterMs(new Headers(), now)).toBeUndefined();
+  });
+});
