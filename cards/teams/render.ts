@@ -1,0 +1,189 @@
+import { Template } from 'adaptivecards-templating';
+import type { Task } from '../../core/model.js';
+import {
+  type ButtonView,
+  buildTaskListView,
+  cleanText,
+  cut,
+  type IncidentCardView,
+  shrinkIncidentView,
+  type Tone,
+} from '../view-model.js';
+import incidentTemplate from './templates/incident.json' with { type: 'json' };
+import taskListTemplate from './templates/task-list.json' with { type: 'json' };
+
+/** An Adaptive Card as JSON (what Teams is sent). */
+export type AdaptiveCardJson = Record<string, unknown>;
+
+/** Who the card is drawn for: `shared` is the channel copy everybody sees before their own refresh. */
+export type TeamsViewer = 'expert' | 'customer' | 'other' | 'shared';
+
+/** Options of renderTeamsCard. */
+export interface TeamsCardOptions {
+  viewer: TeamsViewer;
+  /** A refusal or confirmation shown at the top of the clicker's card. */
+  notice?: string;
+  /** Users whose card refreshes by itself (Teams takes at most 60); only used on cards with refresh. */
+  userIds?: string[];
+  /** Add the `refresh` section (default: on the shared card only). */
+  refresh?: boolean;
+  /** Card JSON size limit in bytes (default 28,000). */
+  maxBytes?: number;
+}
+
+/** Teams refuses cards far above this; 28 KB keeps room for the activity around the card. */
+export const TEAMS_CARD_MAX_BYTES = 28_000;
+const MAX_REFRESH_USERS = 60;
+
+const COLOR: Record<Tone, string> = {
+  default: 'Default',
+  good: 'Good',
+  warning: 'Warning',
+  attention: 'Attention',
+  accent: 'Accent',
+};
+
+/**
+ * Escape text for an Adaptive Card TextBlock (a markdown subset) so it shows literally: backslash before
+ * markdown punctuation, and before list or heading markers at the start of a line.
+ */
+export function escapeTeamsMarkdown(text: string): string {
+  return text
+    .replace(/[\\`*_~[\]<]/g, '\\$&')
+    .replace(/^(\s*)([-+#>=])/gm, '$1\\$2')
+    .replace(/^(\s*\d+)([.)])/gm, '$1\\$2');
+}
+
+/** The Adaptive Card 1.5 of an incident, drawn for one viewer; always inside TEAMS_CARD_MAX_BYTES. */
+export function renderTeamsCard(view: IncidentCardView, options: TeamsCardOptions): AdaptiveCardJson {
+  const maxBytes = options.maxBytes ?? TEAMS_CARD_MAX_BYTES;
+  let current: IncidentCardView | null = view;
+  let card = expandIncident(view, options);
+  while (byteLength(card) > maxBytes) {
+    current = current ? shrinkIncidentView(current) : null;
+    if (!current) break;
+    card = expandIncident(current, options);
+  }
+  return card;
+}
+
+/** The Adaptive Card answering the `pending` command in Teams: each pending task with a Mark done button. */
+export function renderTeamsTaskList(
+  tasks: readonly Task[],
+  options: { apiBaseUrl?: string; now?: Date; maxShown?: number } = {},
+): AdaptiveCardJson {
+  const md = escapeTeamsMarkdown;
+  const view = buildTaskListView(tasks, options);
+  const data = {
+    heading: view.total === 0 ? 'No pending customer tasks.' : `Customer tasks (${view.total})`,
+    tasks: view.items.map((t) => ({
+      text: md(t.text),
+      status: md(t.status),
+      color: COLOR[t.tone],
+      done: t.done,
+      details: t.details.map((d) => ({ text: md(d) })),
+      incidentId: t.incidentId,
+      actionId: t.actionId,
+    })),
+    more: view.more > 0 ? md(`…and ${view.more} more: see the full list (link below).`) : '',
+    links: view.moreUrl ? [{ title: 'All pending tasks (API)', url: view.moreUrl }] : [],
+  };
+  return expand(taskListTemplate, data);
+}
+
+function byteLength(card: AdaptiveCardJson): number {
+  return Buffer.byteLength(JSON.stringify(card), 'utf8');
+}
+
+function buttonsFor(viewer: TeamsViewer, buttons: ButtonView[]): ButtonView[] {
+  switch (viewer) {
+    case 'shared':
+      return buttons;
+    case 'other':
+      return [];
+    default:
+      return buttons.filter((b) => b.audience === viewer);
+  }
+}
+
+const BUTTON_STYLE: Record<ButtonView['style'], string> = {
+  primary: 'positive',
+  danger: 'destructive',
+  default: 'default',
+};
+
+function expandIncident(view: IncidentCardView, options: TeamsCardOptions): AdaptiveCardJson {
+  const md = escapeTeamsMarkdown;
+  const refresh = options.refresh ?? options.viewer === 'shared';
+  const userIds = (options.userIds ?? []).slice(0, MAX_REFRESH_USERS);
+  const more = (n: number) => (n > 0 ? md(`…and ${n} more: see the full list (link below).`) : '');
+  const data = {
+    incidentId: view.incidentId,
+    incidentText: md(view.incidentId),
+    refresh: { enabled: refresh, userIds },
+    notice: options.notice ? md(cut(cleanText(options.notice), 1_000)) : '',
+    title: md(view.title),
+    severity: { icon: view.severity.icon, label: view.severity.label, color: COLOR[view.severity.tone] },
+    facts: [
+      { title: 'Status', value: md(`${view.status.icon} ${view.status.label}`) },
+      { title: 'Received', value: md(view.receivedAt) },
+      ...(view.counts.needExpert > 0
+        ? [{ title: 'Experts', value: md(`${view.counts.needExpert} awaiting approval or by hand`) }]
+        : []),
+      ...(view.counts.needCustomer > 0
+        ? [{ title: 'Your team', value: md(`${view.counts.needCustomer} to do`) }]
+        : []),
+    ],
+    assets: view.assets.map((g) => ({
+      title: md(`${g.title} (${g.total})`),
+      lines: [
+        ...g.items.map((item) => ({ text: md(`• ${item}`) })),
+        ...(g.more > 0 ? [{ text: md(`…and ${g.more} more`) }] : []),
+      ],
+    })),
+    summary: md(
+      view.summary.cut ? `${view.summary.text} (cut: the full text is in the portal)` : view.summary.text,
+    ),
+    groups: view.groups.map((g) => ({
+      title: md(`${g.title} (${g.total})`),
+      color: COLOR[g.key === 'notCarriedOut' ? 'default' : g.key === 'completed' ? 'good' : 'warning'],
+      more: more(g.more),
+      items: g.items.map((a) => {
+        const actions = [
+          ...buttonsFor(options.viewer, a.buttons).map((b) => ({
+            kind: 'execute',
+            title: b.label,
+            verb: b.verb,
+            style: BUTTON_STYLE[b.style],
+            incidentId: a.incidentId,
+            actionId: a.actionId,
+            url: '',
+          })),
+          ...(a.linkUrl ? [{ kind: 'link', title: a.linkLabel ?? 'Open', url: a.linkUrl }] : []),
+        ];
+        return {
+          icon: a.icon,
+          text: md(a.text),
+          status: md(a.status),
+          color: COLOR[a.tone],
+          details: [...a.details, ...(a.taskId ? [`Task ${a.taskId}`] : [])].map((d) => ({ text: md(d) })),
+          steps: a.steps.map((s, i) => ({ text: md(a.steps.length > 1 ? `${i + 1}. ${s}` : s) })),
+          actions,
+        };
+      }),
+    })),
+    links: [
+      ...(view.portalUrl ? [{ title: 'Open in Microsoft Defender', url: view.portalUrl }] : []),
+      ...(view.apiUrl ? [{ title: 'Full state (API)', url: view.apiUrl }] : []),
+    ],
+  };
+  return expand(incidentTemplate, data);
+}
+
+/** Expand a template once with the data as `$root`; data values are never evaluated as expressions. */
+function expand(template: unknown, data: Record<string, unknown>): AdaptiveCardJson {
+  const card = new Template(template).expand({ $root: data }) as AdaptiveCardJson;
+  // `$when: false` on the card's own refresh leaves `refresh: null`, which Teams would reject.
+  if (card.refresh === null || card.refresh === undefined) delete card.refresh;
+  return card;
+}

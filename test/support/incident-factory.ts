@@ -1,0 +1,208 @@
+import { parseIngestBody, toIncidentRecord } from '../../core/incident.js';
+import type { ActionRecord, IncidentState } from '../../core/model.js';
+import graphIncident from '../fixtures/graph-incident.json' with { type: 'json' };
+
+/** The ids of the sample incident's assets (from test/fixtures/graph-incident.json). */
+export const SAMPLE = {
+  incidentId: '48213',
+  workstationId: '4a1f9c2e7b3d8e06c5a2f1b9d7e3c8a0b6f2d4e1',
+  workstation: 'fin-wks-0142.corp.contoso.com',
+  serverId: '9e0d3b7c1a5f2e48d6c9b0a3f7e1d2c5b8a4f6e9',
+  server: 'fin-app-07.corp.contoso.com',
+  alexId: '5d9a0c3e-8f1b-4a7d-b2e6-9c4f1a8d3e70',
+  alex: 'alex.vance@contoso.com',
+  beaId: 'e6b2d8f4-1a3c-4e5f-9b7d-0c2a4e6f8b1d',
+  bea: 'bea.ortiz@contoso.com',
+  networkMessageId: '0c8e4a2f-6b1d-4f3e-9a70-08dd62d1c4b5',
+  sha1: '2d6e8c1b9f4a7e3d5c0b8a6f1e9d2c7b4a3f5e8d',
+} as const;
+
+/** When the sample incident was received, and a "now" on the same day for card snapshots. */
+export const RECEIVED_AT = '2025-03-14T09:05:00.000Z';
+export const SAMPLE_NOW = new Date('2025-03-14T11:30:00.000Z');
+
+/** The four managed-response actions of DESIGN.md, aimed at the sample incident's assets. */
+export function sampleActions(): Record<string, unknown>[] {
+  return [
+    {
+      id: 'act-1',
+      type: 'isolateDevice',
+      status: 'proposed',
+      target: { deviceId: SAMPLE.workstationId, deviceName: SAMPLE.workstation },
+      reason: 'beaconing to known C2',
+    },
+    {
+      id: 'act-2',
+      type: 'revokeUserTokens',
+      status: 'completed',
+      target: { userId: SAMPLE.alexId, upn: SAMPLE.alex },
+      completedBy: 'slack:U0EXPERT1',
+      completedAt: '2025-03-14T09:12:00.000Z',
+    },
+    {
+      id: 'act-3',
+      type: 'softDeleteEmails',
+      status: 'proposed',
+      target: { networkMessageId: SAMPLE.networkMessageId, recipient: SAMPLE.bea },
+    },
+    {
+      id: 'act-4',
+      type: 'stopAndQuarantineFile',
+      status: 'proposed',
+      target: { deviceId: SAMPLE.workstationId, sha1: SAMPLE.sha1 },
+    },
+  ];
+}
+
+/** An ingest body for the sample incident; `incident` fields and the action list can be replaced. */
+export function sampleIngestBody(
+  overrides: {
+    incident?: Record<string, unknown>;
+    summary?: string;
+    actions?: Record<string, unknown>[];
+  } = {},
+): Record<string, unknown> {
+  return {
+    incident: { ...structuredClone(graphIncident), ...overrides.incident },
+    managedResponse: {
+      summary:
+        overrides.summary ??
+        'Alex Vance opened Invoice_0314.exe from a phishing email; it started PowerShell and beaconed to 203.0.113.45. The same email reached Bea Ortiz.',
+      actions: overrides.actions ?? sampleActions(),
+    },
+  };
+}
+
+/**
+ * An IncidentState as the store would return it: the body is parsed and turned into a record by core,
+ * each action starts as ingest makes it (proposed, or succeeded when completed), then `states` sets
+ * chosen fields per action id (state, decidedBy, error, ...).
+ */
+export function incidentState(
+  options: { body?: unknown; receivedAt?: string; states?: Record<string, Partial<ActionRecord>> } = {},
+): IncidentState {
+  const receivedAt = options.receivedAt ?? RECEIVED_AT;
+  const parsed = parseIngestBody(options.body ?? sampleIngestBody());
+  const incident = toIncidentRecord(parsed, receivedAt);
+  const actions = parsed.managedResponse.actions.map((a): ActionRecord => {
+    const base: ActionRecord = {
+      incidentId: incident.id,
+      id: a.id,
+      type: a.type,
+      target: a.target,
+      ...(a.reason ? { reason: a.reason } : {}),
+      state: 'proposed',
+      excludedBy: null,
+      decidedBy: null,
+      createdAt: receivedAt,
+      updatedAt: receivedAt,
+      version: 1,
+    };
+    const completed: Partial<ActionRecord> =
+      a.status === 'completed'
+        ? {
+            state: 'succeeded',
+            decidedBy: a.completedBy ?? 'mdr-experts',
+            decidedAt: a.completedAt ?? receivedAt,
+          }
+        : {};
+    return { ...base, ...completed, ...options.states?.[a.id] };
+  });
+  return { incident, actions };
+}
+
+/** Extra actions (beyond the four of DESIGN.md) so every lifecycle state appears once. */
+export function everyStateActions(): Record<string, unknown>[] {
+  return [
+    ...sampleActions(),
+    {
+      id: 'act-5',
+      type: 'releaseFileFromQuarantine',
+      target: { deviceId: SAMPLE.serverId, sha1: SAMPLE.sha1, fileName: 'Invoice_0314.exe' },
+      reason: 'false positive on the server copy',
+    },
+    { id: 'act-6', type: 'disableUser', target: { userId: SAMPLE.beaId } },
+    { id: 'act-7', type: 'runAntivirusScan', target: { deviceId: SAMPLE.serverId } },
+    { id: 'act-8', type: 'forcePasswordReset', target: { upn: SAMPLE.alex } },
+    { id: 'act-9', type: 'restrictAppExecution', target: { deviceId: SAMPLE.serverId } },
+    { id: 'act-10', type: 'suspendUser', target: { upn: SAMPLE.bea } },
+  ];
+}
+
+/** The sample incident with one action in each of the nine lifecycle states (and one dry run). */
+export function everyStateIncident(): IncidentState {
+  const decided = (who: string, at: string): Partial<ActionRecord> => ({
+    decidedBy: who,
+    decidedAt: at,
+    updatedAt: at,
+  });
+  return incidentState({
+    body: sampleIngestBody({ actions: everyStateActions() }),
+    states: {
+      'act-1': {
+        state: 'succeeded',
+        ...decided('slack:U0EXPERT1', '2025-03-14T10:42:00.000Z'),
+        result: 'Defender: Succeeded',
+      },
+      'act-3': {
+        state: 'customerPending',
+        excludedBy: 'user group Executives',
+      },
+      'act-4': {
+        state: 'executing',
+        progress: 'Defender: InProgress',
+        dryRun: true,
+        ...decided('teams:6f2c0a4e-aad-object-id', '2025-03-14T10:50:00.000Z'),
+      },
+      'act-5': { state: 'expertTask', ...decided('slack:U0EXPERT1', '2025-03-14T10:55:00.000Z') },
+      'act-6': { state: 'rejected', ...decided('slack:U0EXPERT2', '2025-03-14T10:20:00.000Z') },
+      'act-7': {
+        state: 'failed',
+        error: 'Defender: TimeOut after 15 minutes',
+        ...decided('slack:U0EXPERT1', '2025-03-14T10:30:00.000Z'),
+      },
+      'act-8': {
+        state: 'doneByCustomer',
+        excludedBy: 'user alex.vance@contoso.com',
+        doneBy: 'api:servicenow',
+        doneAt: '2025-03-13T16:05:00.000Z',
+      },
+      'act-9': { state: 'approved', ...decided('slack:U0EXPERT1', '2025-03-14T11:01:00.000Z') },
+      'act-10': { blockedReason: 'group membership of bea.ortiz@contoso.com could not be read (Graph 503)' },
+    },
+  });
+}
+
+/** The sample incident where every action turned into a customer task (assets excluded). */
+export function customerTasksOnlyIncident(): IncidentState {
+  const pending: Partial<ActionRecord> = { state: 'customerPending', decidedBy: null };
+  return incidentState({
+    states: {
+      'act-1': { ...pending, excludedBy: 'device group Finance-Workstations' },
+      'act-2': { ...pending, excludedBy: 'user alex.vance@contoso.com' },
+      'act-3': { ...pending, excludedBy: 'user group Executives' },
+      'act-4': { ...pending, excludedBy: 'device group Finance-Workstations' },
+    },
+  });
+}
+
+/** The sample incident once nothing is left: done by experts, by the customer, or rejected. */
+export function resolvedIncident(): IncidentState {
+  return incidentState({
+    states: {
+      'act-1': {
+        state: 'succeeded',
+        decidedBy: 'slack:U0EXPERT1',
+        decidedAt: '2025-03-14T10:42:00.000Z',
+        result: 'Defender: Succeeded',
+      },
+      'act-3': {
+        state: 'doneByCustomer',
+        excludedBy: 'user group Executives',
+        doneBy: 'teams:3b1d9f0e-customer-admin',
+        doneAt: '2025-03-14T11:10:00.000Z',
+      },
+      'act-4': { state: 'rejected', decidedBy: 'slack:U0EXPERT2', decidedAt: '2025-03-14T10:45:00.000Z' },
+    },
+  });
+}

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { parseCommand, replyText, runCommand } from '../../../bot/commands.js';
+import { ingestIncident } from '../../../core/ingest-incident.js';
+import { ADMIN, CUSTOMER, coreHarness, EXPERT, sampleIngestBody } from '../../support/core-harness.js';
+
+const FIN_SERVERS = { devices: [{ group: 'Finance-Servers' }], users: [] };
+
+describe('chat commands', () => {
+  it('parses the fixed words and refuses anything else with usage', () => {
+    expect(parseCommand('')).toEqual({ name: 'help' });
+    expect(parseCommand('  PENDING ')).toEqual({ name: 'pending' });
+    expect(parseCommand('done 48213:act-5')).toEqual({ name: 'done', taskId: '48213:act-5' });
+    expect(parseCommand('exclude device-group Domain Controllers')).toEqual({
+      name: 'exclude',
+      kind: 'device-group',
+      value: 'Domain Controllers',
+    });
+    expect(parseCommand('unexclude user ceo@contoso.com')).toEqual({
+      name: 'unexclude',
+      kind: 'user',
+      value: 'ceo@contoso.com',
+    });
+    expect(parseCommand('exclude laptop x')).toEqual({
+      error: expect.stringContaining('Usage: exclude device|user|device-group|user-group|device-tag'),
+    });
+    expect(parseCommand('done')).toEqual({ error: expect.stringContaining('Usage: done <taskId>') });
+    expect(parseCommand('isolate everything')).toEqual({ error: 'Unknown command "isolate".' });
+  });
+
+  it('lists pending tasks and marks one done as a customer', async () => {
+    const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
+    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    const pending = await runCommand(h.deps, 'pending', CUSTOMER);
+    expect(pending).toMatchObject({ kind: 'tasks', shared: false, tasks: [{ id: '48213:act-5' }] });
+    const done = await runCommand(h.deps, 'done 48213:act-5', CUSTOMER);
+    expect(done).toMatchObject({ kind: 'done', shared: true, decision: { ok: true } });
+    expect(replyText(done)).toBe('Task 48213:act-5 marked done.');
+    expect(replyText(await runCommand(h.deps, 'pending', CUSTOMER))).toBe('No pending customer tasks.');
+    expect(replyText(await runCommand(h.deps, 'done nonsense', CUSTOMER))).toContain('is not a task id');
+  });
+
+  it('lets admins change exclusions and refuses everyone else', async () => {
+    const h = coreHarness();
+    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    const refused = await runCommand(h.deps, 'exclude device fin-wks-0142.corp.contoso.com', EXPERT);
+    expect(replyText(refused)).toBe('Refused: only the admins named in the policy may change exclusions');
+    const added = await runCommand(h.deps, 'exclude device fin-wks-0142.corp.contoso.com', ADMIN);
+    expect(added).toMatchObject({ kind: 'exclusionChange', shared: true });
+    expect(replyText(added)).toBe(
+      'Excluded: device name fin-wks-0142.corp.contoso.com. 2 proposed action(s) on it are now customer tasks.',
+    );
+    expect(replyText(await runCommand(h.deps, 'exclusions', CUSTOMER))).toBe(
+      'Exclusions:\n• device fin-wks-0142.corp.contoso.com',
+    );
+    expect(replyText(await runCommand(h.deps, 'unexclude device fin-wks-0142.corp.contoso.com', ADMIN))).toBe(
+      'No longer excluded: device name fin-wks-0142.corp.contoso.com.',
+    );
+    expect(
+      replyText(await runCommand(h.deps, 'unexclude device fin-wks-0142.corp.contoso.com', ADMIN)),
+    ).toContain('Nothing changed');
+  });
+});

@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import { escapeTeamsMarkdown, renderTeamsCard, renderTeamsTaskList } from '../../../cards/teams/render.js';
+import { validateAdaptiveCard } from '../../../cards/validate.js';
+import { buildIncidentView } from '../../../cards/view-model.js';
+import { taskOf } from '../../../core/tasks.js';
+import { everyStateIncident, incidentState, SAMPLE_NOW } from '../../support/incident-factory.js';
+import { SCENARIOS, VIEW_OPTIONS } from './scenarios.js';
+
+type Json = Record<string, unknown>;
+
+function walk(node: unknown, visit: (obj: Json) => void): void {
+  if (Array.isArray(node)) for (const n of node) walk(n, visit);
+  else if (node && typeof node === 'object') {
+    visit(node as Json);
+    for (const v of Object.values(node)) walk(v, visit);
+  }
+}
+
+function executeActions(card: Json): Json[] {
+  const out: Json[] = [];
+  walk(card.body, (o) => {
+    if (o.type === 'Action.Execute') out.push(o);
+  });
+  return out;
+}
+
+describe('renderTeamsCard', () => {
+  describe.each(SCENARIOS)('%s', (_name, build) => {
+    const view = buildIncidentView(build(), VIEW_OPTIONS);
+
+    it('matches the snapshot of the shared card', () => {
+      expect(
+        renderTeamsCard(view, { viewer: 'shared', userIds: ['29:expert', '29:customer'] }),
+      ).toMatchSnapshot();
+    });
+
+    it('gives each viewer their own buttons', () => {
+      const verbs = Object.fromEntries(
+        (['shared', 'expert', 'customer', 'other'] as const).map((viewer) => [
+          viewer,
+          executeActions(renderTeamsCard(view, { viewer })).map(
+            (a) => `${a.verb}:${(a.data as Json).actionId}`,
+          ),
+        ]),
+      );
+      expect(verbs).toMatchSnapshot();
+      expect(verbs.other).toEqual([]);
+    });
+
+    it('is a valid Adaptive Card 1.5 for every viewer', () => {
+      for (const viewer of ['shared', 'expert', 'customer', 'other'] as const) {
+        const card = renderTeamsCard(view, { viewer, notice: 'Done.' });
+        expect(card.version).toBe('1.5');
+        expect(validateAdaptiveCard(card)).toEqual([]);
+        expect(JSON.stringify(card)).not.toContain('${');
+      }
+    });
+  });
+
+  it('puts only the incident id and the action id in button data', () => {
+    const card = renderTeamsCard(buildIncidentView(everyStateIncident(), VIEW_OPTIONS), { viewer: 'shared' });
+    const actions = executeActions(card);
+    expect(new Set(actions.map((a) => a.verb))).toEqual(new Set(['approve', 'reject', 'markDone']));
+    for (const a of actions) {
+      expect(Object.keys(a.data as Json).sort()).toEqual(['actionId', 'incidentId']);
+      expect((a.data as Json).incidentId).toBe('48213');
+    }
+    expect((card.actions as Json[]).at(-1)).toEqual({
+      type: 'Action.Execute',
+      title: 'Refresh',
+      verb: 'refresh',
+      data: { incidentId: '48213' },
+    });
+  });
+
+  it('shows experts Approve and Reject and customers Mark done', () => {
+    const view = buildIncidentView(everyStateIncident(), VIEW_OPTIONS);
+    const verbs = (viewer: 'expert' | 'customer') =>
+      executeActions(renderTeamsCard(view, { viewer })).map((a) => `${a.verb}:${(a.data as Json).actionId}`);
+    expect(verbs('expert')).toEqual(['approve:act-10', 'reject:act-10', 'markDone:act-5']);
+    expect(verbs('customer')).toEqual(['markDone:act-3']);
+  });
+
+  it('adds a refresh section for at most 60 users to the shared card only', () => {
+    const view = buildIncidentView(incidentState(), VIEW_OPTIONS);
+    const userIds = Array.from({ length: 75 }, (_, i) => `29:user-${i}`);
+    const shared = renderTeamsCard(view, { viewer: 'shared', userIds });
+    expect(shared.refresh).toEqual({
+      action: { type: 'Action.Execute', title: 'Refresh', verb: 'refresh', data: { incidentId: '48213' } },
+      userIds: userIds.slice(0, 60),
+    });
+    expect(renderTeamsCard(view, { viewer: 'expert' }).refresh).toBeUndefined();
+    expect(renderTeamsCard(view, { viewer: 'shared' }).refresh).toEqual({
+      action: { type: 'Action.Execute', title: 'Refresh', verb: 'refresh', data: { incidentId: '48213' } },
+      userIds: [],
+    });
+  });
+
+  it('shows a notice at the top of the clicker card', () => {
+    const card = renderTeamsCard(buildIncidentView(incidentState(), VIEW_OPTIONS), {
+      viewer: 'customer',
+      notice: 'Only the MDR experts may approve actions.',
+    });
+    const first = (card.body as Json[])[0] as Json;
+    expect(first.style).toBe('warning');
+    expect(JSON.stringify(first)).toContain('Only the MDR experts may approve actions.');
+  });
+
+  it('stays within 28 KB', () => {
+    const card = renderTeamsCard(buildIncidentView(everyStateIncident(), VIEW_OPTIONS), { viewer: 'shared' });
+    expect(Buffer.byteLength(JSON.stringify(card))).toBeLessThanOrEqual(28_000);
+  });
+});
+
+describe('renderTeamsTaskList', () => {
+  it('lists pending tasks with a Mark done button each', () => {
+    const state = everyStateIncident();
+    const tasks = state.actions.flatMap((a) => taskOf(a) ?? []);
+    const card = renderTeamsTaskList(tasks, { now: SAMPLE_NOW, apiBaseUrl: 'https://mdr-bot.contoso.com' });
+    expect(card).toMatchSnapshot();
+    expect(validateAdaptiveCard(card)).toEqual([]);
+    expect(executeActions(card).map((a) => a.data)).toEqual([{ incidentId: '48213', actionId: 'act-3' }]);
+  });
+
+  it('says so when nothing is pending', () => {
+    const card = renderTeamsTaskList([]);
+    expect(JSON.stringify(card)).toContain('No pending customer tasks.');
+    expect(validateAdaptiveCard(card)).toEqual([]);
+  });
+});
+
+describe('escapeTeamsMarkdown', () => {
+  it('makes markdown literal', () => {
+    expect(escapeTeamsMarkdown('[click](javascript:alert(1)) *b* _i_ `c` <x>')).toBe(
+      '\\[click\\](javascript:alert(1)) \\*b\\* \\_i\\_ \\`c\\` \\<x>',
+    );
+    expect(escapeTeamsMarkdown('# h\n- item\n1. one\n> quote')).toBe('\\# h\n\\- item\n1\\. one\n\\> quote');
+  });
+});
