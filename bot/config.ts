@@ -117,8 +117,8 @@ export interface Config {
 /** The demo policy of local mode: a demo expert and admin, and a few exclusions to see them at work. */
 export const DEMO_POLICY: Policy = {
   roles: {
-    experts: ['slack:U0EXPERT1', 'teams:00000000-0000-0000-0000-0000000e0001', 'preview:expert'],
-    admins: ['slack:U0ADMIN1', 'preview:admin'],
+    experts: ['slack:U0EXPERT1', 'teams:00000000-0000-0000-0000-0000000e0001'],
+    admins: ['slack:U0ADMIN1'],
   },
   exclusions: {
     devices: [{ group: 'Finance-Servers' }, { tag: 'VIP' }],

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { buildRuntime, describeRuntime } from './compose.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
+import { previewRouter } from './preview/router.js';
 import { createHttpApp } from './server.js';
 
 /** Process entry: configuration, runtime, one HTTP port, graceful stop on SIGINT/SIGTERM. */
@@ -20,7 +21,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const runtime = buildRuntime(config, logger);
-  const app = createHttpApp(runtime);
+  const app = createHttpApp(runtime, { preview: config.localMode ? previewRouter(runtime) : undefined });
   await runtime.queue.start();
 
   const server = app.listen(config.port, config.host ?? '::');

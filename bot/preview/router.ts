@@ -1,0 +1,120 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import express, { type NextFunction, type Request, type Response, Router } from 'express';
+import { z } from 'zod';
+import { slackBlocksToHtml } from '../../cards/slack/html.js';
+import { renderSlackMessage } from '../../cards/slack/render.js';
+import { renderTeamsCard } from '../../cards/teams/render.js';
+import { buildIncidentView } from '../../cards/view-model.js';
+import { approveAction } from '../../core/approve-action.js';
+import type { Actor, Decision } from '../../core/decisions.js';
+import { ingestIncident } from '../../core/ingest-incident.js';
+import { managedStatus } from '../../core/managed-status.js';
+import { markTaskDone } from '../../core/mark-task-done.js';
+import { rolesOf } from '../../core/policy.js';
+import { rejectAction } from '../../core/reject-action.js';
+import { parseOrThrow } from '../../core/validation.js';
+import { sendError } from '../http-errors.js';
+import type { Runtime } from '../runtime.js';
+import { isLoopback } from './loopback.js';
+import { previewPage } from './page.js';
+
+const require = createRequire(import.meta.url);
+const SAMPLE = readFileSync(new URL('../../samples/incident-48213.json', import.meta.url), 'utf8');
+const CUSTOMER = 'preview:customer';
+
+const actionBody = z.object({
+  verb: z.enum(['approve', 'reject', 'markDone']),
+  incidentId: z.string().min(1).max(128),
+  actionId: z.string().min(1).max(128),
+  as: z.string().min(1).max(200),
+});
+
+function loopbackOnly(req: Request, res: Response, next: NextFunction): void {
+  if (!isLoopback(req.socket.remoteAddress)) {
+    sendError(res, 403, 'forbidden', 'the preview page answers only on this machine (loopback)');
+    return;
+  }
+  next();
+}
+
+/**
+ * The local preview channel (`GET /`): every incident's Teams card and Slack message, with working
+ * buttons through the same core, acting as a chosen identity. Local mode only, loopback only.
+ */
+export function previewRouter(runtime: Runtime): Router {
+  const { deps, store, config } = runtime;
+  const router = Router();
+  const identities = () => [
+    ...config.policy.roles.experts.map((id) => ({ id, label: `Expert (${id})` })),
+    ...config.policy.roles.admins.map((id) => ({ id, label: `Customer admin (${id})` })),
+    { id: CUSTOMER, label: `Customer (${CUSTOMER})` },
+  ];
+  const allowed = (id: string) => identities().some((i) => i.id === id);
+  const actorFor = (id: string): Actor => ({ id, platform: 'preview' });
+
+  router.use('/preview', loopbackOnly);
+  router.get('/', loopbackOnly, (_req, res) => {
+    res.type('html').send(previewPage());
+  });
+  router.get('/preview/vendor/adaptivecards.min.js', (_req, res) => {
+    res.type('js').sendFile(require.resolve('adaptivecards/dist/adaptivecards.min.js'));
+  });
+
+  router.get('/preview/api/state', async (req, res) => {
+    const as =
+      typeof req.query.as === 'string' && allowed(req.query.as)
+        ? req.query.as
+        : (identities()[0]?.id ?? CUSTOMER);
+    const roles = rolesOf(config.policy.roles, as);
+    const viewer = roles.expert ? 'expert' : 'customer';
+    const incidents = [];
+    for (const summary of await store.listIncidents(20)) {
+      const state = await store.getIncident(summary.id);
+      if (!state) continue;
+      const view = buildIncidentView(state, { apiBaseUrl: config.publicUrl });
+      incidents.push({
+        id: state.incident.id,
+        title: state.incident.title,
+        managedStatus: managedStatus(state.actions),
+        teams: renderTeamsCard(view, { viewer }),
+        slackHtml: slackBlocksToHtml(renderSlackMessage(view).blocks),
+      });
+    }
+    res.json({ as, identities: identities(), incidents });
+  });
+
+  router.post('/preview/api/action', express.json({ limit: '16kb' }), async (req, res) => {
+    const body = parseOrThrow(actionBody, req.body ?? {});
+    if (!allowed(body.as)) {
+      sendError(res, 400, 'invalid_body', `as: unknown identity ${body.as}`);
+      return;
+    }
+    const ref = { incidentId: body.incidentId, actionId: body.actionId };
+    const run = { approve: approveAction, reject: rejectAction, markDone: markTaskDone }[body.verb];
+    const decision: Decision = await run(deps, ref, actorFor(body.as));
+    res.json(
+      decision.ok
+        ? {
+            ok: true,
+            message: `${body.verb} ${body.actionId}: ${decision.action.state}`,
+            state: decision.action.state,
+          }
+        : { ok: false, code: decision.code, message: decision.message },
+    );
+  });
+
+  router.post('/preview/api/sample', async (_req, res) => {
+    const body = JSON.parse(SAMPLE) as { incident: { id: string } };
+    const count = (await store.listIncidents(1_000)).length;
+    body.incident.id = String(48213 + count);
+    const result = await ingestIncident(deps, body, { id: 'preview:sample', platform: 'preview' });
+    res.status(201).json({
+      ok: true,
+      id: result.state.incident.id,
+      message: `Sample incident ${result.state.incident.id} received`,
+    });
+  });
+
+  return router;
+}
