@@ -1,0 +1,161 @@
+import { type Job, Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { JobHandler, JobOptions, JobQueue } from './job-queue.js';
+import type { QueueLogger } from './local-queue.js';
+import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
+
+/** Errors of the connection itself, already reported once per outage. */
+function isConnectionError(err: Error): boolean {
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Connection is closed|Stream isn't writeable/.test(
+    err.message,
+  );
+}
+
+/** Where and how the BullMQ queue runs. */
+export interface BullMqQueueOptions {
+  /** The bot's Redis (REDIS_URL). The queue opens its own connections: never the store's. */
+  url: string;
+  /** The bot's key prefix (REDIS_KEY_PREFIX); BullMQ keys go under `<prefix>{bull}:`. */
+  keyPrefix?: string;
+  queueName?: string;
+  logger?: QueueLogger;
+  /** Jobs one process runs at once. */
+  concurrency?: number;
+  /** First retry delay; doubled on each further attempt. */
+  backoffMs?: number;
+  /** A running job's lock lasts this long unless renewed; a dead worker's job is taken over after it. */
+  lockDurationMs?: number;
+  /** How often a worker looks for jobs whose worker died. */
+  stalledIntervalMs?: number;
+  /** How many times a job may be found abandoned before it is failed for good. */
+  maxStalledCount?: number;
+  /** How long completed job ids are kept (and so the same id is refused). */
+  keepCompletedSeconds?: number;
+}
+
+const consoleLogger: QueueLogger = {
+  error: (details, message) => console.error(message, details),
+  warn: (details, message) => console.warn(message, details),
+};
+
+/**
+ * BullMQ refuses ':' and integer-looking custom ids; this maps any id to an accepted one, one-to-one
+ * (escape '%' and ':' percent-style, and start with a letter).
+ */
+export function bullJobId(id: string): string {
+  return `j${id.replace(/%/g, '%25').replace(/:/g, '%3A')}`;
+}
+
+/**
+ * Durable jobs on BullMQ: one Queue and one Worker per process, every process on the same Redis and
+ * prefix sharing the work. The same id is added once; attempts back off exponentially; delayed jobs
+ * wait in Redis; a job whose process died is taken over by another worker once its lock runs out.
+ */
+export class BullMqQueue implements JobQueue {
+  private readonly handlers = new Map<string, JobHandler>();
+  private readonly queue: Queue;
+  private readonly connections: Redis[] = [];
+  private readonly queueConnection: Redis;
+  private worker: Worker | null = null;
+  private readonly logger: QueueLogger;
+  private readonly prefix: string;
+  private readonly queueName: string;
+  private readonly backoffMs: number;
+  private readonly keepCompletedSeconds: number;
+
+  constructor(private readonly options: BullMqQueueOptions) {
+    this.logger = options.logger ?? consoleLogger;
+    // One hash tag for all of BullMQ's keys, so its multi-key scripts also run on Redis Cluster.
+    this.prefix = `${options.keyPrefix ?? 'mdr:'}{bull}`;
+    this.queueName = options.queueName ?? 'jobs';
+    this.backoffMs = options.backoffMs ?? 1_000;
+    this.keepCompletedSeconds = options.keepCompletedSeconds ?? 7 * 24 * 3_600;
+    this.queueConnection = this.connect('queue');
+    this.queue = new Queue(this.queueName, { connection: this.queueConnection, prefix: this.prefix });
+    // Connection errors are reported once per outage by `connect`; BullMQ repeats them on every retry.
+    this.queue.on('error', () => {});
+  }
+
+  /** Fails with StoreUnavailableError, at once or within ~0.5 s, while Redis is away (BullMQ would wait). */
+  async add(name: string, data: unknown, options: JobOptions = {}): Promise<void> {
+    try {
+      await waitUntilReady(this.queueConnection);
+      await this.addNow(name, data, options);
+    } catch (error) {
+      throw asStoreUnavailable(error);
+    }
+  }
+
+  private async addNow(name: string, data: unknown, options: JobOptions): Promise<void> {
+    await this.queue.add(name, data, {
+      ...(options.id !== undefined ? { jobId: bullJobId(options.id) } : {}),
+      ...(options.delayMs ? { delay: Math.max(0, Math.round(options.delayMs)) } : {}),
+      attempts: Math.max(1, options.attempts ?? 5),
+      backoff: { type: 'exponential', delay: this.backoffMs },
+      removeOnComplete: { age: this.keepCompletedSeconds },
+      removeOnFail: { age: 4 * this.keepCompletedSeconds },
+    });
+  }
+
+  process(name: string, handler: JobHandler): void {
+    this.handlers.set(name, handler);
+  }
+
+  /** Starts this process's worker (only if a handler is registered: a producer-only process has none). */
+  async start(): Promise<void> {
+    if (this.worker || this.handlers.size === 0) return;
+    const worker = new Worker(this.queueName, (job) => this.run(job), {
+      connection: this.connect('worker'),
+      prefix: this.prefix,
+      concurrency: this.options.concurrency ?? 10,
+      lockDuration: this.options.lockDurationMs ?? 30_000,
+      stalledInterval: this.options.stalledIntervalMs ?? 30_000,
+      maxStalledCount: this.options.maxStalledCount ?? 2,
+      autorun: false,
+    });
+    worker.on('error', (err) => {
+      if (!isConnectionError(err)) this.logger.error({ err }, 'job worker error');
+    });
+    worker.on('failed', (job, err) => {
+      if (!job) return;
+      const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+      const details = { job: job.name, id: job.id, attempt: job.attemptsMade, err };
+      if (final) this.logger.error(details, 'job failed for good');
+      else this.logger.warn(details, 'job failed, retrying');
+    });
+    this.worker = worker;
+    void worker.run().catch((err) => this.logger.error({ err }, 'job worker stopped'));
+    await worker.waitUntilReady();
+  }
+
+  /** Waits for running jobs, then closes the worker, the queue and their connections. */
+  async close(): Promise<void> {
+    await this.worker?.close();
+    await this.queue.close();
+    await Promise.allSettled(this.connections.map((c) => c.quit()));
+  }
+
+  private async run(job: Job): Promise<void> {
+    const handler = this.handlers.get(job.name);
+    if (!handler) throw new Error(`no handler registered for job "${job.name}"`);
+    await handler(job.data);
+  }
+
+  private connect(purpose: 'queue' | 'worker'): Redis {
+    // The queue fails fast like the store; the worker blocks and retries for ever, as BullMQ requires.
+    const connection = createRedisConnection(this.options.url, { purpose });
+    let down = false;
+    connection.on('error', (err) => {
+      if (down) return;
+      down = true;
+      this.logger.error({ err, purpose }, 'job queue: Redis is not reachable, reconnecting');
+    });
+    connection.on('ready', () => {
+      if (!down) return;
+      down = false;
+      this.logger.warn({ purpose }, 'job queue: Redis is reachable again');
+    });
+    this.connections.push(connection);
+    return connection;
+  }
+}

@@ -1,0 +1,127 @@
+import type { JobHandler, JobOptions, JobQueue } from './job-queue.js';
+
+/** Where a queue reports a job that failed for good (pino's logger fits). */
+export interface QueueLogger {
+  error(details: object, message: string): void;
+  warn(details: object, message: string): void;
+}
+
+/** Tuning of the in-process queue. */
+export interface LocalQueueOptions {
+  logger?: QueueLogger;
+  /** First retry delay; doubled on each further attempt. */
+  backoffMs?: number;
+  /** How many finished job ids are remembered so the same id is not run again. */
+  rememberIds?: number;
+}
+
+interface PendingJob {
+  name: string;
+  data: unknown;
+  attempts: number;
+  attempt: number;
+  runAt: number;
+}
+
+const consoleLogger: QueueLogger = {
+  error: (details, message) => console.error(message, details),
+  warn: (details, message) => console.warn(message, details),
+};
+
+/**
+ * The in-process job queue of local mode: a job id is run once (while waiting, running, or among the
+ * last finished ones), delays are timers, failures are retried with exponential backoff, and a job that
+ * fails for good is logged, never thrown. Not durable: jobs die with the process.
+ */
+export class LocalQueue implements JobQueue {
+  private readonly handlers = new Map<string, JobHandler>();
+  private readonly known = new Set<string>();
+  private readonly waiting: PendingJob[] = [];
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly running = new Set<Promise<void>>();
+  private readonly logger: QueueLogger;
+  private readonly backoffMs: number;
+  private readonly rememberIds: number;
+  private started = false;
+  private closed = false;
+
+  constructor(options: LocalQueueOptions = {}) {
+    this.logger = options.logger ?? consoleLogger;
+    this.backoffMs = options.backoffMs ?? 1_000;
+    this.rememberIds = options.rememberIds ?? 10_000;
+  }
+
+  async add(name: string, data: unknown, options: JobOptions = {}): Promise<void> {
+    if (this.closed) throw new Error('the job queue is closed');
+    if (options.id !== undefined) {
+      if (this.known.has(options.id)) return;
+      this.remember(options.id);
+    }
+    const job: PendingJob = {
+      name,
+      data: structuredClone(data),
+      attempts: Math.max(1, options.attempts ?? 5),
+      attempt: 1,
+      runAt: Date.now() + Math.max(0, options.delayMs ?? 0),
+    };
+    if (this.started) this.schedule(job);
+    else this.waiting.push(job);
+  }
+
+  process(name: string, handler: JobHandler): void {
+    this.handlers.set(name, handler);
+  }
+
+  async start(): Promise<void> {
+    if (this.started || this.closed) return;
+    this.started = true;
+    for (const job of this.waiting.splice(0)) this.schedule(job);
+  }
+
+  /** Stops timers (delayed and retrying jobs are dropped) and waits for running jobs to finish. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.waiting.length = 0;
+    await Promise.allSettled([...this.running]);
+  }
+
+  private schedule(job: PendingJob): void {
+    const timer = setTimeout(
+      () => {
+        this.timers.delete(timer);
+        const run = this.run(job).finally(() => this.running.delete(run));
+        this.running.add(run);
+      },
+      Math.max(0, job.runAt - Date.now()),
+    );
+    this.timers.add(timer);
+  }
+
+  private async run(job: PendingJob): Promise<void> {
+    const handler = this.handlers.get(job.name);
+    try {
+      if (!handler) throw new Error(`no handler registered for job "${job.name}"`);
+      await handler(job.data);
+    } catch (error) {
+      if (job.attempt < job.attempts && !this.closed) {
+        const delayMs = this.backoffMs * 2 ** (job.attempt - 1);
+        this.logger.warn(
+          { job: job.name, attempt: job.attempt, delayMs, err: error },
+          'job failed, retrying',
+        );
+        this.schedule({ ...job, attempt: job.attempt + 1, runAt: Date.now() + delayMs });
+        return;
+      }
+      this.logger.error({ job: job.name, attempts: job.attempt, err: error }, 'job failed for good');
+    }
+  }
+
+  private remember(id: string): void {
+    this.known.add(id);
+    if (this.known.size <= this.rememberIds) return;
+    const oldest = this.known.values().next().value;
+    if (oldest !== undefined) this.known.delete(oldest);
+  }
+}

@@ -1,0 +1,406 @@
+import { randomUUID } from 'node:crypto';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { ActionState } from '../core/actions.js';
+import { StoreUnavailableError } from '../core/errors.js';
+import type {
+  ActionRecord,
+  AuditEntry,
+  CardRefs,
+  Exclusions,
+  IncidentRecord,
+  IncidentState,
+  Task,
+} from '../core/model.js';
+import type { ActionStore, CasResult } from '../core/ports.js';
+import { parseTaskId, taskOf } from '../core/tasks.js';
+import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
+
+export { createRedisCluster, createRedisConnection } from './redis-connection.js';
+
+/** Tuning of the Redis store; the defaults suit production. */
+export interface RedisStoreOptions {
+  /** Approximate cap of each audit stream (XADD MAXLEN ~). */
+  auditMaxLen?: number;
+  /** How long a call waits for a (re)connecting client before failing with StoreUnavailableError. */
+  readyTimeoutMs?: number;
+}
+
+/** How to reach Redis: a client we are given (not closed by `close()`), or a URL to build one. */
+export type RedisStoreConnection = Redis | Cluster | { url: string; options?: RedisOptions };
+
+type Arg = string | number;
+type Command = [name: string, ...args: Arg[]];
+type TaskStatus = Task['state'];
+
+/** Task states an action can still reach from each state: an index entry is only dropped when it cannot. */
+const MAY_BECOME: Record<TaskStatus, readonly ActionState[]> = {
+  pending: ['proposed', 'approved', 'customerPending'],
+  done: ['proposed', 'approved', 'customerPending', 'doneByCustomer'],
+};
+
+// One slot per script: every key a script touches shares the incident's hash tag.
+const CAS_SCRIPT = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return {0} end
+if tonumber(cjson.decode(current)['version']) ~= tonumber(ARGV[2]) then return {0, current} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4]) end
+return {1, ARGV[3]}
+`;
+
+// KEYS: meta, actions, order, audit. ARGV: meta, maxlen, n, n x (id, json), then (actionId|'', json) pairs.
+const UPSERT_SCRIPT = `
+local created = redis.call('EXISTS', KEYS[1]) == 0
+redis.call('SET', KEYS[1], ARGV[1])
+local n = tonumber(ARGV[3])
+local added = {}
+local isAdded = {}
+local i = 4
+for _ = 1, n do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
+    added[#added + 1] = ARGV[i]
+    isAdded[ARGV[i]] = true
+    redis.call('RPUSH', KEYS[3], ARGV[i])
+  end
+  i = i + 2
+end
+while i <= #ARGV do
+  if ARGV[i] == '' or isAdded[ARGV[i]] then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[i + 1])
+  end
+  i = i + 2
+end
+return {created and 1 or 0, added}
+`;
+
+const UNLOCK_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * The durable store: Redis (or Redis Cluster), shared by every replica. One incident's keys share a
+ * hash tag (`mdr:{inc:48213}:meta`, `:actions`, `:order`, `:audit`, `:cards`) so its scripts stay in
+ * one slot; cross-incident indexes (`mdr:incidents`, `mdr:tasks:pending|done`) live in other slots, so
+ * they are written in the same pipeline right after the script and every task is checked against its
+ * action when listed: an index cut short never shows a wrong task (a done task left in `pending` is
+ * moved to `done` on read). Every failure to reach Redis is a `StoreUnavailableError`.
+ */
+export class RedisStore implements ActionStore {
+  private readonly redis: Redis | Cluster;
+  private readonly owned: boolean;
+  private readonly auditMaxLen: number;
+  private readonly readyTimeoutMs: number;
+  private lastScore = 0;
+  /** Leases this instance holds, by name, with the token that proves it. */
+  private readonly leases = new Map<string, string>();
+
+  constructor(
+    connection: RedisStoreConnection,
+    private readonly prefix = 'mdr:',
+    options: RedisStoreOptions = {},
+  ) {
+    const client =
+      connection instanceof Redis || connection instanceof Cluster
+        ? connection
+        : createRedisConnection(connection.url, connection.options);
+    this.owned = !(connection instanceof Redis || connection instanceof Cluster);
+    // An error event without a listener would crash the process; failures surface on each call instead.
+    if (this.owned) client.on('error', () => {});
+    client.defineCommand('mdrCas', { numberOfKeys: 2, lua: CAS_SCRIPT });
+    client.defineCommand('mdrUpsert', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
+    client.defineCommand('mdrUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT });
+    this.redis = client;
+    this.auditMaxLen = options.auditMaxLen ?? 10_000;
+    this.readyTimeoutMs = options.readyTimeoutMs ?? 500;
+  }
+
+  async upsertIncident(incident: IncidentRecord, actions: ActionRecord[], audit: AuditEntry[]) {
+    const keys = this.incidentKeys(incident.id);
+    const own = audit.filter((e) => e.incidentId === incident.id);
+    const foreign = audit.filter((e) => e.incidentId !== incident.id);
+    const args: Arg[] = [
+      keys.meta,
+      keys.actions,
+      keys.order,
+      keys.audit,
+      JSON.stringify(incident),
+      this.auditMaxLen,
+      actions.length,
+      ...actions.flatMap((a) => [a.id, JSON.stringify(a)]),
+      ...own.flatMap((e) => [e.actionId ?? '', JSON.stringify(e)]),
+    ];
+    const commands: Command[] = [
+      ['mdrUpsert', ...args],
+      ['zadd', this.key('incidents'), Date.parse(incident.receivedAt) || 0, incident.id],
+      ...actions.flatMap((a) => this.indexCommands(a)),
+    ];
+    const [reply] = (await this.run(commands)) as [[number, string[]]];
+    const addedIds = new Set(reply[1]);
+    const added: ActionRecord[] = [];
+    for (const action of actions) {
+      if (addedIds.delete(action.id)) added.push(action);
+    }
+    const late = foreign.filter((e) => e.actionId === undefined || reply[1].includes(e.actionId));
+    if (late.length > 0) await this.run(late.map((e) => this.auditCommand(e)));
+    return { created: reply[0] === 1, added: structuredClone(added) };
+  }
+
+  async getIncident(incidentId: string): Promise<IncidentState | null> {
+    const keys = this.incidentKeys(incidentId);
+    const [meta, order, all] = (await this.run([
+      ['get', keys.meta],
+      ['lrange', keys.order, 0, -1],
+      ['hgetall', keys.actions],
+    ])) as [string | null, string[], Record<string, string>];
+    if (meta === null) return null;
+    const listed = new Set(order);
+    const ids = [...order, ...Object.keys(all).filter((id) => !listed.has(id))];
+    const actions = ids.flatMap((id) => (all[id] === undefined ? [] : [JSON.parse(all[id]) as ActionRecord]));
+    return { incident: JSON.parse(meta) as IncidentRecord, actions };
+  }
+
+  async listIncidents(limit: number): Promise<IncidentRecord[]> {
+    if (limit <= 0) return [];
+    const ids = (await this.run([['zrevrange', this.key('incidents'), 0, limit - 1]]))[0] as string[];
+    if (ids.length === 0) return [];
+    const metas = (await this.run(ids.map((id) => ['get', this.incidentKeys(id).meta]))) as (string | null)[];
+    return metas.flatMap((m) => (m === null ? [] : [JSON.parse(m) as IncidentRecord]));
+  }
+
+  async getAction(incidentId: string, actionId: string): Promise<ActionRecord | null> {
+    const [json] = (await this.run([['hget', this.incidentKeys(incidentId).actions, actionId]])) as [
+      string | null,
+    ];
+    return json === null ? null : (JSON.parse(json) as ActionRecord);
+  }
+
+  async loadForDecision(incidentId: string, actionId: string) {
+    const keys = this.incidentKeys(incidentId);
+    const [meta, action, exclusions] = (await this.run([
+      ['get', keys.meta],
+      ['hget', keys.actions, actionId],
+      ['get', this.key('exclusions')],
+    ])) as (string | null)[];
+    if (meta == null || action == null) return null;
+    return {
+      incident: JSON.parse(meta) as IncidentRecord,
+      action: JSON.parse(action) as ActionRecord,
+      exclusions: exclusions == null ? null : (JSON.parse(exclusions) as Exclusions),
+    };
+  }
+
+  async compareAndSet(next: ActionRecord, expectedVersion: number, audit: AuditEntry): Promise<CasResult> {
+    const stored: ActionRecord = { ...next, version: expectedVersion + 1 };
+    const keys = this.incidentKeys(next.incidentId);
+    const sameSlot = audit.incidentId === next.incidentId;
+    const cas: Command = [
+      'mdrCas',
+      keys.actions,
+      keys.audit,
+      next.id,
+      expectedVersion,
+      JSON.stringify(stored),
+      sameSlot ? JSON.stringify(audit) : '',
+      this.auditMaxLen,
+    ];
+    const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?]];
+    if (reply[0] !== 1) {
+      return { ok: false, current: reply[1] === undefined ? null : (JSON.parse(reply[1]) as ActionRecord) };
+    }
+    // An audit entry filed elsewhere (no incident id) cannot share the script's slot: it follows it.
+    if (!sameSlot) await this.run([this.auditCommand(audit)]);
+    return { ok: true, action: stored };
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<void> {
+    await this.run([this.auditCommand(entry)]);
+  }
+
+  async listAudit(incidentId?: string, limit = 1_000): Promise<AuditEntry[]> {
+    const stream = incidentId === undefined ? this.key('audit:policy') : this.incidentKeys(incidentId).audit;
+    const [entries] = (await this.run([['xrevrange', stream, '+', '-', 'COUNT', limit]])) as [
+      [string, string[]][],
+    ];
+    return entries.reverse().map(([, fields]) => JSON.parse(fields[1] ?? 'null') as AuditEntry);
+  }
+
+  async listTasks(status: TaskStatus, limit = 500): Promise<Task[]> {
+    // A task marked done whose move in the index was cut short still sits in `pending`: file it first.
+    if (status === 'done') await this.collectTasks('pending', Number.POSITIVE_INFINITY);
+    return this.collectTasks(status, limit);
+  }
+
+  async getExclusions(): Promise<Exclusions | null> {
+    const [json] = (await this.run([['get', this.key('exclusions')]])) as [string | null];
+    return json === null ? null : (JSON.parse(json) as Exclusions);
+  }
+
+  async setExclusions(exclusions: Exclusions, audit: AuditEntry): Promise<void> {
+    await this.run([['set', this.key('exclusions'), JSON.stringify(exclusions)], this.auditCommand(audit)], {
+      atomic: true,
+    });
+  }
+
+  async getCardRefs(incidentId: string): Promise<CardRefs> {
+    const [json] = (await this.run([['get', this.incidentKeys(incidentId).cards]])) as [string | null];
+    return json === null ? {} : (JSON.parse(json) as CardRefs);
+  }
+
+  async setCardRefs(incidentId: string, refs: CardRefs): Promise<void> {
+    await this.run([['set', this.incidentKeys(incidentId).cards, JSON.stringify(refs)]]);
+  }
+
+  async saveConversation(conversationId: string, reference: unknown): Promise<void> {
+    await this.run([['hset', this.key('teams:conversations'), conversationId, JSON.stringify(reference)]]);
+  }
+
+  async removeConversation(conversationId: string): Promise<void> {
+    await this.run([['hdel', this.key('teams:conversations'), conversationId]]);
+  }
+
+  async listConversations() {
+    const [all] = (await this.run([['hgetall', this.key('teams:conversations')]])) as [
+      Record<string, string>,
+    ];
+    return Object.entries(all).map(([conversationId, json]) => ({
+      conversationId,
+      reference: JSON.parse(json) as unknown,
+    }));
+  }
+
+  async tryLock(name: string, ttlMs: number): Promise<boolean> {
+    const token = `${process.pid}:${randomUUID()}`;
+    const [reply] = await this.run([
+      ['set', this.key(`lock:${name}`), token, 'PX', Math.max(1, ttlMs), 'NX'],
+    ]);
+    if (reply !== 'OK') return false;
+    this.leases.set(name, token);
+    return true;
+  }
+
+  async unlock(name: string): Promise<void> {
+    const token = this.leases.get(name);
+    if (token === undefined) return;
+    this.leases.delete(name);
+    // Only our own lease: once it ran out another process may hold the name.
+    await this.run([['mdrUnlock', this.key(`lock:${name}`), token]]);
+  }
+
+  async ping(): Promise<void> {
+    await this.run([['ping']]);
+  }
+
+  async close(): Promise<void> {
+    if (!this.owned || this.redis.status === 'end') return;
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
+  }
+
+  private key(name: string): string {
+    return `${this.prefix}${name}`;
+  }
+
+  private incidentKeys(incidentId: string) {
+    const tag = `${this.prefix}{inc:${incidentId}}`;
+    return {
+      meta: `${tag}:meta`,
+      actions: `${tag}:actions`,
+      order: `${tag}:order`,
+      audit: `${tag}:audit`,
+      cards: `${tag}:cards`,
+    };
+  }
+
+  private auditCommand(entry: AuditEntry): Command {
+    const stream =
+      entry.incidentId === undefined ? this.key('audit:policy') : this.incidentKeys(entry.incidentId).audit;
+    return ['xadd', stream, 'MAXLEN', '~', this.auditMaxLen, '*', 'e', JSON.stringify(entry)];
+  }
+
+  /**
+   * Task index writes that follow an action write. They only ever add: a writer that lost its race may
+   * add a stale entry, which `collectTasks` hides and later drops; removing here could hide a real task.
+   */
+  private indexCommands(action: ActionRecord): Command[] {
+    const task = taskOf(action);
+    if (!task) return [];
+    return [['zadd', this.key(`tasks:${task.state}`), 'NX', this.nextScore(), task.id]];
+  }
+
+  /** Creation order across processes: microseconds, strictly increasing within this process. */
+  private nextScore(): number {
+    this.lastScore = Math.max(Date.now() * 1_000, this.lastScore + 1);
+    return this.lastScore;
+  }
+
+  /** Reads one index in order, checks each entry against its action, repairs what is stale. */
+  private async collectTasks(status: TaskStatus, limit: number): Promise<Task[]> {
+    const index = this.key(`tasks:${status}`);
+    const page = 200;
+    const tasks: Task[] = [];
+    for (let start = 0; tasks.length < limit; start += page) {
+      const [members] = (await this.run([['zrange', index, start, start + page - 1]])) as [string[]];
+      if (members.length === 0) break;
+      const refs = members.map((id) => parseTaskId(id));
+      const jsons = (await this.run(
+        refs.map((ref) =>
+          ref ? ['hget', this.incidentKeys(ref.incidentId).actions, ref.actionId] : ['echo', ''],
+        ),
+      )) as (string | null)[];
+      const repairs: Command[] = [];
+      let removed = 0;
+      members.forEach((member, i) => {
+        const json = jsons[i];
+        const action = json ? (JSON.parse(json) as ActionRecord) : null;
+        const task = action ? taskOf(action) : null;
+        if (task && task.state === status && task.id === member) {
+          if (tasks.length < limit) tasks.push(task);
+          return;
+        }
+        if (action && MAY_BECOME[status].includes(action.state)) return;
+        if (task && task.state !== status) repairs.push(...this.indexCommands(action as ActionRecord));
+        repairs.push(['zrem', index, member]);
+        removed += 1;
+      });
+      if (repairs.length > 0) await this.run(repairs);
+      if (members.length < page) break;
+      start -= removed;
+    }
+    return tasks;
+  }
+
+  /**
+   * Sends commands in one round trip: a pipeline (or MULTI when `atomic`) on one server; on a cluster,
+   * where a pipeline must stay on one node, all at once so they travel in parallel. Returns the replies
+   * and turns every failure to reach Redis into StoreUnavailableError.
+   */
+  private async run(commands: Command[], options: { atomic?: boolean } = {}): Promise<unknown[]> {
+    try {
+      await waitUntilReady(this.redis, this.readyTimeoutMs);
+      if (this.redis instanceof Cluster) {
+        return await Promise.all(commands.map((c) => this.send(c)));
+      }
+      if (commands.length === 1 && commands[0]) return [await this.send(commands[0])];
+      const batch = options.atomic ? this.redis.multi(commands) : this.redis.pipeline(commands);
+      const replies = await batch.exec();
+      if (!replies) throw new StoreUnavailableError('the Redis transaction was discarded');
+      return replies.map(([error, value]) => {
+        if (error) throw error;
+        return value;
+      });
+    } catch (error) {
+      throw asStoreUnavailable(error);
+    }
+  }
+
+  private send([name, ...args]: Command): Promise<unknown> {
+    const client = this.redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
+    const scripted = client[name];
+    if (name.startsWith('mdr') && scripted) return scripted.apply(this.redis, args);
+    return this.redis.call(name, ...args);
+  }
+}

@@ -1,0 +1,253 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisStore } from '../../adapters/redis-store.js';
+import { measureApprovalRoundTrips } from '../../bench/approval-round-trips.js';
+import type { ActionRecord } from '../../core/model.js';
+import { type TestRedis, useTestRedis } from '../support/redis.js';
+import { actionRecord, auditEntry, incidentRecord, moved } from '../support/store-fixtures.js';
+
+let redis: TestRedis;
+let next = 0;
+const stores: RedisStore[] = [];
+
+beforeAll(async () => {
+  redis = await useTestRedis(import.meta.filename);
+});
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  await redis?.cleanup();
+});
+
+/** A fresh key prefix for one test. */
+function freshPrefix(): string {
+  next += 1;
+  return `${redis.prefix}${next}:`;
+}
+
+/** A store with a connection of its own, as one replica of the bot has. */
+function replica(prefix: string): RedisStore {
+  const store = new RedisStore({ url: redis.url }, prefix);
+  stores.push(store);
+  return store;
+}
+
+/** 10 incidents of 100 actions each, all in `state`. */
+async function seed(store: RedisStore, state: ActionRecord['state']): Promise<ActionRecord[]> {
+  const all: ActionRecord[] = [];
+  for (let i = 0; i < 10; i += 1) {
+    const incidentId = `${48_200 + i}`;
+    const actions = Array.from({ length: 100 }, (_, n) =>
+      actionRecord(incidentId, `act-${n}`, {
+        state,
+        ...(state === 'customerPending' ? { excludedBy: 'tag VIP' } : {}),
+      }),
+    );
+    await store.upsertIncident(incidentRecord(incidentId), actions, []);
+    all.push(...actions);
+  }
+  return all;
+}
+
+/** Both replicas try the same transition of every action at the same moment; returns who won each. */
+async function race(a: RedisStore, b: RedisStore, actions: ActionRecord[], to: ActionRecord['state']) {
+  const winners: string[] = [];
+  for (let start = 0; start < actions.length; start += 50) {
+    const batch = actions.slice(start, start + 50);
+    const rounds = await Promise.all(
+      batch.map(async (action) => {
+        const attempt = (store: RedisStore, who: string) =>
+          store.compareAndSet(
+            moved(action, to, { decidedBy: who, ...(to === 'doneByCustomer' ? { doneBy: who } : {}) }),
+            action.version,
+            auditEntry(to, { incidentId: action.incidentId, actionId: action.id }, { actor: who }),
+          );
+        const [ra, rb] = await Promise.all([attempt(a, 'replica-a'), attempt(b, 'replica-b')]);
+        return { action, ra, rb };
+      }),
+    );
+    for (const { action, ra, rb } of rounds) {
+      const wins = [ra, rb].filter((r) => r.ok);
+      expect(wins, `${action.incidentId}:${action.id}`).toHaveLength(1);
+      const win = wins[0];
+      const lose = [ra, rb].find((r) => !r.ok);
+      if (win?.ok && lose && !lose.ok) {
+        expect(lose.current).toEqual(win.action);
+        winners.push(win.action.decidedBy ?? '');
+      }
+    }
+  }
+  return winners;
+}
+
+describe('RedisStore shared by two replicas', () => {
+  it('lets exactly one of two replicas approve each of 1,000 actions', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = [replica(prefix), replica(prefix)];
+    const actions = await seed(a, 'proposed');
+
+    const winners = await race(a, b, actions, 'approved');
+
+    expect(winners).toHaveLength(1_000);
+    const stored = await Promise.all(actions.map((x) => b.getAction(x.incidentId, x.id)));
+    expect(stored.every((s) => s?.state === 'approved' && s.version === 2)).toBe(true);
+    expect(stored.map((s) => s?.decidedBy)).toEqual(winners);
+    for (let i = 0; i < 10; i += 1) expect(await a.listAudit(`${48_200 + i}`)).toHaveLength(100);
+  });
+
+  it('lets exactly one of two replicas mark each of 1,000 tasks done, and lists each once', async () => {
+    const prefix = freshPrefix();
+    const [a, b] = [replica(prefix), replica(prefix)];
+    const actions = await seed(a, 'customerPending');
+    expect(await b.listTasks('pending', 2_000)).toHaveLength(1_000);
+
+    const winners = await race(a, b, actions, 'doneByCustomer');
+
+    expect(winners).toHaveLength(1_000);
+    expect(await a.listTasks('pending', 2_000)).toEqual([]);
+    const done = await b.listTasks('done', 2_000);
+    expect(done.map((t) => t.id).sort()).toEqual(actions.map((x) => `${x.incidentId}:${x.id}`).sort());
+    expect(done.map((t) => t.doneBy).sort()).toEqual([...winners].sort());
+  });
+});
+
+describe('RedisStore across a restart', () => {
+  it('reads back, through a new instance, everything written through a closed one', async () => {
+    const prefix = freshPrefix();
+    const first = new RedisStore({ url: redis.url }, prefix);
+    const pending = actionRecord('1', 'act-3', {
+      type: 'softDeleteEmails',
+      state: 'customerPending',
+      excludedBy: 'user group Executives',
+    });
+    const proposed = actionRecord('1', 'act-1');
+    await first.upsertIncident(
+      incidentRecord('1'),
+      [proposed, pending, actionRecord('1', 'act-4')],
+      [auditEntry('ingest', { incidentId: '1' })],
+    );
+    await first.compareAndSet(
+      moved(proposed, 'approved', { decidedBy: 'slack:U0EXPERT1' }),
+      1,
+      auditEntry('approve', { incidentId: '1', actionId: 'act-1' }),
+    );
+    await first.compareAndSet(
+      moved(actionRecord('1', 'act-4'), 'customerPending', { excludedBy: 'tag VIP' }),
+      1,
+      auditEntry('approve', { incidentId: '1', actionId: 'act-4' }),
+    );
+    await first.compareAndSet(
+      moved(pending, 'doneByCustomer', { doneBy: 'api:itsm', doneAt: '2026-11-27T12:00:00.000Z' }),
+      1,
+      auditEntry('markDone', { incidentId: '1', actionId: 'act-3' }),
+    );
+    await first.setCardRefs('1', { slack: { channel: 'C0SOC', ts: '1.2' } });
+    await first.saveConversation('19:abc@thread.tacv2', { serviceUrl: 'https://smba.trafficmanager.net/' });
+    await first.setExclusions({ devices: [{ tag: 'VIP' }], users: [] }, auditEntry('exclude'));
+    const before = await first.getIncident('1');
+    await first.close();
+
+    const second = replica(prefix);
+
+    expect(await second.getIncident('1')).toEqual(before);
+    expect((await second.getAction('1', 'act-1'))?.state).toBe('approved');
+    expect((await second.listTasks('pending')).map((t) => t.id)).toEqual(['1:act-4']);
+    expect((await second.listTasks('done')).map((t) => [t.id, t.doneBy])).toEqual([['1:act-3', 'api:itsm']]);
+    expect(await second.getCardRefs('1')).toEqual({ slack: { channel: 'C0SOC', ts: '1.2' } });
+    expect(await second.listConversations()).toEqual([
+      {
+        conversationId: '19:abc@thread.tacv2',
+        reference: { serviceUrl: 'https://smba.trafficmanager.net/' },
+      },
+    ]);
+    expect(await second.getExclusions()).toEqual({ devices: [{ tag: 'VIP' }], users: [] });
+    expect((await second.listAudit('1')).map((e) => e.event)).toEqual([
+      'ingest',
+      'approve',
+      'approve',
+      'markDone',
+    ]);
+    expect((await second.listAudit()).map((e) => e.event)).toEqual(['exclude']);
+    expect((await second.listIncidents(10)).map((i) => i.id)).toEqual(['1']);
+  });
+});
+
+describe('RedisStore task index', () => {
+  it('shows the right lists when the index update after a write was lost, and repairs it', async () => {
+    const prefix = freshPrefix();
+    const store = replica(prefix);
+    const raw = redis.client();
+    const done = actionRecord('1', 'done', { state: 'customerPending', excludedBy: 'tag VIP' });
+    await store.upsertIncident(
+      incidentRecord('1'),
+      [done, actionRecord('1', 'approved'), actionRecord('1', 'rejected')],
+      [],
+    );
+    await store.compareAndSet(
+      moved(done, 'doneByCustomer', { doneBy: 'slack:U0CUST' }),
+      1,
+      auditEntry('markDone', { incidentId: '1', actionId: 'done' }),
+    );
+    await store.compareAndSet(
+      moved(actionRecord('1', 'rejected'), 'rejected'),
+      1,
+      auditEntry('reject', { incidentId: '1', actionId: 'rejected' }),
+    );
+    // As if the process died between the script and the index: `done` is still filed as pending, and
+    // stale entries name actions that are no tasks at all.
+    await raw.zrem(`${prefix}tasks:done`, '1:done');
+    await raw.zadd(`${prefix}tasks:pending`, 1, '1:approved', 2, '1:rejected', 3, '1:missing', 4, 'garbage');
+
+    expect(await store.listTasks('pending')).toEqual([]);
+    expect((await store.listTasks('done')).map((t) => t.id)).toEqual(['1:done']);
+    expect(await raw.zrange(`${prefix}tasks:pending`, 0, -1)).toEqual(['1:approved']);
+    expect(await raw.zrange(`${prefix}tasks:done`, 0, -1)).toEqual(['1:done']);
+  });
+});
+
+describe('RedisStore keys', () => {
+  it('writes every key under its prefix, one hash tag per incident', async () => {
+    const prefix = freshPrefix();
+    const store = replica(prefix);
+    const raw = redis.client();
+    const action = actionRecord('48213', 'act-1', { state: 'customerPending', excludedBy: 'tag VIP' });
+    await store.upsertIncident(
+      incidentRecord('48213'),
+      [action],
+      [auditEntry('ingest', { incidentId: '48213' })],
+    );
+    await store.compareAndSet(
+      moved(action, 'doneByCustomer'),
+      1,
+      auditEntry('markDone', { incidentId: '48213', actionId: 'act-1' }),
+    );
+    await store.setCardRefs('48213', {});
+    await store.setExclusions({ devices: [], users: [] }, auditEntry('exclude'));
+    await store.saveConversation('c', {});
+    await store.tryLock('deliver:slack:48213', 60_000);
+
+    const keys = (await raw.keys(`${prefix}*`)).map((k) => k.slice(prefix.length)).sort();
+
+    expect(keys).toEqual([
+      'audit:policy',
+      'exclusions',
+      'incidents',
+      'lock:deliver:slack:48213',
+      'tasks:done',
+      'tasks:pending',
+      'teams:conversations',
+      '{inc:48213}:actions',
+      '{inc:48213}:audit',
+      '{inc:48213}:cards',
+      '{inc:48213}:meta',
+      '{inc:48213}:order',
+    ]);
+  });
+});
+
+describe('approval round trips', () => {
+  it('takes at most 3 round trips to Redis before an approval is acknowledged', async () => {
+    const result = await measureApprovalRoundTrips(redis.url, freshPrefix());
+
+    expect(result).toMatchObject({ loadForDecision: 1, compareAndSet: 1, enqueue: 1, total: 3 });
+    expect(result.approveAction).toBeLessThanOrEqual(3);
+  });
+});

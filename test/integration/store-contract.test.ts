@@ -1,0 +1,369 @@
+import type { Cluster } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../../adapters/memory-store.js';
+import { createRedisCluster, RedisStore } from '../../adapters/redis-store.js';
+import type { Exclusions } from '../../core/model.js';
+import type { ActionStore } from '../../core/ports.js';
+import { PrivateRedisServer, type TestRedis, useTestRedis } from '../support/redis.js';
+import { actionRecord, auditEntry, incidentRecord, moved } from '../support/store-fixtures.js';
+
+/** Makes an empty store for one test, and disposes of it. */
+interface StoreFactory {
+  create(): Promise<ActionStore>;
+  dispose(store: ActionStore): Promise<void>;
+}
+
+/** The behaviour every ActionStore must have: run against each implementation. */
+function storeContract(name: string, factory: () => StoreFactory) {
+  describe(`${name} (ActionStore contract)`, () => {
+    let store: ActionStore;
+    beforeEach(async () => {
+      const f = factory();
+      store = await f.create();
+      return () => f.dispose(store);
+    });
+
+    it('creates an incident once and keeps the state of known actions when it comes again', async () => {
+      const first = await store.upsertIncident(
+        incidentRecord('1'),
+        [actionRecord('1', 'act-1'), actionRecord('1', 'act-2')],
+        [],
+      );
+      const approved = await store.compareAndSet(
+        moved(actionRecord('1', 'act-1'), 'approved', { decidedBy: 'slack:U0EXPERT1' }),
+        1,
+        auditEntry('approve', { incidentId: '1', actionId: 'act-1' }),
+      );
+      const again = await store.upsertIncident(
+        incidentRecord('1', { title: 'renamed' }),
+        [actionRecord('1', 'act-1'), actionRecord('1', 'act-3', { type: 'disableUser' })],
+        [],
+      );
+
+      expect(first.created).toBe(true);
+      expect(first.added.map((a) => a.id)).toEqual(['act-1', 'act-2']);
+      expect(approved.ok).toBe(true);
+      expect(again.created).toBe(false);
+      expect(again.added.map((a) => a.id)).toEqual(['act-3']);
+      const state = await store.getIncident('1');
+      expect(state?.incident.title).toBe('renamed');
+      expect(state?.actions.map((a) => [a.id, a.state, a.version])).toEqual([
+        ['act-1', 'approved', 2],
+        ['act-2', 'proposed', 1],
+        ['act-3', 'proposed', 1],
+      ]);
+    });
+
+    it('audits an upsert only for the actions it added and for entries about the incident itself', async () => {
+      await store.upsertIncident(
+        incidentRecord('2'),
+        [actionRecord('2', 'a')],
+        [
+          auditEntry('received', { incidentId: '2' }),
+          auditEntry('ingest', { incidentId: '2', actionId: 'a' }),
+        ],
+      );
+      await store.upsertIncident(
+        incidentRecord('2'),
+        [actionRecord('2', 'a'), actionRecord('2', 'b')],
+        [
+          auditEntry('ingest', { incidentId: '2', actionId: 'a' }),
+          auditEntry('ingest', { incidentId: '2', actionId: 'b' }),
+        ],
+      );
+
+      const audit = await store.listAudit('2');
+      expect(audit.map((e) => [e.event, e.actionId])).toEqual([
+        ['received', undefined],
+        ['ingest', 'a'],
+        ['ingest', 'b'],
+      ]);
+    });
+
+    it('returns null for an unknown incident or action', async () => {
+      await store.upsertIncident(incidentRecord('3'), [actionRecord('3', 'a')], []);
+
+      expect(await store.getIncident('nope')).toBeNull();
+      expect(await store.getAction('3', 'nope')).toBeNull();
+      expect(await store.loadForDecision('3', 'nope')).toBeNull();
+      expect(await store.loadForDecision('nope', 'a')).toBeNull();
+    });
+
+    it('loads incident, action and run-time exclusions for a decision', async () => {
+      const exclusions: Exclusions = { devices: [{ tag: 'VIP' }], users: [] };
+      await store.upsertIncident(incidentRecord('4'), [actionRecord('4', 'a')], []);
+      const before = await store.loadForDecision('4', 'a');
+      await store.setExclusions(exclusions, auditEntry('exclude'));
+      const after = await store.loadForDecision('4', 'a');
+
+      expect(before).toEqual({
+        incident: incidentRecord('4'),
+        action: actionRecord('4', 'a'),
+        exclusions: null,
+      });
+      expect(after?.exclusions).toEqual(exclusions);
+    });
+
+    it('lets one compare-and-set win and shows the loser what is there now', async () => {
+      const action = actionRecord('5', 'a');
+      await store.upsertIncident(incidentRecord('5'), [action], []);
+
+      const win = await store.compareAndSet(
+        moved(action, 'approved', { decidedBy: 'slack:U1' }),
+        1,
+        auditEntry('approve', { incidentId: '5', actionId: 'a' }),
+      );
+      const lose = await store.compareAndSet(
+        moved(action, 'rejected', { decidedBy: 'slack:U2' }),
+        1,
+        auditEntry('reject', { incidentId: '5', actionId: 'a' }),
+      );
+      const unknown = await store.compareAndSet(
+        moved(actionRecord('5', 'zz'), 'approved'),
+        1,
+        auditEntry('approve', { incidentId: '5', actionId: 'zz' }),
+      );
+
+      expect(win).toEqual({
+        ok: true,
+        action: { ...action, state: 'approved', decidedBy: 'slack:U1', version: 2 },
+      });
+      expect(lose).toEqual({
+        ok: false,
+        current: { ...action, state: 'approved', decidedBy: 'slack:U1', version: 2 },
+      });
+      expect(unknown).toEqual({ ok: false, current: null });
+      expect((await store.getAction('5', 'a'))?.state).toBe('approved');
+      expect((await store.listAudit('5')).map((e) => e.event)).toEqual(['approve']);
+    });
+
+    it('stores the version as expectedVersion + 1', async () => {
+      const action = actionRecord('6', 'a');
+      await store.upsertIncident(incidentRecord('6'), [action], []);
+
+      const result = await store.compareAndSet(
+        { ...action, state: 'approved', version: 99 },
+        1,
+        auditEntry('approve', { incidentId: '6', actionId: 'a' }),
+      );
+
+      expect(result.ok && result.action.version).toBe(2);
+      expect((await store.getAction('6', 'a'))?.version).toBe(2);
+    });
+
+    it('keeps refusals and policy changes in the audit trail, oldest first, the last `limit`', async () => {
+      await store.upsertIncident(incidentRecord('7'), [actionRecord('7', 'a')], []);
+      await store.appendAudit(
+        auditEntry(
+          'approve',
+          { incidentId: '7', actionId: 'a' },
+          { outcome: 'refused', detail: 'not_expert' },
+        ),
+      );
+      await store.appendAudit(
+        auditEntry('approve', { incidentId: '7', actionId: 'a' }, { detail: 'second' }),
+      );
+      await store.appendAudit(auditEntry('approve', { incidentId: '7', actionId: 'a' }, { detail: 'third' }));
+      await store.setExclusions({ devices: [], users: [{ upn: 'ceo@contoso.com' }] }, auditEntry('exclude'));
+      await store.appendAudit(auditEntry('unexclude', {}, { outcome: 'refused', detail: 'not_admin' }));
+
+      const incident = await store.listAudit('7');
+      expect(incident[0]).toEqual(
+        auditEntry(
+          'approve',
+          { incidentId: '7', actionId: 'a' },
+          { outcome: 'refused', detail: 'not_expert' },
+        ),
+      );
+      expect((await store.listAudit('7', 2)).map((e) => e.detail)).toEqual(['second', 'third']);
+      expect((await store.listAudit()).map((e) => [e.event, e.outcome])).toEqual([
+        ['exclude', 'ok'],
+        ['unexclude', 'refused'],
+      ]);
+      expect(await store.listAudit('unknown')).toEqual([]);
+    });
+
+    it('lists customer tasks in creation order and moves them from pending to done', async () => {
+      await store.upsertIncident(
+        incidentRecord('8'),
+        [
+          actionRecord('8', 'a', { state: 'customerPending', excludedBy: 'device tag VIP' }),
+          actionRecord('8', 'b'),
+        ],
+        [],
+      );
+      await store.upsertIncident(
+        incidentRecord('9'),
+        [actionRecord('9', 'c', { state: 'customerPending', excludedBy: 'user ceo@contoso.com' })],
+        [],
+      );
+      const b = actionRecord('8', 'b');
+      await store.compareAndSet(
+        moved(b, 'customerPending', { excludedBy: 'device group DC' }),
+        1,
+        auditEntry('approve', { incidentId: '8', actionId: 'b' }, { outcome: 'refused' }),
+      );
+
+      const pending = await store.listTasks('pending');
+      expect(pending.map((t) => t.id)).toEqual(['8:a', '9:c', '8:b']);
+      expect(pending[0]).toMatchObject({
+        incidentId: '8',
+        actionId: 'a',
+        type: 'isolateDevice',
+        state: 'pending',
+        excludedBy: 'device tag VIP',
+      });
+      expect(pending[0]?.guidance).toMatch(/Isolate device/);
+      expect((await store.listTasks('pending', 2)).map((t) => t.id)).toEqual(['8:a', '9:c']);
+
+      const c = actionRecord('9', 'c', { state: 'customerPending', excludedBy: 'user ceo@contoso.com' });
+      const done = await store.compareAndSet(
+        moved(c, 'doneByCustomer', { doneBy: 'slack:U0CUST', doneAt: '2026-11-27T11:00:00.000Z' }),
+        1,
+        auditEntry('markDone', { incidentId: '9', actionId: 'c' }),
+      );
+      const a = actionRecord('8', 'a', { state: 'customerPending', excludedBy: 'device tag VIP' });
+      await store.compareAndSet(
+        moved(a, 'doneByCustomer', { doneBy: 'api:itsm', doneAt: '2026-11-27T11:05:00.000Z' }),
+        1,
+        auditEntry('markDone', { incidentId: '8', actionId: 'a' }),
+      );
+
+      expect(done.ok).toBe(true);
+      expect((await store.listTasks('pending')).map((t) => t.id)).toEqual(['8:b']);
+      const doneTasks = await store.listTasks('done');
+      expect(doneTasks.map((t) => [t.id, t.state, t.doneBy])).toEqual([
+        ['9:c', 'done', 'slack:U0CUST'],
+        ['8:a', 'done', 'api:itsm'],
+      ]);
+      expect(doneTasks[0]?.doneAt).toBe('2026-11-27T11:00:00.000Z');
+    });
+
+    it('never lists a task for a compare-and-set that lost', async () => {
+      const action = actionRecord('10', 'a');
+      await store.upsertIncident(incidentRecord('10'), [action], []);
+      await store.compareAndSet(
+        moved(action, 'approved'),
+        1,
+        auditEntry('approve', { incidentId: '10', actionId: 'a' }),
+      );
+
+      const lost = await store.compareAndSet(
+        moved(action, 'customerPending', { excludedBy: 'device tag VIP' }),
+        1,
+        auditEntry('approve', { incidentId: '10', actionId: 'a' }),
+      );
+
+      expect(lost.ok).toBe(false);
+      expect(await store.listTasks('pending')).toEqual([]);
+      expect(await store.listTasks('done')).toEqual([]);
+    });
+
+    it('keeps run-time exclusions', async () => {
+      const exclusions: Exclusions = {
+        devices: [
+          { id: 'dev-1' },
+          { name: 'dc01.contoso.com' },
+          { group: 'Domain Controllers' },
+          { tag: 'VIP' },
+        ],
+        users: [{ upn: 'ceo@contoso.com' }, { group: 'Executives' }],
+      };
+
+      expect(await store.getExclusions()).toBeNull();
+      await store.setExclusions(exclusions, auditEntry('exclude'));
+      expect(await store.getExclusions()).toEqual(exclusions);
+      await store.setExclusions({ devices: [], users: [] }, auditEntry('unexclude'));
+      expect(await store.getExclusions()).toEqual({ devices: [], users: [] });
+    });
+
+    it('keeps card references per incident', async () => {
+      const refs = {
+        slack: { channel: 'C0SOC', ts: '1732700000.000100' },
+        teams: [{ conversationId: '19:abc@thread.tacv2', activityId: '1732700000001' }],
+      };
+
+      expect(await store.getCardRefs('11')).toEqual({});
+      await store.setCardRefs('11', refs);
+      expect(await store.getCardRefs('11')).toEqual(refs);
+      expect(await store.getCardRefs('12')).toEqual({});
+    });
+
+    it('keeps Teams conversation references until removed', async () => {
+      const reference = {
+        conversation: { id: '19:abc@thread.tacv2' },
+        serviceUrl: 'https://smba.trafficmanager.net/',
+      };
+      await store.saveConversation('19:abc@thread.tacv2', reference);
+      await store.saveConversation('19:def@thread.tacv2', { conversation: { id: '19:def@thread.tacv2' } });
+      await store.removeConversation('19:def@thread.tacv2');
+
+      expect(await store.listConversations()).toEqual([{ conversationId: '19:abc@thread.tacv2', reference }]);
+    });
+
+    it('lists incidents most recently received first', async () => {
+      await store.upsertIncident(incidentRecord('20', { receivedAt: '2026-11-27T09:00:00.000Z' }), [], []);
+      await store.upsertIncident(incidentRecord('21', { receivedAt: '2026-11-27T11:00:00.000Z' }), [], []);
+      await store.upsertIncident(incidentRecord('22', { receivedAt: '2026-11-27T10:00:00.000Z' }), [], []);
+
+      expect((await store.listIncidents(10)).map((i) => i.id)).toEqual(['21', '22', '20']);
+      expect((await store.listIncidents(2)).map((i) => i.id)).toEqual(['21', '22']);
+    });
+
+    it('grants a lease to one holder at a time until unlocked or expired', async () => {
+      expect(await store.tryLock('deliver:slack:1', 60_000)).toBe(true);
+      expect(await store.tryLock('deliver:slack:1', 60_000)).toBe(false);
+      expect(await store.tryLock('deliver:teams:1', 60_000)).toBe(true);
+      await store.unlock('deliver:slack:1');
+      expect(await store.tryLock('deliver:slack:1', 50)).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      expect(await store.tryLock('deliver:slack:1', 60_000)).toBe(true);
+    });
+
+    it('answers ping', async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+  });
+}
+
+storeContract('MemoryStore', () => ({
+  create: async () => new MemoryStore(),
+  dispose: (store) => store.close(),
+}));
+
+let redis: TestRedis;
+let next = 0;
+beforeAll(async () => {
+  redis = await useTestRedis(import.meta.filename);
+});
+afterAll(async () => {
+  await redis?.cleanup();
+});
+
+storeContract('RedisStore', () => ({
+  create: async () => new RedisStore({ url: redis.url }, `${redis.prefix}${++next}:`),
+  dispose: (store) => store.close(),
+}));
+
+// A private one-node cluster: the server refuses any command or script whose keys span two slots.
+let cluster: PrivateRedisServer;
+beforeAll(async () => {
+  cluster = await PrivateRedisServer.startCluster();
+});
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+storeContract('RedisStore on Redis Cluster', () => {
+  let client: Cluster;
+  return {
+    create: async () => {
+      client = createRedisCluster(cluster.url);
+      return new RedisStore(client, `test:cluster:${++next}:`);
+    },
+    dispose: async (store) => {
+      await store.close();
+      await client.quit();
+    },
+  };
+});
