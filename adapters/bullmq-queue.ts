@@ -1,8 +1,13 @@
 import { type Job, Queue, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { JobHandler, JobOptions, JobQueue } from './job-queue.js';
 import type { QueueLogger } from './local-queue.js';
-import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
+import {
+  asStoreUnavailable,
+  createRedisCluster,
+  createRedisConnection,
+  waitUntilReady,
+} from './redis-connection.js';
 
 /** Errors of the connection itself, already reported once per outage. */
 function isConnectionError(err: Error): boolean {
@@ -15,6 +20,8 @@ function isConnectionError(err: Error): boolean {
 export interface BullMqQueueOptions {
   /** The bot's Redis (REDIS_URL). The queue opens its own connections: never the store's. */
   url: string;
+  /** `REDIS_URL` names a seed node of a Redis Cluster (REDIS_CLUSTER=true). */
+  cluster?: boolean;
   /** The bot's key prefix (REDIS_KEY_PREFIX); BullMQ keys go under `<prefix>{bull}:`. */
   keyPrefix?: string;
   queueName?: string;
@@ -54,8 +61,8 @@ export function bullJobId(id: string): string {
 export class BullMqQueue implements JobQueue {
   private readonly handlers = new Map<string, JobHandler>();
   private readonly queue: Queue;
-  private readonly connections: Redis[] = [];
-  private readonly queueConnection: Redis;
+  private readonly connections: (Redis | Cluster)[] = [];
+  private readonly queueConnection: Redis | Cluster;
   private worker: Worker | null = null;
   private readonly logger: QueueLogger;
   private readonly prefix: string;
@@ -141,9 +148,19 @@ export class BullMqQueue implements JobQueue {
     await handler(job.data);
   }
 
-  private connect(purpose: 'queue' | 'worker'): Redis {
+  private connect(purpose: 'queue' | 'worker'): Redis | Cluster {
     // The queue fails fast like the store; the worker blocks and retries for ever, as BullMQ requires.
-    const connection = createRedisConnection(this.options.url, { purpose });
+    const connection = this.options.cluster
+      ? createRedisCluster(
+          this.options.url,
+          purpose === 'worker'
+            ? {
+                enableOfflineQueue: true,
+                redisOptions: { maxRetriesPerRequest: null, commandTimeout: undefined },
+              }
+            : {},
+        )
+      : createRedisConnection(this.options.url, { purpose });
     let down = false;
     connection.on('error', (err) => {
       if (down) return;

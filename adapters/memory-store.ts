@@ -127,7 +127,10 @@ export class MemoryStore implements ActionStore {
   }
 
   async setCardRefs(incidentId: string, refs: CardRefs): Promise<void> {
-    this.cards.set(incidentId, clone(refs));
+    const merged = { ...this.cards.get(incidentId) };
+    if (refs.slack) merged.slack = clone(refs.slack);
+    if (refs.teams) merged.teams = clone(refs.teams);
+    this.cards.set(incidentId, merged);
   }
 
   async saveConversation(conversationId: string, reference: unknown): Promise<void> {

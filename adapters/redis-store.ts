@@ -243,12 +243,21 @@ export class RedisStore implements ActionStore {
   }
 
   async getCardRefs(incidentId: string): Promise<CardRefs> {
-    const [json] = (await this.run([['get', this.incidentKeys(incidentId).cards]])) as [string | null];
-    return json === null ? {} : (JSON.parse(json) as CardRefs);
+    const [fields] = (await this.run([['hgetall', this.incidentKeys(incidentId).cards]])) as [
+      Record<string, string>,
+    ];
+    const refs: CardRefs = {};
+    if (fields.slack) refs.slack = JSON.parse(fields.slack) as CardRefs['slack'];
+    if (fields.teams) refs.teams = JSON.parse(fields.teams) as CardRefs['teams'];
+    return refs;
   }
 
   async setCardRefs(incidentId: string, refs: CardRefs): Promise<void> {
-    await this.run([['set', this.incidentKeys(incidentId).cards, JSON.stringify(refs)]]);
+    const fields = Object.entries(refs).filter(([, value]) => value !== undefined);
+    if (fields.length === 0) return;
+    await this.run([
+      ['hset', this.incidentKeys(incidentId).cards, ...fields.flatMap(([k, v]) => [k, JSON.stringify(v)])],
+    ]);
   }
 
   async saveConversation(conversationId: string, reference: unknown): Promise<void> {

@@ -6,6 +6,7 @@ import { DryRunExecutor } from '../adapters/dry-run-executor.js';
 import type { JobQueue } from '../adapters/job-queue.js';
 import { LocalQueue } from '../adapters/local-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
+import { createRedisCluster } from '../adapters/redis-connection.js';
 import { RedisStore } from '../adapters/redis-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
 import type { ActionStore, AssetDirectory, ResponseExecutor } from '../core/ports.js';
@@ -24,10 +25,20 @@ const DEMO_GROUPS: Record<string, string[]> = { 'ceo@contoso.com': ['Executives'
 export function buildRuntime(config: Config, logger: Logger, parts: Partial<RuntimeParts> = {}): Runtime {
   let store: ActionStore;
   let queue: JobQueue;
+  const closers: (() => Promise<void>)[] = [];
   if (config.redis) {
-    store = parts.store ?? new RedisStore({ url: config.redis.url }, config.redis.keyPrefix);
-    queue =
-      parts.queue ?? new BullMqQueue({ url: config.redis.url, keyPrefix: config.redis.keyPrefix, logger });
+    const { url, keyPrefix, cluster } = config.redis;
+    if (!parts.store && cluster) {
+      const client = createRedisCluster(url);
+      client.on('error', () => {});
+      closers.push(async () => {
+        await client.quit().catch(() => client.disconnect());
+      });
+      store = new RedisStore(client, keyPrefix);
+    } else {
+      store = parts.store ?? new RedisStore({ url }, keyPrefix);
+    }
+    queue = parts.queue ?? new BullMqQueue({ url, keyPrefix, cluster, logger });
   } else {
     store = parts.store ?? new MemoryStore();
     queue = parts.queue ?? new LocalQueue({ logger });
@@ -50,7 +61,7 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
     executor = parts.executor ?? new DryRunExecutor();
   }
 
-  return assembleRuntime(config, logger, {
+  const runtime = assembleRuntime(config, logger, {
     ...parts,
     store,
     storeKind: config.redis ? 'redis' : 'memory',
@@ -58,6 +69,12 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
     executor,
     directory,
   });
+  const close = runtime.close;
+  runtime.close = async () => {
+    await close();
+    for (const closer of closers) await closer();
+  };
+  return runtime;
 }
 
 /** One line per capability: what runs, what is off and why, and what is not durable. */

@@ -51,6 +51,7 @@ export interface ActionStore {
   getExclusions(): Promise<Exclusions | null>;
   setExclusions(exclusions: Exclusions, audit: AuditEntry): Promise<void>;
   getCardRefs(incidentId: string): Promise<CardRefs>;
+  /** Write the platforms named in `refs` only (Slack and Teams deliveries run apart and never clobber each other). */
   setCardRefs(incidentId: string, refs: CardRefs): Promise<void>;
   /** Teams conversation references captured on install, keyed by conversation id. */
   saveConversation(conversationId: string, reference: unknown): Promise<void>;

@@ -219,7 +219,7 @@ describe('RedisStore keys', () => {
       1,
       auditEntry('markDone', { incidentId: '48213', actionId: 'act-1' }),
     );
-    await store.setCardRefs('48213', {});
+    await store.setCardRefs('48213', { slack: { channel: 'C0SOC', ts: '1.2' } });
     await store.setExclusions({ devices: [], users: [] }, auditEntry('exclude'));
     await store.saveConversation('c', {});
     await store.tryLock('deliver:slack:48213', 60_000);

@@ -277,7 +277,7 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await store.getExclusions()).toEqual({ devices: [], users: [] });
     });
 
-    it('keeps card references per incident', async () => {
+    it('keeps card references per incident and platform', async () => {
       const refs = {
         slack: { channel: 'C0SOC', ts: '1732700000.000100' },
         teams: [{ conversationId: '19:abc@thread.tacv2', activityId: '1732700000001' }],
@@ -287,6 +287,13 @@ function storeContract(name: string, factory: () => StoreFactory) {
       await store.setCardRefs('11', refs);
       expect(await store.getCardRefs('11')).toEqual(refs);
       expect(await store.getCardRefs('12')).toEqual({});
+      await store.setCardRefs('11', { slack: { channel: 'C0SOC', ts: '1732700000.000200' } });
+      expect(await store.getCardRefs('11')).toEqual({
+        ...refs,
+        slack: { channel: 'C0SOC', ts: '1732700000.000200' },
+      });
+      await store.setCardRefs('12', { teams: refs.teams });
+      expect(await store.getCardRefs('12')).toEqual({ teams: refs.teams });
     });
 
     it('keeps Teams conversation references until removed', async () => {

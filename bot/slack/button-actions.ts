@@ -1,0 +1,100 @@
+import type { App, BlockAction, ButtonAction, RespondArguments } from '@slack/bolt';
+import { z } from 'zod';
+import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
+import type { ButtonVerb } from '../../cards/view-model.js';
+import { type ActionRef, approveAction } from '../../core/approve-action.js';
+import type { Actor, Decision } from '../../core/decisions.js';
+import { listTasks } from '../../core/list-tasks.js';
+import { markTaskDone } from '../../core/mark-task-done.js';
+import type { CoreDeps } from '../../core/ports.js';
+import { rejectAction } from '../../core/reject-action.js';
+import type { Runtime } from '../runtime.js';
+import { failureText } from './errors.js';
+
+const USE_CASES: Record<ButtonVerb, (deps: CoreDeps, ref: ActionRef, actor: Actor) => Promise<Decision>> = {
+  approve: approveAction,
+  reject: rejectAction,
+  markDone: markTaskDone,
+};
+
+/** The action ids the card renderer gives decision buttons: `approve:act-1`, `reject:…`, `markDone:…`. */
+export const DECISION_ACTION_ID = /^(approve|reject|markDone):/;
+/** Link buttons (portal, API, Action center): Slack still sends a click, which only needs an ack. */
+export const LINK_ACTION_ID = /^open[_:]/;
+
+const id = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^:\s]+$/);
+const buttonValueSchema = z.strictObject({ incidentId: id, actionId: id });
+
+/** Read a button's value: JSON naming only the incident and the action; anything else is null. */
+export function parseButtonValue(value: string | undefined): ActionRef | null {
+  if (!value) return null;
+  try {
+    const parsed = buttonValueSchema.safeParse(JSON.parse(value));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** An answer only the clicker sees, leaving the card as it is. */
+export function ephemeral(text: string): RespondArguments {
+  return { response_type: 'ephemeral', replace_original: false, ...renderSlackText(text) };
+}
+
+/**
+ * Button clicks: read the ids from the value, let the core decide as `slack:<user id>`, then ack. The
+ * decision (and any execution job) is recorded before the ack; nothing is executed in the request.
+ * Refusals go to the clicker alone; everybody's card is updated by the delivery jobs.
+ */
+export function registerButtonActions(app: App, runtime: Runtime): void {
+  app.action<BlockAction<ButtonAction>>(
+    { type: 'block_actions', action_id: DECISION_ACTION_ID },
+    async ({ ack, action, body, respond }) => {
+      const verb = action.action_id.slice(0, action.action_id.indexOf(':')) as ButtonVerb;
+      const run = USE_CASES[verb];
+      const ref = parseButtonValue(action.value);
+      if (!ref) {
+        await ack();
+        runtime.logger.warn(
+          { actionId: action.action_id, user: body.user.id },
+          'slack: invalid button value',
+        );
+        await respond(
+          ephemeral('That button is not valid (it names no action of this bot): nothing was done.'),
+        );
+        return;
+      }
+      const actor: Actor = { id: `slack:${body.user.id}`, platform: 'slack' };
+      let decision: Decision;
+      try {
+        decision = await run(runtime.deps, ref, actor);
+      } catch (error) {
+        await ack();
+        runtime.logger.error({ err: error, ...ref, verb, actor: actor.id }, 'slack: button decision failed');
+        await respond(ephemeral(failureText(error)));
+        return;
+      }
+      await ack();
+      if (!decision.ok) {
+        await respond(ephemeral(decision.message));
+        return;
+      }
+      // A task list answered to `/mdr pending` is the clicker's own ephemeral message: show it afresh.
+      if (verb === 'markDone' && body.container.is_ephemeral === true) {
+        const tasks = await listTasks(runtime.deps, 'pending');
+        await respond({
+          response_type: 'ephemeral',
+          replace_original: true,
+          ...renderSlackTaskList(tasks, { apiBaseUrl: runtime.config.publicUrl }),
+        });
+      }
+    },
+  );
+  app.action({ type: 'block_actions', action_id: LINK_ACTION_ID }, async ({ ack }) => {
+    await ack();
+  });
+}

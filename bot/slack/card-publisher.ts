@@ -1,0 +1,133 @@
+import type { webApi } from '@slack/bolt';
+import { renderSlackMessage, renderSlackText } from '../../cards/slack/render.js';
+import { buildIncidentView, describeAction } from '../../cards/view-model.js';
+import type { IncidentState, Task } from '../../core/model.js';
+import { type CardPublisher, DELIVER_JOB, type DeliverJob } from '../delivery.js';
+import type { Runtime } from '../runtime.js';
+import { classifySlackFailure } from './errors.js';
+
+/**
+ * Posts each incident's card once to `channels.slack` and updates that same message in place after.
+ * Runs inside the delivery jobs (one at a time per incident, under the delivery lease). The Web API
+ * client does not retry: a 429 becomes a delivery job delayed by Retry-After, other transient failures
+ * fail the job so the queue retries it, and permanent ones are logged with their fix.
+ */
+export class SlackCardPublisher implements CardPublisher {
+  readonly platform = 'slack' as const;
+  private warnedNoChannel = false;
+
+  constructor(
+    private readonly client: webApi.WebClient,
+    private readonly token: string,
+    private readonly runtime: Pick<Runtime, 'config' | 'store' | 'queue' | 'logger'>,
+  ) {}
+
+  async deliver(state: IncidentState): Promise<void> {
+    const channel = this.channel();
+    if (!channel) return;
+    const incidentId = state.incident.id;
+    const message = renderSlackMessage(
+      buildIncidentView(state, { apiBaseUrl: this.runtime.config.publicUrl }),
+    );
+    const refs = await this.runtime.store.getCardRefs(incidentId);
+    try {
+      if (refs.slack) {
+        await this.client.chat.update({
+          token: this.token,
+          channel: refs.slack.channel,
+          ts: refs.slack.ts,
+          ...message,
+        });
+        return;
+      }
+      const posted = await this.client.chat.postMessage({
+        token: this.token,
+        channel,
+        ...message,
+        unfurl_links: false,
+        unfurl_media: false,
+      });
+      if (!posted.ts) throw new Error('chat.postMessage answered without a message ts');
+      // Only Slack's field is written: the Teams delivery keeps its own.
+      await this.runtime.store.setCardRefs(incidentId, {
+        slack: { channel: posted.channel ?? channel, ts: posted.ts },
+      });
+      this.runtime.logger.info({ incidentId, channel: posted.channel, ts: posted.ts }, 'slack card posted');
+    } catch (error) {
+      await this.failed(error, incidentId, refs.slack ? 'chat.update' : 'chat.postMessage');
+    }
+  }
+
+  async remind(task: Task, state: IncidentState): Promise<void> {
+    const channel = this.channel();
+    if (!channel) return;
+    const refs = await this.runtime.store.getCardRefs(task.incidentId);
+    const { text } = describeAction(task.type, task.target, state.incident);
+    const reply = renderSlackText(
+      [
+        `Reminder: customer task ${task.id} is still pending: ${text}.`,
+        `How: ${task.guidance}`,
+        `When it is done, click Mark done on the card or type: /mdr done ${task.id}`,
+      ].join('\n'),
+    );
+    try {
+      await this.client.chat.postMessage({
+        token: this.token,
+        channel: refs.slack?.channel ?? channel,
+        ...(refs.slack ? { thread_ts: refs.slack.ts } : {}),
+        ...reply,
+        unfurl_links: false,
+        unfurl_media: false,
+      });
+    } catch (error) {
+      const failure = classifySlackFailure(error);
+      if (failure.kind === 'permanent') {
+        this.runtime.logger.error(
+          { taskId: task.id, slackError: failure.code },
+          `slack reminder not posted: ${failure.fix}`,
+        );
+        return;
+      }
+      // Rate limited or transient: the reminder job fails and the queue retries it later.
+      throw error;
+    }
+  }
+
+  private channel(): string | undefined {
+    const channel = this.runtime.config.policy.channels.slack;
+    if (!channel && !this.warnedNoChannel) {
+      this.warnedNoChannel = true;
+      this.runtime.logger.warn(
+        'slack: no channel for incident cards, nothing is posted: set channels.slack (a channel id such as C0123ABCD) in the policy file',
+      );
+    }
+    return channel;
+  }
+
+  private async failed(error: unknown, incidentId: string, call: string): Promise<void> {
+    const failure = classifySlackFailure(error);
+    if (failure.kind === 'permanent') {
+      this.runtime.logger.error(
+        { incidentId, call, slackError: failure.code },
+        `slack card not delivered: ${failure.fix}`,
+      );
+      return;
+    }
+    if (failure.kind === 'rateLimited') {
+      // The queue is the one retry layer: a delivery of the latest state once Slack allows it.
+      const delayMs = failure.retryAfterSeconds * 1_000;
+      const job: DeliverJob = { incidentId, platform: 'slack' };
+      await this.runtime.queue.add(DELIVER_JOB, job, {
+        id: `deliver-slack-${incidentId}-after-429-${Date.now() + delayMs}`,
+        delayMs,
+        attempts: 10,
+      });
+      this.runtime.logger.warn(
+        { incidentId, call, retryAfterSeconds: failure.retryAfterSeconds },
+        'slack rate limited the card delivery: delivering again after Retry-After',
+      );
+      return;
+    }
+    throw error;
+  }
+}

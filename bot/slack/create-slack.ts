@@ -1,0 +1,85 @@
+import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
+import type { RequestHandler } from 'express';
+import type { CardPublisher } from '../delivery.js';
+import type { Logger } from '../logger.js';
+import type { Runtime } from '../runtime.js';
+import { registerButtonActions } from './button-actions.js';
+import { SlackCardPublisher } from './card-publisher.js';
+import { registerSlashCommand } from './slash-command.js';
+
+/** The Slack side of the bot: the request handler for `POST /slack/events`, the card publisher, the Bolt app. */
+export interface Slack {
+  handler: RequestHandler;
+  publisher: CardPublisher;
+  app: App;
+}
+
+/** Where Slack sends events, button clicks and slash commands (fixed route). */
+export const SLACK_EVENTS_PATH = '/slack/events';
+
+/** Web API calls waiting longer than this fail, well inside the 60 s delivery lease. */
+const WEB_API_TIMEOUT_MS = 20_000;
+
+/**
+ * Build the Slack app from `runtime.config.slack`: Bolt with signature verification (401 on a missing,
+ * forged or over five minutes old signature), listeners for buttons and `/mdr`, and a card publisher,
+ * which it adds to `runtime.publishers`. Mount `handler` at `POST /slack/events`.
+ */
+export function createSlack(runtime: Runtime): Slack {
+  const { config } = runtime;
+  if (!config.slack) {
+    throw new Error('Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET');
+  }
+  const { botToken, signingSecret, apiUrl } = config.slack;
+  const logger = boltLogger(runtime.logger.child({ component: 'slack' }));
+  const receiver = new ExpressReceiver({
+    signingSecret,
+    endpoints: SLACK_EVENTS_PATH,
+    logger,
+    processBeforeResponse: false,
+  });
+  const app = new App({
+    receiver,
+    logger,
+    // One workspace, one token. No auth.test at start (it would fail unhandled when Slack is unreachable).
+    authorize: async () => ({ botToken }),
+    // The bot listens to no message events, so there is nothing of its own to ignore.
+    ignoreSelf: false,
+    clientOptions: {
+      slackApiUrl: apiUrl,
+      // One retry layer: the job queue. The client neither retries nor waits out 429s itself.
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+      timeout: WEB_API_TIMEOUT_MS,
+    },
+  });
+  app.error(async (error) => {
+    runtime.logger.error({ err: error, component: 'slack' }, 'slack listener failed');
+  });
+  registerButtonActions(app, runtime);
+  registerSlashCommand(app, runtime);
+
+  const publisher = new SlackCardPublisher(app.client, botToken, runtime);
+  runtime.publishers.push(publisher);
+  return { handler: receiver.router, publisher, app };
+}
+
+/** Bolt's logger interface on top of the process logger. */
+function boltLogger(log: Logger): BoltLogger {
+  let level = LogLevel.INFO;
+  const text = (parts: unknown[]) =>
+    parts
+      .map((p) => (typeof p === 'string' ? p : p instanceof Error ? p.message : JSON.stringify(p)))
+      .join(' ');
+  return {
+    debug: (...msg: unknown[]) => log.debug(text(msg)),
+    info: (...msg: unknown[]) => log.info(text(msg)),
+    warn: (...msg: unknown[]) => log.warn(text(msg)),
+    error: (...msg: unknown[]) => log.error(text(msg)),
+    setLevel: (next: LogLevel) => {
+      level = next;
+    },
+    getLevel: () => level,
+    setName: () => {},
+  };
+}

@@ -1,0 +1,50 @@
+import type { App, RespondArguments } from '@slack/bolt';
+import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
+import type { Actor } from '../../core/decisions.js';
+import { type CommandReply, replyText, runCommand } from '../commands.js';
+import type { Runtime } from '../runtime.js';
+import { failureText } from './errors.js';
+
+/** The fixed slash command. */
+export const SLASH_COMMAND = '/mdr';
+
+/** Past this, the command is acknowledged with "working on it" and answered through the response URL. */
+const ACK_BUDGET_MS = 2_000;
+
+/** The Slack message a command reply becomes: for everyone when it changed shared state, else ephemeral. */
+export function commandMessage(reply: CommandReply, apiBaseUrl?: string): RespondArguments {
+  const message =
+    reply.kind === 'tasks'
+      ? renderSlackTaskList(reply.tasks, apiBaseUrl ? { apiBaseUrl } : {})
+      : renderSlackText(replyText(reply));
+  return { response_type: reply.shared ? 'in_channel' : 'ephemeral', ...message };
+}
+
+/**
+ * `/mdr <words>`: the chat commands run through the core as `slack:<user id>`. The answer is the ack
+ * itself when the core is done within the budget (nearly always), else it follows on the response URL.
+ */
+export function registerSlashCommand(app: App, runtime: Runtime): void {
+  app.command(SLASH_COMMAND, async ({ ack, command, respond }) => {
+    const actor: Actor = { id: `slack:${command.user_id}`, platform: 'slack' };
+    const running = runCommand(runtime.deps, command.text, actor).then(
+      (reply) => commandMessage(reply, runtime.config.publicUrl),
+      (error: unknown): RespondArguments => {
+        runtime.logger.error({ err: error, actor: actor.id }, 'slack: /mdr command failed');
+        return { response_type: 'ephemeral', ...renderSlackText(failureText(error)) };
+      },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const slow = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), ACK_BUDGET_MS);
+    });
+    const first = await Promise.race([running, slow]);
+    clearTimeout(timer);
+    if (first) {
+      await ack(first);
+      return;
+    }
+    await ack({ response_type: 'ephemeral', text: 'Working on it…' });
+    await respond(await running);
+  });
+}

@@ -1,0 +1,586 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
+import { RedisStore } from '../../adapters/redis-store.js';
+import { StaticAssetDirectory } from '../../adapters/static-directory.js';
+import type { RuntimeParts } from '../../bot/runtime.js';
+import { createSlack } from '../../bot/slack/create-slack.js';
+import { buttonValue } from '../../cards/slack/render.js';
+import type { AssetDirectory } from '../../core/ports.js';
+import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
+import { sampleIngestBody } from '../support/core-harness.js';
+import { type TestRedis, useTestRedis } from '../support/redis.js';
+import {
+  blockActionsPayload,
+  clickButton,
+  formBody,
+  postSlack,
+  RESPONSE_URL_ORIGIN,
+  SLACK_API_ORIGIN,
+  SLACK_API_URL,
+  SLACK_BOT_TOKEN,
+  SLACK_SIGNING_SECRET,
+  slackSignatureHeaders,
+  slashCommand,
+} from '../support/slack.js';
+
+const EXPERT = 'U0EXPERT1';
+const EXPERT2 = 'U0EXPERT2';
+const ADMIN = 'U0ADMIN1';
+const CUSTOMER = 'U0CUSTOMER';
+const CHANNEL = 'C0SOC';
+
+const POLICY = `
+roles:
+  experts: [slack:${EXPERT}, slack:${EXPERT2}]
+  admins: [slack:${ADMIN}]
+exclusions:
+  devices:
+    - group: Finance-Servers
+  users: []
+channels:
+  slack: ${CHANNEL}
+reminders:
+  pendingTaskHours: 24
+`;
+
+interface SentMessage {
+  channel: string;
+  ts?: string;
+  thread_ts?: string;
+  text: string;
+  blocks: any[];
+  authorization: string | undefined;
+  at: number;
+}
+
+/** The fake Slack Web API: records every chat.postMessage / chat.update and answers like Slack. */
+function fakeSlackApi() {
+  const posts: SentMessage[] = [];
+  const updates: SentMessage[] = [];
+  const read = (req: { headers: Record<string, unknown> }, body: unknown): SentMessage => {
+    const form = new URLSearchParams(String(body));
+    return {
+      channel: form.get('channel') ?? '',
+      ...(form.get('ts') ? { ts: form.get('ts') as string } : {}),
+      ...(form.get('thread_ts') ? { thread_ts: form.get('thread_ts') as string } : {}),
+      text: form.get('text') ?? '',
+      blocks: JSON.parse(form.get('blocks') ?? '[]'),
+      authorization: req.headers.authorization as string | undefined,
+      at: Date.now(),
+    };
+  };
+  nock(SLACK_API_ORIGIN)
+    .persist()
+    .post('/api/chat.postMessage')
+    .reply(function (_uri, body) {
+      const message = read(this.req, body);
+      posts.push(message);
+      const ts = `1741942000.${String(posts.length).padStart(6, '0')}`;
+      return [200, { ok: true, channel: message.channel, ts, message: { ts, text: message.text } }];
+    })
+    .post('/api/chat.update')
+    .reply(function (_uri, body) {
+      const message = read(this.req, body);
+      updates.push(message);
+      return [200, { ok: true, channel: message.channel, ts: message.ts, text: message.text }];
+    });
+  return { posts, updates };
+}
+
+/** Records what the bot sends to the payloads' response URLs (ephemeral answers). */
+function fakeResponseUrls() {
+  const responses: { path: string; body: any }[] = [];
+  nock(RESPONSE_URL_ORIGIN)
+    .persist()
+    .post(/.*/)
+    .reply(200, (uri, body) => {
+      responses.push({ path: uri, body });
+      return 'ok';
+    });
+  return responses;
+}
+
+/** Every button in a message's actions blocks. */
+function buttons(blocks: any[]): { action_id: string; value?: string }[] {
+  return blocks.filter((b) => b.type === 'actions').flatMap((b) => b.elements);
+}
+
+const approve = (actionId: string, incidentId = '48213') => ({
+  action_id: `approve:${actionId}`,
+  value: buttonValue(incidentId, actionId),
+});
+const markDone = (actionId: string, incidentId = '48213') => ({
+  action_id: `markDone:${actionId}`,
+  value: buttonValue(incidentId, actionId),
+  text: 'Mark done',
+});
+
+let redis: TestRedis;
+let policyDir: string;
+beforeAll(async () => {
+  redis = await useTestRedis(import.meta.filename);
+  policyDir = mkdtempSync(join(tmpdir(), 'mdr-slack-policy-'));
+  writeFileSync(join(policyDir, 'policy.yaml'), POLICY);
+});
+afterAll(async () => {
+  await redis.cleanup();
+  rmSync(policyDir, { recursive: true, force: true });
+});
+
+describe('Slack through the real HTTP endpoint', () => {
+  let bot: BotServer;
+  let store: RedisStore;
+  let executor: DryRunExecutor;
+  let slack: ReturnType<typeof fakeSlackApi>;
+  let responses: ReturnType<typeof fakeResponseUrls>;
+
+  const start = async (parts: Partial<RuntimeParts> = {}) => {
+    store = new RedisStore({ url: redis.url }, `${redis.prefix}${Math.random().toString(36).slice(2)}:`);
+    executor = new DryRunExecutor();
+    bot = await startBot({
+      env: {
+        SLACK_BOT_TOKEN,
+        SLACK_SIGNING_SECRET,
+        SLACK_API_URL,
+        POLICY_FILE: join(policyDir, 'policy.yaml'),
+      },
+      parts: { store, storeKind: 'redis', executor, ...parts },
+      mounts: (rt) => ({ slack: createSlack(rt).handler }),
+    });
+  };
+  const ingest = async (body: Record<string, any> = sampleIngestBody()) => {
+    const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body });
+    expect(res.status).toBeLessThan(300);
+  };
+  const ingestAndWaitForCard = async () => {
+    await ingest();
+    await vi.waitFor(() => expect(slack.posts).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    return slack.posts[0] as SentMessage;
+  };
+  const state = async (actionId: string) => (await store.getAction('48213', actionId))?.state;
+
+  beforeEach(() => {
+    nock.disableNetConnect();
+    nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+  });
+  afterEach(async () => {
+    await bot?.close();
+    nock.cleanAll();
+    nock.enableNetConnect();
+  });
+
+  it('posts one card with Approve buttons only on non-excluded assets, executes an expert approval once and shows the result', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+
+    const card = await ingestAndWaitForCard();
+    expect(card.channel).toBe(CHANNEL);
+    expect(card.authorization).toBe(`Bearer ${SLACK_BOT_TOKEN}`);
+    expect(card.text).toContain('48213');
+    const approveButtons = buttons(card.blocks).filter((b) => b.action_id.startsWith('approve:'));
+    expect(approveButtons.map((b) => b.action_id).sort()).toEqual([
+      'approve:act-1',
+      'approve:act-3',
+      'approve:act-4',
+      'approve:act-6',
+    ]);
+    expect(approveButtons.map((b) => JSON.parse(b.value ?? ''))).toContainEqual({
+      incidentId: '48213',
+      actionId: 'act-1',
+    });
+    expect(buttons(card.blocks).map((b) => b.action_id)).toContain('markDone:act-5');
+
+    const click = await clickButton(bot.url, EXPERT, approve('act-1'));
+    expect(click.status).toBe(200);
+    expect(click.ms).toBeLessThan(3_000);
+
+    await vi.waitFor(() => expect(executor.records).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    expect(executor.records[0]).toMatchObject({ actionId: 'act-1', approvedBy: `slack:${EXPERT}` });
+    await vi.waitFor(
+      () => {
+        const last = slack.updates.at(-1);
+        expect(last?.ts).toBe('1741942000.000001');
+        expect(JSON.stringify(last?.blocks)).toContain(`Isolated by @${EXPERT}`);
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    expect(await state('act-1')).toBe('succeeded');
+    expect(slack.posts).toHaveLength(1);
+    expect(slack.updates.every((u) => u.channel === CHANNEL)).toBe(true);
+    expect(buttons(slack.updates.at(-1)?.blocks ?? []).map((b) => b.action_id)).not.toContain(
+      'approve:act-1',
+    );
+    expect(responses).toEqual([]);
+  });
+
+  it("refuses a customer's Approve to the customer alone, executes nothing and audits the refusal", async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+
+    const click = await clickButton(bot.url, CUSTOMER, approve('act-1'));
+    expect(click.status).toBe(200);
+    await vi.waitFor(() => expect(responses).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    expect(responses[0]?.body).toMatchObject({
+      response_type: 'ephemeral',
+      replace_original: false,
+      text: expect.stringContaining('only the MDR experts'),
+    });
+    expect(executor.records).toEqual([]);
+    expect(await state('act-1')).toBe('proposed');
+    expect(await store.listAudit('48213')).toContainEqual(
+      expect.objectContaining({
+        actor: `slack:${CUSTOMER}`,
+        platform: 'slack',
+        event: 'approve',
+        outcome: 'refused',
+        actionId: 'act-1',
+      }),
+    );
+  });
+
+  it('answers 401 to a forged, a missing and a stale signature, and runs nothing', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+    const raw = formBody({ payload: JSON.stringify(blockActionsPayload(EXPERT, approve('act-1'))) });
+
+    const forged = await postSlack(
+      bot.url,
+      raw,
+      slackSignatureHeaders(raw, { secret: 'not-the-secret-0123' }),
+    );
+    const missing = await postSlack(bot.url, raw, {});
+    const stale = await postSlack(
+      bot.url,
+      raw,
+      slackSignatureHeaders(raw, { timestamp: Math.floor(Date.now() / 1000) - 6 * 60 }),
+    );
+    const tampered = await postSlack(bot.url, raw.replace('act-1', 'act-4'), slackSignatureHeaders(raw));
+
+    expect([forged.status, missing.status, stale.status, tampered.status]).toEqual([401, 401, 401, 401]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(executor.records).toEqual([]);
+    expect(await state('act-1')).toBe('proposed');
+    expect(responses).toEqual([]);
+    expect(await store.listAudit('48213')).not.toContainEqual(
+      expect.objectContaining({ actor: `slack:${EXPERT}` }),
+    );
+  });
+
+  it('executes once when two experts click the same Approve 30 times at once', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+
+    const clicks = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => clickButton(bot.url, i % 2 ? EXPERT : EXPERT2, approve('act-6'))),
+    );
+    expect(clicks.map((c) => c.status)).toEqual(Array(30).fill(200));
+    await vi.waitFor(async () => expect(await state('act-6')).toBe('succeeded'), {
+      timeout: 5_000,
+      interval: 25,
+    });
+    await vi.waitFor(() => expect(responses).toHaveLength(29), { timeout: 5_000, interval: 25 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(executor.records.filter((r) => r.actionId === 'act-6')).toHaveLength(1);
+    expect(executor.records).toHaveLength(1);
+    expect(responses.every((r) => /this action is already/.test(r.body.text))).toBe(true);
+  });
+
+  it('acts only on the action the store names: an edited value runs nothing on the excluded asset, a broken one nothing at all', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+
+    const edited = await clickButton(bot.url, EXPERT, {
+      action_id: 'approve:act-1',
+      value: buttonValue('48213', 'act-5'),
+    });
+    const broken = await clickButton(bot.url, EXPERT, {
+      action_id: 'approve:act-1',
+      value: '{"incidentId":',
+    });
+    const extra = await clickButton(bot.url, EXPERT, {
+      action_id: 'approve:act-1',
+      value: JSON.stringify({ incidentId: '48213', actionId: 'act-1', role: 'expert' }),
+    });
+
+    expect([edited.status, broken.status, extra.status]).toEqual([200, 200, 200]);
+    await vi.waitFor(() => expect(responses).toHaveLength(3), { timeout: 5_000, interval: 25 });
+    const texts = responses.map((r) => r.body.text as string);
+    expect(texts).toContainEqual(
+      expect.stringContaining('fin-app-07.corp.contoso.com is excluded by device group Finance-Servers'),
+    );
+    expect(texts.filter((t) => t.includes('That button is not valid'))).toHaveLength(2);
+    expect(responses.every((r) => r.body.response_type === 'ephemeral')).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(executor.records).toEqual([]);
+    expect(await state('act-5')).toBe('customerPending');
+    expect(await state('act-1')).toBe('proposed');
+  });
+
+  it('lets an admin exclude a device after the card was posted (then Approve on it is refused and it is a customer task), and refuses a customer', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+
+    const denied = await slashCommand(bot.url, CUSTOMER, 'exclude device ws-999.corp.contoso.com');
+    expect(denied.status).toBe(200);
+    expect(denied.body).toMatchObject({
+      response_type: 'ephemeral',
+      text: expect.stringContaining('only the admins named in the policy may change exclusions'),
+    });
+
+    const excluded = await slashCommand(bot.url, ADMIN, 'exclude device fin-wks-0142.corp.contoso.com');
+    expect(excluded.status).toBe(200);
+    expect(excluded.body).toMatchObject({
+      response_type: 'in_channel',
+      text: expect.stringContaining('Excluded: device name fin-wks-0142.corp.contoso.com.'),
+    });
+    const listed = await slashCommand(bot.url, CUSTOMER, 'exclusions');
+    expect(listed.body.response_type).toBe('ephemeral');
+    expect(listed.body.text).toContain('device fin-wks-0142.corp.contoso.com');
+    expect(listed.body.text).not.toContain('ws-999');
+
+    const click = await clickButton(bot.url, EXPERT, approve('act-1'));
+    expect(click.status).toBe(200);
+    await vi.waitFor(() => expect(responses).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    expect(responses[0]?.body).toMatchObject({
+      response_type: 'ephemeral',
+      text: expect.stringContaining(
+        'fin-wks-0142.corp.contoso.com is excluded by device name fin-wks-0142.corp.contoso.com: this is now a task for your team',
+      ),
+    });
+    expect(await state('act-1')).toBe('customerPending');
+    const pending = await slashCommand(bot.url, CUSTOMER, 'pending');
+    expect(pending.body.response_type).toBe('ephemeral');
+    expect(buttons(pending.body.blocks).map((b) => b.action_id)).toEqual(
+      expect.arrayContaining(['markDone:act-1', 'markDone:act-5']),
+    );
+    await vi.waitFor(
+      () => {
+        const ids = buttons(slack.updates.at(-1)?.blocks ?? []).map((b) => b.action_id);
+        expect(ids).toContain('markDone:act-1');
+        expect(ids).not.toContain('approve:act-1');
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    expect(executor.records).toEqual([]);
+    expect(slack.posts).toHaveLength(1);
+  });
+
+  it('marks a customer task done from the card: the card updates and /mdr pending no longer lists it', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+    const before = await slashCommand(bot.url, CUSTOMER, 'pending');
+    expect(before.body).toMatchObject({ response_type: 'ephemeral' });
+    expect(buttons(before.body.blocks)).toContainEqual(
+      expect.objectContaining({ action_id: 'markDone:act-5', value: buttonValue('48213', 'act-5') }),
+    );
+
+    const click = await clickButton(bot.url, CUSTOMER, markDone('act-5'));
+    expect(click.status).toBe(200);
+    await vi.waitFor(async () => expect(await state('act-5')).toBe('doneByCustomer'), {
+      timeout: 5_000,
+      interval: 25,
+    });
+    await vi.waitFor(
+      () => {
+        const last = slack.updates.at(-1);
+        expect(last?.channel).toBe(CHANNEL);
+        expect(buttons(last?.blocks ?? []).map((b) => b.action_id)).not.toContain('markDone:act-5');
+        expect(JSON.stringify(last?.blocks)).toContain(`Done by @${CUSTOMER}`);
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    const after = await slashCommand(bot.url, CUSTOMER, 'pending');
+    expect(after.body.text).toBe('No pending customer tasks.');
+    expect(buttons(after.body.blocks)).toEqual([]);
+    expect(responses).toEqual([]);
+
+    const twice = await slashCommand(bot.url, CUSTOMER, 'done 48213:act-5');
+    expect(twice.body).toMatchObject({
+      response_type: 'ephemeral',
+      text: expect.stringContaining('Not done'),
+    });
+  });
+
+  it("answers /mdr done in the channel, and refreshes the clicker's own /mdr pending list after Mark done there", async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+    await slashCommand(bot.url, ADMIN, 'exclude device fin-wks-0142.corp.contoso.com');
+
+    const done = await slashCommand(bot.url, CUSTOMER, 'done 48213:act-5');
+    expect(done.body).toMatchObject({ response_type: 'in_channel', text: 'Task 48213:act-5 marked done.' });
+    const fromList = await clickButton(bot.url, CUSTOMER, markDone('act-1'), {
+      container: {
+        type: 'message',
+        message_ts: '1741942001.000200',
+        channel_id: CHANNEL,
+        is_ephemeral: true,
+      },
+    });
+    expect(fromList.status).toBe(200);
+    await vi.waitFor(() => expect(responses).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    expect(responses[0]?.body).toMatchObject({
+      response_type: 'ephemeral',
+      replace_original: true,
+      text: 'Customer tasks (1)',
+    });
+    expect(buttons(responses[0]?.body.blocks ?? []).map((b) => b.action_id)).toEqual(['markDone:act-4']);
+    expect(await state('act-1')).toBe('doneByCustomer');
+    const help = await slashCommand(bot.url, CUSTOMER, 'help');
+    expect(help.body).toMatchObject({
+      response_type: 'ephemeral',
+      text: expect.stringContaining('MDR bot commands'),
+    });
+  });
+
+  it('acknowledges a slow /mdr at once and answers it on the response URL', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    const evidence = new StaticAssetDirectory();
+    let slowMs = 0;
+    const directory: AssetDirectory = {
+      deviceFacts: async (device, incident) => {
+        await new Promise((resolve) => setTimeout(resolve, slowMs));
+        return evidence.deviceFacts(device, incident);
+      },
+      userGroups: (user) => evidence.userGroups(user),
+    };
+    await start({ directory });
+    await ingestAndWaitForCard();
+    slowMs = 2_500;
+
+    const excluded = await slashCommand(bot.url, ADMIN, 'exclude device-group Finance-Workstations');
+    expect(excluded.ms).toBeLessThan(3_000);
+    expect(excluded.body).toMatchObject({ response_type: 'ephemeral', text: 'Working on it…' });
+    await vi.waitFor(() => expect(responses).toHaveLength(1), { timeout: 10_000, interval: 50 });
+    expect(responses[0]?.path).toMatch(/^\/commands\//);
+    expect(responses[0]?.body).toMatchObject({
+      response_type: 'in_channel',
+      text: expect.stringContaining('Excluded: device group Finance-Workstations.'),
+    });
+  });
+
+  it("posts an overdue-task reminder in the card's thread", async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+    const [task] = await store.listTasks('pending');
+    expect(task?.id).toBe('48213:act-5');
+
+    await bot.runtime.notifier.taskOverdue(task!);
+    await vi.waitFor(() => expect(slack.posts).toHaveLength(2), { timeout: 5_000, interval: 25 });
+    expect(slack.posts[1]).toMatchObject({
+      channel: CHANNEL,
+      thread_ts: '1741942000.000001',
+      text: expect.stringContaining('Reminder: customer task 48213:act-5 is still pending'),
+    });
+  });
+
+  it('warns once and posts nothing when the policy names no Slack channel', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    store = new RedisStore({ url: redis.url }, `${redis.prefix}${Math.random().toString(36).slice(2)}:`);
+    bot = await startBot({
+      env: {
+        SLACK_BOT_TOKEN,
+        SLACK_SIGNING_SECRET,
+        SLACK_API_URL,
+        POLICY_FILE: join(policyDir, 'policy.yaml'),
+      },
+      config: (c) => ({ ...c, policy: { ...c.policy, channels: {} } }),
+      parts: { store, storeKind: 'redis', executor: new DryRunExecutor() },
+      mounts: (rt) => ({ slack: createSlack(rt).handler }),
+    });
+    const warn = vi.spyOn(bot.runtime.logger, 'warn');
+    await ingest();
+    const second = sampleIngestBody();
+    second.incident.id = '48214';
+    await ingest(second);
+    await vi.waitFor(() => expect(warn).toHaveBeenCalled(), { timeout: 5_000, interval: 25 });
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const about = warn.mock.calls.filter((call) => String(call[0]).includes('channels.slack'));
+    expect(about).toHaveLength(1);
+    expect(slack.posts).toEqual([]);
+  });
+
+  it('delivers the first card exactly once when chat.postMessage first answers 429 Retry-After: 1', async () => {
+    let limitedAt = 0;
+    nock(SLACK_API_ORIGIN)
+      .post('/api/chat.postMessage')
+      .reply(() => {
+        limitedAt = Date.now();
+        return [429, { ok: false, error: 'ratelimited' }, { 'Retry-After': '1' }];
+      });
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+
+    await ingest();
+    await vi.waitFor(() => expect(slack.posts).toHaveLength(1), { timeout: 8_000, interval: 25 });
+    expect(limitedAt).toBeGreaterThan(0);
+    expect((slack.posts[0]?.at ?? 0) - limitedAt).toBeGreaterThanOrEqual(950);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(slack.posts).toHaveLength(1);
+    expect(slack.updates).toEqual([]);
+    expect(await store.getCardRefs('48213')).toEqual({
+      slack: { channel: CHANNEL, ts: '1741942000.000001' },
+    });
+  });
+
+  it('coalesces ten updates to one incident within a second into far fewer chat.update calls showing the latest state', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    await ingestAndWaitForCard();
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const updatesBefore = slack.updates.length;
+
+    const body = sampleIngestBody();
+    const started = Date.now();
+    for (let i = 7; i <= 16; i += 1) {
+      body.managedResponse.actions.push({
+        id: `act-${i}`,
+        type: 'runAntivirusScan',
+        status: 'proposed',
+        target: {
+          deviceId: '4a1f9c2e7b3d8e06c5a2f1b9d7e3c8a0b6f2d4e1',
+          deviceName: 'fin-wks-0142.corp.contoso.com',
+        },
+        reason: `scan ${i}`,
+      });
+      await ingest(body);
+    }
+    expect(Date.now() - started).toBeLessThan(1_000);
+
+    const latest = 'Awaiting expert approval (14)';
+    await vi.waitFor(() => expect(JSON.stringify(slack.updates.at(-1)?.blocks)).toContain(latest), {
+      timeout: 5_000,
+      interval: 50,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    const updates = slack.updates.slice(updatesBefore);
+    expect(updates.length).toBeGreaterThanOrEqual(1);
+    expect(updates.length).toBeLessThanOrEqual(3);
+    expect(JSON.stringify(updates.at(-1)?.blocks)).toContain(latest);
+    expect(slack.posts).toHaveLength(1);
+  });
+});

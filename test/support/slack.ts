@@ -1,0 +1,157 @@
+import { createHmac } from 'node:crypto';
+
+/** The signing secret the Slack tests configure (SLACK_SIGNING_SECRET). */
+export const SLACK_SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
+/** The bot token the Slack tests configure (SLACK_BOT_TOKEN). */
+export const SLACK_BOT_TOKEN = 'xoxb-test-0000-bot-token';
+/** Where the tests point the Web API (SLACK_API_URL); nock answers for it. */
+export const SLACK_API_ORIGIN = 'http://slack.test.local';
+/** SLACK_API_URL of the tests: the Web API under a path prefix, as Slack's own URL has. */
+export const SLACK_API_URL = `${SLACK_API_ORIGIN}/api/`;
+/** Where the payloads' `response_url`s point; nock answers for it. */
+export const RESPONSE_URL_ORIGIN = 'https://hooks.slack.com';
+
+const TEAM = { id: 'T0CONTOSO', domain: 'contoso-soc' };
+let sequence = 0;
+const next = () => {
+  sequence += 1;
+  return sequence;
+};
+
+/** `X-Slack-Signature` and `X-Slack-Request-Timestamp` exactly as Slack computes them. */
+export function slackSignatureHeaders(
+  rawBody: string,
+  options: { secret?: string; timestamp?: number } = {},
+): Record<string, string> {
+  const timestamp = options.timestamp ?? Math.floor(Date.now() / 1000);
+  const hmac = createHmac('sha256', options.secret ?? SLACK_SIGNING_SECRET);
+  hmac.update(`v0:${timestamp}:${rawBody}`);
+  return {
+    'x-slack-request-timestamp': String(timestamp),
+    'x-slack-signature': `v0=${hmac.digest('hex')}`,
+  };
+}
+
+/** A form-encoded body as Slack sends it (`payload=<json>` for interactivity, fields for commands). */
+export function formBody(fields: Record<string, string>): string {
+  return new URLSearchParams(fields).toString();
+}
+
+/** What a button on a card carries: the renderer's action id and value. */
+export interface ClickedButton {
+  action_id: string;
+  value: string;
+  text?: string;
+  block_id?: string;
+}
+
+/** A `block_actions` payload shaped like Slack's for a click on a message button; `overrides` win. */
+export function blockActionsPayload(
+  userId: string,
+  button: ClickedButton,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const n = next();
+  const messageTs = '1741942000.000100';
+  return {
+    type: 'block_actions',
+    user: { id: userId, username: userId.toLowerCase(), name: userId.toLowerCase(), team_id: TEAM.id },
+    api_app_id: 'A0MDRBOT',
+    token: 'legacy-verification-token',
+    container: { type: 'message', message_ts: messageTs, channel_id: 'C0SOC', is_ephemeral: false },
+    trigger_id: `${n}.1234567890.abcdef0123456789`,
+    team: TEAM,
+    enterprise: null,
+    is_enterprise_install: false,
+    channel: { id: 'C0SOC', name: 'soc' },
+    message: {
+      type: 'message',
+      subtype: 'bot_message',
+      text: 'High severity incident 48213',
+      ts: messageTs,
+      bot_id: 'B0MDRBOT',
+      blocks: [],
+    },
+    state: { values: {} },
+    response_url: `${RESPONSE_URL_ORIGIN}/actions/${TEAM.id}/${1000 + n}/resp${n}`,
+    actions: [
+      {
+        action_id: button.action_id,
+        block_id: button.block_id ?? `action:${button.action_id.split(':')[1] ?? ''}`,
+        text: { type: 'plain_text', text: button.text ?? 'Approve', emoji: true },
+        value: button.value,
+        style: 'primary',
+        type: 'button',
+        action_ts: `${Math.floor(Date.now() / 1000)}.${String(n).padStart(6, '0')}`,
+      },
+    ],
+    ...overrides,
+  };
+}
+
+/** The form fields of a `/mdr` slash command, shaped like Slack's; `overrides` win. */
+export function slashCommandFields(
+  userId: string,
+  text: string,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  const n = next();
+  return {
+    token: 'legacy-verification-token',
+    team_id: TEAM.id,
+    team_domain: TEAM.domain,
+    channel_id: 'C0SOC',
+    channel_name: 'soc',
+    user_id: userId,
+    user_name: userId.toLowerCase(),
+    command: '/mdr',
+    text,
+    api_app_id: 'A0MDRBOT',
+    is_enterprise_install: 'false',
+    response_url: `${RESPONSE_URL_ORIGIN}/commands/${TEAM.id}/${2000 + n}/cmd${n}`,
+    trigger_id: `${n}.1234567890.fedcba9876543210`,
+    ...overrides,
+  };
+}
+
+/** POST a form body to the bot's Slack endpoint, signed (or with the headers given instead). */
+export async function postSlack(
+  url: string,
+  rawBody: string,
+  headers: Record<string, string> = slackSignatureHeaders(rawBody),
+): Promise<{ status: number; body: any; ms: number }> {
+  const started = Date.now();
+  const res = await fetch(`${url}/slack/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: rawBody,
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.status, body, ms: Date.now() - started };
+}
+
+/** Click a button as `userId`: a signed `block_actions` request to the bot. */
+export function clickButton(
+  url: string,
+  userId: string,
+  button: ClickedButton,
+  overrides: Record<string, unknown> = {},
+): Promise<{ status: number; body: any; ms: number }> {
+  const raw = formBody({ payload: JSON.stringify(blockActionsPayload(userId, button, overrides)) });
+  return postSlack(url, raw);
+}
+
+/** Run `/mdr <text>` as `userId`: a signed slash-command request to the bot. */
+export function slashCommand(
+  url: string,
+  userId: string,
+  text: string,
+): Promise<{ status: number; body: any; ms: number }> {
+  return postSlack(url, formBody(slashCommandFields(userId, text)));
+}
