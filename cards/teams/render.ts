@@ -1,4 +1,4 @@
-import { Template } from 'adaptivecards-templating';
+import { createRequire } from 'node:module';
 import type { Task } from '../../core/model.js';
 import {
   type ButtonView,
@@ -11,6 +11,14 @@ import {
 } from '../view-model.js';
 import incidentTemplate from './templates/incident.json' with { type: 'json' };
 import taskListTemplate from './templates/task-list.json' with { type: 'json' };
+
+/**
+ * adaptivecards-templating's own typings pull in adaptivecards' TypeScript sources, which do not compile
+ * under this project's strict settings; the one class used here is typed by hand instead.
+ */
+const { Template } = createRequire(import.meta.url)('adaptivecards-templating') as {
+  Template: new (payload: unknown) => { expand(context: { $root: unknown }): unknown };
+};
 
 /** An Adaptive Card as JSON (what Teams is sent). */
 export type AdaptiveCardJson = Record<string, unknown>;
