@@ -91,9 +91,9 @@ export function coreHarness(
   return { deps, store, executor, clock, jobs, notifier };
 }
 
-/** The sample ingest body (the reference Graph incident plus a managed-response block), fresh each call. */
+/** The sample ingest body (samples/incident-48213.json: the reference Graph incident plus a managed-response block), fresh each call. */
 export function sampleIngestBody(): Record<string, any> {
   return JSON.parse(
-    readFileSync(new URL('../fixtures/ingest/sample-incident.json', import.meta.url), 'utf8'),
+    readFileSync(new URL('../../samples/incident-48213.json', import.meta.url), 'utf8'),
   );
 }
