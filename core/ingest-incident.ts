@@ -21,6 +21,8 @@ export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor
   const now = deps.clock.now().toISOString();
   const existing = await deps.store.getIncident(String(parsed.incident.id));
   const incident = toIncidentRecord(parsed, existing?.incident.receivedAt ?? now);
+  // A notification without a summary (a poll of Graph) keeps the experts' summary already received.
+  if (existing && parsed.managedResponse.summary === undefined) incident.summary = existing.incident.summary;
   const known = new Set(existing?.actions.map((a) => a.id));
   const exclusions = (await deps.store.getExclusions()) ?? deps.policy.exclusions;
 
