@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { buildRuntime, describeRuntime } from './compose.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
-import { previewRouter } from './preview/router.js';
+import { createPlatforms } from './platforms.js';
 import { createHttpApp } from './server.js';
 
 /** Process entry: configuration, runtime, one HTTP port, graceful stop on SIGINT/SIGTERM. */
@@ -21,8 +21,10 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const runtime = buildRuntime(config, logger);
-  const app = createHttpApp(runtime, { preview: config.localMode ? previewRouter(runtime) : undefined });
+  const platforms = createPlatforms(runtime, process.env);
+  const app = createHttpApp(runtime, platforms.mounts);
   await runtime.queue.start();
+  platforms.poller?.start();
 
   const server = app.listen(config.port, config.host ?? '::');
   await new Promise<void>((resolve, reject) => {
@@ -40,6 +42,7 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     logger.info({ signal }, 'stopping');
     server.close();
+    await platforms.poller?.stop();
     await runtime.close().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));
     process.exit(0);
   };

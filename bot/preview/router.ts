@@ -15,8 +15,8 @@ import { rolesOf } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
 import { parseOrThrow } from '../../core/validation.js';
 import { sendError } from '../http-errors.js';
+import { isLoopbackAddress } from '../loopback.js';
 import type { Runtime } from '../runtime.js';
-import { isLoopback } from './loopback.js';
 import { previewPage } from './page.js';
 
 const require = createRequire(import.meta.url);
@@ -31,7 +31,7 @@ const actionBody = z.object({
 });
 
 function loopbackOnly(req: Request, res: Response, next: NextFunction): void {
-  if (!isLoopback(req.socket.remoteAddress)) {
+  if (!isLoopbackAddress(req.socket.remoteAddress)) {
     sendError(res, 403, 'forbidden', 'the preview page answers only on this machine (loopback)');
     return;
   }

@@ -46,6 +46,34 @@ describe('npm start', () => {
     expect(output).toContain(`local mode: open http://localhost:${port}/`);
   });
 
+  it('serves Slack on /slack/events when configured, refusing unsigned requests', async () => {
+    const port = await freePort();
+    child = spawn('npm', ['start', '--silent'], {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/tmp',
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        SLACK_BOT_TOKEN: 'xoxb-1-2-3',
+        SLACK_SIGNING_SECRET: 'abcdef0123456789abcdef',
+        SLACK_API_URL: 'http://127.0.0.1:9/api/',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout?.on('data', (d) => (output += d));
+    await waitForHealth(`http://127.0.0.1:${port}/healthz`, 25_000);
+    const res = await fetch(`http://127.0.0.1:${port}/slack/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'payload=%7B%7D',
+    });
+    expect(res.status).toBe(401);
+    expect(output).toContain('slack: on');
+    expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(404);
+  });
+
   it('stops at once with a message naming the bad variable', async () => {
     child = spawn('npm', ['start', '--silent'], {
       cwd: root,

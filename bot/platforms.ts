@@ -1,0 +1,48 @@
+import { createAzureCredential } from '../adapters/azure-credential.js';
+import { GraphIncidentSource } from '../adapters/graph-incident-source.js';
+import { IncidentPoller } from './incident-poller.js';
+import { previewRouter } from './preview/router.js';
+import type { Runtime } from './runtime.js';
+import type { Mounts } from './server.js';
+import { createSlack } from './slack/create-slack.js';
+import { createTeams } from './teams/index.js';
+
+/** The chat platforms and extras a configuration turns on, ready to mount on the one HTTP port. */
+export interface Platforms {
+  mounts: Mounts;
+  poller?: IncidentPoller;
+}
+
+/**
+ * Slack when configured, Teams always (open to loopback only without an app id), the preview page in
+ * local mode, and the Graph poller when `GRAPH_POLL_SECONDS` and an app registration are set. Call
+ * before `runtime.queue.start()`: each platform registers its card publisher.
+ */
+export function createPlatforms(runtime: Runtime, env: NodeJS.ProcessEnv = process.env): Platforms {
+  const { config } = runtime;
+  const slack = config.slack ? createSlack(runtime) : undefined;
+  const teams = createTeams(runtime, env);
+  let poller: IncidentPoller | undefined;
+  if (config.graphPollSeconds) {
+    if (config.defender) {
+      const source = new GraphIncidentSource({
+        credential: createAzureCredential(config.defender),
+        graphApiUrl: config.defender.graphUrl,
+        logger: runtime.logger,
+      });
+      poller = new IncidentPoller(runtime, source, config.graphPollSeconds);
+    } else {
+      runtime.logger.warn(
+        'GRAPH_POLL_SECONDS is set but no app registration (DEFENDER_*): not polling Graph',
+      );
+    }
+  }
+  return {
+    mounts: {
+      ...(slack ? { slack: slack.handler } : {}),
+      teams: teams.handler,
+      ...(config.localMode ? { preview: previewRouter(runtime) } : {}),
+    },
+    ...(poller ? { poller } : {}),
+  };
+}

@@ -1,0 +1,210 @@
+import {
+  type AdaptiveCardInvokeResponse,
+  type AdaptiveCardInvokeValue,
+  CardFactory,
+  type ChannelAccount,
+  MessageFactory,
+  TeamsActivityHandler,
+  TurnContext,
+} from 'botbuilder';
+import { type AdaptiveCardJson, renderTeamsCard, renderTeamsTaskList } from '../../cards/teams/render.js';
+import { buildIncidentView } from '../../cards/view-model.js';
+import { type ActionRef, approveAction } from '../../core/approve-action.js';
+import type { Actor, Decision } from '../../core/decisions.js';
+import { listTasks } from '../../core/list-tasks.js';
+import { markTaskDone } from '../../core/mark-task-done.js';
+import { rolesOf } from '../../core/policy.js';
+import { rejectAction } from '../../core/reject-action.js';
+import { replyText, runCommand } from '../commands.js';
+import type { Runtime } from '../runtime.js';
+import { baseConversationId } from './publisher.js';
+
+const CARD = 'application/vnd.microsoft.card.adaptive';
+const VERBS = ['approve', 'reject', 'markDone', 'refresh'] as const;
+type Verb = (typeof VERBS)[number];
+
+const DECIDE: Record<Exclude<Verb, 'refresh'>, typeof approveAction> = {
+  approve: approveAction,
+  reject: rejectAction,
+  markDone: markTaskDone,
+};
+
+/** The tenant an activity comes from (`channelData.tenant.id`, else `conversation.tenantId`). */
+export function tenantOf(activity: TurnContext['activity']): string | undefined {
+  const channelData = activity.channelData as { tenant?: { id?: string } } | undefined;
+  return channelData?.tenant?.id ?? activity.conversation?.tenantId;
+}
+
+/**
+ * The Teams side of the bot: remembers where it is installed, answers Universal Action clicks with the
+ * clicker's own card, and runs chat commands. Every decision is the core's.
+ */
+export class MdrTeamsBot extends TeamsActivityHandler {
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly tenantId: string | undefined,
+  ) {
+    super();
+    this.onInstallationUpdateAdd(async (ctx, next) => {
+      await this.remember(ctx);
+      await next();
+    });
+    this.onInstallationUpdateRemove(async (ctx, next) => {
+      await this.forget(ctx);
+      await next();
+    });
+    this.onMembersAdded(async (ctx, next) => {
+      if (isBotAmong(ctx, ctx.activity.membersAdded)) await this.remember(ctx);
+      await next();
+    });
+    this.onMembersRemoved(async (ctx, next) => {
+      if (isBotAmong(ctx, ctx.activity.membersRemoved)) await this.forget(ctx);
+      await next();
+    });
+    this.onMessage(async (ctx, next) => {
+      await this.command(ctx);
+      await next();
+    });
+  }
+
+  protected override async onAdaptiveCardInvoke(
+    ctx: TurnContext,
+    value: AdaptiveCardInvokeValue,
+  ): Promise<AdaptiveCardInvokeResponse> {
+    const { deps, store, logger } = this.runtime;
+    const verb = value.action?.verb as Verb;
+    const data = (value.action?.data ?? {}) as { incidentId?: unknown; actionId?: unknown };
+    if (!VERBS.includes(verb) || typeof data.incidentId !== 'string')
+      return invokeError(400, 'BadRequest', 'unknown card action');
+    if (verb !== 'refresh' && typeof data.actionId !== 'string')
+      return invokeError(400, 'BadRequest', 'the card action names no action');
+    const actor = this.actorOf(ctx);
+    if ('refused' in actor) {
+      logger.warn({ verb, incidentId: data.incidentId, reason: actor.refused }, 'Teams card action refused');
+      return invokeError(403, 'Forbidden', actor.refused);
+    }
+
+    let decision: Decision | undefined;
+    if (verb !== 'refresh') {
+      const ref: ActionRef = { incidentId: data.incidentId, actionId: data.actionId as string };
+      decision = await DECIDE[verb](deps, ref, actor);
+    }
+    const notice = decision && !decision.ok ? decision.message : undefined;
+    if (verb === 'markDone' && !(await this.isIncidentCard(ctx, data.incidentId))) {
+      return cardResponse(
+        withNotice(renderTeamsTaskList(await listTasks(deps, 'pending'), this.viewOptions()), notice),
+      );
+    }
+    const state = await store.getIncident(data.incidentId);
+    if (!state) return invokeError(404, 'NotFound', 'no such incident');
+    const viewer = rolesOf(deps.policy.roles, actor.id).expert ? 'expert' : 'customer';
+    const card = renderTeamsCard(buildIncidentView(state, this.viewOptions()), { viewer, notice });
+    return cardResponse(card);
+  }
+
+  /** Chat commands: the same words as Slack's `/mdr`, sent to the bot (mention stripped). */
+  private async command(ctx: TurnContext): Promise<void> {
+    const actor = this.actorOf(ctx);
+    if ('refused' in actor) {
+      await ctx.sendActivity(MessageFactory.text(`Refused: ${actor.refused}`));
+      return;
+    }
+    await this.rememberPolicyChannel(ctx);
+    const text = (TurnContext.removeRecipientMention(ctx.activity) ?? ctx.activity.text ?? '')
+      .replace(/&nbsp;/g, ' ')
+      .trim();
+    const reply = await runCommand(this.runtime.deps, text, actor);
+    if (reply.kind === 'tasks') {
+      const card = renderTeamsTaskList(reply.tasks, this.viewOptions());
+      await ctx.sendActivity(MessageFactory.attachment(CardFactory.adaptiveCard(card)));
+      return;
+    }
+    const message = MessageFactory.text(replyText(reply));
+    message.textFormat = 'plain';
+    await ctx.sendActivity(message);
+  }
+
+  /** Who clicked or wrote, or why nobody may act from here. */
+  private actorOf(ctx: TurnContext): Actor | { refused: string } {
+    if (this.tenantId && tenantOf(ctx.activity) !== this.tenantId)
+      return { refused: 'this bot serves only its own organisation (MicrosoftAppTenantId)' };
+    const aadObjectId = ctx.activity.from?.aadObjectId;
+    if (!aadObjectId)
+      return { refused: 'your Microsoft Entra identity is unknown: sign in to Teams with a work account' };
+    return { id: `teams:${aadObjectId}`, platform: 'teams' };
+  }
+
+  /** Store where the bot was added, so incident cards can be posted there later. */
+  private async remember(ctx: TurnContext): Promise<void> {
+    if (this.tenantId && tenantOf(ctx.activity) !== this.tenantId) {
+      this.runtime.logger.warn(
+        { tenant: tenantOf(ctx.activity) },
+        'Teams: the bot was added in another tenant than MicrosoftAppTenantId: ignored, no cards go there',
+      );
+      return;
+    }
+    const reference = TurnContext.getConversationReference(ctx.activity);
+    const conversationId = baseConversationId(ctx.activity.conversation.id);
+    await this.runtime.store.saveConversation(conversationId, {
+      ...reference,
+      conversation: { ...reference.conversation, id: conversationId },
+    });
+    this.runtime.logger.info(
+      { conversationId, conversationType: ctx.activity.conversation.conversationType },
+      'Teams: bot added to a conversation',
+    );
+  }
+
+  private async forget(ctx: TurnContext): Promise<void> {
+    const conversationId = baseConversationId(ctx.activity.conversation.id);
+    await this.runtime.store.removeConversation(conversationId);
+    this.runtime.logger.info({ conversationId }, 'Teams: bot removed from a conversation');
+  }
+
+  /** The policy may name a channel other than General: mentioning the bot there once is enough to learn it. */
+  private async rememberPolicyChannel(ctx: TurnContext): Promise<void> {
+    const wanted = this.runtime.config.policy.channels.teams;
+    if (!wanted || baseConversationId(ctx.activity.conversation.id) !== baseConversationId(wanted)) return;
+    const known = await this.runtime.store.listConversations();
+    if (!known.some((c) => c.conversationId === baseConversationId(wanted))) await this.remember(ctx);
+  }
+
+  /** True when the invoke came from an incident card this bot posted (not from a `pending` task list). */
+  private async isIncidentCard(ctx: TurnContext, incidentId: string): Promise<boolean> {
+    const replyTo = ctx.activity.replyToId;
+    if (!replyTo) return true;
+    const refs = (await this.runtime.store.getCardRefs(incidentId)).teams ?? [];
+    return refs.some((r) => r.activityId === replyTo);
+  }
+
+  private viewOptions() {
+    return { apiBaseUrl: this.runtime.config.publicUrl, now: this.runtime.clock.now() };
+  }
+}
+
+function isBotAmong(ctx: TurnContext, members: ChannelAccount[] | undefined): boolean {
+  return (members ?? []).some((m) => m.id === ctx.activity.recipient?.id);
+}
+
+function cardResponse(card: AdaptiveCardJson): AdaptiveCardInvokeResponse {
+  return { statusCode: 200, type: CARD, value: card };
+}
+
+function invokeError(statusCode: number, code: string, message: string): AdaptiveCardInvokeResponse {
+  return { statusCode, type: 'application/vnd.microsoft.error', value: { code, message } };
+}
+
+/** Put a notice (a refusal) at the top of a card that has no notice slot of its own. */
+function withNotice(card: AdaptiveCardJson, notice: string | undefined): AdaptiveCardJson {
+  if (!notice) return card;
+  const body = Array.isArray(card.body) ? card.body : [];
+  const banner = {
+    type: 'Container',
+    style: 'warning',
+    bleed: true,
+    items: [
+      { type: 'TextBlock', text: notice.replace(/[\\`*_~[\]<]/g, '\\$&'), wrap: true, weight: 'Bolder' },
+    ],
+  };
+  return { ...card, body: [banner, ...body] };
+}
