@@ -159,6 +159,11 @@ describe('Slack through the real HTTP endpoint', () => {
   const ingestAndWaitForCard = async () => {
     await ingest();
     await vi.waitFor(() => expect(slack.posts).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    // The card's reference is saved right after Slack answers the post.
+    await vi.waitFor(async () => expect((await store.getCardRefs('48213')).slack).toBeDefined(), {
+      timeout: 5_000,
+      interval: 25,
+    });
     return slack.posts[0] as SentMessage;
   };
   const state = async (actionId: string) => (await store.getAction('48213', actionId))?.state;

@@ -93,7 +93,5 @@ export function coreHarness(
 
 /** The sample ingest body (samples/incident-48213.json: the reference Graph incident plus a managed-response block), fresh each call. */
 export function sampleIngestBody(): Record<string, any> {
-  return JSON.parse(
-    readFileSync(new URL('../../samples/incident-48213.json', import.meta.url), 'utf8'),
-  );
+  return JSON.parse(readFileSync(new URL('../../samples/incident-48213.json', import.meta.url), 'utf8'));
 }
