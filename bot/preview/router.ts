@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import { z } from 'zod';
@@ -14,13 +13,14 @@ import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
 import { parseOrThrow } from '../../core/validation.js';
+import sampleIncident from '../../samples/incident-48213.json' with { type: 'json' };
 import { sendError } from '../http-errors.js';
 import { isLoopbackAddress } from '../loopback.js';
 import type { Runtime } from '../runtime.js';
 import { previewPage } from './page.js';
 
 const require = createRequire(import.meta.url);
-const SAMPLE = readFileSync(new URL('../../samples/incident-48213.json', import.meta.url), 'utf8');
+const SAMPLE = JSON.stringify(sampleIncident);
 const CUSTOMER = 'preview:customer';
 
 const actionBody = z.object({
