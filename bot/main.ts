@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { buildRuntime, describeRuntime } from './compose.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
+import { Maintenance } from './maintenance.js';
 import { createPlatforms } from './platforms.js';
 import { createHttpApp } from './server.js';
 
@@ -25,6 +26,8 @@ async function main(): Promise<void> {
   const app = createHttpApp(runtime, platforms.mounts);
   await runtime.queue.start();
   platforms.poller?.start();
+  const maintenance = new Maintenance(runtime);
+  maintenance.start();
 
   const server = app.listen(config.port, config.host ?? '::');
   await new Promise<void>((resolve, reject) => {
@@ -43,6 +46,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'stopping');
     server.close();
     await platforms.poller?.stop();
+    await maintenance.stop();
     await runtime.close().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));
     process.exit(0);
   };

@@ -66,8 +66,9 @@ class QueueScheduler implements JobScheduler {
 
   async schedule(job: CoreJob): Promise<void> {
     if (job.kind === 'execute') {
+      const recovery = job.recoveryOf === undefined ? '' : `-recovery-${job.recoveryOf}`;
       await this.queue.add(EXECUTE_JOB, job, {
-        id: `execute-${job.incidentId}-${job.actionId}`,
+        id: `execute-${job.incidentId}-${job.actionId}${recovery}`,
         attempts: 3,
       });
       return;

@@ -126,7 +126,13 @@ export interface Notifier {
 
 /** Durable background work the core asks for. Same job twice runs once. */
 export type CoreJob =
-  | { kind: 'execute'; incidentId: string; actionId: string }
+  | {
+      kind: 'execute';
+      incidentId: string;
+      actionId: string;
+      /** Set when re-scheduling an approval whose job was lost: the action version it was found at. */
+      recoveryOf?: number;
+    }
   | { kind: 'remind'; incidentId: string; actionId: string; dueAt: string };
 
 export interface JobScheduler {
