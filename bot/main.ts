@@ -29,7 +29,8 @@ async function main(): Promise<void> {
   const maintenance = new Maintenance(runtime);
   maintenance.start();
 
-  const server = app.listen(config.port, config.host ?? '::');
+  // No HOST: Node listens on every interface (IPv6 and IPv4 where the machine has them).
+  const server = config.host ? app.listen(config.port, config.host) : app.listen(config.port);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
