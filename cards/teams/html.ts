@@ -1,5 +1,16 @@
 import { escapeHtml } from '../slack/html.js';
 
+/** Teams' light-theme text colours, the same on plain and emphasis containers. */
+const TEAMS_FOREGROUND = {
+  default: { default: '#242424', subtle: '#616161' },
+  accent: { default: '#5B5FC7', subtle: '#7579EB' },
+  good: { default: '#0E700E', subtle: '#13A10E' },
+  warning: { default: '#BC4B09', subtle: '#DA7B26' },
+  attention: { default: '#C4314B', subtle: '#D13438' },
+  dark: { default: '#242424', subtle: '#424242' },
+  light: { default: '#FFFFFF', subtle: '#F5F5F5' },
+};
+
 /** A Teams-like host config for the official adaptivecards renderer (light theme, Segoe UI). */
 export const TEAMS_HOST_CONFIG = {
   supportsInteractivity: true,
@@ -13,27 +24,11 @@ export const TEAMS_HOST_CONFIG = {
   containerStyles: {
     default: {
       backgroundColor: '#FFFFFF',
-      foregroundColors: {
-        default: { default: '#242424', subtle: '#616161' },
-        accent: { default: '#5B5FC7', subtle: '#7579EB' },
-        good: { default: '#0E700E', subtle: '#13A10E' },
-        warning: { default: '#BC4B09', subtle: '#DA7B26' },
-        attention: { default: '#C4314B', subtle: '#D13438' },
-        dark: { default: '#242424', subtle: '#424242' },
-        light: { default: '#FFFFFF', subtle: '#F5F5F5' },
-      },
+      foregroundColors: TEAMS_FOREGROUND,
     },
     emphasis: {
       backgroundColor: '#F5F5F5',
-      foregroundColors: {
-        default: { default: '#242424', subtle: '#616161' },
-        accent: { default: '#5B5FC7', subtle: '#7579EB' },
-        good: { default: '#0E700E', subtle: '#13A10E' },
-        warning: { default: '#BC4B09', subtle: '#DA7B26' },
-        attention: { default: '#C4314B', subtle: '#D13438' },
-        dark: { default: '#242424', subtle: '#424242' },
-        light: { default: '#FFFFFF', subtle: '#F5F5F5' },
-      },
+      foregroundColors: TEAMS_FOREGROUND,
     },
     warning: {
       backgroundColor: '#FFF4CE',
