@@ -6,6 +6,9 @@ import { BullMqQueue } from '../adapters/bullmq-queue.js';
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
 import { RedisStore } from '../adapters/redis-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
+import { loadConfig } from '../bot/config.js';
+import { createLogger } from '../bot/logger.js';
+import { assembleRuntime } from '../bot/runtime.js';
 import { approveAction } from '../core/approve-action.js';
 import { type Actor, transition } from '../core/decisions.js';
 import type { ActionRecord, IncidentRecord } from '../core/model.js';
@@ -21,6 +24,8 @@ export interface ApprovalRoundTrips {
   total: number;
   /** `approveAction()` of core end to end, with a notifier that sends nothing. */
   approveAction: number;
+  /** `approveAction()` as the bot runs it: the real scheduler and card notifier with Slack and Teams on. */
+  approveActionBothPlatforms: number;
   commands: string[];
 }
 
@@ -85,7 +90,7 @@ export async function measureApprovalRoundTrips(url: string, prefix: string): Pr
     },
   };
   try {
-    const ids = ['warm-up', 'steps', 'core'];
+    const ids = ['warm-up', 'steps', 'core', 'wired-warm-up', 'wired'];
     await store.upsertIncident(
       incident('1'),
       ids.map((id) => action('1', id)),
@@ -111,12 +116,31 @@ export async function measureApprovalRoundTrips(url: string, prefix: string): Pr
     proxy.reset();
     const result = await approveAction(deps, { incidentId: '1', actionId: 'core' }, EXPERT);
     if (!result.ok) throw new Error(`approval refused: ${result.code} ${result.message}`);
+    const approveActionCore = proxy.roundTrips;
+
+    // The bot's own wiring: QueueScheduler + DeliveryNotifier with a Slack and a Teams publisher (the
+    // queue is not started, so nothing is delivered: only what happens before the acknowledgement counts).
+    const idle = async () => {};
+    const runtime = assembleRuntime(loadConfig({ LOG_LEVEL: 'silent' }), createLogger('silent'), {
+      store,
+      queue,
+      publishers: [
+        { platform: 'slack', deliver: idle, remind: idle },
+        { platform: 'teams', deliver: idle, remind: idle },
+      ],
+    });
+    const wiredDeps = { ...runtime.deps, policy: deps.policy };
+    await approveAction(wiredDeps, { incidentId: '1', actionId: 'wired-warm-up' }, EXPERT);
+    proxy.reset();
+    const wired = await approveAction(wiredDeps, { incidentId: '1', actionId: 'wired' }, EXPERT);
+    if (!wired.ok) throw new Error(`approval refused: ${wired.code} ${wired.message}`);
     return {
       loadForDecision,
       compareAndSet,
       enqueue,
       total: loadForDecision + compareAndSet + enqueue,
-      approveAction: proxy.roundTrips,
+      approveAction: approveActionCore,
+      approveActionBothPlatforms: proxy.roundTrips,
       commands: proxy.commands(),
     };
   } finally {

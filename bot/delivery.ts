@@ -46,14 +46,16 @@ export class DeliveryNotifier implements Notifier {
     const now = this.clock.now().getTime();
     const bucket = Math.floor(now / this.windowMs);
     const delayMs = (bucket + 1) * this.windowMs - now;
-    for (const publisher of this.publishers) {
-      const data: DeliverJob = { incidentId, platform: publisher.platform };
-      await this.queue.add(DELIVER_JOB, data, {
-        id: `deliver-${publisher.platform}-${incidentId}-${bucket}`,
-        delayMs,
-        attempts: 10,
-      });
-    }
+    await Promise.all(
+      this.publishers.map((publisher) => {
+        const data: DeliverJob = { incidentId, platform: publisher.platform };
+        return this.queue.add(DELIVER_JOB, data, {
+          id: `deliver-${publisher.platform}-${incidentId}-${bucket}`,
+          delayMs,
+          attempts: 10,
+        });
+      }),
+    );
   }
 
   async taskOverdue(task: Task): Promise<void> {

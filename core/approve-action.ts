@@ -92,8 +92,11 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
     const current = result.current ?? action;
     return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
   }
-  await deps.jobs.schedule({ kind: 'execute', ...ref });
-  await deps.notifier.incidentChanged(ref.incidentId);
+  // Sent together: on Redis the execution job and the card updates share one round trip.
+  await Promise.all([
+    deps.jobs.schedule({ kind: 'execute', ...ref }),
+    deps.notifier.incidentChanged(ref.incidentId),
+  ]);
   return result;
 }
 

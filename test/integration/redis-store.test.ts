@@ -249,5 +249,6 @@ describe('approval round trips', () => {
 
     expect(result).toMatchObject({ loadForDecision: 1, compareAndSet: 1, enqueue: 1, total: 3 });
     expect(result.approveAction).toBeLessThanOrEqual(3);
+    expect(result.approveActionBothPlatforms).toBeLessThanOrEqual(3);
   });
 });
