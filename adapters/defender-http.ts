@@ -1,5 +1,18 @@
 import type { TokenCredential } from '@azure/identity';
+import pRetry from 'p-retry';
 import { scopeFor } from './azure-credential.js';
+
+/** A result worth another attempt, carried through p-retry with the wait it asks for. */
+class RetryableResult extends Error {
+  attemptNumber = 0;
+  retriesLeft = 0;
+  constructor(
+    readonly result: HttpResult,
+    readonly waitMs: number,
+  ) {
+    super('retryable result');
+  }
+}
 
 /** The few pino methods the Defender adapters log with (a pino logger fits). */
 export interface AdapterLogger {
@@ -190,36 +203,57 @@ export class ApiClient {
   async send(request: HttpRequest): Promise<HttpResult> {
     const url = /^https?:\/\//.test(request.path) ? request.path : this.url(request.path, request.query);
     const retryUnsafe = request.retryUnsafe ?? true;
-    for (let attempt = 0; ; attempt++) {
-      const result = await this.once(request, url, attempt);
-      if (result.kind === 'token' || attempt >= this.maxRetries) return result;
-      let wait: number | undefined;
-      if (result.kind === 'network') {
-        if (!retryUnsafe) return result;
-        wait = this.backoff(attempt);
-      } else if (result.status === 429) {
-        wait = retryAfterMs(result.headers) ?? this.backoff(attempt);
-        if (wait > this.maxRetryAfterMs) return result;
-      } else if (result.status >= 500) {
-        if (!retryUnsafe) return result;
-        wait = Math.min(retryAfterMs(result.headers) ?? this.backoff(attempt), this.maxRetryAfterMs);
-      } else {
-        return result;
-      }
-      this.logger.warn(
-        {
-          service: this.service,
-          method: request.method,
-          path: new URL(url).pathname,
-          status: result.kind === 'response' ? result.status : undefined,
-          error: result.kind === 'network' ? result.message : undefined,
-          retryInMs: wait,
-          attempt: attempt + 1,
+    try {
+      // p-retry counts the attempts; the wait (Retry-After or back-off) is ours, slept in onFailedAttempt.
+      return await pRetry(
+        async (attemptNumber) => {
+          const result = await this.once(request, url, attemptNumber - 1);
+          const wait = this.retryWait(result, attemptNumber - 1, retryUnsafe);
+          if (wait === undefined) return result;
+          throw new RetryableResult(result, wait);
         },
-        `${this.service} call failed; retrying`,
+        {
+          retries: this.maxRetries,
+          minTimeout: 0,
+          maxTimeout: 0,
+          randomize: false,
+          onFailedAttempt: async (error) => {
+            if (!(error instanceof RetryableResult) || error.retriesLeft === 0) return;
+            const { result, waitMs } = error;
+            this.logger.warn(
+              {
+                service: this.service,
+                method: request.method,
+                path: new URL(url).pathname,
+                status: result.kind === 'response' ? result.status : undefined,
+                error: result.kind === 'network' ? result.message : undefined,
+                retryInMs: waitMs,
+                attempt: error.attemptNumber,
+              },
+              `${this.service} call failed; retrying`,
+            );
+            await this.sleep(waitMs);
+          },
+        },
       );
-      await this.sleep(wait);
+    } catch (error) {
+      if (error instanceof RetryableResult) return error.result;
+      throw error;
     }
+  }
+
+  /** How long to wait before trying `result` again, or undefined when it is final. */
+  private retryWait(result: HttpResult, attempt: number, retryUnsafe: boolean): number | undefined {
+    if (result.kind === 'token') return undefined;
+    if (result.kind === 'network') return retryUnsafe ? this.backoff(attempt) : undefined;
+    if (result.status === 429) {
+      const wait = retryAfterMs(result.headers) ?? this.backoff(attempt);
+      return wait > this.maxRetryAfterMs ? undefined : wait;
+    }
+    if (result.status >= 500 && retryUnsafe) {
+      return Math.min(retryAfterMs(result.headers) ?? this.backoff(attempt), this.maxRetryAfterMs);
+    }
+    return undefined;
   }
 
   private backoff(attempt: number): number {
