@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import pRetry, { AbortError } from 'p-retry';
 
 /** A send limit: at most `limit` sends in any `ms` milliseconds. */
 export interface RateWindow {
@@ -133,22 +134,50 @@ export async function withTeamsRetry<T>(call: () => Promise<T>, options: RetryOp
   const maxMs = options.maxMs ?? 8_000;
   const random = options.random ?? Math.random;
   const wait = options.sleep ?? sleep;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await call();
-    } catch (error) {
-      const status = statusOf(error);
-      if (status === undefined || !RETRYABLE_STATUSES.has(status)) throw error;
-      if (attempt >= attempts) {
-        throw new TeamsRetryableError(
-          `Teams answered ${status} ${attempts} times in a row; the delivery will be retried later`,
-          status,
-        );
-      }
-      const ceiling = Math.min(maxMs, baseMs * 2 ** (attempt - 1));
-      const waitMs = Math.min(maxMs * 4, Math.max(retryAfterMs(error), Math.round(random() * ceiling)));
-      options.onRetry?.({ status, attempt, waitMs });
-      await wait(waitMs);
+  let lastStatus = 0;
+  try {
+    // p-retry counts the attempts; the jittered wait (never below Retry-After) is ours.
+    return await pRetry(
+      async () => {
+        try {
+          return await call();
+        } catch (error) {
+          const status = statusOf(error);
+          if (status === undefined || !RETRYABLE_STATUSES.has(status)) throw new AbortError(asError(error));
+          lastStatus = status;
+          throw error;
+        }
+      },
+      {
+        retries: attempts - 1,
+        minTimeout: 0,
+        maxTimeout: 0,
+        randomize: false,
+        onFailedAttempt: async (failure) => {
+          if (failure.retriesLeft === 0) return;
+          const attempt = failure.attemptNumber;
+          const ceiling = Math.min(maxMs, baseMs * 2 ** (attempt - 1));
+          const waitMs = Math.min(maxMs * 4, Math.max(retryAfterMs(failure), Math.round(random() * ceiling)));
+          options.onRetry?.({ status: lastStatus, attempt, waitMs });
+          await wait(waitMs);
+        },
+      },
+    );
+  } catch (error) {
+    if (
+      error instanceof Error &&
+      statusOf(error) !== undefined &&
+      RETRYABLE_STATUSES.has(statusOf(error) as number)
+    ) {
+      throw new TeamsRetryableError(
+        `Teams answered ${lastStatus} ${attempts} times in a row; the delivery will be retried later`,
+        lastStatus,
+      );
     }
+    throw error;
   }
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
