@@ -8,7 +8,7 @@ import type {
   Task,
 } from '../core/model.js';
 import type { ActionStore, CasResult } from '../core/ports.js';
-import { taskOf } from '../core/tasks.js';
+import { parseTaskId, taskOf } from '../core/tasks.js';
 
 const clone = <T>(value: T): T => structuredClone(value);
 
@@ -105,8 +105,8 @@ export class MemoryStore implements ActionStore {
     const ids = [...this.taskIndex[status].entries()].sort((a, b) => a[1] - b[1]).slice(0, limit);
     const tasks: Task[] = [];
     for (const [taskId] of ids) {
-      const [incidentId, actionId] = splitTaskId(taskId);
-      const action = this.actions.get(incidentId)?.get(actionId);
+      const ref = parseTaskId(taskId);
+      const action = ref ? this.actions.get(ref.incidentId)?.get(ref.actionId) : undefined;
       const task = action ? taskOf(action) : null;
       if (task && task.state === status) tasks.push(clone(task));
     }
@@ -182,9 +182,4 @@ export class MemoryStore implements ActionStore {
     this.taskIndex[other].delete(task.id);
     if (!this.taskIndex[task.state].has(task.id)) this.taskIndex[task.state].set(task.id, ++this.taskSeq);
   }
-}
-
-function splitTaskId(taskId: string): [string, string] {
-  const at = taskId.indexOf(':');
-  return [taskId.slice(0, at), taskId.slice(at + 1)];
 }

@@ -1,4 +1,3 @@
-import { ACTION_CATALOGUE } from './actions.js';
 import { type Actor, transition } from './decisions.js';
 import { evaluateExclusion } from './exclusions.js';
 import type { ActionRecord, Exclusions } from './model.js';
@@ -51,11 +50,4 @@ export async function applyExclusions(
     if (changed) await deps.notifier.incidentChanged(summary.id);
   }
   return moved;
-}
-
-/** "Isolate device ws-042.contoso.com" */
-export function describeTarget(action: Pick<ActionRecord, 'type' | 'target'>): string {
-  const t = action.target;
-  const asset = t.deviceName ?? t.upn ?? t.recipient ?? t.deviceId ?? t.userId ?? 'asset';
-  return `${ACTION_CATALOGUE[action.type].label} ${asset}`;
 }

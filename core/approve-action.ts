@@ -1,6 +1,6 @@
 import { ACTION_CATALOGUE } from './actions.js';
-import { type Actor, type Decision, describeHandled, refuse, transition } from './decisions.js';
-import { evaluateExclusion } from './exclusions.js';
+import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { assetOf, evaluateExclusion } from './exclusions.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
@@ -17,6 +17,8 @@ export interface ActionRef {
  */
 export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor): Promise<Decision> {
   const event = 'approve';
+  const invalid = await checkRef(deps, actor, event, ref);
+  if (invalid) return invalid;
   if (!rolesOf(deps.policy.roles, actor.id).expert) {
     return refuse(
       deps,
@@ -31,7 +33,7 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
   if (!loaded) return refuse(deps, actor, event, ref, 'not_found', 'no such incident or action');
   const { incident, action } = loaded;
   if (action.state === 'customerPending' && action.excludedBy) {
-    const message = `${assetName(action)} is excluded by ${action.excludedBy}: this is now a task for your team`;
+    const message = `${assetOf(action.target, loaded.incident)} is excluded by ${action.excludedBy}: this is now a task for your team`;
     return refuse(deps, actor, event, ref, 'asset_excluded', message, action);
   }
   if (action.state !== 'proposed') {
@@ -98,11 +100,4 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
     deps.notifier.incidentChanged(ref.incidentId),
   ]);
   return result;
-}
-
-function assetName(action: {
-  target: { deviceName?: string; upn?: string; recipient?: string; deviceId?: string; userId?: string };
-}): string {
-  const t = action.target;
-  return t.deviceName ?? t.upn ?? t.recipient ?? t.deviceId ?? t.userId ?? 'the asset';
 }

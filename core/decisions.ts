@@ -1,4 +1,6 @@
+import { z } from 'zod';
 import type { ActionState } from './actions.js';
+import { ID_PATTERN } from './incident.js';
 import type { ActionRecord, AuditEntry, Identity, Platform } from './model.js';
 import type { CasResult, CoreDeps } from './ports.js';
 import { canTransition } from './state-machine.js';
@@ -46,6 +48,38 @@ export function auditEntry(
     outcome,
     detail,
   };
+}
+
+const refId = z.string().regex(ID_PATTERN, 'is not an id of this bot');
+/** What a button, a command or an API call names: one action of one incident, and nothing else. */
+export const actionRefSchema = z.strictObject({ incidentId: refId, actionId: refId });
+
+/**
+ * Record a refusal that names no valid action (a malformed reference, an identity the platform could
+ * not vouch for) in the policy audit trail. Every refusal is audited, these included.
+ */
+export async function recordRefusal(
+  deps: Pick<CoreDeps, 'store' | 'clock'>,
+  actor: Actor,
+  event: string,
+  detail: string,
+): Promise<void> {
+  await deps.store.appendAudit(auditEntry(deps, actor, event, 'refused', detail.slice(0, 500)));
+}
+
+/**
+ * Validate an action reference before anything reads the store with it. A malformed one is refused as
+ * `not_found` (audited in the policy trail, since it names no incident).
+ */
+export async function checkRef(
+  deps: Pick<CoreDeps, 'store' | 'clock'>,
+  actor: Actor,
+  event: string,
+  ref: unknown,
+): Promise<Refusal | null> {
+  if (actionRefSchema.safeParse(ref).success) return null;
+  await recordRefusal(deps, actor, event, `not_found: malformed action reference ${JSON.stringify(ref)}`);
+  return { ok: false, code: 'not_found', message: 'no such incident or action' };
 }
 
 /** Record a refusal and return it. Every refusal is audited. */

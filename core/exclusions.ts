@@ -13,6 +13,20 @@ export type ExclusionDecision =
   | { kind: 'excluded'; rule: string; asset: string }
   | { kind: 'unverifiable'; reason: string; asset: string };
 
+/** How an action's target is named in messages: its DNS name or UPN where known, else its id. */
+export function assetOf(target: ActionRecord['target'], incident?: IncidentRecord): string {
+  const device = incident?.devices.find((d) => d.id === target.deviceId);
+  return (
+    target.deviceName ??
+    device?.dnsName ??
+    target.upn ??
+    target.recipient ??
+    target.deviceId ??
+    target.userId ??
+    'the asset'
+  );
+}
+
 const same = (a: string | undefined, b: string | undefined) =>
   a !== undefined && b !== undefined && a.trim().toLowerCase() === b.trim().toLowerCase();
 

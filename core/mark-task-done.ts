@@ -1,5 +1,5 @@
 import type { ActionRef } from './approve-action.js';
-import { type Actor, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
@@ -10,6 +10,8 @@ import type { CoreDeps } from './ports.js';
  */
 export async function markTaskDone(deps: CoreDeps, ref: ActionRef, actor: Actor): Promise<Decision> {
   const event = 'markDone';
+  const invalid = await checkRef(deps, actor, event, ref);
+  if (invalid) return invalid;
   const action = await deps.store.getAction(ref.incidentId, ref.actionId);
   if (!action)
     return refuse(deps, actor, event, ref, 'not_found', `no task ${ref.incidentId}:${ref.actionId}`);

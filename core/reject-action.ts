@@ -1,11 +1,13 @@
 import type { ActionRef } from './approve-action.js';
-import { type Actor, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
 /** An expert rejects a proposed action: it will not be carried out. */
 export async function rejectAction(deps: CoreDeps, ref: ActionRef, actor: Actor): Promise<Decision> {
   const event = 'reject';
+  const invalid = await checkRef(deps, actor, event, ref);
+  if (invalid) return invalid;
   if (!rolesOf(deps.policy.roles, actor.id).expert) {
     return refuse(
       deps,

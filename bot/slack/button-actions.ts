@@ -1,9 +1,8 @@
 import type { App, BlockAction, ButtonAction, RespondArguments } from '@slack/bolt';
-import { z } from 'zod';
 import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
 import type { ButtonVerb } from '../../cards/view-model.js';
 import { type ActionRef, approveAction } from '../../core/approve-action.js';
-import type { Actor, Decision } from '../../core/decisions.js';
+import { type Actor, actionRefSchema, type Decision, recordRefusal } from '../../core/decisions.js';
 import { listTasks } from '../../core/list-tasks.js';
 import { markTaskDone } from '../../core/mark-task-done.js';
 import type { CoreDeps } from '../../core/ports.js';
@@ -22,18 +21,11 @@ export const DECISION_ACTION_ID = /^(approve|reject|markDone):/;
 /** Link buttons (portal, API, Action center): Slack still sends a click, which only needs an ack. */
 export const LINK_ACTION_ID = /^open[_:]/;
 
-const id = z
-  .string()
-  .min(1)
-  .max(200)
-  .regex(/^[^:\s]+$/);
-const buttonValueSchema = z.strictObject({ incidentId: id, actionId: id });
-
 /** Read a button's value: JSON naming only the incident and the action; anything else is null. */
 export function parseButtonValue(value: string | undefined): ActionRef | null {
   if (!value) return null;
   try {
-    const parsed = buttonValueSchema.safeParse(JSON.parse(value));
+    const parsed = actionRefSchema.safeParse(JSON.parse(value));
     return parsed.success ? parsed.data : null;
   } catch {
     return null;
@@ -58,6 +50,12 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
       const run = USE_CASES[verb];
       const ref = parseButtonValue(action.value);
       if (!ref) {
+        await recordRefusal(
+          runtime.deps,
+          { id: `slack:${body.user.id}`, platform: 'slack' },
+          verb,
+          `not_found: invalid button value ${JSON.stringify(action.value ?? '')}`,
+        );
         await ack();
         runtime.logger.warn(
           { actionId: action.action_id, user: body.user.id },

@@ -10,7 +10,7 @@ import {
 import { type AdaptiveCardJson, renderTeamsCard, renderTeamsTaskList } from '../../cards/teams/render.js';
 import { buildIncidentView } from '../../cards/view-model.js';
 import { type ActionRef, approveAction } from '../../core/approve-action.js';
-import type { Actor, Decision } from '../../core/decisions.js';
+import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
 import { listTasks } from '../../core/list-tasks.js';
 import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
@@ -81,6 +81,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     const actor = this.actorOf(ctx);
     if ('refused' in actor) {
       logger.warn({ verb, incidentId: data.incidentId, reason: actor.refused }, 'Teams card action refused');
+      await recordRefusal(deps, this.unvouched(ctx), verb, `not_allowed: ${actor.refused}`);
       return invokeError(403, 'Forbidden', actor.refused);
     }
 
@@ -106,6 +107,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
   private async command(ctx: TurnContext): Promise<void> {
     const actor = this.actorOf(ctx);
     if ('refused' in actor) {
+      await recordRefusal(this.runtime.deps, this.unvouched(ctx), 'command', `not_allowed: ${actor.refused}`);
       await ctx.sendActivity(MessageFactory.text(`Refused: ${actor.refused}`));
       return;
     }
@@ -122,6 +124,15 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     const message = MessageFactory.text(replyText(reply));
     message.textFormat = 'plain';
     await ctx.sendActivity(message);
+  }
+
+  /** Who the audit names when the platform could not vouch for the sender (foreign tenant, no Entra id). */
+  private unvouched(ctx: TurnContext): Actor {
+    const who = ctx.activity.from?.aadObjectId ?? ctx.activity.from?.id ?? 'unknown';
+    return {
+      id: `teams-unverified:${tenantOf(ctx.activity) ?? 'no-tenant'}:${who}`.slice(0, 300),
+      platform: 'teams',
+    };
   }
 
   /** Who clicked or wrote, or why nobody may act from here. */

@@ -328,6 +328,11 @@ describe('Slack through the real HTTP endpoint', () => {
     );
     expect(texts.filter((t) => t.includes('That button is not valid'))).toHaveLength(2);
     expect(responses.every((r) => r.body.response_type === 'ephemeral')).toBe(true);
+    const refusals = (await store.listAudit()).filter((e) => e.outcome === 'refused');
+    expect(refusals).toHaveLength(2);
+    expect(
+      refusals.every((e) => e.actor === `slack:${EXPERT}` && e.detail.includes('invalid button value')),
+    ).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(executor.records).toEqual([]);
     expect(await state('act-5')).toBe('customerPending');

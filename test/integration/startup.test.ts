@@ -23,55 +23,50 @@ async function waitForHealth(url: string, deadlineMs: number): Promise<Response>
   }
 }
 
+/** `npm start` on a free loopback port with only `env` set; `output()` is what it printed so far. */
+async function startOnFreePort(env: Record<string, string> = {}) {
+  const port = await freePort();
+  child = spawn('npm', ['start', '--silent'], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  const health = await waitForHealth(`http://127.0.0.1:${port}/healthz`, 25_000);
+  return { base: `http://127.0.0.1:${port}`, port, health, output: () => output };
+}
+
 describe('npm start', () => {
   it('starts with an empty environment and answers /healthz', async () => {
-    const port = await freePort();
-    child = spawn('npm', ['start', '--silent'], {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '/tmp',
-        PORT: String(port),
-        HOST: '127.0.0.1',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout?.on('data', (d) => (output += d));
-    child.stderr?.on('data', (d) => (output += d));
-    const res = await waitForHealth(`http://127.0.0.1:${port}/healthz`, 25_000);
-    expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ok' });
-    expect(output).toContain('NOT durable');
-    expect(output).toContain(`local mode: open http://localhost:${port}/`);
+    const { health, port, output } = await startOnFreePort();
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    expect(output()).toContain('NOT durable');
+    expect(output()).toContain(`local mode: open http://localhost:${port}/`);
   });
 
   it('serves Slack on /slack/events when configured, refusing unsigned requests', async () => {
-    const port = await freePort();
-    child = spawn('npm', ['start', '--silent'], {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '/tmp',
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        SLACK_BOT_TOKEN: 'xoxb-1-2-3',
-        SLACK_SIGNING_SECRET: 'abcdef0123456789abcdef',
-        SLACK_API_URL: 'http://127.0.0.1:9/api/',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const { base, output } = await startOnFreePort({
+      SLACK_BOT_TOKEN: 'xoxb-1-2-3',
+      SLACK_SIGNING_SECRET: 'abcdef0123456789abcdef',
+      SLACK_API_URL: 'http://127.0.0.1:9/api/',
     });
-    let output = '';
-    child.stdout?.on('data', (d) => (output += d));
-    await waitForHealth(`http://127.0.0.1:${port}/healthz`, 25_000);
-    const res = await fetch(`http://127.0.0.1:${port}/slack/events`, {
+    const res = await fetch(`${base}/slack/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: 'payload=%7B%7D',
     });
     expect(res.status).toBe(401);
-    expect(output).toContain('slack: on');
-    expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(404);
+    expect(output()).toContain('slack: on');
+    expect((await fetch(`${base}/`)).status).toBe(404);
   });
 
   it('stops at once with a message naming the bad variable', async () => {

@@ -325,6 +325,14 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
     expect(foreign.status).toBe(403);
     expect(foreign.body).toMatchObject({ statusCode: 403, type: 'application/vnd.microsoft.error' });
     expect(cardText(foreign.body)).not.toContain('fin-wks');
+    expect(await store.listAudit()).toMatchObject([
+      {
+        event: 'approve',
+        outcome: 'refused',
+        platform: 'teams',
+        detail: expect.stringContaining('MicrosoftAppTenantId'),
+      },
+    ]);
     await bot.close();
 
     await start();
@@ -337,6 +345,11 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
       ),
     );
     expect(anonymous.status).toBe(403);
+    expect((await store.listAudit()).at(-1)).toMatchObject({
+      outcome: 'refused',
+      actor: expect.stringContaining('29:guest'),
+      detail: expect.stringContaining('Entra identity is unknown'),
+    });
     expect((await store.getAction(INCIDENT, 'act-1'))?.state).toBe('proposed');
     expect(executor.calls).toEqual([]);
   });

@@ -217,6 +217,39 @@ describe('approve, reject, execute', () => {
     expect(second).toMatchObject({ action: { state: 'succeeded', result: 'Defender: Succeeded' } });
   });
 
+  it('refuses malformed action references before reading the store, and audits them', async () => {
+    const h = coreHarness();
+    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    const bad = [
+      { incidentId: '48213}x', actionId: 'act-1' },
+      { incidentId: '48213', actionId: 'act 1' },
+      { incidentId: '48213', actionId: 'act-1', role: 'expert' },
+    ];
+    for (const ref of bad) {
+      expect(await approveAction(h.deps, ref as never, EXPERT)).toEqual({
+        ok: false,
+        code: 'not_found',
+        message: 'no such incident or action',
+      });
+      expect(await rejectAction(h.deps, ref as never, EXPERT)).toMatchObject({
+        ok: false,
+        code: 'not_found',
+      });
+      expect(await markTaskDone(h.deps, ref as never, CUSTOMER)).toMatchObject({
+        ok: false,
+        code: 'not_found',
+      });
+    }
+    const audit = await h.store.listAudit();
+    expect(audit).toHaveLength(9);
+    expect(
+      audit.every(
+        (e) => e.outcome === 'refused' && e.detail.startsWith('not_found: malformed action reference'),
+      ),
+    ).toBe(true);
+    expect((await h.store.getAction('48213', 'act-1'))?.state).toBe('proposed');
+  });
+
   it('rejects: experts only, proposed only', async () => {
     const h = coreHarness();
     await ingestIncident(h.deps, sampleIngestBody(), INGEST);
