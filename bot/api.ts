@@ -22,6 +22,8 @@ export interface ApiOptions {
 export const BODY_LIMIT = '1mb';
 
 const REFUSAL_STATUS: Record<string, number> = {
+  wrong_place: 403,
+  not_allowed: 403,
   not_found: 404,
   already_handled: 409,
   not_customer: 403,

@@ -6,7 +6,8 @@ import {
   type ExclusionKind,
   type ExclusionResult,
 } from '../core/change-exclusions.js';
-import type { Actor, Decision } from '../core/decisions.js';
+import { type CommandPlace, commandAccess } from '../core/command-access.js';
+import { type Actor, type Decision, type Refusal, recordRefusal } from '../core/decisions.js';
 import { InvalidInputError } from '../core/errors.js';
 import { listTasks } from '../core/list-tasks.js';
 import { markTaskDone } from '../core/mark-task-done.js';
@@ -29,7 +30,10 @@ export type CommandReply =
   | { kind: 'exclusions'; exclusions: Exclusions; shared: false }
   | { kind: 'done'; taskId: string; ref: ActionRef; decision: Decision; shared: boolean }
   | { kind: 'exclusionChange'; op: 'exclude' | 'unexclude'; result: ExclusionResult; shared: boolean }
-  | { kind: 'usage'; text: string; shared: false };
+  | { kind: 'usage'; text: string; shared: false }
+  | { kind: 'refused'; refusal: Refusal; shared: false };
+
+export type { CommandPlace } from '../core/command-access.js';
 
 export const HELP_TEXT = [
   'MDR bot commands:',
@@ -80,9 +84,28 @@ export function parseCommand(text: string): ChatCommand | { error: string } {
   }
 }
 
-/** Run a chat command through the core as `actor`. */
-export async function runCommand(deps: CoreDeps, text: string, actor: Actor): Promise<CommandReply> {
+/**
+ * Run a chat command through the core as `actor`, sent from `place`. Commands sent where the bot does
+ * not answer them, or by someone who may not run them, are refused and audited.
+ */
+export async function runCommand(
+  deps: CoreDeps,
+  text: string,
+  actor: Actor,
+  place: CommandPlace,
+): Promise<CommandReply> {
   const command = parseCommand(text);
+  const access = commandAccess(
+    deps.policy.roles,
+    actor.id,
+    'error' in command ? 'help' : command.name,
+    place,
+  );
+  if (!access.ok) {
+    const event = `command:${'error' in command ? 'unknown' : command.name}`;
+    await recordRefusal(deps, actor, event, `${access.code}: ${access.message}`);
+    return { kind: 'refused', refusal: access, shared: false };
+  }
   if ('error' in command) return usage(command.error);
   switch (command.name) {
     case 'help':
@@ -140,6 +163,8 @@ export function replyText(reply: CommandReply): string {
     case 'help':
     case 'usage':
       return reply.text;
+    case 'refused':
+      return `Refused: ${reply.refusal.message}.`;
     case 'tasks':
       return reply.tasks.length === 0
         ? 'No pending customer tasks.'

@@ -19,7 +19,11 @@ export type RefusalCode =
   | 'asset_excluded'
   | 'exclusion_unverifiable'
   | 'already_handled'
-  | 'not_found';
+  | 'not_found'
+  /** The request came from somewhere this bot does not answer it (a chat command outside the SOC channel). */
+  | 'wrong_place'
+  /** The person may not see or do this (a customer asking for the exclusion list). */
+  | 'not_allowed';
 
 export interface Refusal {
   ok: false;

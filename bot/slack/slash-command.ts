@@ -1,7 +1,7 @@
 import type { App, RespondArguments } from '@slack/bolt';
 import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
 import type { Actor } from '../../core/decisions.js';
-import { type CommandReply, replyText, runCommand } from '../commands.js';
+import { type CommandPlace, type CommandReply, replyText, runCommand } from '../commands.js';
 import type { Runtime } from '../runtime.js';
 import { failureText } from './errors.js';
 
@@ -12,12 +12,29 @@ export const SLASH_COMMAND = '/mdr';
 const ACK_BUDGET_MS = 2_000;
 
 /** The Slack message a command reply becomes: for everyone when it changed shared state, else ephemeral. */
-export function commandMessage(reply: CommandReply, apiBaseUrl?: string): RespondArguments {
-  const message =
+export function commandMessage(
+  reply: CommandReply,
+  options: { apiBaseUrl?: string; socChannel?: string } = {},
+): RespondArguments {
+  const { apiBaseUrl, socChannel } = options;
+  let message =
     reply.kind === 'tasks'
       ? renderSlackTaskList(reply.tasks, apiBaseUrl ? { apiBaseUrl } : {})
       : renderSlackText(replyText(reply));
+  if (reply.kind === 'refused' && reply.refusal.code === 'wrong_place') {
+    const where = socChannel ? `<#${socChannel}>` : 'the SOC channel';
+    message = renderSlackText(
+      `${replyText(reply)} Use ${SLASH_COMMAND} in ${where} or in a direct message with the bot.`,
+    );
+  }
   return { response_type: reply.shared ? 'in_channel' : 'ephemeral', ...message };
+}
+
+/** Where a slash command was sent: the policy's SOC channel, a direct message with the bot, or elsewhere. */
+export function placeOf(channelId: string, socChannel: string | undefined): CommandPlace {
+  if (socChannel && channelId === socChannel) return 'socChannel';
+  // Direct-message channel ids start with D; group DMs (G / mpim) are not direct messages with the bot.
+  return /^D[A-Z0-9]+$/.test(channelId) ? 'direct' : 'elsewhere';
 }
 
 /**
@@ -27,8 +44,10 @@ export function commandMessage(reply: CommandReply, apiBaseUrl?: string): Respon
 export function registerSlashCommand(app: App, runtime: Runtime): void {
   app.command(SLASH_COMMAND, async ({ ack, command, respond }) => {
     const actor: Actor = { id: `slack:${command.user_id}`, platform: 'slack' };
-    const running = runCommand(runtime.deps, command.text, actor).then(
-      (reply) => commandMessage(reply, runtime.config.publicUrl),
+    const socChannel = runtime.config.policy.channels.slack;
+    const place = placeOf(command.channel_id, socChannel);
+    const running = runCommand(runtime.deps, command.text, actor, place).then(
+      (reply) => commandMessage(reply, { apiBaseUrl: runtime.config.publicUrl, socChannel }),
       (error: unknown): RespondArguments => {
         runtime.logger.error({ err: error, actor: actor.id }, 'slack: /mdr command failed');
         return { response_type: 'ephemeral', ...renderSlackText(failureText(error)) };

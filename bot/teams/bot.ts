@@ -15,7 +15,7 @@ import { listTasks } from '../../core/list-tasks.js';
 import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
-import { replyText, runCommand } from '../commands.js';
+import { type CommandPlace, replyText, runCommand } from '../commands.js';
 import type { Runtime } from '../runtime.js';
 import { baseConversationId } from './publisher.js';
 
@@ -115,7 +115,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     const text = (TurnContext.removeRecipientMention(ctx.activity) ?? ctx.activity.text ?? '')
       .replace(/&nbsp;/g, ' ')
       .trim();
-    const reply = await runCommand(this.runtime.deps, text, actor);
+    const reply = await runCommand(this.runtime.deps, text, actor, await this.placeOf(ctx));
     if (reply.kind === 'tasks') {
       const card = renderTeamsTaskList(reply.tasks, this.viewOptions());
       await ctx.sendActivity(MessageFactory.attachment(CardFactory.adaptiveCard(card)));
@@ -178,6 +178,13 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     if (!wanted || baseConversationId(ctx.activity.conversation.id) !== baseConversationId(wanted)) return;
     const known = await this.runtime.store.listConversations();
     if (!known.some((c) => c.conversationId === baseConversationId(wanted))) await this.remember(ctx);
+  }
+
+  /** A conversation of the allowed tenant where the bot is installed counts as the SOC's; no other does. */
+  private async placeOf(ctx: TurnContext): Promise<CommandPlace> {
+    const conversationId = baseConversationId(ctx.activity.conversation.id);
+    const known = await this.runtime.store.listConversations();
+    return known.some((c) => c.conversationId === conversationId) ? 'socChannel' : 'elsewhere';
   }
 
   /** True when the invoke came from an incident card this bot posted (not from a `pending` task list). */

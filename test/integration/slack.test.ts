@@ -358,10 +358,16 @@ describe('Slack through the real HTTP endpoint', () => {
       response_type: 'in_channel',
       text: expect.stringContaining('Excluded: device name fin-wks-0142.corp.contoso.com.'),
     });
-    const listed = await slashCommand(bot.url, CUSTOMER, 'exclusions');
+    const listed = await slashCommand(bot.url, EXPERT, 'exclusions');
     expect(listed.body.response_type).toBe('ephemeral');
     expect(listed.body.text).toContain('device fin-wks-0142.corp.contoso.com');
     expect(listed.body.text).not.toContain('ws-999');
+    const hidden = await slashCommand(bot.url, CUSTOMER, 'exclusions');
+    expect(hidden.body).toMatchObject({
+      response_type: 'ephemeral',
+      text: expect.stringContaining('only the MDR experts and the admins named in the policy'),
+    });
+    expect(hidden.body.text).not.toContain('fin-wks-0142');
 
     const click = await clickButton(bot.url, EXPERT, approve('act-1'));
     expect(click.status).toBe(200);

@@ -30,33 +30,91 @@ describe('chat commands', () => {
   it('lists pending tasks and marks one done as a customer', async () => {
     const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
     await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
-    const pending = await runCommand(h.deps, 'pending', CUSTOMER);
+    const pending = await runCommand(h.deps, 'pending', CUSTOMER, 'socChannel');
     expect(pending).toMatchObject({ kind: 'tasks', shared: false, tasks: [{ id: '48213:act-5' }] });
-    const done = await runCommand(h.deps, 'done 48213:act-5', CUSTOMER);
+    const done = await runCommand(h.deps, 'done 48213:act-5', CUSTOMER, 'socChannel');
     expect(done).toMatchObject({ kind: 'done', shared: true, decision: { ok: true } });
     expect(replyText(done)).toBe('Task 48213:act-5 marked done.');
-    expect(replyText(await runCommand(h.deps, 'pending', CUSTOMER))).toBe('No pending customer tasks.');
-    expect(replyText(await runCommand(h.deps, 'done nonsense', CUSTOMER))).toContain('is not a task id');
+    expect(replyText(await runCommand(h.deps, 'pending', CUSTOMER, 'socChannel'))).toBe(
+      'No pending customer tasks.',
+    );
+    expect(replyText(await runCommand(h.deps, 'done nonsense', CUSTOMER, 'socChannel'))).toContain(
+      'is not a task id',
+    );
   });
 
   it('lets admins change exclusions and refuses everyone else', async () => {
     const h = coreHarness();
     await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
-    const refused = await runCommand(h.deps, 'exclude device fin-wks-0142.corp.contoso.com', EXPERT);
+    const refused = await runCommand(
+      h.deps,
+      'exclude device fin-wks-0142.corp.contoso.com',
+      EXPERT,
+      'socChannel',
+    );
     expect(replyText(refused)).toBe('Refused: only the admins named in the policy may change exclusions');
-    const added = await runCommand(h.deps, 'exclude device fin-wks-0142.corp.contoso.com', ADMIN);
+    const added = await runCommand(
+      h.deps,
+      'exclude device fin-wks-0142.corp.contoso.com',
+      ADMIN,
+      'socChannel',
+    );
     expect(added).toMatchObject({ kind: 'exclusionChange', shared: true });
     expect(replyText(added)).toBe(
       'Excluded: device name fin-wks-0142.corp.contoso.com. 2 proposed action(s) on it are now customer tasks.',
     );
-    expect(replyText(await runCommand(h.deps, 'exclusions', CUSTOMER))).toBe(
+    expect(replyText(await runCommand(h.deps, 'exclusions', EXPERT, 'socChannel'))).toBe(
       'Exclusions:\n• device fin-wks-0142.corp.contoso.com',
     );
-    expect(replyText(await runCommand(h.deps, 'unexclude device fin-wks-0142.corp.contoso.com', ADMIN))).toBe(
-      'No longer excluded: device name fin-wks-0142.corp.contoso.com.',
-    );
     expect(
-      replyText(await runCommand(h.deps, 'unexclude device fin-wks-0142.corp.contoso.com', ADMIN)),
+      replyText(
+        await runCommand(h.deps, 'unexclude device fin-wks-0142.corp.contoso.com', ADMIN, 'socChannel'),
+      ),
+    ).toBe('No longer excluded: device name fin-wks-0142.corp.contoso.com.');
+    expect(
+      replyText(
+        await runCommand(h.deps, 'unexclude device fin-wks-0142.corp.contoso.com', ADMIN, 'socChannel'),
+      ),
     ).toContain('Nothing changed');
+  });
+
+  it('answers commands only in the SOC channel and direct messages, and audits every refusal', async () => {
+    const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
+    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    for (const words of ['help', 'pending', 'exclusions', 'done 48213:act-5', 'exclude device-tag VIP']) {
+      const reply = await runCommand(h.deps, words, ADMIN, 'elsewhere');
+      expect(reply).toMatchObject({ kind: 'refused', refusal: { code: 'wrong_place' } });
+    }
+    expect(await h.store.getAction('48213', 'act-5')).toMatchObject({ state: 'customerPending' });
+    const audit = await h.store.listAudit();
+    expect(audit.filter((e) => e.outcome === 'refused' && e.detail.startsWith('wrong_place'))).toHaveLength(
+      5,
+    );
+  });
+
+  it('shows the exclusion list to experts and admins only', async () => {
+    const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
+    for (const place of ['socChannel', 'direct'] as const) {
+      expect(await runCommand(h.deps, 'exclusions', CUSTOMER, place)).toMatchObject({
+        kind: 'refused',
+        refusal: { code: 'not_allowed' },
+      });
+      expect(await runCommand(h.deps, 'exclusions', EXPERT, place)).toMatchObject({ kind: 'exclusions' });
+      expect(await runCommand(h.deps, 'exclusions', ADMIN, place)).toMatchObject({ kind: 'exclusions' });
+    }
+    const audit = await h.store.listAudit();
+    expect(audit.filter((e) => e.actor === CUSTOMER.id && e.event === 'command:exclusions')).toHaveLength(2);
+  });
+
+  it('keeps customer tasks to the SOC channel: a customer in a direct message is sent there', async () => {
+    const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
+    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    expect(await runCommand(h.deps, 'done 48213:act-5', CUSTOMER, 'direct')).toMatchObject({
+      kind: 'refused',
+      refusal: { code: 'wrong_place' },
+    });
+    expect(await runCommand(h.deps, 'pending', CUSTOMER, 'direct')).toMatchObject({ kind: 'refused' });
+    expect(await runCommand(h.deps, 'pending', ADMIN, 'direct')).toMatchObject({ kind: 'tasks' });
+    expect(await h.store.getAction('48213', 'act-5')).toMatchObject({ state: 'customerPending' });
   });
 });
