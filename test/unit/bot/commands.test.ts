@@ -50,7 +50,7 @@ describe('chat commands', () => {
       'Excluded: device name fin-wks-0142.corp.contoso.com. 2 proposed action(s) on it are now customer tasks.',
     );
     expect(replyText(await runCommand(h.deps, 'exclusions', CUSTOMER))).toBe(
-      'Exclusions:\n• device fin-wks-0142.corp.contoso.com',
+      'Exclusions in force:\n• device fin-wks-0142.corp.contoso.com (added by slack:U0ADMIN1 at 2026-11-27T10:00:00.000Z)',
     );
     expect(replyText(await runCommand(h.deps, 'unexclude device fin-wks-0142.corp.contoso.com', ADMIN))).toBe(
       'No longer excluded: device name fin-wks-0142.corp.contoso.com.',
