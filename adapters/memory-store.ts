@@ -2,7 +2,7 @@ import type {
   ActionRecord,
   AuditEntry,
   CardRefs,
-  Exclusions,
+  ExclusionChanges,
   IncidentRecord,
   IncidentState,
   Task,
@@ -11,6 +11,13 @@ import type { ActionStore, CasResult } from '../core/ports.js';
 import { parseTaskId, taskOf } from '../core/tasks.js';
 
 const clone = <T>(value: T): T => structuredClone(value);
+
+/** What the store holds before the first run-time change. */
+const NO_CHANGES: ExclusionChanges = {
+  version: 0,
+  added: { devices: [], users: [] },
+  removed: { devices: [], users: [] },
+};
 
 /**
  * The store of local mode: everything in this process's memory. Single process, not durable.
@@ -24,7 +31,7 @@ export class MemoryStore implements ActionStore {
   /** Task id -> creation sequence, per status, to list in creation order. */
   private readonly taskIndex = { pending: new Map<string, number>(), done: new Map<string, number>() };
   private taskSeq = 0;
-  private exclusions: Exclusions | null = null;
+  private exclusionChanges: ExclusionChanges = NO_CHANGES;
   private readonly cards = new Map<string, CardRefs>();
   private readonly conversations = new Map<string, unknown>();
 
@@ -75,7 +82,7 @@ export class MemoryStore implements ActionStore {
     return {
       incident: clone(incident),
       action: clone(action),
-      exclusions: this.exclusions ? clone(this.exclusions) : null,
+      exclusionChanges: clone(this.exclusionChanges),
     };
   }
 
@@ -113,13 +120,20 @@ export class MemoryStore implements ActionStore {
     return tasks;
   }
 
-  async getExclusions(): Promise<Exclusions | null> {
-    return this.exclusions ? clone(this.exclusions) : null;
+  async getExclusionChanges(): Promise<ExclusionChanges> {
+    return clone(this.exclusionChanges);
   }
 
-  async setExclusions(exclusions: Exclusions, audit: AuditEntry): Promise<void> {
-    this.exclusions = clone(exclusions);
+  async saveExclusionChanges(
+    next: ExclusionChanges,
+    expectedVersion: number,
+    audit: AuditEntry,
+  ): Promise<boolean> {
+    if (this.exclusionChanges.version !== expectedVersion) return false;
+    const { legacy: _dropped, ...changes } = clone(next);
+    this.exclusionChanges = { ...changes, version: expectedVersion + 1 };
     this.pushAudit(audit);
+    return true;
   }
 
   async getCardRefs(incidentId: string): Promise<CardRefs> {

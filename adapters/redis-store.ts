@@ -6,6 +6,7 @@ import type {
   ActionRecord,
   AuditEntry,
   CardRefs,
+  ExclusionChanges,
   Exclusions,
   IncidentRecord,
   IncidentState,
@@ -73,6 +74,23 @@ end
 return {created and 1 or 0, added}
 `;
 
+// KEYS: exclusion changes, policy audit (one slot). ARGV: expected version, changes json, maxlen, audit json.
+const EXCLUSIONS_CAS_SCRIPT = `
+local current = redis.call('GET', KEYS[1])
+local version = 0
+if current then version = tonumber(cjson.decode(current)['version']) end
+if version ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[4])
+return 1
+`;
+
+const NO_CHANGES: ExclusionChanges = {
+  version: 0,
+  added: { devices: [], users: [] },
+  removed: { devices: [], users: [] },
+};
+
 const UNLOCK_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -110,6 +128,7 @@ export class RedisStore implements ActionStore {
     client.defineCommand('mdrCas', { numberOfKeys: 2, lua: CAS_SCRIPT });
     client.defineCommand('mdrUpsert', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
     client.defineCommand('mdrUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT });
+    client.defineCommand('mdrExclusionsCas', { numberOfKeys: 2, lua: EXCLUSIONS_CAS_SCRIPT });
     this.redis = client;
     this.auditMaxLen = options.auditMaxLen ?? 10_000;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 500;
@@ -177,16 +196,16 @@ export class RedisStore implements ActionStore {
 
   async loadForDecision(incidentId: string, actionId: string) {
     const keys = this.incidentKeys(incidentId);
-    const [meta, action, exclusions] = (await this.run([
+    const [meta, action, changes, legacy] = (await this.run([
       ['get', keys.meta],
       ['hget', keys.actions, actionId],
-      ['get', this.key('exclusions')],
+      ...this.exclusionReads(),
     ])) as (string | null)[];
     if (meta == null || action == null) return null;
     return {
       incident: JSON.parse(meta) as IncidentRecord,
       action: JSON.parse(action) as ActionRecord,
-      exclusions: exclusions == null ? null : (JSON.parse(exclusions) as Exclusions),
+      exclusionChanges: this.parseExclusionChanges(changes ?? null, legacy ?? null),
     };
   }
 
@@ -231,15 +250,34 @@ export class RedisStore implements ActionStore {
     return this.collectTasks(status, limit);
   }
 
-  async getExclusions(): Promise<Exclusions | null> {
-    const [json] = (await this.run([['get', this.key('exclusions')]])) as [string | null];
-    return json === null ? null : (JSON.parse(json) as Exclusions);
+  async getExclusionChanges(): Promise<ExclusionChanges> {
+    const [changes, legacy] = (await this.run(this.exclusionReads())) as (string | null)[];
+    return this.parseExclusionChanges(changes ?? null, legacy ?? null);
   }
 
-  async setExclusions(exclusions: Exclusions, audit: AuditEntry): Promise<void> {
-    await this.run([['set', this.key('exclusions'), JSON.stringify(exclusions)], this.auditCommand(audit)], {
-      atomic: true,
-    });
+  async saveExclusionChanges(
+    next: ExclusionChanges,
+    expectedVersion: number,
+    audit: AuditEntry,
+  ): Promise<boolean> {
+    const { legacy: _dropped, ...changes } = next;
+    const stored: ExclusionChanges = { ...changes, version: expectedVersion + 1 };
+    const [won] = await this.run([
+      [
+        'mdrExclusionsCas',
+        this.exclusionChangesKey(),
+        this.key('audit:policy'),
+        expectedVersion,
+        JSON.stringify(stored),
+        this.auditMaxLen,
+        JSON.stringify(audit),
+      ],
+    ]);
+    if (won !== 1) return false;
+    // The whole list of an earlier version was read as changes and is now replaced by them. Once the
+    // changes exist it is never read again, so a failure to delete it loses nothing.
+    if (expectedVersion === 0) await this.run([['del', this.key('exclusions')]]).catch(() => undefined);
+    return true;
   }
 
   async getCardRefs(incidentId: string): Promise<CardRefs> {
@@ -311,6 +349,28 @@ export class RedisStore implements ActionStore {
 
   private key(name: string): string {
     return `${this.prefix}${name}`;
+  }
+
+  /**
+   * The run-time exclusion changes. Its hash tag is the policy audit stream's whole name, so both share
+   * one slot on Redis Cluster and a change is written with its audit entry in one script.
+   */
+  private exclusionChangesKey(): string {
+    return `${this.key('exclusions')}:{${this.key('audit:policy')}}`;
+  }
+
+  /** Reads the changes and (for a store written by an earlier version) the whole list kept before them. */
+  private exclusionReads(): Command[] {
+    return [
+      ['get', this.exclusionChangesKey()],
+      ['get', this.key('exclusions')],
+    ];
+  }
+
+  private parseExclusionChanges(changes: string | null, legacy: string | null): ExclusionChanges {
+    if (changes !== null) return JSON.parse(changes) as ExclusionChanges;
+    if (legacy !== null) return { ...structuredClone(NO_CHANGES), legacy: JSON.parse(legacy) as Exclusions };
+    return structuredClone(NO_CHANGES);
   }
 
   private incidentKeys(incidentId: string) {

@@ -11,7 +11,7 @@ import { type Actor, type Decision, type Refusal, recordRefusal } from '../core/
 import { InvalidInputError } from '../core/errors.js';
 import { listTasks } from '../core/list-tasks.js';
 import { markTaskDone } from '../core/mark-task-done.js';
-import type { Exclusions, Task } from '../core/model.js';
+import type { Exclusions, ExclusionsInForce, Task } from '../core/model.js';
 import type { CoreDeps } from '../core/ports.js';
 import { parseTaskId } from '../core/tasks.js';
 
@@ -27,7 +27,7 @@ export type ChatCommand =
 export type CommandReply =
   | { kind: 'help'; text: string; shared: false }
   | { kind: 'tasks'; tasks: Task[]; shared: false }
-  | { kind: 'exclusions'; exclusions: Exclusions; shared: false }
+  | { kind: 'exclusions'; exclusions: ExclusionsInForce; shared: false }
   | { kind: 'done'; taskId: string; ref: ActionRef; decision: Decision; shared: boolean }
   | { kind: 'exclusionChange'; op: 'exclude' | 'unexclude'; result: ExclusionResult; shared: boolean }
   | { kind: 'usage'; text: string; shared: false }
@@ -138,20 +138,22 @@ export async function runCommand(
   }
 }
 
-/** One line per exclusion rule, as chat shows them. */
-export function describeExclusions(exclusions: Exclusions): string[] {
+/** One line per exclusion rule, as chat shows them, with where it comes from when known. */
+export function describeExclusions(exclusions: Exclusions | ExclusionsInForce): string[] {
+  const from = (r: object) => ('source' in r && typeof r.source === 'string' ? ` (${r.source})` : '');
   const lines = [
-    ...exclusions.devices.map((r) =>
-      'id' in r
-        ? `device ${r.id}`
-        : 'name' in r
-          ? `device ${r.name}`
-          : 'group' in r
-            ? `device-group ${r.group}`
-            : `device-tag ${r.tag}`,
+    ...exclusions.devices.map(
+      (r) =>
+        ('id' in r
+          ? `device ${r.id}`
+          : 'name' in r
+            ? `device ${r.name}`
+            : 'group' in r
+              ? `device-group ${r.group}`
+              : `device-tag ${r.tag}`) + from(r),
     ),
-    ...exclusions.users.map((r) =>
-      'upn' in r ? `user ${r.upn}` : 'id' in r ? `user ${r.id}` : `user-group ${r.group}`,
+    ...exclusions.users.map(
+      (r) => ('upn' in r ? `user ${r.upn}` : 'id' in r ? `user ${r.id}` : `user-group ${r.group}`) + from(r),
     ),
   ];
   return lines.length > 0 ? lines : ['(no exclusions: the experts may act on every asset)'];
@@ -170,7 +172,7 @@ export function replyText(reply: CommandReply): string {
         ? 'No pending customer tasks.'
         : reply.tasks.map((t) => `• ${t.id}: ${t.type} (${t.excludedBy ?? 'excluded'})`).join('\n');
     case 'exclusions':
-      return `Exclusions:\n${describeExclusions(reply.exclusions)
+      return `Exclusions in force:\n${describeExclusions(reply.exclusions)
         .map((l) => `• ${l}`)
         .join('\n')}`;
     case 'done':

@@ -55,6 +55,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       );
       return;
     }
+    if (error instanceof MdrError && error.code === 'conflict') {
+      sendError(res, 409, 'conflict', error.message);
+      return;
+    }
     if (error instanceof MdrError && error.code === 'not_found') {
       sendError(res, 404, 'not_found', error.message);
       return;

@@ -1,6 +1,7 @@
 import { ACTION_CATALOGUE } from './actions.js';
 import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
 import { assetOf, evaluateExclusion } from './exclusions.js';
+import { rulesInForce } from './exclusions-in-force.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
@@ -40,7 +41,7 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
     return refuse(deps, actor, event, ref, 'already_handled', describeHandled(action), action);
   }
 
-  const exclusions = loaded.exclusions ?? deps.policy.exclusions;
+  const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
   const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
   if (decision.kind === 'excluded') {
     const message = `${decision.asset} is excluded by ${decision.rule}: this is now a task for your team`;

@@ -5,7 +5,8 @@ export type ErrorCode =
   | 'config_invalid'
   | 'asset_lookup_failed'
   | 'execution_failed'
-  | 'not_found';
+  | 'not_found'
+  | 'conflict';
 
 /** Base class for coded failures; the HTTP layer maps `code` to a status. */
 export class MdrError extends Error {
@@ -44,5 +45,12 @@ export class AssetLookupError extends MdrError {
 export class NotFoundError extends MdrError {
   constructor(message: string) {
     super('not_found', message);
+  }
+}
+
+/** A compare-and-set kept losing to concurrent writers: nothing was changed, the caller may retry. */
+export class ConflictError extends MdrError {
+  constructor(message: string) {
+    super('conflict', message);
   }
 }

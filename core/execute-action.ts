@@ -1,6 +1,7 @@
 import type { ActionRef } from './approve-action.js';
 import { type Actor, transition } from './decisions.js';
-import { evaluateExclusion } from './exclusions.js';
+import { type ExclusionDecision, evaluateExclusion } from './exclusions.js';
+import { rulesInForce } from './exclusions-in-force.js';
 import type { ActionRecord } from './model.js';
 import type { CoreDeps, ExecutionOutcome } from './ports.js';
 
@@ -11,7 +12,8 @@ export type ExecuteResult = { status: 'done'; action: ActionRecord } | { status:
 /**
  * Carry out an approved action (the durable job's body). Runs at most once per action: the move to
  * `executing` is a compare-and-set, and a restarted job finds the action `executing` with its remote
- * operation id and resumes it instead of sending again. Exclusions are checked once more first.
+ * operation id and resumes it instead of sending again. Exclusions are checked once more first, and
+ * again right after the move to `executing` when they changed in between.
  */
 export async function executeAction(deps: CoreDeps, ref: ActionRef): Promise<ExecuteResult> {
   const loaded = await deps.store.loadForDecision(ref.incidentId, ref.actionId);
@@ -20,40 +22,9 @@ export async function executeAction(deps: CoreDeps, ref: ActionRef): Promise<Exe
   let action = loaded.action;
 
   if (action.state === 'approved') {
-    const exclusions = loaded.exclusions ?? deps.policy.exclusions;
+    const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
     const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
-    if (decision.kind !== 'allowed') {
-      const moved =
-        decision.kind === 'excluded'
-          ? await transition(
-              deps,
-              action,
-              'customerPending',
-              { excludedBy: decision.rule },
-              {
-                actor: SYSTEM,
-                event: 'execute',
-                outcome: 'refused',
-                detail: `asset_excluded: ${decision.rule}; now customerPending`,
-              },
-            )
-          : await transition(
-              deps,
-              action,
-              'failed',
-              { error: `Not run: ${decision.reason}` },
-              {
-                actor: SYSTEM,
-                event: 'execute',
-                outcome: 'refused',
-                detail: `exclusion_unverifiable: ${decision.reason}`,
-              },
-            );
-      await deps.notifier.incidentChanged(ref.incidentId);
-      return moved.ok
-        ? { status: 'done', action: moved.action }
-        : { status: 'skipped', reason: 'changed meanwhile' };
-    }
+    if (decision.kind !== 'allowed') return notRun(deps, ref, action, decision, '');
     if (action.type === 'releaseFileFromQuarantine') {
       const moved = await transition(
         deps,
@@ -76,6 +47,21 @@ export async function executeAction(deps: CoreDeps, ref: ActionRef): Promise<Exe
     );
     if (!started.ok) return { status: 'skipped', reason: 'another worker took it' };
     action = started.action;
+    // An exclusion added after the check above, before the move to `executing`, must still stop it:
+    // now that no one else can start the action, read the exclusions' version again (one GET; it lives
+    // in another slot than the action, so no script can read both on Redis Cluster) and, if it moved,
+    // check again with the rules now in force before anything is called.
+    const latest = await deps.store.getExclusionChanges();
+    if (latest.version !== loaded.exclusionChanges.version) {
+      const again = await evaluateExclusion(
+        rulesInForce(deps.policy.exclusions, latest),
+        action,
+        incident,
+        deps.directory,
+      );
+      if (again.kind !== 'allowed')
+        return notRun(deps, ref, action, again, ' (exclusions changed while it was being started)');
+    }
     await deps.notifier.incidentChanged(ref.incidentId);
   } else if (action.state !== 'executing') {
     return { status: 'skipped', reason: `action is ${action.state}` };
@@ -132,5 +118,52 @@ export async function executeAction(deps: CoreDeps, ref: ActionRef): Promise<Exe
   await deps.notifier.incidentChanged(ref.incidentId);
   return final.ok
     ? { status: 'done', action: final.action }
+    : { status: 'skipped', reason: 'changed meanwhile' };
+}
+
+/**
+ * The asset may not be acted on (excluded, or the exclusions cannot be verified): the executor is not
+ * called. Excluded: a customer task (with its reminder). Unverifiable: failed, so an expert may retry.
+ */
+async function notRun(
+  deps: CoreDeps,
+  ref: ActionRef,
+  action: ActionRecord,
+  decision: Exclude<ExclusionDecision, { kind: 'allowed' }>,
+  when: string,
+): Promise<ExecuteResult> {
+  const moved =
+    decision.kind === 'excluded'
+      ? await transition(
+          deps,
+          action,
+          'customerPending',
+          { excludedBy: decision.rule, progress: undefined, dryRun: undefined },
+          {
+            actor: SYSTEM,
+            event: 'execute',
+            outcome: 'refused',
+            detail: `asset_excluded: ${decision.rule}; now customerPending${when}`,
+          },
+        )
+      : await transition(
+          deps,
+          action,
+          'failed',
+          { error: `Not run: ${decision.reason}`, progress: undefined, dryRun: undefined },
+          {
+            actor: SYSTEM,
+            event: 'execute',
+            outcome: 'refused',
+            detail: `exclusion_unverifiable: ${decision.reason}${when}`,
+          },
+        );
+  if (moved.ok && moved.action.state === 'customerPending') {
+    const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
+    await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+  }
+  await deps.notifier.incidentChanged(ref.incidentId);
+  return moved.ok
+    ? { status: 'done', action: moved.action }
     : { status: 'skipped', reason: 'changed meanwhile' };
 }

@@ -1,6 +1,7 @@
 import type { Actor } from './decisions.js';
 import { auditEntry } from './decisions.js';
 import { evaluateExclusion } from './exclusions.js';
+import { rulesInForce } from './exclusions-in-force.js';
 import { parseIngestBody, toIncidentRecord } from './incident.js';
 import type { ActionRecord, IncidentState } from './model.js';
 import type { CoreDeps } from './ports.js';
@@ -24,7 +25,7 @@ export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor
   // A notification without a summary (a poll of Graph) keeps the experts' summary already received.
   if (existing && parsed.managedResponse.summary === undefined) incident.summary = existing.incident.summary;
   const known = new Set(existing?.actions.map((a) => a.id));
-  const exclusions = (await deps.store.getExclusions()) ?? deps.policy.exclusions;
+  const exclusions = rulesInForce(deps.policy.exclusions, await deps.store.getExclusionChanges());
 
   const fresh: ActionRecord[] = [];
   for (const a of parsed.managedResponse.actions) {

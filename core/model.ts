@@ -131,6 +131,37 @@ export interface Exclusions {
   users: UserRule[];
 }
 
+/** One rule added or removed at run time, with who changed it and when. */
+export interface RuleChange<R> {
+  rule: R;
+  by: Identity;
+  at: string;
+}
+
+/**
+ * Exclusions changed at run time, kept as additions and removals against the policy file: the rules in
+ * force are (file ∪ added) − removed. `version` is 0 until the first change and bumped by each one.
+ */
+export interface ExclusionChanges {
+  version: number;
+  added: { devices: RuleChange<DeviceRule>[]; users: RuleChange<UserRule>[] };
+  removed: { devices: RuleChange<DeviceRule>[]; users: RuleChange<UserRule>[] };
+  /**
+   * The whole list an earlier version of the bot stored in place of the policy file's (version 0 only):
+   * read as additions and removals, and replaced by them at the first change.
+   */
+  legacy?: Exclusions;
+}
+
+/** A rule in force and where it comes from: `policy file`, `added by slack:U0ADMIN1 at 2026-…`. */
+export type SourcedRule<R> = R & { source: string };
+
+/** The rules in force, each with its source; the `exclusions` object of the policy shape plus `source`. */
+export interface ExclusionsInForce {
+  devices: SourcedRule<DeviceRule>[];
+  users: SourcedRule<UserRule>[];
+}
+
 export interface Roles {
   experts: Identity[];
   admins: Identity[];

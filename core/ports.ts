@@ -2,6 +2,7 @@ import type {
   ActionRecord,
   AuditEntry,
   CardRefs,
+  ExclusionChanges,
   Exclusions,
   IncidentRecord,
   IncidentState,
@@ -30,11 +31,11 @@ export interface ActionStore {
   /** Most recently received first. */
   listIncidents(limit: number): Promise<IncidentRecord[]>;
   getAction(incidentId: string, actionId: string): Promise<ActionRecord | null>;
-  /** One read (one round trip on Redis) of what a decision needs: incident, action, run-time exclusions. */
+  /** One read (one round trip on Redis) of what a decision needs: incident, action, run-time exclusion changes. */
   loadForDecision(
     incidentId: string,
     actionId: string,
-  ): Promise<{ incident: IncidentRecord; action: ActionRecord; exclusions: Exclusions | null } | null>;
+  ): Promise<{ incident: IncidentRecord; action: ActionRecord; exclusionChanges: ExclusionChanges } | null>;
   /**
    * Write `next` only if the stored action still has `expectedVersion`; the audit entry is written in the
    * same atomic step. `next.version` must be `expectedVersion + 1`. Keeps the task index in step with
@@ -47,9 +48,14 @@ export interface ActionStore {
   listAudit(incidentId?: string, limit?: number): Promise<AuditEntry[]>;
   /** Customer tasks in creation order, oldest first. */
   listTasks(status: 'pending' | 'done', limit?: number): Promise<Task[]>;
-  /** Exclusions changed at run time (chat or API); null until changed, then the policy file's are replaced. */
-  getExclusions(): Promise<Exclusions | null>;
-  setExclusions(exclusions: Exclusions, audit: AuditEntry): Promise<void>;
+  /** Exclusion rules added and removed at run time (chat or API); version 0 and empty until changed. */
+  getExclusionChanges(): Promise<ExclusionChanges>;
+  /**
+   * Write `next` only if the stored changes still have `expectedVersion` (0: never changed); the audit
+   * entry is written in the same atomic step. Stores `next` with version `expectedVersion + 1` and
+   * without `legacy`. False when someone else changed them first: read again and retry.
+   */
+  saveExclusionChanges(next: ExclusionChanges, expectedVersion: number, audit: AuditEntry): Promise<boolean>;
   getCardRefs(incidentId: string): Promise<CardRefs>;
   /** Write the platforms named in `refs` only (Slack and Teams deliveries run apart and never clobber each other). */
   setCardRefs(incidentId: string, refs: CardRefs): Promise<void>;
@@ -153,7 +159,7 @@ export interface CoreDeps {
 /** The parts of the policy file the core reads at decision time. */
 export interface PolicyView {
   roles: { experts: string[]; admins: string[] };
-  /** Exclusions from the policy file; the store's copy wins once changed at run time. */
+  /** Exclusions from the policy file; the store keeps run-time additions and removals against them. */
   exclusions: Exclusions;
   reminders: { pendingTaskHours: number };
 }

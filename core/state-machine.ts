@@ -6,7 +6,9 @@ export const TRANSITIONS: Readonly<Record<ActionState, readonly ActionState[]>> 
   // An approved action whose asset became excluded before it ran turns into a customer task; one whose
   // exclusions can no longer be verified fails rather than run blind.
   approved: ['executing', 'expertTask', 'customerPending', 'failed'],
-  executing: ['succeeded', 'failed'],
+  // The exclusions are read again right after the move to `executing`: one changed meanwhile stops the
+  // action before the executor is called (a customer task if now excluded, failed if unverifiable).
+  executing: ['succeeded', 'failed', 'customerPending'],
   expertTask: ['succeeded'],
   customerPending: ['doneByCustomer'],
   succeeded: [],

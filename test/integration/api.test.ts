@@ -141,9 +141,22 @@ describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
     expect((await send(`${bot.url}/api/exclusions`, { token: INGEST_TOKEN })).status).toBe(401);
     const read = await send(`${bot.url}/api/exclusions`, { token: ADMIN_TOKEN });
     expect(read.body).toEqual({
-      devices: [{ group: 'Finance-Servers' }, { tag: 'VIP' }],
-      users: [{ upn: 'ceo@contoso.com' }, { group: 'Executives' }],
+      devices: [
+        { group: 'Finance-Servers', source: 'policy file' },
+        { tag: 'VIP', source: 'policy file' },
+      ],
+      users: [
+        { upn: 'ceo@contoso.com', source: 'policy file' },
+        { group: 'Executives', source: 'policy file' },
+      ],
     });
+    const putBack = await send(`${bot.url}/api/exclusions`, {
+      method: 'PUT',
+      token: ADMIN_TOKEN,
+      body: read.body,
+    });
+    expect(putBack.status).toBe(200);
+    expect(putBack.body).toEqual(read.body);
     const replaced = await send(`${bot.url}/api/exclusions`, {
       method: 'PUT',
       token: ADMIN_TOKEN,
@@ -151,7 +164,9 @@ describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
     });
     expect(replaced.status).toBe(200);
     expect((await send(`${bot.url}/api/exclusions`, { token: ADMIN_TOKEN })).body).toEqual({
-      devices: [{ name: 'dc01.contoso.com' }],
+      devices: [
+        { name: 'dc01.contoso.com', source: expect.stringMatching(/^added by api:admin at 20\d\d-/) },
+      ],
       users: [],
     });
     const invalid = await send(`${bot.url}/api/exclusions`, {

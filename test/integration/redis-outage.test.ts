@@ -24,7 +24,16 @@ const CALLS: [string, (store: ActionStore) => Promise<unknown>][] = [
   ['appendAudit', (s) => s.appendAudit(auditEntry('approve', { incidentId: '1' }))],
   ['listTasks', (s) => s.listTasks('pending')],
   ['listIncidents', (s) => s.listIncidents(10)],
-  ['setExclusions', (s) => s.setExclusions({ devices: [], users: [] }, auditEntry('exclude'))],
+  ['getExclusionChanges', (s) => s.getExclusionChanges()],
+  [
+    'saveExclusionChanges',
+    (s) =>
+      s.saveExclusionChanges(
+        { version: 0, added: { devices: [], users: [] }, removed: { devices: [], users: [] } },
+        0,
+        auditEntry('exclude'),
+      ),
+  ],
   ['getCardRefs', (s) => s.getCardRefs('1')],
   ['listConversations', (s) => s.listConversations()],
   ['tryLock', (s) => s.tryLock('x', 1_000)],

@@ -1,9 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { measureApprovalRoundTrips } from '../../bench/approval-round-trips.js';
-import type { ActionRecord } from '../../core/model.js';
+import { currentExclusions } from '../../core/change-exclusions.js';
+import type { ActionRecord, ExclusionChanges } from '../../core/model.js';
+import { TEST_POLICY } from '../support/core-harness.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { actionRecord, auditEntry, incidentRecord, moved } from '../support/store-fixtures.js';
+
+const VIP_ADDED: ExclusionChanges = {
+  version: 0,
+  added: {
+    devices: [{ rule: { tag: 'VIP' }, by: 'slack:U0ADMIN1', at: '2026-11-27T10:00:00.000Z' }],
+    users: [],
+  },
+  removed: { devices: [], users: [] },
+};
 
 let redis: TestRedis;
 let next = 0;
@@ -141,7 +152,7 @@ describe('RedisStore across a restart', () => {
     );
     await first.setCardRefs('1', { slack: { channel: 'C0SOC', ts: '1.2' } });
     await first.saveConversation('19:abc@thread.tacv2', { serviceUrl: 'https://smba.trafficmanager.net/' });
-    await first.setExclusions({ devices: [{ tag: 'VIP' }], users: [] }, auditEntry('exclude'));
+    await first.saveExclusionChanges(VIP_ADDED, 0, auditEntry('exclude'));
     const before = await first.getIncident('1');
     await first.close();
 
@@ -158,7 +169,7 @@ describe('RedisStore across a restart', () => {
         reference: { serviceUrl: 'https://smba.trafficmanager.net/' },
       },
     ]);
-    expect(await second.getExclusions()).toEqual({ devices: [{ tag: 'VIP' }], users: [] });
+    expect(await second.getExclusionChanges()).toEqual({ ...VIP_ADDED, version: 1 });
     expect((await second.listAudit('1')).map((e) => e.event)).toEqual([
       'ingest',
       'approve',
@@ -220,7 +231,7 @@ describe('RedisStore keys', () => {
       auditEntry('markDone', { incidentId: '48213', actionId: 'act-1' }),
     );
     await store.setCardRefs('48213', { slack: { channel: 'C0SOC', ts: '1.2' } });
-    await store.setExclusions({ devices: [], users: [] }, auditEntry('exclude'));
+    await store.saveExclusionChanges(VIP_ADDED, 0, auditEntry('exclude'));
     await store.saveConversation('c', {});
     await store.tryLock('deliver:slack:48213', 60_000);
 
@@ -228,7 +239,7 @@ describe('RedisStore keys', () => {
 
     expect(keys).toEqual([
       'audit:policy',
-      'exclusions',
+      `exclusions:{${prefix}audit:policy}`,
       'incidents',
       'lock:deliver:slack:48213',
       'tasks:done',
@@ -240,6 +251,27 @@ describe('RedisStore keys', () => {
       '{inc:48213}:meta',
       '{inc:48213}:order',
     ]);
+  });
+});
+
+describe('RedisStore exclusions kept by an earlier version', () => {
+  it('reads the whole list stored in place of the policy file as changes, and replaces it at the first change', async () => {
+    const prefix = freshPrefix();
+    const store = replica(prefix);
+    const raw = redis.client();
+    const legacy = { devices: [{ tag: 'VIP' }], users: [] };
+    await raw.set(`${prefix}exclusions`, JSON.stringify(legacy));
+    const policy = { ...TEST_POLICY, exclusions: { devices: [{ group: 'Finance-Servers' }], users: [] } };
+
+    expect(await store.getExclusionChanges()).toMatchObject({ version: 0, legacy });
+    expect(await currentExclusions({ store, policy })).toEqual({
+      devices: [{ tag: 'VIP', source: 'added by a run-time change kept by an earlier version of the bot' }],
+      users: [],
+    });
+    expect(await store.saveExclusionChanges({ ...VIP_ADDED, legacy }, 0, auditEntry('exclude'))).toBe(true);
+
+    expect(await raw.exists(`${prefix}exclusions`)).toBe(0);
+    expect(await store.getExclusionChanges()).toEqual({ ...VIP_ADDED, version: 1 });
   });
 });
 

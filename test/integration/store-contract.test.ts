@@ -2,10 +2,28 @@ import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../adapters/memory-store.js';
 import { createRedisCluster, RedisStore } from '../../adapters/redis-store.js';
-import type { Exclusions } from '../../core/model.js';
+import type { ExclusionChanges } from '../../core/model.js';
 import type { ActionStore } from '../../core/ports.js';
 import { PrivateRedisServer, type TestRedis, useTestRedis } from '../support/redis.js';
 import { actionRecord, auditEntry, incidentRecord, moved } from '../support/store-fixtures.js';
+
+const NO_CHANGES: ExclusionChanges = {
+  version: 0,
+  added: { devices: [], users: [] },
+  removed: { devices: [], users: [] },
+};
+
+/** Run-time changes that add the device tag VIP (as saved from version 0). */
+function vipAdded(): ExclusionChanges {
+  return {
+    version: 0,
+    added: {
+      devices: [{ rule: { tag: 'VIP' }, by: 'slack:U0ADMIN1', at: '2026-11-27T10:00:00.000Z' }],
+      users: [],
+    },
+    removed: { devices: [], users: [] },
+  };
+}
 
 /** Makes an empty store for one test, and disposes of it. */
 interface StoreFactory {
@@ -89,19 +107,18 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await store.loadForDecision('nope', 'a')).toBeNull();
     });
 
-    it('loads incident, action and run-time exclusions for a decision', async () => {
-      const exclusions: Exclusions = { devices: [{ tag: 'VIP' }], users: [] };
+    it('loads incident, action and run-time exclusion changes for a decision', async () => {
       await store.upsertIncident(incidentRecord('4'), [actionRecord('4', 'a')], []);
       const before = await store.loadForDecision('4', 'a');
-      await store.setExclusions(exclusions, auditEntry('exclude'));
+      await store.saveExclusionChanges(vipAdded(), 0, auditEntry('exclude'));
       const after = await store.loadForDecision('4', 'a');
 
       expect(before).toEqual({
         incident: incidentRecord('4'),
         action: actionRecord('4', 'a'),
-        exclusions: null,
+        exclusionChanges: NO_CHANGES,
       });
-      expect(after?.exclusions).toEqual(exclusions);
+      expect(after?.exclusionChanges).toEqual({ ...vipAdded(), version: 1 });
     });
 
     it('lets one compare-and-set win and shows the loser what is there now', async () => {
@@ -164,7 +181,7 @@ function storeContract(name: string, factory: () => StoreFactory) {
         auditEntry('approve', { incidentId: '7', actionId: 'a' }, { detail: 'second' }),
       );
       await store.appendAudit(auditEntry('approve', { incidentId: '7', actionId: 'a' }, { detail: 'third' }));
-      await store.setExclusions({ devices: [], users: [{ upn: 'ceo@contoso.com' }] }, auditEntry('exclude'));
+      await store.saveExclusionChanges(vipAdded(), 0, auditEntry('exclude'));
       await store.appendAudit(auditEntry('unexclude', {}, { outcome: 'refused', detail: 'not_admin' }));
 
       const incident = await store.listAudit('7');
@@ -259,22 +276,45 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await store.listTasks('done')).toEqual([]);
     });
 
-    it('keeps run-time exclusions', async () => {
-      const exclusions: Exclusions = {
-        devices: [
-          { id: 'dev-1' },
-          { name: 'dc01.contoso.com' },
-          { group: 'Domain Controllers' },
-          { tag: 'VIP' },
-        ],
-        users: [{ upn: 'ceo@contoso.com' }, { group: 'Executives' }],
+    it('keeps run-time exclusion changes, each one a compare-and-set on their version with its audit entry', async () => {
+      const second: ExclusionChanges = {
+        version: 1,
+        added: vipAdded().added,
+        removed: {
+          devices: [],
+          users: [{ rule: { group: 'Executives' }, by: 'api:admin', at: '2026-11-27T10:05:00.000Z' }],
+        },
       };
 
-      expect(await store.getExclusions()).toBeNull();
-      await store.setExclusions(exclusions, auditEntry('exclude'));
-      expect(await store.getExclusions()).toEqual(exclusions);
-      await store.setExclusions({ devices: [], users: [] }, auditEntry('unexclude'));
-      expect(await store.getExclusions()).toEqual({ devices: [], users: [] });
+      expect(await store.getExclusionChanges()).toEqual(NO_CHANGES);
+      expect(await store.saveExclusionChanges(vipAdded(), 0, auditEntry('exclude'))).toBe(true);
+      expect(await store.saveExclusionChanges(second, 0, auditEntry('stale'))).toBe(false);
+      expect(await store.getExclusionChanges()).toEqual({ ...vipAdded(), version: 1 });
+      expect(await store.saveExclusionChanges(second, 1, auditEntry('unexclude'))).toBe(true);
+      expect(await store.saveExclusionChanges({ ...second, version: 7 }, 5, auditEntry('stale'))).toBe(false);
+
+      expect(await store.getExclusionChanges()).toEqual({ ...second, version: 2 });
+      expect((await store.listAudit()).map((e) => e.event)).toEqual(['exclude', 'unexclude']);
+    });
+
+    it('lets one of two exclusion changes from the same version win', async () => {
+      await store.saveExclusionChanges(vipAdded(), 0, auditEntry('exclude'));
+      const [a, b] = await Promise.all([
+        store.saveExclusionChanges(
+          { ...NO_CHANGES, version: 1 },
+          1,
+          auditEntry('unexclude', {}, { actor: 'a' }),
+        ),
+        store.saveExclusionChanges(
+          { ...vipAdded(), version: 1 },
+          1,
+          auditEntry('exclude', {}, { actor: 'b' }),
+        ),
+      ]);
+
+      expect([a, b].filter(Boolean)).toHaveLength(1);
+      expect((await store.getExclusionChanges()).version).toBe(2);
+      expect((await store.listAudit()).map((e) => e.actor)).toEqual(['slack:U0EXPERT1', a ? 'a' : 'b']);
     });
 
     it('keeps card references per incident and platform', async () => {

@@ -64,7 +64,7 @@ describe('chat commands', () => {
       'Excluded: device name fin-wks-0142.corp.contoso.com. 2 proposed action(s) on it are now customer tasks.',
     );
     expect(replyText(await runCommand(h.deps, 'exclusions', EXPERT, 'socChannel'))).toBe(
-      'Exclusions:\n• device fin-wks-0142.corp.contoso.com',
+      'Exclusions in force:\n• device fin-wks-0142.corp.contoso.com (added by slack:U0ADMIN1 at 2026-11-27T10:00:00.000Z)',
     );
     expect(
       replyText(

@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { StaticAssetDirectory } from '../../../adapters/static-directory.js';
 import type { ActionState } from '../../../core/actions.js';
 import { type ActionRef, approveAction } from '../../../core/approve-action.js';
-import { changeExclusions, EXCLUSION_KINDS } from '../../../core/change-exclusions.js';
+import { changeExclusions, currentExclusions, EXCLUSION_KINDS } from '../../../core/change-exclusions.js';
 import type { Actor, Decision } from '../../../core/decisions.js';
 import { evaluateExclusion } from '../../../core/exclusions.js';
+import { withoutSources } from '../../../core/exclusions-in-force.js';
 import { executeAction } from '../../../core/execute-action.js';
 import { ingestIncident } from '../../../core/ingest-incident.js';
 import { markTaskDone } from '../../../core/mark-task-done.js';
@@ -164,7 +165,7 @@ describe('the action state machine under random use', () => {
             for (const id of ['1', '2']) all.push(...((await store.getIncident(id))?.actions ?? []));
             return new Map(all.map((a) => [`${a.incidentId}:${a.id}`, a]));
           };
-          const exclusionsNow = async () => (await store.getExclusions()) ?? deps.policy.exclusions;
+          const exclusionsNow = async () => withoutSources(await currentExclusions(deps));
 
           for (const command of commands) {
             const before = await stateOf();
