@@ -1,8 +1,7 @@
 import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
 import { AssetLookupError } from '../core/errors.js';
-import type { IncidentRecord } from '../core/model.js';
-import type { AssetDirectory, DeviceFacts, UserGroups } from '../core/ports.js';
+import type { AssetDirectory, DeviceFacts, DirectoryUser, UserReference } from '../core/ports.js';
 import { ApiClient, describeFailure, type HttpResult, type RetryOptions } from './defender-http.js';
 
 /** Options of `DefenderAssetDirectory`. */
@@ -12,11 +11,9 @@ export interface DefenderAssetDirectoryOptions extends RetryOptions {
   defenderApiUrl: string;
   /** `GRAPH_API_URL`, may carry a path prefix. */
   graphApiUrl: string;
-  /** How long a user's groups are reused (default 5 min). */
-  groupCacheTtlMs?: number;
-  /** Most `@odata.nextLink` pages read for one user; more fails closed (default 50). */
-  maxGroupPages?: number;
-  /** Injectable for tests (cache expiry). */
+  /** How long a group display name's object id is reused (default 5 min; 0: never). Never membership. */
+  groupNameTtlMs?: number;
+  /** Injectable for tests (name cache expiry). */
   now?: () => number;
 }
 
@@ -30,49 +27,67 @@ type Machine = z.infer<typeof machineSchema>;
 
 const machineListSchema = z.looseObject({ value: z.array(machineSchema) });
 
-const groupPageSchema = z.looseObject({
-  value: z.array(
-    z.looseObject({
-      '@odata.type': z.string().nullish(),
-      id: z.string().min(1),
-      displayName: z.string().nullish(),
-    }),
-  ),
+const USER_FIELDS = 'id,userPrincipalName,mail,proxyAddresses,onPremisesSyncEnabled';
+
+const userSchema = z.looseObject({
+  id: z.string().min(1),
+  userPrincipalName: z.string().min(1),
+  mail: z.string().nullish(),
+  proxyAddresses: z.array(z.string()).nullish(),
+  onPremisesSyncEnabled: z.boolean().nullish(),
+});
+
+const userListSchema = z.looseObject({
+  value: z.array(userSchema),
   '@odata.nextLink': z.string().nullish(),
 });
 
+const groupListSchema = z.looseObject({
+  value: z.array(z.looseObject({ id: z.string().min(1), displayName: z.string().nullish() })),
+  '@odata.nextLink': z.string().nullish(),
+});
+
+const checkMemberGroupsSchema = z.looseObject({ value: z.array(z.string()) });
+
+/** Graph's `checkMemberGroups` takes at most 20 group ids a call. */
+const CHECK_MEMBER_GROUPS_MAX = 20;
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Quote a value inside an OData string literal. */
+const odata = (value: string) => value.replaceAll("'", "''");
+
 /**
- * Asset facts read live at decision time: device group, tags and DNS name from Defender for Endpoint,
- * transitive group membership from Microsoft Graph (cached briefly per user). Whatever cannot be read
- * throws `AssetLookupError`, so the exclusion check fails closed; evidence is never used instead.
+ * Asset facts read live at every decision: the device as Defender for Endpoint reports it, the user as
+ * Microsoft Entra ID reports it (every identifier), and membership of the policy's groups through
+ * `checkMemberGroups`. Nothing a decision reads is cached, except which object id a group display name
+ * stands for. Whatever cannot be read throws `AssetLookupError`, so the check fails closed; the
+ * incident's evidence is never used instead.
  */
 export class DefenderAssetDirectory implements AssetDirectory {
   private readonly mde: ApiClient;
   private readonly graph: ApiClient;
-  private readonly ttlMs: number;
-  private readonly maxPages: number;
+  private readonly groupNameTtlMs: number;
   private readonly now: () => number;
-  private readonly groups = new Map<string, { value: UserGroups; expiresAt: number }>();
+  /**
+   * Group display name -> object id. Kept because it is the same answer for every decision and every
+   * user, and an object id never changes: membership (what moves during an incident) is always asked
+   * live. Only a group renamed and another created under the old name within the TTL could be missed,
+   * an admin change that a few minutes' delay covers. Failed or ambiguous lookups are never kept.
+   */
+  private readonly groupIds = new Map<string, { id: string; expiresAt: number }>();
 
   constructor(options: DefenderAssetDirectoryOptions) {
     const { credential, defenderApiUrl, graphApiUrl, ...rest } = options;
     this.mde = new ApiClient(credential, { service: 'Defender', baseUrl: defenderApiUrl }, rest);
     this.graph = new ApiClient(credential, { service: 'Microsoft Graph', baseUrl: graphApiUrl }, rest);
-    this.ttlMs = options.groupCacheTtlMs ?? 5 * 60_000;
-    this.maxPages = options.maxGroupPages ?? 50;
+    this.groupNameTtlMs = options.groupNameTtlMs ?? 5 * 60_000;
     this.now = options.now ?? Date.now;
   }
 
-  async deviceFacts(
-    device: { deviceId?: string; deviceName?: string },
-    incident: IncidentRecord,
-  ): Promise<DeviceFacts> {
-    const name = device.deviceName?.toLowerCase();
-    const id =
-      device.deviceId ??
-      (name ? incident.devices.find((d) => d.dnsName?.toLowerCase() === name)?.id : undefined);
-    const machine = id
-      ? await this.machineById(id)
+  async deviceFacts(device: { deviceId?: string; deviceName?: string }): Promise<DeviceFacts> {
+    const machine = device.deviceId
+      ? await this.machineById(device.deviceId)
       : device.deviceName
         ? await this.machineByName(device.deviceName)
         : undefined;
@@ -85,65 +100,137 @@ export class DefenderAssetDirectory implements AssetDirectory {
     };
   }
 
-  async userGroups(user: { userId?: string; upn?: string }): Promise<UserGroups> {
-    const ref = user.userId ?? user.upn;
-    if (!ref) throw new AssetLookupError('the action names no user id or UPN to look up in Microsoft Graph');
-    const key = ref.toLowerCase();
-    const cached = this.groups.get(key);
-    if (cached && cached.expiresAt > this.now()) return cached.value;
+  async resolveUser(user: UserReference): Promise<DirectoryUser> {
+    if ('address' in user) return this.userByAddress(user.address);
+    const ref = 'userId' in user ? user.userId : user.upn;
+    const result = await this.graph.send({
+      method: 'GET',
+      path: `/v1.0/users/${encodeURIComponent(ref)}`,
+      query: { $select: USER_FIELDS },
+    });
+    if (!(result.kind === 'response' && result.ok)) {
+      throw lookupError('Microsoft Graph', result, {
+        permission: 'User.Read.All',
+        notFound: `user ${ref} was not found in Microsoft Entra ID`,
+        what: 'GET user',
+      });
+    }
+    const parsed = userSchema.safeParse(result.body);
+    if (!parsed.success)
+      throw new AssetLookupError(`Microsoft Graph answered user ${ref} in an unexpected shape`);
+    return toDirectoryUser(parsed.data);
+  }
 
-    const ids: string[] = [];
-    const names: string[] = [];
-    // Not the `/microsoft.graph.group` cast: Graph documents it as an advanced query (ConsistencyLevel:
-    // eventual), whose index may lag behind a membership added minutes ago. Roles and units are skipped.
-    let next: string | undefined = this.graph.url(
-      `/v1.0/users/${encodeURIComponent(ref)}/transitiveMemberOf`,
-      {
-        $select: 'id,displayName',
-      },
-    );
-    let pages = 0;
-    while (next) {
-      if (pages++ >= this.maxPages) {
-        throw new AssetLookupError(
-          `${ref} belongs to more groups than ${this.maxPages} pages of Microsoft Graph results`,
-        );
-      }
-      const result = await this.graph.send({ method: 'GET', path: next });
+  async memberOfGroups(user: DirectoryUser, groups: string[]): Promise<string[]> {
+    const byId = new Map<string, string[]>();
+    for (const group of groups) {
+      const id = (await this.groupId(group)).toLowerCase();
+      byId.set(id, [...(byId.get(id) ?? []), group]);
+    }
+    const ids = [...byId.keys()];
+    const member = new Set<string>();
+    for (let i = 0; i < ids.length; i += CHECK_MEMBER_GROUPS_MAX) {
+      const groupIds = ids.slice(i, i + CHECK_MEMBER_GROUPS_MAX);
+      const result = await this.graph.send({
+        method: 'POST',
+        path: `/v1.0/users/${encodeURIComponent(user.id)}/checkMemberGroups`,
+        body: { groupIds },
+      });
       if (!(result.kind === 'response' && result.ok)) {
         throw lookupError('Microsoft Graph', result, {
           permission: 'GroupMember.Read.All',
-          notFound: `user ${ref} was not found in Microsoft Entra ID`,
-          what: 'GET transitiveMemberOf',
+          notFound: `user ${user.userPrincipalName} or one of the policy's user groups was not found in Microsoft Entra ID`,
+          what: 'POST checkMemberGroups',
         });
       }
-      const page = groupPageSchema.safeParse(result.body);
-      if (!page.success) {
+      const parsed = checkMemberGroupsSchema.safeParse(result.body);
+      if (!parsed.success) {
         throw new AssetLookupError(
-          `Microsoft Graph answered the group list of ${ref} in an unexpected shape`,
+          `Microsoft Graph answered the group membership of ${user.userPrincipalName} in an unexpected shape`,
         );
       }
-      for (const item of page.data.value) {
-        const type = item['@odata.type'];
-        if (type && type.toLowerCase() !== '#microsoft.graph.group') continue;
-        // Without a group read permission Graph returns ids only; a name rule could then miss: fail closed.
-        if (!item.displayName) {
-          throw new AssetLookupError(
-            `Microsoft Graph returned group ${item.id} of ${ref} without its name; the app registration needs GroupMember.Read.All`,
-          );
-        }
-        ids.push(item.id);
-        names.push(item.displayName);
-      }
-      const link = page.data['@odata.nextLink'] ?? undefined;
-      if (link && !this.graph.sameOrigin(link)) {
-        throw new AssetLookupError(`Microsoft Graph pointed the group list of ${ref} at another host`);
-      }
-      next = link;
+      for (const id of parsed.data.value) member.add(id.toLowerCase());
     }
-    const value = { ids, names };
-    this.groups.set(key, { value, expiresAt: this.now() + this.ttlMs });
-    return value;
+    return ids.filter((id) => member.has(id)).flatMap((id) => byId.get(id) ?? []);
+  }
+
+  /**
+   * The one user an address reaches: as UPN, primary mail or any SMTP proxy address (alias, shared
+   * mailbox). A plain `$filter` query, not an advanced one (`ConsistencyLevel: eventual`): the advanced
+   * index may lag behind an alias added minutes ago, and a decision needs the directory as it is now.
+   */
+  private async userByAddress(address: string): Promise<DirectoryUser> {
+    const a = odata(address.trim());
+    const result = await this.graph.send({
+      method: 'GET',
+      path: '/v1.0/users',
+      query: {
+        $filter: `userPrincipalName eq '${a}' or mail eq '${a}' or proxyAddresses/any(p:p eq 'smtp:${a}')`,
+        $select: USER_FIELDS,
+      },
+    });
+    if (!(result.kind === 'response' && result.ok)) {
+      throw lookupError('Microsoft Graph', result, {
+        permission: 'User.Read.All',
+        notFound: `no user with address ${address} was found in Microsoft Entra ID`,
+        what: 'GET users',
+      });
+    }
+    const list = userListSchema.safeParse(result.body);
+    if (!list.success) {
+      throw new AssetLookupError(
+        `Microsoft Graph answered the user with address ${address} in an unexpected shape`,
+      );
+    }
+    const [first, second] = list.data.value;
+    if (!first) {
+      throw new AssetLookupError(
+        `no user in Microsoft Entra ID has the address ${address} (a group or external address cannot be checked)`,
+      );
+    }
+    if (second || list.data['@odata.nextLink']) {
+      throw new AssetLookupError(`more than one user in Microsoft Entra ID has the address ${address}`);
+    }
+    return toDirectoryUser(first);
+  }
+
+  /** The object id a user-group rule names: itself when it is one, else the one group of that name. */
+  private async groupId(group: string): Promise<string> {
+    if (GUID.test(group.trim())) return group.trim();
+    const key = group.trim().toLowerCase();
+    const cached = this.groupIds.get(key);
+    if (cached && cached.expiresAt > this.now()) return cached.id;
+    const rule = `user group rule "${group}"`;
+    const result = await this.graph.send({
+      method: 'GET',
+      path: '/v1.0/groups',
+      query: { $filter: `displayName eq '${odata(group.trim())}'`, $select: 'id,displayName' },
+    });
+    if (!(result.kind === 'response' && result.ok)) {
+      throw lookupError('Microsoft Graph', result, {
+        permission: 'GroupMember.Read.All',
+        notFound: `the ${rule} could not be looked up in Microsoft Entra ID`,
+        what: 'GET groups',
+      });
+    }
+    const list = groupListSchema.safeParse(result.body);
+    if (!list.success) {
+      throw new AssetLookupError(`Microsoft Graph answered the groups of the ${rule} in an unexpected shape`);
+    }
+    const named = list.data.value.filter((g) => g.displayName?.trim().toLowerCase() === key);
+    const [first] = named;
+    if (!first) {
+      throw new AssetLookupError(`the ${rule} names no group in Microsoft Entra ID (check its display name)`);
+    }
+    if (named.length > 1 || list.data['@odata.nextLink']) {
+      throw new AssetLookupError(
+        `the ${rule} names ${named.length} groups in Microsoft Entra ID; name the group by its object id instead`,
+      );
+    }
+    if (this.groupNameTtlMs > 0) {
+      this.groupIds.set(key, { id: first.id, expiresAt: this.now() + this.groupNameTtlMs });
+    }
+    return first.id;
   }
 
   private async machineById(id: string): Promise<Machine> {
@@ -164,7 +251,7 @@ export class DefenderAssetDirectory implements AssetDirectory {
     const result = await this.mde.send({
       method: 'GET',
       path: '/api/machines',
-      query: { $filter: `computerDnsName eq '${name.toLowerCase().replaceAll("'", "''")}'` },
+      query: { $filter: `computerDnsName eq '${odata(name.toLowerCase())}'` },
     });
     const what = { permission: 'Machine.Read.All', notFound: `device ${name} was not found in Defender` };
     if (!(result.kind === 'response' && result.ok)) {
@@ -179,6 +266,18 @@ export class DefenderAssetDirectory implements AssetDirectory {
     if (second) throw new AssetLookupError(`more than one Defender device is named ${name}`);
     return first;
   }
+}
+
+function toDirectoryUser(user: z.infer<typeof userSchema>): DirectoryUser {
+  return {
+    id: user.id,
+    userPrincipalName: user.userPrincipalName,
+    proxyAddresses: user.proxyAddresses ?? [],
+    ...(user.mail ? { mail: user.mail } : {}),
+    ...(typeof user.onPremisesSyncEnabled === 'boolean'
+      ? { onPremisesSyncEnabled: user.onPremisesSyncEnabled }
+      : {}),
+  };
 }
 
 function lookupError(

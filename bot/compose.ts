@@ -9,13 +9,23 @@ import { MemoryStore } from '../adapters/memory-store.js';
 import { createRedisCluster } from '../adapters/redis-connection.js';
 import { RedisStore } from '../adapters/redis-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
-import type { ActionStore, AssetDirectory, ResponseExecutor } from '../core/ports.js';
+import type { ActionStore, AssetDirectory, DirectoryUser, ResponseExecutor } from '../core/ports.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import { assembleRuntime, type Runtime, type RuntimeParts } from './runtime.js';
 
 /** Local mode's demo user groups, so the `Executives` exclusion of the demo policy has members. */
 const DEMO_GROUPS: Record<string, string[]> = { 'ceo@contoso.com': ['Executives'] };
+
+/** Local mode's demo directory: the CEO the demo policy excludes, with an alias to show alias matching. */
+const DEMO_USERS: DirectoryUser[] = [
+  {
+    id: '0c1e0000-0000-4000-8000-00000000ce00',
+    userPrincipalName: 'ceo@contoso.com',
+    mail: 'ceo@contoso.com',
+    proxyAddresses: ['SMTP:ceo@contoso.com', 'smtp:office.of.the.ceo@contoso.com'],
+  },
+];
 
 /**
  * Build the runtime the configuration asks for: Redis + BullMQ when `REDIS_URL` is set (else memory and
@@ -57,7 +67,10 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
     directory = parts.directory ?? new DefenderAssetDirectory(endpoints);
     executor = parts.executor ?? (config.dryRun ? new DryRunExecutor() : new DefenderExecutor(endpoints));
   } else {
-    directory = parts.directory ?? new StaticAssetDirectory(config.localMode ? DEMO_GROUPS : {});
+    directory =
+      (parts.directory ?? config.localMode)
+        ? new StaticAssetDirectory(DEMO_GROUPS, DEMO_USERS)
+        : new StaticAssetDirectory();
     executor = parts.executor ?? new DryRunExecutor();
   }
 

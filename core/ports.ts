@@ -74,7 +74,7 @@ export interface ActionStore {
   close(): Promise<void>;
 }
 
-/** Facts about a device needed by device-group and tag exclusions. */
+/** A device as Defender reports it: exclusion rules are matched against these facts only. */
 export interface DeviceFacts {
   id: string;
   dnsName?: string;
@@ -82,22 +82,38 @@ export interface DeviceFacts {
   tags: string[];
 }
 
-/** The groups a user belongs to (transitively), by id and display name. */
-export interface UserGroups {
-  ids: string[];
-  names: string[];
+/** A user as Microsoft Entra ID reports it, with every identifier a user rule may name. */
+export interface DirectoryUser {
+  /** Entra object id: the identity actions are carried out on. */
+  id: string;
+  userPrincipalName: string;
+  mail?: string;
+  /** As Graph returns them (`SMTP:primary@…`, `smtp:alias@…`). */
+  proxyAddresses: string[];
+  onPremisesSyncEnabled?: boolean;
 }
 
+/** How an action names a user: by object id, by UPN, or by a mail address (a soft-delete recipient). */
+export type UserReference = { userId: string } | { upn: string } | { address: string };
+
 /**
- * Where group facts come from (evidence, Defender, Graph). A fact that cannot be had throws
+ * Where the facts behind exclusion decisions come from (Defender, Graph; the evidence in local mode).
+ * Every call reads the facts live: no cache may answer a decision. A fact that cannot be had throws
  * `AssetLookupError`: callers fail closed.
  */
 export interface AssetDirectory {
+  /** The device as Defender reports it, looked up by id, else by DNS name (exactly one match). */
   deviceFacts(
     device: { deviceId?: string; deviceName?: string },
     incident: IncidentRecord,
   ): Promise<DeviceFacts>;
-  userGroups(user: { userId?: string; upn?: string }, incident: IncidentRecord): Promise<UserGroups>;
+  /** The one user a reference names; none or several is an `AssetLookupError`. */
+  resolveUser(user: UserReference, incident: IncidentRecord): Promise<DirectoryUser>;
+  /**
+   * Of `groups` (display names or object ids, as policy rules name them), those the user is a
+   * transitive member of, as given. A name that matches no group or several is an `AssetLookupError`.
+   */
+  memberOfGroups(user: DirectoryUser, groups: string[]): Promise<string[]>;
 }
 
 /** What happened when an action was carried out. */

@@ -477,7 +477,8 @@ describe('Slack through the real HTTP endpoint', () => {
         await new Promise((resolve) => setTimeout(resolve, slowMs));
         return evidence.deviceFacts(device, incident);
       },
-      userGroups: (user) => evidence.userGroups(user),
+      resolveUser: (user, incident) => evidence.resolveUser(user, incident),
+      memberOfGroups: (user, groups) => evidence.memberOfGroups(user, groups),
     };
     await start({ directory });
     await ingestAndWaitForCard();

@@ -27,9 +27,19 @@ const failing: AssetDirectory = {
   deviceFacts: async () => {
     throw new AssetLookupError('Defender answered 503');
   },
-  userGroups: async () => {
+  resolveUser: async () => {
     throw new AssetLookupError('Microsoft Graph answered 503');
   },
+  memberOfGroups: async () => {
+    throw new AssetLookupError('Microsoft Graph answered 503');
+  },
+};
+
+/** Users resolve from the evidence; only group membership cannot be read. */
+const groupsDown: AssetDirectory = {
+  deviceFacts: (device, i) => directory.deviceFacts(device, i),
+  resolveUser: (user, i) => directory.resolveUser(user, i),
+  memberOfGroups: failing.memberOfGroups,
 };
 
 describe('device exclusions', () => {
@@ -43,7 +53,7 @@ describe('device exclusions', () => {
     expect(d).toEqual({ kind: 'excluded', rule: `device id ${WKS.deviceId}`, asset: WKS.deviceName });
   });
 
-  it('matches a DNS name case-insensitively, from the target or the evidence', async () => {
+  it('matches a DNS name case-insensitively, as the directory reports it', async () => {
     const rules = ex({ devices: [{ name: 'FIN-WKS-0142.Corp.Contoso.com' }] });
     expect((await evaluateExclusion(rules, isolate(WKS), incident, directory)).kind).toBe('excluded');
     expect(
@@ -130,6 +140,31 @@ describe('device exclusions', () => {
     expect(d.kind).toBe('unverifiable');
   });
 
+  it('fails closed when the directory has no DNS name for the device and a name rule exists', async () => {
+    const nameless: AssetDirectory = {
+      ...failing,
+      deviceFacts: async () => ({ id: APP.deviceId, tags: [] }),
+    };
+    const d = await evaluateExclusion(
+      ex({ devices: [{ name: 'dc01.contoso.com' }] }),
+      isolate(APP),
+      incident,
+      nameless,
+    );
+    expect(d).toMatchObject({ kind: 'unverifiable', reason: expect.stringContaining('no DNS name') });
+  });
+
+  it('fails closed when the directory answers for another device than the one asked for', async () => {
+    const other: AssetDirectory = { ...failing, deviceFacts: async () => ({ id: APP.deviceId, tags: [] }) };
+    const d = await evaluateExclusion(ex({ devices: [{ tag: 'VIP' }] }), isolate(WKS), incident, other);
+    expect(d.kind).toBe('unverifiable');
+  });
+
+  it('returns the device id the facts were read for', async () => {
+    const d = await evaluateExclusion(ex({ devices: [{ tag: 'VIP' }] }), isolate(WKS), incident, directory);
+    expect(d).toEqual({ kind: 'allowed', subject: { deviceId: WKS.deviceId } });
+  });
+
   it('allows everything when there are no rules', async () => {
     expect((await evaluateExclusion(ex({}), isolate(WKS), incident, failing)).kind).toBe('allowed');
   });
@@ -204,12 +239,40 @@ describe('user exclusions', () => {
     ).toBe('excluded');
   });
 
+  it('fails closed when the directory answers for another user than the one asked for', async () => {
+    const other: AssetDirectory = {
+      ...failing,
+      resolveUser: async () => ({
+        id: 'e6b2d8f4-1a3c-4e5f-9b7d-0c2a4e6f8b1d',
+        userPrincipalName: 'bea.ortiz@contoso.com',
+        proxyAddresses: [],
+      }),
+    };
+    const d = await evaluateExclusion(
+      ex({ users: [{ upn: 'ceo@contoso.com' }] }),
+      revoke(ALEX),
+      incident,
+      other,
+    );
+    expect(d).toMatchObject({ kind: 'unverifiable', asset: ALEX.upn });
+  });
+
+  it('fails closed when the action names no user at all', async () => {
+    const d = await evaluateExclusion(
+      ex({ users: [{ upn: 'ceo@contoso.com' }] }),
+      revoke({}),
+      incident,
+      directory,
+    );
+    expect(d).toMatchObject({ kind: 'unverifiable', reason: expect.stringContaining('names no user') });
+  });
+
   it('fails closed when group membership cannot be read', async () => {
     const d = await evaluateExclusion(
       ex({ users: [{ group: 'Executives' }] }),
       revoke(ALEX),
       incident,
-      failing,
+      groupsDown,
     );
     expect(d).toMatchObject({ kind: 'unverifiable', asset: ALEX.upn });
     expect(d.kind === 'unverifiable' && d.reason).toMatch(/Microsoft Graph answered 503/);

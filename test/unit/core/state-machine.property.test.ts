@@ -31,6 +31,12 @@ const DEVICES = [
   },
 ];
 const USERS = ['ceo@contoso.com', 'j.doe@contoso.com', 'a.b@contoso.com'];
+/** The directory's view of them (they are not in the evidence). */
+const DIRECTORY_USERS = USERS.map((upn, i) => ({
+  id: `00000000-0000-4000-8000-00000000000${i}`,
+  userPrincipalName: upn,
+  proxyAddresses: [`SMTP:${upn}`],
+}));
 const GROUPS: Record<string, string[]> = {
   'ceo@contoso.com': ['Executives'],
   'j.doe@contoso.com': ['Finance'],
@@ -151,7 +157,7 @@ describe('the action state machine under random use', () => {
         fc.tuple(incidentActionsArb, fc.array(commandArb, { minLength: 1, maxLength: 40 })),
         async ([first, rest]) => {
           const commands = [{ kind: 'ingest' as const, incident: 1, actions: first }, ...rest];
-          const directory = new StaticAssetDirectory(GROUPS);
+          const directory = new StaticAssetDirectory(GROUPS, DIRECTORY_USERS);
           const h = coreHarness({
             directory,
             policy: { exclusions: { devices: [{ group: 'Domain Controllers' }], users: [] } },

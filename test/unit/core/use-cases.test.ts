@@ -128,7 +128,8 @@ describe('approve, reject, execute', () => {
   it('refuses, fail-closed, when group membership cannot be read, and says why on the action', async () => {
     const down: AssetDirectory = {
       deviceFacts: async () => ({ id: 'x', tags: [] }),
-      userGroups: async () => {
+      resolveUser: (user, incident) => new StaticAssetDirectory().resolveUser(user, incident),
+      memberOfGroups: async () => {
         throw new AssetLookupError('Microsoft Graph answered 503');
       },
     };
