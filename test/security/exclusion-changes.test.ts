@@ -7,7 +7,13 @@ import { approveAction } from '../../core/approve-action.js';
 import { changeExclusions, currentExclusions } from '../../core/change-exclusions.js';
 import { executeAction } from '../../core/execute-action.js';
 import type { Exclusions, IncidentRecord } from '../../core/model.js';
-import type { ActionStore, AssetDirectory, DeviceFacts, UserGroups } from '../../core/ports.js';
+import type {
+  ActionStore,
+  AssetDirectory,
+  DeviceFacts,
+  DirectoryUser,
+  UserReference,
+} from '../../core/ports.js';
 import { ADMIN_TOKEN, send, startBot } from '../support/bot-server.js';
 import { ADMIN, coreHarness, EXPERT } from '../support/core-harness.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
@@ -265,7 +271,11 @@ class ExcludingWhileAsked implements AssetDirectory {
     return this.facts.deviceFacts(device, incident);
   }
 
-  async userGroups(user: { userId?: string; upn?: string }, _incident: IncidentRecord): Promise<UserGroups> {
-    return this.facts.userGroups(user);
+  resolveUser(user: UserReference, incident: IncidentRecord): Promise<DirectoryUser> {
+    return this.facts.resolveUser(user, incident);
+  }
+
+  memberOfGroups(user: DirectoryUser, groups: string[]): Promise<string[]> {
+    return this.facts.memberOfGroups(user, groups);
   }
 }
