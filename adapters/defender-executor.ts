@@ -212,7 +212,9 @@ export class DefenderExecutor implements ResponseExecutor {
       );
       return this.follow(action.externalId, spec, context, undefined);
     }
-    const machineId = action.target.deviceId ?? deviceIdFromEvidence(action, context);
+    // The machine the exclusion check looked up in Defender is the one acted on.
+    const machineId =
+      action.resolved?.deviceId ?? action.target.deviceId ?? deviceIdFromEvidence(action, context);
     if (!machineId) return fail('the action names no Defender device id, so nothing was sent');
     if (action.type === 'stopAndQuarantineFile' && !action.target.sha1) {
       return fail('the action names no file SHA-1, so nothing was sent');
@@ -599,8 +601,9 @@ function deviceIdFromEvidence(action: ActionRecord, context: ExecutionContext): 
   return context.incident.devices.find((d) => d.dnsName?.toLowerCase() === name)?.id;
 }
 
+/** The user to act on: the Entra object id the exclusion check resolved, else what the action names. */
 function userRef(action: ActionRecord): string | undefined {
-  return action.target.userId ?? action.target.upn;
+  return action.resolved?.userId ?? action.target.userId ?? action.target.upn;
 }
 
 /** Quote a value inside an OData string literal. */

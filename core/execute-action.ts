@@ -1,6 +1,6 @@
 import type { ActionRef } from './approve-action.js';
 import { type Actor, transition } from './decisions.js';
-import { type ExclusionDecision, evaluateExclusion } from './exclusions.js';
+import { assetOf, type DecisionSubject, type ExclusionDecision, evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
 import type { ActionRecord } from './model.js';
 import type { CoreDeps, ExecutionOutcome } from './ports.js';
@@ -42,7 +42,7 @@ export async function executeAction(deps: CoreDeps, ref: ActionRef): Promise<Exe
       deps,
       action,
       'executing',
-      { progress: 'Starting', dryRun: deps.executor.dryRun },
+      { progress: 'Starting', dryRun: deps.executor.dryRun, resolved: decision.subject },
       { actor: SYSTEM, event: 'execute', detail: deps.executor.dryRun ? 'executing (dry run)' : 'executing' },
     );
     if (!started.ok) return { status: 'skipped', reason: 'another worker took it' };
@@ -61,6 +61,11 @@ export async function executeAction(deps: CoreDeps, ref: ActionRef): Promise<Exe
       );
       if (again.kind !== 'allowed')
         return notRun(deps, ref, action, again, ' (exclusions changed while it was being started)');
+      if (!sameSubject(again.subject, decision.subject)) {
+        const asset = assetOf(action.target, incident);
+        const reason = `${asset} resolved to another identity while the action was being started`;
+        return notRun(deps, ref, action, { kind: 'unverifiable', asset, reason }, '');
+      }
     }
     await deps.notifier.incidentChanged(ref.incidentId);
   } else if (action.state !== 'executing') {
@@ -166,4 +171,8 @@ async function notRun(
   return moved.ok
     ? { status: 'done', action: moved.action }
     : { status: 'skipped', reason: 'changed meanwhile' };
+}
+
+function sameSubject(a: DecisionSubject | undefined, b: DecisionSubject | undefined): boolean {
+  return a?.userId === b?.userId && a?.deviceId === b?.deviceId;
 }

@@ -92,6 +92,11 @@ export interface ActionRecord {
   error?: string;
   /** Why the expert may not act right now (exclusion could not be verified). */
   blockedReason?: string;
+  /**
+   * The identity the execute-time exclusion check resolved the target to (Entra object id, Defender
+   * machine id): the executor acts on it, never on another name from the ingest body.
+   */
+  resolved?: { userId?: string; deviceId?: string };
   /** Id of the remote operation (MDE machine action) so a restarted worker resumes instead of resending. */
   externalId?: string;
   /** Set while the action is executed by the dry-run executor. */

@@ -1,6 +1,7 @@
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DefenderAssetDirectory } from '../../adapters/defender-directory.js';
+import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { approveAction } from '../../core/approve-action.js';
 import { executeAction } from '../../core/execute-action.js';
 import { ingestIncident } from '../../core/ingest-incident.js';
@@ -181,6 +182,27 @@ describe('point 3: one user, every identifier; the device as Defender reports it
       state: 'customerPending',
       excludedBy: `user id ${nina.id}`,
     });
+  });
+
+  it('acts only on the object id the check resolved, not on the name the body carried', async () => {
+    h = harness({ devices: [], users: [{ upn: IDS.bea }] });
+    h.deps.executor = new DefenderExecutor({
+      credential: testCredential(),
+      defenderApiUrl: MDE_URL,
+      graphApiUrl: GRAPH_URL,
+      sleep: fakeTime().sleep,
+    });
+    nockUser('a.vance@contoso.com', fixture('graph-user'), 3);
+    const disabled = graph().patch(`/msgraph/v1.0/users/${IDS.userId}`, { accountEnabled: false }).reply(204);
+
+    await ingestWith('disableUser', { upn: 'a.vance@contoso.com' });
+    expect(await approveAction(h.deps, ACTION, EXPERT)).toMatchObject({ ok: true });
+    const result = await executeAction(h.deps, ACTION);
+
+    expect(result).toMatchObject({ status: 'done', action: { state: 'succeeded' } });
+    expect((await h.store.getAction(IDS.incidentId, 'act-9'))?.resolved).toEqual({ userId: IDS.userId });
+    expect(disabled.isDone()).toBe(true);
+    expect(nock.pendingMocks()).toEqual([]);
   });
 
   it("never acts on one person's id under another person's UPN", async () => {
