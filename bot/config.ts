@@ -75,24 +75,19 @@ const envSchema = z.object({
       .transform((v) => v.toLowerCase()),
   ),
   TEAMS_SERVICE_URL_HOSTS: optional(
-    z
-      .string()
-      .transform((v) =>
-        v
-          .split(',')
-          .map((h) => h.trim().toLowerCase())
-          .filter(Boolean),
-      )
-      .pipe(
-        z.array(
-          z
-            .string()
-            .regex(
-              SERVICE_HOST,
-              'must be host names separated by commas, e.g. smba.infra.example.com,*.botframework.example',
-            ),
-        ),
-      ),
+    z.string().transform((value, ctx) => {
+      const hosts = value
+        .split(',')
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean);
+      const bad = hosts.find((h) => !SERVICE_HOST.test(h));
+      if (bad === undefined) return hosts;
+      ctx.addIssue({
+        code: 'custom',
+        message: `${JSON.stringify(bad)} is not a host name: give host names separated by commas, e.g. smba.infra.example.com,*.botframework.example`,
+      });
+      return z.NEVER;
+    }),
   ),
   DEFENDER_TENANT_ID: optional(z.string()),
   DEFENDER_CLIENT_ID: optional(z.string()),
