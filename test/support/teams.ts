@@ -207,7 +207,7 @@ export function fakeBotFramework(): void {
       token_endpoint_auth_methods_supported: ['private_key_jwt'],
     })
     .get('/v1/.well-known/keys')
-    .reply(200, { keys: [{ ...jwk, endorsements: ['msteams'] }] });
+    .reply(200, { keys: [{ ...jwk, endorsements: ['msteams', 'emulator', 'webchat'] }] });
   nock(LOGIN)
     .persist()
     .get(/\/discovery\/instance/)
