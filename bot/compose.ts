@@ -104,8 +104,10 @@ export function describeRuntime(runtime: Runtime): string[] {
       ? `slack: on, cards to channel ${config.policy.channels.slack ?? '(none: set channels.slack in the policy)'}`
       : 'slack: off (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)',
     config.teams.authEnabled
-      ? `teams: on, app ${config.teams.appId}`
-      : 'teams: open to loopback only, without authentication (set MicrosoftAppId for a real tenant)',
+      ? `teams: on, app ${config.teams.appId}, tenant ${config.teams.tenantId}`
+      : config.localMode
+        ? 'teams: local mode, without authentication, for this machine only (set MicrosoftAppId, MicrosoftAppPassword and MicrosoftAppTenantId for a real tenant)'
+        : 'teams: off (set MicrosoftAppId, MicrosoftAppPassword and MicrosoftAppTenantId to turn it on)',
     config.ingestToken ? 'ingest API: on' : 'ingest API: off (set INGEST_TOKEN)',
     config.adminToken ? 'exclusions API: on' : 'exclusions API: off (set ADMIN_TOKEN)',
     config.policyFile

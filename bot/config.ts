@@ -33,6 +33,10 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A host name, or `*.` and a domain (any host under it). */
+const SERVICE_HOST = /^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*$/;
+
 const envSchema = z.object({
   PORT: withDefault(z.coerce.number().int().min(0).max(65_535), 3978),
   HOST: optional(z.string()),
@@ -64,7 +68,27 @@ const envSchema = z.object({
       error: 'must be MultiTenant, SingleTenant or UserAssignedMSI',
     }),
   ),
-  MicrosoftAppTenantId: optional(z.string()),
+  MicrosoftAppTenantId: optional(
+    z
+      .string()
+      .regex(GUID, 'must be the tenant id, a GUID (Azure portal > Microsoft Entra ID > Overview > Tenant ID)')
+      .transform((v) => v.toLowerCase()),
+  ),
+  TEAMS_SERVICE_URL_HOSTS: optional(
+    z.string().transform((value, ctx) => {
+      const hosts = value
+        .split(',')
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean);
+      const bad = hosts.find((h) => !SERVICE_HOST.test(h));
+      if (bad === undefined) return hosts;
+      ctx.addIssue({
+        code: 'custom',
+        message: `${JSON.stringify(bad)} is not a host name: give host names separated by commas, e.g. smba.infra.example.com,*.botframework.example`,
+      });
+      return z.NEVER;
+    }),
+  ),
   DEFENDER_TENANT_ID: optional(z.string()),
   DEFENDER_CLIENT_ID: optional(z.string()),
   DEFENDER_CLIENT_SECRET: optional(z.string()),
@@ -97,7 +121,16 @@ export interface Config {
   ingestToken?: string;
   adminToken?: string;
   slack?: { botToken: string; signingSecret: string; apiUrl: string };
-  teams: { appId?: string; appType?: string; tenantId?: string; authEnabled: boolean };
+  teams: {
+    appId?: string;
+    appType?: string;
+    /** The only tenant served and delivered to (required with an app id). */
+    tenantId?: string;
+    /** Bot Framework checks tokens (an app id is set); without it Teams runs in local mode only. */
+    authEnabled: boolean;
+    /** Hosts allowed as `serviceUrl` besides the Bot Framework / Teams ones (`TEAMS_SERVICE_URL_HOSTS`). */
+    serviceUrlHosts: string[];
+  };
   defender?: {
     tenantId?: string;
     clientId?: string;
@@ -153,8 +186,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       'MicrosoftAppPassword: is required when MicrosoftAppId is set (the bot registration client secret)',
     );
   }
-  if (e.MicrosoftAppType === 'SingleTenant' && !e.MicrosoftAppTenantId) {
-    problems.push('MicrosoftAppTenantId: is required when MicrosoftAppType is SingleTenant');
+  if ((e.MicrosoftAppId || e.MicrosoftAppType === 'SingleTenant') && !e.MicrosoftAppTenantId) {
+    problems.push(
+      `MicrosoftAppTenantId: is required when ${e.MicrosoftAppId ? 'MicrosoftAppId is set' : 'MicrosoftAppType is SingleTenant'}: only that tenant's Teams is served (Azure portal > Microsoft Entra ID > Overview > Tenant ID; or the bot's app registration > Overview > Directory (tenant) ID)`,
+    );
   }
   const defenderSet = [e.DEFENDER_TENANT_ID, e.DEFENDER_CLIENT_ID, e.DEFENDER_CLIENT_SECRET].filter(
     Boolean,
@@ -217,6 +252,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       appType: e.MicrosoftAppType,
       tenantId: e.MicrosoftAppTenantId,
       authEnabled: Boolean(e.MicrosoftAppId),
+      serviceUrlHosts: e.TEAMS_SERVICE_URL_HOSTS ?? [],
     },
     defender,
     dryRun: e.DRY_RUN || !defender,

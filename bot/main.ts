@@ -29,8 +29,10 @@ async function main(): Promise<void> {
   const maintenance = new Maintenance(runtime);
   maintenance.start();
 
-  // No HOST: Node listens on every interface (IPv6 and IPv4 where the machine has them).
-  const server = config.host ? app.listen(config.port, config.host) : app.listen(config.port);
+  // No HOST: every interface (IPv6 and IPv4 where the machine has them), but this machine only in
+  // local mode, where the Teams endpoint and the preview page run without credentials.
+  const host = config.host ?? (config.localMode ? '127.0.0.1' : undefined);
+  const server = host ? app.listen(config.port, host) : app.listen(config.port);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
@@ -39,7 +41,7 @@ async function main(): Promise<void> {
   for (const line of describeRuntime(runtime)) logger.info(line);
   const url = `http://localhost:${port}/`;
   logger.info(
-    { port },
+    { port, host: host ?? 'all interfaces' },
     config.localMode ? `local mode: open ${url} to see the cards` : `listening on port ${port}`,
   );
 

@@ -14,8 +14,9 @@ export interface Platforms {
 }
 
 /**
- * Slack when configured, Teams always (open to loopback only without an app id), the preview page in
- * local mode, and the Graph poller when `GRAPH_POLL_SECONDS` and an app registration are set. Call
+ * Slack when configured, Teams (with an app id; in local mode for this machine only; otherwise its
+ * endpoint answers 401), the preview page in local mode, and the Graph poller when `GRAPH_POLL_SECONDS`
+ * and an app registration are set. Call
  * before `runtime.queue.start()`: each platform registers its card publisher.
  */
 export function createPlatforms(runtime: Runtime, env: NodeJS.ProcessEnv = process.env): Platforms {

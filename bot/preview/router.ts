@@ -6,7 +6,7 @@ import { renderSlackMessage } from '../../cards/slack/render.js';
 import { renderTeamsCard } from '../../cards/teams/render.js';
 import { buildIncidentView } from '../../cards/view-model.js';
 import { approveAction } from '../../core/approve-action.js';
-import type { Actor, Decision } from '../../core/decisions.js';
+import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
 import { ingestIncident } from '../../core/ingest-incident.js';
 import { managedStatus } from '../../core/managed-status.js';
 import { markTaskDone } from '../../core/mark-task-done.js';
@@ -15,7 +15,7 @@ import { rejectAction } from '../../core/reject-action.js';
 import { parseOrThrow } from '../../core/validation.js';
 import sampleIncident from '../../samples/incident-48213.json' with { type: 'json' };
 import { sendError } from '../http-errors.js';
-import { isLoopbackAddress } from '../loopback.js';
+import { crossSiteProblem, localOnlyProblem } from '../local-only.js';
 import type { Runtime } from '../runtime.js';
 import { previewPage } from './page.js';
 
@@ -30,17 +30,32 @@ const actionBody = z.object({
   as: z.string().min(1).max(200),
 });
 
-function loopbackOnly(req: Request, res: Response, next: NextFunction): void {
-  if (!isLoopbackAddress(req.socket.remoteAddress)) {
-    sendError(res, 403, 'forbidden', 'the preview page answers only on this machine (loopback)');
-    return;
-  }
-  next();
+const PREVIEW_ACTOR: Actor = { id: 'preview:unverified', platform: 'preview' };
+
+/** Refuse (403, audited) what `problemOf` finds wrong with a request; pass the others on. */
+function guard(runtime: Runtime, problemOf: (req: Request) => string | undefined, what: string) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const problem = problemOf(req);
+    if (!problem) {
+      next();
+      return;
+    }
+    const path = req.originalUrl.split('?')[0] ?? '';
+    runtime.logger.warn({ path, reason: problem }, `preview request refused: ${what}`);
+    recordRefusal(
+      runtime.deps,
+      PREVIEW_ACTOR,
+      `preview:${req.method} ${path}`.slice(0, 100),
+      `not_allowed: ${problem}`,
+    ).then(() => sendError(res, 403, 'forbidden', `${what}: ${problem}`), next);
+  };
 }
 
 /**
  * The local preview channel (`GET /`): every incident's Teams card and Slack message, with working
- * buttons through the same core, acting as a chosen identity. Local mode only, loopback only.
+ * buttons through the same core, acting as a chosen identity. Local mode only: this machine only, not
+ * through a proxy or tunnel (DNS rebinding included), and its state-changing routes refuse cross-site
+ * requests. Every refusal is audited.
  */
 export function previewRouter(runtime: Runtime): Router {
   const { deps, store, config } = runtime;
@@ -53,8 +68,18 @@ export function previewRouter(runtime: Runtime): Router {
   const allowed = (id: string) => identities().some((i) => i.id === id);
   const actorFor = (id: string): Actor => ({ id, platform: 'preview' });
 
-  router.use('/preview', loopbackOnly);
-  router.get('/', loopbackOnly, (_req, res) => {
+  const localOnly = guard(
+    runtime,
+    localOnlyProblem,
+    'the preview page answers this machine only, not through a proxy or tunnel',
+  );
+  const sameSite = guard(runtime, crossSiteProblem, 'the preview page acts only for its own page');
+  router.use('/preview', localOnly);
+  router.use('/preview/api', (req, res, next) => {
+    if (req.method === 'GET' || req.method === 'HEAD') next();
+    else sameSite(req, res, next);
+  });
+  router.get('/', localOnly, (_req, res) => {
     res.type('html').send(previewPage());
   });
   router.get('/preview/vendor/adaptivecards.min.js', (_req, res) => {

@@ -6,10 +6,12 @@ import {
   type InvokeResponse,
   type TurnContext,
 } from 'botbuilder';
-import express, { type RequestHandler } from 'express';
+import express, { type RequestHandler, type Response } from 'express';
+import { z } from 'zod';
 import { sendError } from '../http-errors.js';
+import { localOnlyProblem } from '../local-only.js';
 import type { Logger } from '../logger.js';
-import { isLoopbackAddress } from '../loopback.js';
+import { activityProblem, type TeamsTrust, tenantOf } from './trust.js';
 
 type AuthenticateRequestResult = Awaited<
   ReturnType<ConfigurationBotFrameworkAuthentication['authenticateRequest']>
@@ -51,41 +53,90 @@ export function createTeamsAdapter(env: TeamsEnv = process.env): TeamsAdapter {
 
 const json = express.json({ limit: '1mb', strict: true });
 
+/** The fields of an activity the endpoint checks before Bot Framework sees it; the rest is Bot Framework's. */
+const activitySchema = z.looseObject({
+  type: z.string({ error: 'is required: the body is not a Bot Framework activity' }).min(1).max(100),
+  channelId: z.string().max(100).optional(),
+  serviceUrl: z.string().max(2_000).optional(),
+});
+
+/** What `/api/messages` is held to, and where its refusals go. */
+export interface TeamsEndpointOptions {
+  trust: TeamsTrust;
+  logger: Logger;
+  /** Audit a refusal (the request claimed an identity or came from this machine). */
+  audit: (who: string, detail: string) => Promise<void>;
+}
+
+/** How to turn Teams on, for the log and the 401 outside local mode. */
+export const TEAMS_OFF =
+  'Teams is off: set MicrosoftAppId, MicrosoftAppPassword and MicrosoftAppTenantId (the bot registration) to turn it on';
+
 /**
- * `POST /api/messages`: without an app id (Bot Framework then checks no token) only loopback callers are
- * served; otherwise the Bot Framework token is checked before the bot runs. Failures answer 401.
+ * `POST /api/messages`. With an app id the Bot Framework token is checked before anything runs (401 when
+ * it fails), then the activity must come from the allowed tenant, over msteams, with a Bot Framework
+ * `serviceUrl` (403 and audited otherwise). Without an app id Teams is off (401 to everyone) except in
+ * local mode, where only requests from this machine, not through a proxy, are served.
  */
 export function teamsRequestHandler(
   adapter: TeamsAdapter,
   logic: (context: TurnContext) => Promise<void>,
-  options: { authEnabled: boolean; logger: Logger },
+  options: TeamsEndpointOptions,
 ): RequestHandler {
-  const { authEnabled, logger } = options;
+  const { trust, logger, audit } = options;
+  const refuse = async (res: Response, who: string, detail: string) => {
+    logger.warn({ who, reason: detail }, 'Teams request refused');
+    await audit(who, detail);
+    sendError(res, 403, 'forbidden', `Teams request refused: ${detail}`);
+  };
   return (req, res, next) => {
-    if (!authEnabled && !isLoopbackAddress(req.socket.remoteAddress)) {
-      logger.warn(
-        { remoteAddress: req.socket.remoteAddress },
-        'Teams request refused: MicrosoftAppId is not set, so only loopback callers are served',
-      );
-      sendError(res, 401, 'unauthorized', 'Teams is not configured (MicrosoftAppId): loopback callers only');
+    if (!trust.authEnabled && !trust.localMode) {
+      logger.warn({ remoteAddress: req.socket.remoteAddress }, `Teams request refused: ${TEAMS_OFF}`);
+      sendError(res, 401, 'unauthorized', TEAMS_OFF);
       return;
+    }
+    if (!trust.authEnabled) {
+      const problem = localOnlyProblem(req);
+      if (problem) {
+        logger.warn(
+          { remoteAddress: req.socket.remoteAddress, reason: problem },
+          'Teams request refused: without MicrosoftAppId only this machine is served, not through a proxy or tunnel',
+        );
+        audit(`local:${req.socket.remoteAddress ?? 'unknown'}`, `local mode: ${problem}`).then(
+          () =>
+            sendError(
+              res,
+              401,
+              'unauthorized',
+              `Teams without MicrosoftAppId serves this machine only: ${problem}`,
+            ),
+          next,
+        );
+        return;
+      }
     }
     json(req, res, (parseError?: unknown) => {
       if (parseError) {
         next(parseError);
         return;
       }
-      const activity = req.body as Activity | undefined;
-      if (!activity || typeof activity !== 'object' || typeof activity.type !== 'string') {
-        sendError(res, 400, 'invalid_body', 'the body is not a Bot Framework activity (no "type")', {
-          field: 'type',
-        });
+      const parsed = activitySchema.safeParse(req.body);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const field = issue?.path.join('.') || 'type';
+        sendError(res, 400, 'invalid_body', `${field}: ${issue?.message ?? 'is not valid'}`, { field });
         return;
       }
+      const activity = req.body as Activity;
       const header = req.headers.authorization ?? '';
       adapter.authenticate(activity, header).then(
         async (authenticated) => {
           try {
+            const problem = activityProblem(activity, trust);
+            if (problem) {
+              await refuse(res, whoSent(activity), problem);
+              return;
+            }
             const response = await adapter.run(authenticated, activity, logic);
             res.status(response?.status ?? 200);
             if (response?.body !== undefined) res.json(response.body);
@@ -104,4 +155,10 @@ export function teamsRequestHandler(
       );
     });
   };
+}
+
+/** Who an activity says sent it, for the audit of a refusal (not vouched for: named as such). */
+function whoSent(activity: Activity): string {
+  const from = activity.from as { aadObjectId?: string; id?: string } | undefined;
+  return `${tenantOf(activity) ?? 'no-tenant'}:${from?.aadObjectId ?? from?.id ?? 'unknown'}`;
 }

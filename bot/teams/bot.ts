@@ -18,6 +18,7 @@ import { rejectAction } from '../../core/reject-action.js';
 import { type CommandPlace, replyText, runCommand } from '../commands.js';
 import type { Runtime } from '../runtime.js';
 import { baseConversationId } from './publisher.js';
+import { type TeamsTrust, tenantOf } from './trust.js';
 
 const CARD = 'application/vnd.microsoft.card.adaptive';
 const VERBS = ['approve', 'reject', 'markDone', 'refresh'] as const;
@@ -29,12 +30,6 @@ const DECIDE: Record<Exclude<Verb, 'refresh'>, typeof approveAction> = {
   markDone: markTaskDone,
 };
 
-/** The tenant an activity comes from (`channelData.tenant.id`, else `conversation.tenantId`). */
-export function tenantOf(activity: TurnContext['activity']): string | undefined {
-  const channelData = activity.channelData as { tenant?: { id?: string } } | undefined;
-  return channelData?.tenant?.id ?? activity.conversation?.tenantId;
-}
-
 /**
  * The Teams side of the bot: remembers where it is installed, answers Universal Action clicks with the
  * clicker's own card, and runs chat commands. Every decision is the core's.
@@ -42,7 +37,7 @@ export function tenantOf(activity: TurnContext['activity']): string | undefined 
 export class MdrTeamsBot extends TeamsActivityHandler {
   constructor(
     private readonly runtime: Runtime,
-    private readonly tenantId: string | undefined,
+    private readonly trust: TeamsTrust,
   ) {
     super();
     this.onInstallationUpdateAdd(async (ctx, next) => {
@@ -115,13 +110,19 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     const text = (TurnContext.removeRecipientMention(ctx.activity) ?? ctx.activity.text ?? '')
       .replace(/&nbsp;/g, ' ')
       .trim();
-    const reply = await runCommand(this.runtime.deps, text, actor, await this.placeOf(ctx));
+    const place = await this.placeOf(ctx);
+    const reply = await runCommand(this.runtime.deps, text, actor, place);
     if (reply.kind === 'tasks') {
       const card = renderTeamsTaskList(reply.tasks, this.viewOptions());
       await ctx.sendActivity(MessageFactory.attachment(CardFactory.adaptiveCard(card)));
       return;
     }
-    const message = MessageFactory.text(replyText(reply));
+    // Teams has no message only one person sees: the answer elsewhere is where to ask, and nothing else.
+    const where =
+      reply.kind === 'refused' && place === 'elsewhere'
+        ? ' Send them in a channel of the team the MDR app is installed in, or in a personal chat with the bot.'
+        : '';
+    const message = MessageFactory.text(`${replyText(reply)}${where}`);
     message.textFormat = 'plain';
     await ctx.sendActivity(message);
   }
@@ -137,7 +138,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
 
   /** Who clicked or wrote, or why nobody may act from here. */
   private actorOf(ctx: TurnContext): Actor | { refused: string } {
-    if (this.tenantId && tenantOf(ctx.activity) !== this.tenantId)
+    if (this.trust.tenantId && tenantOf(ctx.activity) !== this.trust.tenantId)
       return { refused: 'this bot serves only its own organisation (MicrosoftAppTenantId)' };
     const aadObjectId = ctx.activity.from?.aadObjectId;
     if (!aadObjectId)
@@ -145,11 +146,15 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     return { id: `teams:${aadObjectId}`, platform: 'teams' };
   }
 
-  /** Store where the bot was added, so incident cards can be posted there later. */
+  /**
+   * Store where the bot was added, with its tenant, so incident cards can be posted there later. Only
+   * for the allowed tenant (the endpoint already refused others; checked again where it is saved).
+   */
   private async remember(ctx: TurnContext): Promise<void> {
-    if (this.tenantId && tenantOf(ctx.activity) !== this.tenantId) {
+    const tenant = tenantOf(ctx.activity);
+    if (this.trust.tenantId && tenant !== this.trust.tenantId) {
       this.runtime.logger.warn(
-        { tenant: tenantOf(ctx.activity) },
+        { tenant },
         'Teams: the bot was added in another tenant than MicrosoftAppTenantId: ignored, no cards go there',
       );
       return;
@@ -158,7 +163,11 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     const conversationId = baseConversationId(ctx.activity.conversation.id);
     await this.runtime.store.saveConversation(conversationId, {
       ...reference,
-      conversation: { ...reference.conversation, id: conversationId },
+      conversation: {
+        ...reference.conversation,
+        id: conversationId,
+        ...(tenant ? { tenantId: tenant } : {}),
+      },
     });
     this.runtime.logger.info(
       { conversationId, conversationType: ctx.activity.conversation.conversationType },
@@ -180,11 +189,24 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     if (!known.some((c) => c.conversationId === baseConversationId(wanted))) await this.remember(ctx);
   }
 
-  /** A conversation of the allowed tenant where the bot is installed counts as the SOC's; no other does. */
+  /**
+   * Where a command was sent. The SOC's conversations are those of the allowed tenant (checked before
+   * this runs) where the bot is installed: a stored conversation, or any channel of a team whose install
+   * is stored. A personal chat with the bot there is a direct message. Anywhere else the bot does not
+   * answer commands.
+   */
   private async placeOf(ctx: TurnContext): Promise<CommandPlace> {
-    const conversationId = baseConversationId(ctx.activity.conversation.id);
-    const known = await this.runtime.store.listConversations();
-    return known.some((c) => c.conversationId === conversationId) ? 'socChannel' : 'elsewhere';
+    const { activity } = ctx;
+    const conversationId = baseConversationId(activity.conversation.id);
+    const team = (activity.channelData as { team?: { id?: unknown } } | undefined)?.team?.id;
+    const known = new Set((await this.runtime.store.listConversations()).map((c) => c.conversationId));
+    const installed =
+      known.has(conversationId) ||
+      (activity.conversation.conversationType === 'channel' &&
+        typeof team === 'string' &&
+        known.has(baseConversationId(team)));
+    if (!installed) return 'elsewhere';
+    return activity.conversation.conversationType === 'personal' ? 'direct' : 'socChannel';
   }
 
   /** True when the invoke came from an incident card this bot posted (not from a `pending` task list). */

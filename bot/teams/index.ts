@@ -1,47 +1,67 @@
 import type { RequestHandler } from 'express';
+import { recordRefusal } from '../../core/decisions.js';
 import type { CardPublisher } from '../delivery.js';
 import type { Runtime } from '../runtime.js';
-import { createTeamsAdapter, type TeamsEnv, teamsRequestHandler } from './adapter.js';
+import { createTeamsAdapter, TEAMS_OFF, type TeamsEnv, teamsRequestHandler } from './adapter.js';
 import { MdrTeamsBot } from './bot.js';
 import { TeamsPublisher } from './publisher.js';
+import { teamsTrustOf } from './trust.js';
 
 export { isLoopbackAddress } from '../loopback.js';
 export type { TeamsEnv } from './adapter.js';
 
-/** What the Teams wiring gives the server: the `/api/messages` handler and the card publisher. */
+/** What the Teams wiring gives the server: the `/api/messages` handler and, when Teams is on, the card publisher. */
 export interface TeamsWiring {
   handler: RequestHandler;
-  publisher: CardPublisher;
+  publisher?: CardPublisher;
 }
 
 const blank = (v: string | undefined) => (v?.trim() ? v.trim() : undefined);
 
 /**
- * Wire Teams (Bot Framework) to the runtime: `env` is handed to Bot Framework unchanged. The publisher
- * is added to `runtime.publishers`, so incident changes reach Teams.
+ * Wire Teams (Bot Framework) to the runtime. What is trusted comes from `runtime.config`; `env` is handed
+ * to Bot Framework unchanged and must name the same app id. Teams is on with an app id, or in local mode
+ * for this machine only; otherwise `/api/messages` answers 401 and no card is delivered. When on, the
+ * publisher is added to `runtime.publishers`, so incident changes reach Teams.
  */
 export function createTeams(runtime: Runtime, env: TeamsEnv = process.env): TeamsWiring {
-  const appId = blank(env.MicrosoftAppId) ?? '';
+  const { config, logger } = runtime;
+  const appId = config.teams.appId ?? '';
+  if ((blank(env.MicrosoftAppId) ?? '') !== appId)
+    throw new Error('createTeams: the environment names another MicrosoftAppId than the configuration');
+  const trust = teamsTrustOf(config);
   const adapter = createTeamsAdapter(env);
-  const bot = new MdrTeamsBot(runtime, blank(env.MicrosoftAppTenantId));
+  const bot = new MdrTeamsBot(runtime, trust);
+  const audit = (who: string, detail: string) =>
+    recordRefusal(
+      runtime.deps,
+      { id: `teams-unverified:${who}`.slice(0, 300), platform: 'teams' },
+      'teams-activity',
+      `not_allowed: ${detail}`,
+    );
+  const handler = teamsRequestHandler(adapter, (ctx) => bot.run(ctx), { trust, logger, audit });
+  if (!trust.authEnabled && !trust.localMode) {
+    logger.warn(`Teams: ${TEAMS_OFF}. /api/messages answers 401 until then.`);
+    return { handler };
+  }
   const publisher = new TeamsPublisher({
     adapter,
     appId,
     store: runtime.store,
-    config: runtime.config,
+    config,
     clock: runtime.clock,
-    logger: runtime.logger,
+    logger,
   });
   runtime.publishers.push(publisher);
-  if (appId) runtime.logger.info({ appId }, 'Teams: /api/messages checks Bot Framework tokens');
-  else {
-    runtime.logger.warn(
-      'Teams: MicrosoftAppId is not set, so Bot Framework checks no token: /api/messages serves loopback callers only (Agents Playground, Emulator) and answers 401 to any other address',
+  if (trust.authEnabled) {
+    logger.info(
+      { appId, tenantId: trust.tenantId, extraServiceUrlHosts: trust.serviceUrlHosts },
+      'Teams: /api/messages checks Bot Framework tokens and serves only the tenant MicrosoftAppTenantId',
+    );
+  } else {
+    logger.warn(
+      'Teams: local mode, without MicrosoftAppId: /api/messages serves this machine only (Agents Playground, Emulator), not through a proxy or tunnel',
     );
   }
-  const handler = teamsRequestHandler(adapter, (ctx) => bot.run(ctx), {
-    authEnabled: Boolean(appId),
-    logger: runtime.logger,
-  });
   return { handler, publisher };
 }

@@ -14,13 +14,14 @@ import {
   statusOf,
   withTeamsRetry,
 } from './throttle.js';
+import { deliveryProblem, teamsTrustOf } from './trust.js';
 
 /** What the publisher needs from the runtime. */
 export interface TeamsPublisherDeps {
   adapter: TeamsAdapter;
   appId: string;
   store: ActionStore;
-  config: Pick<Config, 'policy' | 'publicUrl'>;
+  config: Pick<Config, 'policy' | 'publicUrl' | 'teams' | 'localMode'>;
   clock: Clock;
   logger: Logger;
   limiter?: ConversationRateLimiter;
@@ -73,13 +74,13 @@ export class TeamsPublisher implements CardPublisher {
       await this.saveRefs(incidentId, plan);
     }
     const card = this.sharedCard(state);
-    const references = new Map((await store.listConversations()).map((c) => [c.conversationId, c.reference]));
+    const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
     for (const ref of [...plan]) {
       const reference = references.get(ref.conversationId) as Partial<ConversationReference> | undefined;
       if (!reference) {
         this.deps.logger.warn(
           { incidentId, conversationId: ref.conversationId },
-          'Teams card not updated: the bot is no longer installed in that conversation',
+          'Teams card not updated: the bot is no longer installed in that conversation, or it is no longer allowed',
         );
         plan = plan.filter((r) => r !== ref);
         await this.saveRefs(incidentId, plan);
@@ -116,9 +117,7 @@ export class TeamsPublisher implements CardPublisher {
 
   async remind(task: Task, state: IncidentState): Promise<void> {
     const refs = (await this.deps.store.getCardRefs(state.incident.id)).teams ?? [];
-    const references = new Map(
-      (await this.deps.store.listConversations()).map((c) => [c.conversationId, c.reference]),
-    );
+    const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
     const text = `Reminder: customer task ${task.id} (${task.type}) is still pending. ${task.guidance} When it is done, press Mark done on the card or send "done ${task.id}".`;
     for (const ref of refs) {
       const reference = references.get(ref.conversationId) as Partial<ConversationReference> | undefined;
@@ -144,7 +143,7 @@ export class TeamsPublisher implements CardPublisher {
 
   /** Where a new incident's card goes: the policy's channel if stored, else every stored team channel. */
   private async targets(): Promise<{ conversationId: string; reference: unknown }[]> {
-    const all = await this.deps.store.listConversations();
+    const all = await this.conversations();
     const wanted = this.deps.config.policy.channels.teams;
     if (wanted) {
       const match = all.filter((c) => c.conversationId === baseConversationId(wanted));
@@ -157,6 +156,25 @@ export class TeamsPublisher implements CardPublisher {
       return match;
     }
     return all.filter((c) => isChannelReference(c.reference as Partial<ConversationReference>));
+  }
+
+  /**
+   * The stored conversations cards may go to: of the allowed tenant, at an allowed `serviceUrl`. Others
+   * (another tenant, a reference saved without its tenant, a serviceUrl no longer allowed) are skipped.
+   */
+  private async conversations(): Promise<{ conversationId: string; reference: unknown }[]> {
+    const trust = teamsTrustOf(this.deps.config);
+    const allowed: { conversationId: string; reference: unknown }[] = [];
+    for (const c of await this.deps.store.listConversations()) {
+      const problem = deliveryProblem(c.reference as Partial<ConversationReference>, trust);
+      if (!problem) allowed.push(c);
+      else
+        this.deps.logger.warn(
+          { conversationId: c.conversationId, reason: problem },
+          'Teams: no card goes to this stored conversation',
+        );
+    }
+    return allowed;
   }
 
   /** Run `logic` in the conversation, inside Teams' rate limits and with back-off on throttling. */

@@ -18,7 +18,16 @@ import {
   SLACK_BOT_TOKEN,
   SLACK_SIGNING_SECRET,
 } from '../support/slack.js';
-import { botAddedToTeam, CHANNEL_ID, cardAction, EXPERT_USER, TEAMS_SERVICE_URL } from '../support/teams.js';
+import {
+  botAddedToTeam,
+  CHANNEL_ID,
+  cardAction,
+  channelToken,
+  EXPERT_USER,
+  fakeBotFramework,
+  TEAMS_AUTH_ENV,
+  TEAMS_SERVICE_URL,
+} from '../support/teams.js';
 
 const INCIDENT = '48213';
 const WAIT = { timeout: 10_000, interval: 50 };
@@ -50,6 +59,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
+  fakeBotFramework();
   nock.disableNetConnect();
   nock.enableNetConnect(/127\.0\.0\.1|localhost/);
 });
@@ -102,11 +112,12 @@ const startBoth = async () => {
       SLACK_SIGNING_SECRET,
       SLACK_API_URL,
       POLICY_FILE: join(policyDir, 'policy.yaml'),
+      ...TEAMS_AUTH_ENV,
     },
     parts: { store, storeKind: 'redis' },
-    mounts: (rt) => ({ slack: createSlack(rt).handler, teams: createTeams(rt, {}).handler }),
+    mounts: (rt) => ({ slack: createSlack(rt).handler, teams: createTeams(rt, TEAMS_AUTH_ENV).handler }),
   });
-  await send(`${bot.url}/api/messages`, { body: botAddedToTeam() });
+  await send(`${bot.url}/api/messages`, { body: botAddedToTeam(), token: channelToken() });
   await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
   await vi.waitFor(async () => {
     const refs = await store.getCardRefs(INCIDENT);
@@ -120,6 +131,7 @@ it('an approval made in Teams updates the Slack message', async () => {
   const { slack, teams } = fakePlatforms();
   const refs = await startBoth();
   const click = await send(`${bot.url}/api/messages`, {
+    token: channelToken(),
     body: cardAction(
       'approve',
       { incidentId: INCIDENT, actionId: 'act-1' },

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,14 +25,16 @@ import {
   CHANNEL_ID,
   CUSTOMER_USER,
   cardAction,
+  channelToken,
   EXPERT_USER,
+  fakeBotFramework,
   installationUpdate,
   mentionMessage,
+  TEAMS_AUTH_ENV,
   TEAMS_SERVICE_URL,
 } from '../support/teams.js';
 
 const CARD = 'application/vnd.microsoft.card.adaptive';
-const APP_ID = 'b07b07b0-0000-4000-8000-000000000b07';
 const INCIDENT = '48213';
 /** Delivery is coalesced (1 s window) and may back off: poll for up to 10 s. */
 const WAIT = { timeout: 10_000, interval: 50 };
@@ -146,6 +148,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
     executor = new CountingExecutor();
     connector = fakeConnector();
     bot = await startBot({
+      env,
       parts: { store, storeKind: 'redis', executor },
       config: (c) => ({
         ...c,
@@ -323,11 +326,11 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
     await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
     const foreign = await activity(cardAction('approve', { incidentId: INCIDENT, actionId: 'act-1' }));
     expect(foreign.status).toBe(403);
-    expect(foreign.body).toMatchObject({ statusCode: 403, type: 'application/vnd.microsoft.error' });
+    expect(foreign.body).toMatchObject({ error: { code: 'forbidden' } });
     expect(cardText(foreign.body)).not.toContain('fin-wks');
     expect(await store.listAudit()).toMatchObject([
       {
-        event: 'approve',
+        event: 'teams-activity',
         outcome: 'refused',
         platform: 'teams',
         detail: expect.stringContaining('MicrosoftAppTenantId'),
@@ -434,7 +437,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
       method: 'POST',
     };
     handler(req as any, res, next);
-    expect(res.statusCode).toBe(401);
+    await vi.waitFor(() => expect(res.statusCode).toBe(401));
     expect(res.body).toMatchObject({ error: { code: 'unauthorized' } });
     expect(next).not.toHaveBeenCalled();
     expect(await store.listConversations()).toEqual([]);
@@ -482,55 +485,25 @@ describe('isLoopbackAddress', () => {
 });
 
 describe('Teams with MicrosoftAppId set', () => {
-  const OPENID = 'https://login.botframework.com';
-  const env = { MicrosoftAppId: APP_ID, MicrosoftAppPassword: 'app-password-0123456789' };
-  // Bot Framework caches signing keys per metadata URL for the whole process: one key for this file.
-  const signing = generateKeyPairSync('rsa', { modulusLength: 2048 });
   let bot: BotServer;
   let store: RedisStore;
 
   const startWith = async (extra: Record<string, string> = {}) => {
     store = new RedisStore({ url: redis.url }, `${redis.prefix}${randomUUID().slice(0, 8)}:`);
+    const env = { ...TEAMS_AUTH_ENV, ...extra };
     bot = await startBot({
       env,
       parts: { store, storeKind: 'redis' },
-      mounts: (rt) => ({ teams: createTeams(rt, { ...env, ...extra }).handler }),
+      mounts: (rt) => ({ teams: createTeams(rt, env).handler }),
     });
   };
   beforeEach(() => {
-    const jwk = { ...signing.publicKey.export({ format: 'jwk' }), kid: 'test-key-1', use: 'sig' };
-    nock(OPENID)
-      .persist()
-      .get('/v1/.well-known/openidconfiguration')
-      .reply(200, {
-        issuer: 'https://api.botframework.com',
-        authorization_endpoint: 'https://invalid.botframework.com',
-        jwks_uri: `${OPENID}/v1/.well-known/keys`,
-        id_token_signing_alg_values_supported: ['RS256'],
-        token_endpoint_auth_methods_supported: ['private_key_jwt'],
-      })
-      .get('/v1/.well-known/keys')
-      .reply(200, { keys: [jwk] });
+    fakeBotFramework();
   });
   afterEach(async () => {
     await bot.close();
   });
 
-  const token = (key: KeyObject, claims: Record<string, unknown> = {}) => {
-    const now = Math.floor(Date.now() / 1000);
-    const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
-    const head = enc({ alg: 'RS256', kid: 'test-key-1', typ: 'JWT' });
-    const body = enc({
-      iss: 'https://api.botframework.com',
-      aud: APP_ID,
-      serviceurl: TEAMS_SERVICE_URL,
-      nbf: now - 60,
-      exp: now + 600,
-      ...claims,
-    });
-    const signature = sign('RSA-SHA256', Buffer.from(`${head}.${body}`), key).toString('base64url');
-    return `${head}.${body}.${signature}`;
-  };
   const forger = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
 
   it('answers 401 without a token, with a garbage token and with a forged one, and runs nothing', async () => {
@@ -539,8 +512,8 @@ describe('Teams with MicrosoftAppId set', () => {
     const results = [
       await send(url, { body: botAddedToTeam() }),
       await send(url, { body: botAddedToTeam(), token: 'not-a-jwt' }),
-      await send(url, { body: botAddedToTeam(), token: token(forger) }),
-      await send(url, { body: botAddedToTeam(), token: token(signing.privateKey, { aud: 'someone-else' }) }),
+      await send(url, { body: botAddedToTeam(), token: channelToken({}, forger) }),
+      await send(url, { body: botAddedToTeam(), token: channelToken({ aud: 'someone-else' }) }),
       await send(url, { body: cardAction('approve', { incidentId: INCIDENT, actionId: 'act-1' }) }),
     ];
     expect(results.map((r) => r.status)).toEqual([401, 401, 401, 401, 401]);
@@ -553,7 +526,10 @@ describe('Teams with MicrosoftAppId set', () => {
     const metadata = 'https://openid.test.local/v1/.well-known/openidconfiguration';
     nock('https://openid.test.local').persist().get(/.*/).reply(503, 'unavailable');
     await startWith({ ToBotFromChannelOpenIdMetadataUrl: metadata });
-    const res = await send(`${bot.url}/api/messages`, { body: botAddedToTeam(), token: token(forger) });
+    const res = await send(`${bot.url}/api/messages`, {
+      body: botAddedToTeam(),
+      token: channelToken({}, forger),
+    });
     expect(res.status).toBe(401);
     expect(await store.listConversations()).toEqual([]);
   });
@@ -562,7 +538,7 @@ describe('Teams with MicrosoftAppId set', () => {
     await startWith();
     const res = await send(`${bot.url}/api/messages`, {
       body: botAddedToTeam(),
-      token: token(signing.privateKey),
+      token: channelToken(),
     });
     expect(res.status).toBe(200);
     expect((await store.listConversations()).map((c) => c.conversationId)).toEqual([CHANNEL_ID]);

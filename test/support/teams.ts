@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
+import nock from 'nock';
 
 /** Activities shaped as Microsoft Teams sends them to a bot (Bot Framework v3), built with overrides. */
 
@@ -171,4 +172,77 @@ export function mentionMessage(
     },
     overrides,
   );
+}
+
+/** The bot registration the authenticated tests run as. */
+export const APP_ID = 'b07b07b0-0000-4000-8000-000000000b07';
+/** Teams with authentication on, for the test tenant; the fake connector host is allowed by name. */
+export const TEAMS_AUTH_ENV = {
+  MicrosoftAppId: APP_ID,
+  MicrosoftAppPassword: 'app-password-0123456789',
+  MicrosoftAppTenantId: TENANT_ID,
+  TEAMS_SERVICE_URL_HOSTS: new URL(TEAMS_SERVICE_URL).hostname,
+};
+
+const OPENID = 'https://login.botframework.com';
+const LOGIN = 'https://login.microsoftonline.com';
+// Bot Framework caches signing keys per metadata URL for the whole process: one key per test file.
+const signing = generateKeyPairSync('rsa', { modulusLength: 2048 });
+
+/**
+ * Fake the Bot Framework at the network: its OpenID metadata and signing keys (inbound tokens) and the
+ * Entra token endpoint the bot gets its own Bot Connector token from (outbound). Call after
+ * `nock.cleanAll()`.
+ */
+export function fakeBotFramework(): void {
+  const jwk = { ...signing.publicKey.export({ format: 'jwk' }), kid: 'test-key-1', use: 'sig' };
+  nock(OPENID)
+    .persist()
+    .get('/v1/.well-known/openidconfiguration')
+    .reply(200, {
+      issuer: 'https://api.botframework.com',
+      authorization_endpoint: 'https://invalid.botframework.com',
+      jwks_uri: `${OPENID}/v1/.well-known/keys`,
+      id_token_signing_alg_values_supported: ['RS256'],
+      token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    })
+    .get('/v1/.well-known/keys')
+    .reply(200, { keys: [{ ...jwk, endorsements: ['msteams', 'emulator', 'webchat'] }] });
+  nock(LOGIN)
+    .persist()
+    .get(/\/discovery\/instance/)
+    .reply(200, {
+      tenant_discovery_endpoint: `${LOGIN}/botframework.com/v2.0/.well-known/openid-configuration`,
+      metadata: [{ preferred_network: 'login.microsoftonline.com', aliases: ['login.microsoftonline.com'] }],
+    })
+    .get(/\/\.well-known\/openid-configuration/)
+    .reply(200, {
+      token_endpoint: `${LOGIN}/botframework.com/oauth2/v2.0/token`,
+      authorization_endpoint: `${LOGIN}/botframework.com/oauth2/v2.0/authorize`,
+      issuer: `${LOGIN}/botframework.com/v2.0`,
+      jwks_uri: `${LOGIN}/botframework.com/discovery/v2.0/keys`,
+      end_session_endpoint: `${LOGIN}/botframework.com/oauth2/v2.0/logout`,
+    })
+    .post(/\/oauth2\/v2\.0\/token/)
+    .reply(200, { token_type: 'Bearer', expires_in: 3600, ext_expires_in: 3600, access_token: 'bot-token' });
+}
+
+/** A Bot Framework channel token for `APP_ID`, signed with the faked key (`key` to forge one). */
+export function channelToken(
+  claims: Record<string, unknown> = {},
+  key: KeyObject = signing.privateKey,
+): string {
+  const now = Math.floor(Date.now() / 1000);
+  const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = enc({ alg: 'RS256', kid: 'test-key-1', typ: 'JWT' });
+  const body = enc({
+    iss: 'https://api.botframework.com',
+    aud: APP_ID,
+    serviceurl: TEAMS_SERVICE_URL,
+    nbf: now - 60,
+    exp: now + 600,
+    ...claims,
+  });
+  const signature = sign('RSA-SHA256', Buffer.from(`${head}.${body}`), key).toString('base64url');
+  return `${head}.${body}.${signature}`;
 }

@@ -52,6 +52,8 @@ describe('loadConfig', () => {
         'MicrosoftAppTenantId',
       ],
       [{ MicrosoftAppType: 'Personal' }, 'MicrosoftAppType'],
+      [{ MicrosoftAppTenantId: 'contoso.onmicrosoft.com' }, 'MicrosoftAppTenantId'],
+      [{ TEAMS_SERVICE_URL_HOSTS: 'smba.example, https://x.example/' }, 'TEAMS_SERVICE_URL_HOSTS'],
       [{ DEFENDER_CLIENT_SECRET: 's3cret' }, 'DEFENDER_TENANT_ID'],
       [{ AZURE_AUTHORITY_HOST: 'http://login.example' }, 'AZURE_AUTHORITY_HOST'],
       [{ DEFENDER_API_URL: 'ftp://x' }, 'DEFENDER_API_URL'],
@@ -111,6 +113,21 @@ reminders:
     expect(problems[0]).toMatch(/^POLICY_FILE: .*roles\.experts\[0\]: must be "slack:<user id>"/);
     expect(problems[0]).toContain('exclusions.devices[0]');
     expect(problemsOf({ POLICY_FILE: policyFile('roles: [unclosed') })[0]).toContain('not valid YAML');
+  });
+
+  it('keeps the Teams tenant and the extra serviceUrl hosts', () => {
+    const config = loadConfig({
+      MicrosoftAppId: '00000000-0000-0000-0000-000000000001',
+      MicrosoftAppPassword: 'secret-value',
+      MicrosoftAppTenantId: '7F3C2A10-5B1E-4C8D-9A6F-2E4B8D1C0A55',
+      TEAMS_SERVICE_URL_HOSTS: ' smba.sovereign.example , *.Bots.Example ',
+    });
+    expect(config.teams).toMatchObject({
+      authEnabled: true,
+      tenantId: '7f3c2a10-5b1e-4c8d-9a6f-2e4b8d1c0a55',
+      serviceUrlHosts: ['smba.sovereign.example', '*.bots.example'],
+    });
+    expect(config.localMode).toBe(false);
   });
 
   it('keeps Slack settings and trims the API URL', () => {
