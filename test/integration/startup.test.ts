@@ -57,7 +57,7 @@ describe('npm start', () => {
     const { base, output } = await startOnFreePort({
       SLACK_BOT_TOKEN: 'xoxb-1-2-3',
       SLACK_SIGNING_SECRET: 'abcdef0123456789abcdef',
-      SLACK_API_URL: 'http://127.0.0.1:9/api/',
+      SLACK_API_URL: 'https://127.0.0.1:9/api/',
     });
     const res = await fetch(`${base}/slack/events`, {
       method: 'POST',
