@@ -150,6 +150,39 @@ describe('Slack requests from another workspace than the bot token', () => {
     });
   });
 
+  it('answers commands only in the SOC channel and direct messages, the exclusion list to experts and admins only, pending and done to the SOC channel; each refusal audited', async () => {
+    fakeAuthTest();
+    await start();
+    const customer = 'U0CUSTOMER';
+
+    const listInSoc = await command(customer, 'exclusions');
+    const pendingElsewhere = await command(customer, 'pending', {
+      channel_id: 'C0RANDOM',
+      channel_name: 'random',
+    });
+    const doneElsewhere = await command(customer, 'done 48213:act-5', { channel_id: 'C0RANDOM' });
+    const pendingInDm = await command(customer, 'pending', {
+      channel_id: 'D0CUSTOMER',
+      channel_name: 'directmessage',
+    });
+    const expertInDm = await command(EXPERT, 'exclusions', { channel_id: 'D0EXPERT1' });
+
+    for (const refused of [listInSoc, pendingElsewhere, doneElsewhere, pendingInDm]) {
+      expect(refused.body).toMatchObject({ response_type: 'ephemeral' });
+      expect(JSON.stringify(refused.body)).not.toContain('Finance-Servers');
+    }
+    expect(pendingElsewhere.body.text).toContain('<#C0SOC>');
+    expect(JSON.stringify(expertInDm.body)).toContain('Finance-Servers');
+    const audited = (await store.listAudit()).filter((e) => e.outcome === 'refused');
+    expect(audited.map((e) => e.actor)).toEqual(Array(4).fill(`slack:${customer}`));
+    expect(audited.map((e) => e.detail.split(':')[0])).toEqual([
+      'not_allowed',
+      'wrong_place',
+      'wrong_place',
+      'wrong_place',
+    ]);
+  });
+
   it('refuses and audits an event from another workspace', async () => {
     fakeAuthTest();
     await start();
