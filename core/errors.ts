@@ -5,7 +5,8 @@ export type ErrorCode =
   | 'config_invalid'
   | 'asset_lookup_failed'
   | 'execution_failed'
-  | 'not_found';
+  | 'not_found'
+  | 'wrong_tenant';
 
 /** Base class for coded failures; the HTTP layer maps `code` to a status. */
 export class MdrError extends Error {
@@ -44,5 +45,14 @@ export class AssetLookupError extends MdrError {
 export class NotFoundError extends MdrError {
   constructor(message: string) {
     super('not_found', message);
+  }
+}
+
+/** An incident of another Entra tenant than the one this bot serves: refused (and audited), nothing stored. */
+export class WrongTenantError extends MdrError {
+  readonly incidentTenant: string;
+  constructor(incidentId: string, incidentTenant: string) {
+    super('wrong_tenant', `incident ${incidentId} belongs to another tenant than DEFENDER_TENANT_ID`);
+    this.incidentTenant = incidentTenant;
   }
 }
