@@ -116,6 +116,13 @@ export function describeRuntime(runtime: Runtime): string[] {
         ? 'policy: built-in demo policy'
         : 'policy: none (set POLICY_FILE): nobody may approve',
   ];
+  if (config.allowInsecureUrls && !config.localMode) {
+    lines.push(
+      `ALLOW_INSECURE_URLS=true: http:// base URLs are allowed, so tokens may travel in clear (tests only)${
+        config.insecureUrls.length > 0 ? `; in use: ${config.insecureUrls.join(', ')}` : ''
+      }`,
+    );
+  }
   return lines;
 }
 

@@ -23,10 +23,6 @@ const httpUrl = (hint: string) =>
   z
     .url({ protocol: /^https?$/, error: `must be an http(s) URL, ${hint}` })
     .transform((u) => u.replace(/\/+$/, ''));
-const httpsUrl = (hint: string) =>
-  z
-    .url({ protocol: /^https$/, error: `must be an https URL, ${hint}` })
-    .transform((u) => u.replace(/\/+$/, ''));
 const secret = (what: string) =>
   z.string().min(16, `is too short: use at least 16 random characters for ${what}`);
 const bool = z
@@ -93,7 +89,7 @@ const envSchema = z.object({
   DEFENDER_CLIENT_ID: optional(z.string()),
   DEFENDER_CLIENT_SECRET: optional(z.string()),
   AZURE_AUTHORITY_HOST: withDefault(
-    httpsUrl('e.g. https://login.microsoftonline.com'),
+    httpUrl('e.g. https://login.microsoftonline.com'),
     'https://login.microsoftonline.com',
   ),
   DEFENDER_API_URL: withDefault(
@@ -102,6 +98,7 @@ const envSchema = z.object({
   ),
   GRAPH_API_URL: withDefault(httpUrl('e.g. https://graph.microsoft.com'), 'https://graph.microsoft.com'),
   DRY_RUN: withDefault(bool, 'false'),
+  ALLOW_INSECURE_URLS: withDefault(bool, 'false'),
   GRAPH_POLL_SECONDS: optional(
     z.coerce.number().int().min(30, 'must be at least 30 (Graph allows 150 requests a minute)'),
   ),
@@ -110,6 +107,14 @@ const envSchema = z.object({
 });
 
 type Env = z.output<typeof envSchema>;
+
+/** Base URLs that carry bearer tokens or the bot token: `https://` outside local mode. */
+export const SECURE_URL_VARIABLES = [
+  'SLACK_API_URL',
+  'DEFENDER_API_URL',
+  'GRAPH_API_URL',
+  'AZURE_AUTHORITY_HOST',
+] as const;
 
 export interface Config {
   port: number;
@@ -143,6 +148,10 @@ export interface Config {
   graphPollSeconds?: number;
   logLevel: Env['LOG_LEVEL'];
   publicUrl?: string;
+  /** `ALLOW_INSECURE_URLS=true` (tests only): `http://` base URLs allowed outside local mode. */
+  allowInsecureUrls: boolean;
+  /** The variables of SECURE_URL_VARIABLES that are `http://` under ALLOW_INSECURE_URLS (named in the log). */
+  insecureUrls: string[];
   /** No Slack, Teams, Defender or Redis configured: the embedded default. */
   localMode: boolean;
 }
@@ -205,6 +214,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
 
+  // Outside local mode a token must never travel in clear: http:// only when explicitly allowed.
+  const local = !e.REDIS_URL && !e.SLACK_BOT_TOKEN && !e.MicrosoftAppId && defenderSet === 0;
+  const insecure = SECURE_URL_VARIABLES.filter((name) => e[name].startsWith('http://'));
+  if (!local && !e.ALLOW_INSECURE_URLS) {
+    for (const name of insecure) {
+      problems.push(
+        `${name}: must be https:// outside local mode (bearer tokens must not travel in clear); for a test server set ALLOW_INSECURE_URLS=true`,
+      );
+    }
+  }
+
   let policy: Policy = DEMO_POLICY;
   if (e.POLICY_FILE) {
     try {
@@ -259,6 +279,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     graphPollSeconds: e.GRAPH_POLL_SECONDS,
     logLevel: e.LOG_LEVEL,
     publicUrl: e.PUBLIC_URL,
+    allowInsecureUrls: e.ALLOW_INSECURE_URLS,
+    insecureUrls: localMode ? [] : insecure,
     localMode,
   };
 }

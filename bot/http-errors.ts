@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, Response } from 'express';
-import { InvalidInputError, MdrError, StoreUnavailableError } from '../core/errors.js';
+import { InvalidInputError, MdrError, StoreUnavailableError, WrongTenantError } from '../core/errors.js';
 import type { Logger } from './logger.js';
 
 /** Send the JSON error shape of the REST API: `{"error": {"code", "message"}}`. */
@@ -18,6 +18,15 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, next) => {
     if (res.headersSent) {
       next(error);
+      return;
+    }
+    if (error instanceof URIError) {
+      // A path that is not valid percent-encoding (`/api/incidents/%ZZ1`): the caller's mistake.
+      logger.warn(
+        { path: req.path.slice(0, 200) },
+        'request path is not valid percent-encoding: answered 400',
+      );
+      sendError(res, 400, 'invalid_url', 'the URL is not valid: check its percent-encoding (%XX)');
       return;
     }
     const type = (error as { type?: string }).type;
@@ -39,6 +48,11 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         field: first?.path ?? '',
         issues: error.issues,
       });
+      return;
+    }
+    if (error instanceof WrongTenantError) {
+      logger.warn({ path: req.path, err: error.message }, 'ingest refused: incident of another tenant');
+      sendError(res, 422, 'wrong_tenant', `${error.message}: it was not stored`);
       return;
     }
     if (error instanceof StoreUnavailableError) {

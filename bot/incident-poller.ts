@@ -1,4 +1,4 @@
-import { InvalidInputError } from '../core/errors.js';
+import { InvalidInputError, WrongTenantError } from '../core/errors.js';
 import { ingestIncident } from '../core/ingest-incident.js';
 import type { Runtime } from './runtime.js';
 
@@ -61,6 +61,10 @@ export class IncidentPoller {
         );
         ingested++;
       } catch (error) {
+        if (error instanceof WrongTenantError) {
+          logger.warn({ err: error.message }, 'skipped a polled Graph incident of another tenant (audited)');
+          continue;
+        }
         if (!(error instanceof InvalidInputError)) throw error;
         logger.warn({ problems: error.issues }, 'skipped a polled Graph incident that does not parse');
       }

@@ -10,6 +10,7 @@ import type {
   Clock,
   CoreDeps,
   CoreJob,
+  IngestRules,
   JobScheduler,
   ResponseExecutor,
 } from '../core/ports.js';
@@ -81,6 +82,13 @@ class QueueScheduler implements JobScheduler {
   }
 }
 
+/** The ingest rules of the configuration: the tenant of DEFENDER_TENANT_ID, PUBLIC_URL's host for portal links. */
+export function ingestRules(config: Config): IngestRules {
+  const tenantId = config.defender?.tenantId;
+  const publicHost = config.publicUrl ? new URL(config.publicUrl).hostname : undefined;
+  return { ...(tenantId ? { tenantId } : {}), ...(publicHost ? { portalHosts: [publicHost] } : {}) };
+}
+
 /** Wire the core to its adapters and register the job handlers. Call `queue.start()` after. */
 export function assembleRuntime(config: Config, logger: Logger, parts: RuntimeParts): Runtime {
   const store = parts.store ?? new MemoryStore();
@@ -98,6 +106,7 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     notifier,
     jobs: new QueueScheduler(queue, clock),
     policy: config.policy,
+    ingest: ingestRules(config),
   };
   const metrics = new Metrics();
 

@@ -1,4 +1,4 @@
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express, type Request, type RequestHandler } from 'express';
 import { apiRouter } from './api.js';
 import { errorHandler, sendError } from './http-errors.js';
 import type { Runtime } from './runtime.js';
@@ -8,6 +8,18 @@ export interface Mounts {
   slack?: RequestHandler;
   teams?: RequestHandler;
   preview?: express.Router;
+}
+
+/** Label of every request no route template matched: one series, whatever the path. */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+/**
+ * The metric label of a request: the template of the route that handled it (`/api/incidents/:id`,
+ * with a mounted router's base), never the path itself, so no request can create new series.
+ */
+export function routeLabel(req: Request): string {
+  const path: unknown = req.route?.path;
+  return typeof path === 'string' ? `${req.baseUrl ?? ''}${path}` : UNMATCHED_ROUTE;
 }
 
 /** The HTTP application: every route of the bot on one port. */
@@ -20,8 +32,7 @@ export function createHttpApp(runtime: Runtime, mounts: Mounts = {}): Express {
   app.use((req, res, next) => {
     const stop = metrics.httpDuration.startTimer();
     res.on('finish', () => {
-      const route =
-        (req.route?.path as string | undefined) ?? (res.statusCode === 404 ? 'unmatched' : req.path);
+      const route = routeLabel(req);
       metrics.httpRequests.inc({ route, status: String(res.statusCode) });
       stop({ route });
     });

@@ -1,4 +1,5 @@
 import { ACTION_CATALOGUE, type ActionState, type ActionType } from '../core/actions.js';
+import { portalUrlOf } from '../core/incident.js';
 import { type ManagedStatus, managedStatus } from '../core/managed-status.js';
 import type {
   ActionRecord,
@@ -199,7 +200,8 @@ export function buildIncidentView(
   const maxActions = options.maxActions ?? 20;
   const maxPerGroup = options.maxPerGroup ?? 10;
   const maxAssets = options.maxAssetsPerKind ?? 5;
-  const portalUrl = safeUrl(incident.portalUrl);
+  // Checked again here for records stored before the ingest checked it: one rule, in core.
+  const portalUrl = safeUrl(portalUrlOf(incident.id, incident.portalUrl, hostsOf(options.apiBaseUrl)));
   const apiUrl = options.apiBaseUrl
     ? safeUrl(`${options.apiBaseUrl.replace(/\/+$/, '')}/api/incidents/${encodeURIComponent(incident.id)}`)
     : undefined;
@@ -373,6 +375,15 @@ function pad(n: number): string {
 }
 
 /** Only http(s) URLs are linked; anything else is dropped. */
+function hostsOf(url: string | undefined): string[] {
+  if (!url) return [];
+  try {
+    return [new URL(url).hostname];
+  } catch {
+    return [];
+  }
+}
+
 function safeUrl(url: string | undefined): string | undefined {
   if (!url) return undefined;
   try {

@@ -6,7 +6,8 @@ export type ErrorCode =
   | 'asset_lookup_failed'
   | 'execution_failed'
   | 'not_found'
-  | 'conflict';
+  | 'conflict'
+  | 'wrong_tenant';
 
 /** Base class for coded failures; the HTTP layer maps `code` to a status. */
 export class MdrError extends Error {
@@ -52,5 +53,14 @@ export class NotFoundError extends MdrError {
 export class ConflictError extends MdrError {
   constructor(message: string) {
     super('conflict', message);
+  }
+}
+
+/** An incident of another Entra tenant than the one this bot serves: refused (and audited), nothing stored. */
+export class WrongTenantError extends MdrError {
+  readonly incidentTenant: string;
+  constructor(incidentId: string, incidentTenant: string) {
+    super('wrong_tenant', `incident ${incidentId} belongs to another tenant than DEFENDER_TENANT_ID`);
+    this.incidentTenant = incidentTenant;
   }
 }

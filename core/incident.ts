@@ -181,8 +181,58 @@ function typeOf(evidence: { '@odata.type'?: string | null | undefined }): string
   return t.slice(t.lastIndexOf('.') + 1).toLowerCase();
 }
 
-/** Turn the Graph incident into the bot's record, collecting assets from the alerts' evidence. */
-export function toIncidentRecord(body: IngestBody, receivedAt: string): IncidentRecord {
+/** Hosts of the Microsoft Defender portal: commercial and GCC, GCC High, DoD (plus `*.security.microsoft.com`). */
+export const DEFENDER_PORTAL_HOSTS: readonly string[] = [
+  'security.microsoft.com',
+  'security.microsoft.us',
+  'security.apps.mil',
+];
+
+/**
+ * True when `url` may be shown as an incident's portal link: https, on a Defender portal host or one
+ * of `extraHosts` (the bot's own PUBLIC_URL host), default port, no credentials. Anything else on a
+ * card would be a link chosen by whoever sent the incident.
+ */
+export function isPortalUrl(url: string | undefined, extraHosts: readonly string[] = []): boolean {
+  if (!url) return false;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  if (parsed.protocol !== 'https:' || parsed.port !== '' || parsed.username || parsed.password) return false;
+  const host = parsed.hostname.toLowerCase();
+  return (
+    DEFENDER_PORTAL_HOSTS.includes(host) ||
+    host.endsWith('.security.microsoft.com') ||
+    extraHosts.some((h) => h.toLowerCase() === host)
+  );
+}
+
+/** The Defender portal page of an incident, built from its id. */
+export function defaultPortalUrl(incidentId: string): string {
+  return `https://security.microsoft.com/incidents/${encodeURIComponent(incidentId)}`;
+}
+
+/** The incident's portal link: `incidentWebUrl` when it is a portal URL (see isPortalUrl), else the default. */
+export function portalUrlOf(
+  incidentId: string,
+  webUrl: string | undefined,
+  extraHosts: readonly string[] = [],
+): string {
+  return webUrl && isPortalUrl(webUrl, extraHosts) ? webUrl : defaultPortalUrl(incidentId);
+}
+
+/**
+ * Turn the Graph incident into the bot's record, collecting assets from the alerts' evidence.
+ * `portalHosts`: hosts allowed for the portal link besides the Defender portal's.
+ */
+export function toIncidentRecord(
+  body: IngestBody,
+  receivedAt: string,
+  options: { portalHosts?: readonly string[] } = {},
+): IncidentRecord {
   const g = body.incident;
   const devices = new Map<string, DeviceAsset>();
   const users = new Map<string, UserAsset>();
@@ -255,7 +305,7 @@ export function toIncidentRecord(body: IngestBody, receivedAt: string): Incident
     title: g.displayName ?? `Incident ${g.id}`,
     severity: g.severity,
     status: g.status ?? 'active',
-    portalUrl: g.incidentWebUrl ?? `https://security.microsoft.com/incidents/${encodeURIComponent(g.id)}`,
+    portalUrl: portalUrlOf(g.id, g.incidentWebUrl ?? undefined, options.portalHosts),
     summary: body.managedResponse.summary ?? g.description ?? '',
     createdAt: g.createdDateTime ?? receivedAt,
     updatedAt: g.lastUpdateDateTime ?? receivedAt,

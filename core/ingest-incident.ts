@@ -1,5 +1,6 @@
 import type { Actor } from './decisions.js';
-import { auditEntry } from './decisions.js';
+import { auditEntry, recordRefusal } from './decisions.js';
+import { WrongTenantError } from './errors.js';
 import { evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
 import { parseIngestBody, toIncidentRecord } from './incident.js';
@@ -15,13 +16,28 @@ export interface IngestResult {
 /**
  * Take one incident notification (the fixed ingest body). Idempotent by incident id: known actions keep
  * their state, new ones are added; actions on excluded assets become customer tasks at once.
- * Throws InvalidInputError (naming the field) before anything is stored.
+ * Throws InvalidInputError (naming the field) before anything is stored, and WrongTenantError (audited)
+ * for an incident of another tenant than `deps.ingest.tenantId`. A portal link that is not the
+ * Defender portal's (or `deps.ingest.portalHosts`) is replaced by the incident's page there.
  */
 export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor): Promise<IngestResult> {
   const parsed = parseIngestBody(body);
+  const expected = deps.ingest?.tenantId;
+  const tenant = parsed.incident.tenantId;
+  if (expected && tenant && tenant.trim().toLowerCase() !== expected.trim().toLowerCase()) {
+    await recordRefusal(
+      deps,
+      actor,
+      'ingest',
+      `wrong_tenant: incident ${parsed.incident.id} of tenant ${tenant.slice(0, 100)}; this bot serves tenant ${expected}`,
+    );
+    throw new WrongTenantError(parsed.incident.id, tenant);
+  }
   const now = deps.clock.now().toISOString();
   const existing = await deps.store.getIncident(String(parsed.incident.id));
-  const incident = toIncidentRecord(parsed, existing?.incident.receivedAt ?? now);
+  const incident = toIncidentRecord(parsed, existing?.incident.receivedAt ?? now, {
+    ...(deps.ingest?.portalHosts ? { portalHosts: deps.ingest.portalHosts } : {}),
+  });
   // A notification without a summary (a poll of Graph) keeps the experts' summary already received.
   if (existing && parsed.managedResponse.summary === undefined) incident.summary = existing.incident.summary;
   const known = new Set(existing?.actions.map((a) => a.id));

@@ -170,6 +170,16 @@ export interface CoreDeps {
   notifier: Notifier;
   jobs: JobScheduler;
   policy: PolicyView;
+  /** What ingest accepts beyond the body's shape (from the configuration); unset: any tenant. */
+  ingest?: IngestRules;
+}
+
+/** Ingest rules set by the configuration: the core never reads it itself. */
+export interface IngestRules {
+  /** The Entra tenant incidents must belong to (DEFENDER_TENANT_ID); others are refused. */
+  tenantId?: string;
+  /** Hosts allowed for an incident's portal link besides the Defender portal's (PUBLIC_URL's). */
+  portalHosts?: readonly string[];
 }
 
 /** The parts of the policy file the core reads at decision time. */

@@ -6,12 +6,15 @@ import type { Runtime } from '../runtime.js';
 import { registerButtonActions } from './button-actions.js';
 import { SlackCardPublisher } from './card-publisher.js';
 import { registerSlashCommand } from './slash-command.js';
+import { type AuthRetry, SlackWorkspace, workspaceGuard } from './workspace.js';
 
 /** The Slack side of the bot: the request handler for `POST /slack/events`, the card publisher, the Bolt app. */
 export interface Slack {
   handler: RequestHandler;
   publisher: CardPublisher;
   app: App;
+  /** The workspace of the bot token (`auth.test`), the only one served. */
+  workspace: SlackWorkspace;
 }
 
 /** Where Slack sends events, button clicks and slash commands (fixed route). */
@@ -22,10 +25,12 @@ const WEB_API_TIMEOUT_MS = 20_000;
 
 /**
  * Build the Slack app from `runtime.config.slack`: Bolt with signature verification (401 on a missing,
- * forged or over five minutes old signature), listeners for buttons and `/mdr`, and a card publisher,
- * which it adds to `runtime.publishers`. Mount `handler` at `POST /slack/events`.
+ * forged or over five minutes old signature), a guard that serves only the bot token's workspace
+ * (read with `auth.test`, retried in the background with `options.authRetry`), listeners for buttons
+ * and `/mdr`, and a card publisher, which it adds to `runtime.publishers`. Mount `handler` at
+ * `POST /slack/events`.
  */
-export function createSlack(runtime: Runtime): Slack {
+export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry } = {}): Slack {
   const { config } = runtime;
   if (!config.slack) {
     throw new Error('Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET');
@@ -41,7 +46,8 @@ export function createSlack(runtime: Runtime): Slack {
   const app = new App({
     receiver,
     logger,
-    // One workspace, one token. No auth.test at start (it would fail unhandled when Slack is unreachable).
+    // One workspace, one token. Bolt's own auth.test at start would fail unhandled when Slack is
+    // unreachable: SlackWorkspace calls it instead, retrying, and the guard fails closed meanwhile.
     authorize: async () => ({ botToken }),
     // The bot listens to no message events, so there is nothing of its own to ignore.
     ignoreSelf: false,
@@ -56,12 +62,20 @@ export function createSlack(runtime: Runtime): Slack {
   app.error(async (error) => {
     runtime.logger.error({ err: error, component: 'slack' }, 'slack listener failed');
   });
+  const workspace = new SlackWorkspace(app.client, botToken, runtime.logger, options.authRetry);
+  app.use(workspaceGuard(workspace, runtime));
   registerButtonActions(app, runtime);
   registerSlashCommand(app, runtime);
 
   const publisher = new SlackCardPublisher(app.client, botToken, runtime);
   runtime.publishers.push(publisher);
-  return { handler: receiver.router, publisher, app };
+  workspace.start();
+  const close = runtime.close;
+  runtime.close = async () => {
+    workspace.stop();
+    await close();
+  };
+  return { handler: receiver.router, publisher, app, workspace };
 }
 
 /** Bolt's logger interface on top of the process logger. */

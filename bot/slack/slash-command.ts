@@ -1,5 +1,5 @@
 import type { App, RespondArguments } from '@slack/bolt';
-import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
+import { escapeMrkdwn, escapeSlack, renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
 import type { Actor } from '../../core/decisions.js';
 import { type CommandPlace, type CommandReply, replyText, runCommand } from '../commands.js';
 import type { Runtime } from '../runtime.js';
@@ -22,10 +22,16 @@ export function commandMessage(
       ? renderSlackTaskList(reply.tasks, apiBaseUrl ? { apiBaseUrl } : {})
       : renderSlackText(replyText(reply));
   if (reply.kind === 'refused' && reply.refusal.code === 'wrong_place') {
-    const where = socChannel ? `<#${socChannel}>` : 'the SOC channel';
-    message = renderSlackText(
-      `${replyText(reply)} Use ${SLASH_COMMAND} in ${where} or in a direct message with the bot.`,
-    );
+    // The channel mention is Slack markup: it must not go through the escaping the rest of the text does.
+    const where = socChannel && /^[A-Z0-9]+$/.test(socChannel) ? `<#${socChannel}>` : 'the SOC channel';
+    const tail = ` Use ${SLASH_COMMAND} in ${where} or in a direct message with the bot.`;
+    const text = replyText(reply);
+    message = {
+      text: `${escapeSlack(text)}${tail}`,
+      blocks: [
+        { type: 'section', text: { type: 'mrkdwn', text: `${escapeMrkdwn(text)}${tail}`, verbatim: true } },
+      ],
+    };
   }
   return { response_type: reply.shared ? 'in_channel' : 'ephemeral', ...message };
 }

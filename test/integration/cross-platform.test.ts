@@ -12,6 +12,7 @@ import { sampleIngestBody } from '../support/core-harness.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   clickButton,
+  fakeAuthTest,
   RESPONSE_URL_ORIGIN,
   SLACK_API_ORIGIN,
   SLACK_API_URL,
@@ -73,6 +74,7 @@ afterEach(async () => {
 function fakePlatforms() {
   const slack = { posts: [] as URLSearchParams[], updates: [] as URLSearchParams[] };
   const teams = { posts: [] as any[], puts: [] as any[] };
+  fakeAuthTest();
   nock(SLACK_API_ORIGIN)
     .persist()
     .post('/api/chat.postMessage')

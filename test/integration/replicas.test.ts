@@ -14,6 +14,7 @@ import { sampleIngestBody } from '../support/core-harness.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   clickButton,
+  fakeAuthTest,
   SLACK_API_ORIGIN,
   SLACK_API_URL,
   SLACK_BOT_TOKEN,
@@ -33,6 +34,7 @@ beforeAll(async () => {
   writeFileSync(policy, 'roles:\n  experts: [slack:U0EXPERT1, slack:U0EXPERT2]\nchannels:\n  slack: C0SOC\n');
   nock.disableNetConnect();
   nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+  fakeAuthTest();
   nock(SLACK_API_ORIGIN)
     .persist()
     .post('/api/chat.postMessage')

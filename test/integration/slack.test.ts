@@ -16,6 +16,7 @@ import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   blockActionsPayload,
   clickButton,
+  fakeAuthTest,
   formBody,
   postSlack,
   RESPONSE_URL_ORIGIN,
@@ -73,6 +74,7 @@ function fakeSlackApi() {
       at: Date.now(),
     };
   };
+  fakeAuthTest();
   nock(SLACK_API_ORIGIN)
     .persist()
     .post('/api/chat.postMessage')

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../support/redis-server.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -53,11 +53,12 @@ describe('npm start', () => {
     expect(output()).toContain(`local mode: open http://localhost:${port}/`);
   });
 
-  it('serves Slack on /slack/events when configured, refusing unsigned requests', async () => {
+  it('serves Slack on /slack/events when configured, refusing unsigned requests, though Slack is unreachable', async () => {
     const { base, output } = await startOnFreePort({
       SLACK_BOT_TOKEN: 'xoxb-1-2-3',
       SLACK_SIGNING_SECRET: 'abcdef0123456789abcdef',
       SLACK_API_URL: 'http://127.0.0.1:9/api/',
+      ALLOW_INSECURE_URLS: 'true',
     });
     const res = await fetch(`${base}/slack/events`, {
       method: 'POST',
@@ -66,6 +67,11 @@ describe('npm start', () => {
     });
     expect(res.status).toBe(401);
     expect(output()).toContain('slack: on');
+    expect(output()).toContain('ALLOW_INSECURE_URLS=true: http:// base URLs are allowed');
+    await vi.waitFor(() => expect(output()).toContain('auth.test failed'), { timeout: 10_000, interval: 50 });
+    expect(output()).toContain('check SLACK_BOT_TOKEN');
+    expect(output()).not.toContain('xoxb-1-2-3');
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/`)).status).toBe(404);
   });
 

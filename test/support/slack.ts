@@ -1,17 +1,37 @@
 import { createHmac } from 'node:crypto';
+import nock from 'nock';
 
 /** The signing secret the Slack tests configure (SLACK_SIGNING_SECRET). */
 export const SLACK_SIGNING_SECRET = 'test-signing-secret-0123456789abcdef';
 /** The bot token the Slack tests configure (SLACK_BOT_TOKEN). */
 export const SLACK_BOT_TOKEN = 'xoxb-test-0000-bot-token';
 /** Where the tests point the Web API (SLACK_API_URL); nock answers for it. */
-export const SLACK_API_ORIGIN = 'http://slack.test.local';
+export const SLACK_API_ORIGIN = 'https://slack.test.local';
 /** SLACK_API_URL of the tests: the Web API under a path prefix, as Slack's own URL has. */
 export const SLACK_API_URL = `${SLACK_API_ORIGIN}/api/`;
 /** Where the payloads' `response_url`s point; nock answers for it. */
 export const RESPONSE_URL_ORIGIN = 'https://hooks.slack.com';
 
 const TEAM = { id: 'T0CONTOSO', domain: 'contoso-soc' };
+/** The workspace the tests' bot token belongs to; every payload names it unless overridden. */
+export const SLACK_TEAM_ID = TEAM.id;
+
+/** `auth.test` for the tests' bot token, as Slack answers it. */
+export const AUTH_TEST_RESPONSE = {
+  ok: true,
+  url: `https://${TEAM.domain}.slack.com/`,
+  team: 'Contoso SOC',
+  user: 'mdr-bot',
+  team_id: TEAM.id,
+  user_id: 'U0MDRBOT',
+  bot_id: 'B0MDRBOT',
+  is_enterprise_install: false,
+};
+
+/** The fake Web API's `auth.test` (called once at start to learn the token's workspace). */
+export function fakeAuthTest(response: Record<string, unknown> = AUTH_TEST_RESPONSE): nock.Scope {
+  return nock(SLACK_API_ORIGIN).persist().post('/api/auth.test').reply(200, response);
+}
 let sequence = 0;
 const next = () => {
   sequence += 1;

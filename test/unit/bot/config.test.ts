@@ -55,7 +55,8 @@ describe('loadConfig', () => {
       [{ MicrosoftAppTenantId: 'contoso.onmicrosoft.com' }, 'MicrosoftAppTenantId'],
       [{ TEAMS_SERVICE_URL_HOSTS: 'smba.example, https://x.example/' }, 'TEAMS_SERVICE_URL_HOSTS'],
       [{ DEFENDER_CLIENT_SECRET: 's3cret' }, 'DEFENDER_TENANT_ID'],
-      [{ AZURE_AUTHORITY_HOST: 'http://login.example' }, 'AZURE_AUTHORITY_HOST'],
+      [{ AZURE_AUTHORITY_HOST: 'http://login.example', DEFENDER_TENANT_ID: 't' }, 'AZURE_AUTHORITY_HOST'],
+      [{ AZURE_AUTHORITY_HOST: 'ftp://login.example' }, 'AZURE_AUTHORITY_HOST'],
       [{ DEFENDER_API_URL: 'ftp://x' }, 'DEFENDER_API_URL'],
       [{ GRAPH_API_URL: 'nope' }, 'GRAPH_API_URL'],
       [{ DRY_RUN: 'maybe' }, 'DRY_RUN'],
@@ -135,6 +136,7 @@ reminders:
       SLACK_BOT_TOKEN: 'xoxb-1-2-3',
       SLACK_SIGNING_SECRET: 'abcdef0123456789',
       SLACK_API_URL: 'http://127.0.0.1:9/api/',
+      ALLOW_INSECURE_URLS: 'true',
     });
     expect(config.slack).toEqual({
       botToken: 'xoxb-1-2-3',

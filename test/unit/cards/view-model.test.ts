@@ -146,10 +146,18 @@ describe('buildIncidentView', () => {
     expect(view.moreUrl).toBe(view.portalUrl);
   });
 
-  it('drops portal links that are not http(s)', () => {
+  it('links the incident in the Defender portal instead of a portal link that is not the portal', () => {
     const state = incidentState();
-    state.incident.portalUrl = 'javascript:alert(1)';
-    expect(buildIncidentView(state, options).portalUrl).toBeUndefined();
+    for (const bad of [
+      'javascript:alert(1)',
+      'https://security.microsoft.com.evil.example/x',
+      'http://security.microsoft.com/incidents/1',
+    ]) {
+      state.incident.portalUrl = bad;
+      expect(buildIncidentView(state, options).portalUrl).toBe(
+        `https://security.microsoft.com/incidents/${state.incident.id}`,
+      );
+    }
   });
 });
 
