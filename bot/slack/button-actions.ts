@@ -20,6 +20,8 @@ const USE_CASES: Record<ButtonVerb, (deps: CoreDeps, ref: ActionRef, actor: Acto
 export const DECISION_ACTION_ID = /^(approve|reject|markDone):/;
 /** Link buttons (portal, API, Action center): Slack still sends a click, which only needs an ack. */
 export const LINK_ACTION_ID = /^open[_:]/;
+/** Every action id that is neither a decision nor a link button. */
+const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone):|open[_:])/;
 
 /** Read a button's value: JSON naming only the incident and the action; anything else is null. */
 export function parseButtonValue(value: string | undefined): ActionRef | null {
@@ -95,4 +97,19 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
   app.action({ type: 'block_actions', action_id: LINK_ACTION_ID }, async ({ ack }) => {
     await ack();
   });
+  // Any other action id is no button of this bot's cards: acknowledged at once (Slack would otherwise
+  // wait out its 3 s), refused and audited, so an unknown click never hangs or reaches the core.
+  app.action<BlockAction<ButtonAction>>(
+    { type: 'block_actions', action_id: UNKNOWN_ACTION_ID },
+    async ({ ack, action, body, respond }) => {
+      await ack();
+      await recordRefusal(
+        runtime.deps,
+        { id: `slack:${body.user.id}`, platform: 'slack' },
+        'click',
+        `not_found: unknown button ${JSON.stringify(String(action.action_id).slice(0, 100))}`,
+      );
+      await respond(ephemeral("That button is not one of this bot's: nothing was done."));
+    },
+  );
 }

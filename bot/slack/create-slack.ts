@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { registerButtonActions } from './button-actions.js';
 import { SlackCardPublisher } from './card-publisher.js';
+import { slackPayloadGuard } from './payload-guard.js';
 import { registerSlashCommand } from './slash-command.js';
 import { type AuthRetry, SlackWorkspace, workspaceGuard } from './workspace.js';
 
@@ -75,7 +76,11 @@ export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry }
     workspace.stop();
     await close();
   };
-  return { handler: receiver.router, publisher, app, workspace };
+  const guard = slackPayloadGuard(signingSecret, runtime.logger);
+  const handler: RequestHandler = (req, res, next) => {
+    guard(req, res, (error?: unknown) => (error ? next(error) : receiver.router(req, res, next)));
+  };
+  return { handler, publisher, app, workspace };
 }
 
 /** Bolt's logger interface on top of the process logger. */

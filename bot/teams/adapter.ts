@@ -53,12 +53,69 @@ export function createTeamsAdapter(env: TeamsEnv = process.env): TeamsAdapter {
 
 const json = express.json({ limit: '1mb', strict: true });
 
-/** The fields of an activity the endpoint checks before Bot Framework sees it; the rest is Bot Framework's. */
-const activitySchema = z.looseObject({
-  type: z.string({ error: 'is required: the body is not a Bot Framework activity' }).min(1).max(100),
-  channelId: z.string().max(100).optional(),
-  serviceUrl: z.string().max(2_000).optional(),
+/** Ids end up in Bot Connector request paths: printable characters, no path or query separators. */
+const pathSafe = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point.
+    .regex(/^[^\u0000-\u001f\u007f/\\?#]+$/, 'contains control characters or path separators');
+const account = z.looseObject({
+  id: pathSafe(1_000),
+  name: z.string().max(1_000).nullish(),
+  aadObjectId: z.string().max(100).nullish(),
 });
+const text = z.string().max(100_000);
+const universalAction = z.looseObject({
+  action: z.looseObject({ type: z.string().max(100), verb: z.string().max(100).nullish() }),
+});
+
+/**
+ * The fields every activity Teams (or the Emulator) sends has, and the types of those the bot reads:
+ * anything else is answered 400 before it reaches Bot Framework, which would fail on it with a 500.
+ */
+const activitySchema = z
+  .looseObject({
+    type: z.string({ error: 'is required: the body is not a Bot Framework activity' }).min(1).max(100),
+    id: z.string().max(1_000).optional(),
+    channelId: z.string().min(1).max(100),
+    serviceUrl: z.url().max(2_000),
+    from: account,
+    recipient: account,
+    conversation: z.looseObject({
+      id: pathSafe(1_000),
+      tenantId: z.string().max(100).nullish(),
+      conversationType: z.string().max(100).nullish(),
+    }),
+    channelData: z
+      .looseObject({
+        tenant: z.looseObject({ id: z.string().max(100) }).nullish(),
+        team: z.looseObject({ id: z.string().max(1_000) }).nullish(),
+      })
+      .nullish(),
+    text: text.nullish(),
+    name: z.string().max(1_000).nullish(),
+    action: z.string().max(100).nullish(),
+    replyToId: z.string().max(1_000).nullish(),
+    membersAdded: z.array(account).max(1_000).nullish(),
+    membersRemoved: z.array(account).max(1_000).nullish(),
+    entities: z
+      .array(z.looseObject({ type: z.string().max(100) }))
+      .max(100)
+      .nullish(),
+    attachments: z
+      .array(z.looseObject({ contentType: z.string().max(200) }))
+      .max(100)
+      .nullish(),
+    value: z.unknown().optional(),
+  })
+  .superRefine((activity, ctx) => {
+    // A Universal Action click names its action; Bot Framework fails with a 500 on any other value.
+    if (activity.type !== 'invoke' || activity.name !== 'adaptiveCard/action') return;
+    if (!universalAction.safeParse(activity.value).success)
+      ctx.addIssue({ code: 'custom', path: ['value', 'action'], message: 'is not an Adaptive Card action' });
+  });
 
 /** What `/api/messages` is held to, and where its refusals go. */
 export interface TeamsEndpointOptions {
@@ -138,6 +195,16 @@ export function teamsRequestHandler(
               return;
             }
             const response = await adapter.run(authenticated, activity, logic);
+            if (response?.status === 501) {
+              // Bot Framework's answer to an invoke no handler knows: a request this bot does not take.
+              sendError(
+                res,
+                400,
+                'unsupported_invoke',
+                `the bot does not handle invoke ${JSON.stringify(String(activity.name ?? '').slice(0, 100))}`,
+              );
+              return;
+            }
             res.status(response?.status ?? 200);
             if (response?.body !== undefined) res.json(response.body);
             else res.end();

@@ -64,6 +64,7 @@ describe('start-up', () => {
         SLACK_BOT_TOKEN: 'xoxb-1-2-3',
         SLACK_SIGNING_SECRET: 'abcdef0123456789abcdef',
         SLACK_API_URL: 'http://127.0.0.1:9/api/',
+        ALLOW_INSECURE_URLS: 'true',
       },
       /listening on port/,
     );
