@@ -44,7 +44,7 @@ const int = (name: string, fallback: number) => {
 const INCIDENTS = Math.max(2, int('BENCH_INCIDENTS', 2_000));
 const SETTINGS = {
   incidents: INCIDENTS,
-  postStorm: int('BENCH_POST_STORM', 560),
+  postStorm: int('BENCH_POST_STORM', Math.round(INCIDENTS * 0.28)),
   defenderDelayMs: int('BENCH_DEFENDER_DELAY_MS', 30_000),
   // Longest wait of each waiting phase: 120 s for the default 2,000 incidents, less for small runs.
   timeoutS: int('BENCH_TIMEOUT_S', Math.max(15, Math.ceil(INCIDENTS * 0.06))),
@@ -686,7 +686,7 @@ async function main(): Promise<void> {
     const line = (a: string, b: string, c: string, d: string) =>
       `${a.padEnd(wf)} | ${b.padEnd(wv)} | ${c.padEnd(wt)} | ${d}`;
     if (profile) {
-      console.log(`\nCPU profile of the bot (${profile.totalMs} ms sampled), self time:`);
+      console.log(`\nCPU profile of the bot, self time of ${profile.totalMs} ms busy (idle left out):`);
       for (const f of profile.files)
         console.log(`  ${String(f.ms).padStart(7)} ms ${String(f.share).padStart(5)}%  ${f.name}`);
       console.log('  by function:');
@@ -704,10 +704,10 @@ async function main(): Promise<void> {
     writeFileSync(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(result, null, 2)}\n`);
     console.log(JSON.stringify(result));
   } finally {
-    await stopAllChildren();
-    await fakes?.close();
     if (admin && sharedRedisPrefix) await deleteKeysWithPrefix(admin, sharedRedisPrefix).catch(() => 0);
     admin?.disconnect();
+    await stopAllChildren();
+    await fakes?.close();
     rmSync(work, { recursive: true, force: true });
   }
 }

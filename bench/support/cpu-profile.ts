@@ -20,7 +20,7 @@ export interface SelfTime {
   share: number;
 }
 
-/** Self time by function and by file (or package) of the `.cpuprofile` files in `dir`. */
+/** Busy self time by function and by file (or package) of the `.cpuprofile` files in `dir`. */
 export function summariseCpuProfiles(
   dir: string,
   root: string,
@@ -35,7 +35,8 @@ export function summariseCpuProfiles(
     profile.samples.forEach((id, i) => {
       const ms = (profile.timeDeltas[i] ?? 0) / 1000;
       const node = nodes.get(id);
-      if (!node) return;
+      // Idle time is not the bot's work: shares are of the time the process was busy.
+      if (!node || node.callFrame.functionName === '(idle)') return;
       totalMs += ms;
       const where = place(node.callFrame.url, root);
       const fn = node.callFrame.functionName || '(anonymous)';
