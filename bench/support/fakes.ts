@@ -1,0 +1,286 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * The outside world of the bot, faked by small HTTP servers on loopback: Slack's Web API (and the
+ * response_urls), Defender for Endpoint, Microsoft Graph, the Entra token endpoint (HTTPS: the bot
+ * refuses an http authority) and the Teams Bot Connector. Each records when it saw what, by incident.
+ */
+
+type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function serve(handler: Handler, tls?: { key: string; cert: string }): Server {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => handler(req, Buffer.concat(chunks).toString('utf8'), res));
+  };
+  const server = tls ? createHttpsServer(tls, onRequest) : createServer(onRequest);
+  server.keepAliveTimeout = 60_000;
+  return server;
+}
+
+async function listen(server: Server, scheme: 'http' | 'https', port = 0): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** What the fakes saw, keyed by incident id; times are `performance.now()` of this process. */
+export class Observations {
+  slackPosts = new Map<string, number>();
+  slackUpdates = new Map<string, number[]>();
+  slackResponseUrlPosts = 0;
+  slackCalls = new Map<string, number>();
+  teamsPosts = new Map<string, number>();
+  teamsUpdates = 0;
+  defenderSubmits = new Map<string, { at: number; incidentId: string | null }>();
+  defenderFinalSeen = new Map<string, number>();
+  defenderInFlight = 0;
+  defenderMaxInFlight = 0;
+  defenderPolls = 0;
+  graphCalls = 0;
+  tokens = 0;
+  unknown = new Map<string, number>();
+
+  constructor(private readonly incidentPattern: RegExp) {}
+
+  incidentIn(text: string): string | null {
+    return this.incidentPattern.exec(text)?.[0] ?? null;
+  }
+
+  count(map: Map<string, number>, key: string): void {
+    map.set(key, (map.get(key) ?? 0) + 1);
+  }
+}
+
+export interface FakeOptions {
+  /** Defender completes a machine action this long after it was submitted. */
+  defenderDelayMs: number;
+  /** Key and certificate (PEM) of the HTTPS token endpoint. */
+  tls: { key: string; cert: string };
+  /** Incident ids of this run, to attribute requests. */
+  incidentPattern: RegExp;
+  /** JWKS served by the fake Bot Framework OpenID metadata (authenticated Teams). */
+  jwks?: unknown;
+  /** Port of the Bot Connector fake (the bot is told its serviceUrl before it starts); default: any. */
+  connectorPort?: number;
+}
+
+export interface Fakes {
+  seen: Observations;
+  slackUrl: string;
+  defenderUrl: string;
+  graphUrl: string;
+  loginUrl: string;
+  connectorUrl: string;
+  close(): Promise<void>;
+}
+
+export async function startFakes(options: FakeOptions): Promise<Fakes> {
+  const seen = new Observations(options.incidentPattern);
+  let ts = 1_700_000_000;
+
+  const slack = serve((req, body, res) => {
+    const now = performance.now();
+    const path = req.url ?? '/';
+    if (path.startsWith('/actions/') || path.startsWith('/commands/')) {
+      seen.slackResponseUrlPosts += 1;
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+      return;
+    }
+    const method = path.replace(/^\/api\//, '').split('?')[0] ?? '';
+    seen.count(seen.slackCalls, method);
+    const incidentId = seen.incidentIn(body);
+    if (method === 'chat.postMessage') {
+      if (incidentId && !seen.slackPosts.has(incidentId)) seen.slackPosts.set(incidentId, now);
+      ts += 1;
+      json(res, 200, { ok: true, channel: 'C0BENCH', ts: `${ts}.000100`, message: { ts: `${ts}.000100` } });
+      return;
+    }
+    if (method === 'chat.update') {
+      if (incidentId) seen.slackUpdates.set(incidentId, [...(seen.slackUpdates.get(incidentId) ?? []), now]);
+      const tsParam = /(?:^|&|")ts(?:=|":")([0-9.]+)/.exec(body)?.[1] ?? `${ts}.000100`;
+      json(res, 200, { ok: true, channel: 'C0BENCH', ts: tsParam });
+      return;
+    }
+    if (method === 'auth.test') {
+      json(res, 200, { ok: true, team_id: 'T0CONTOSO', user_id: 'U0BOT', bot_id: 'B0MDRBOT' });
+      return;
+    }
+    json(res, 200, { ok: true });
+  });
+
+  const actions = new Map<string, Record<string, unknown>>();
+  const machine = (id: string) => ({
+    id,
+    computerDnsName: `ws-${id.slice(0, 8)}.bench.contoso.com`,
+    rbacGroupId: 7,
+    rbacGroupName: 'Workstations',
+    machineTags: [],
+    osPlatform: 'Windows11',
+    healthStatus: 'Active',
+  });
+  const defender = serve((req, body, res) => {
+    const now = performance.now();
+    const url = new URL(req.url ?? '/', 'http://x');
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    // POST /api/machines/{id}/{action}
+    if (req.method === 'POST' && parts[0] === 'api' && parts[1] === 'machines' && parts.length === 4) {
+      const id = randomUUID();
+      const type = parts[3]!;
+      const incidentId = seen.incidentIn(body);
+      const record: Record<string, unknown> = {
+        id,
+        type: type === 'isolate' ? 'Isolate' : type,
+        scope: 'Full',
+        requestor: 'bench',
+        requestorComment: '',
+        status: 'Pending',
+        machineId: parts[2],
+        computerDnsName: machine(parts[2]!).computerDnsName,
+        creationDateTimeUtc: new Date().toISOString(),
+        lastUpdateDateTimeUtc: new Date().toISOString(),
+      };
+      actions.set(id, record);
+      seen.defenderSubmits.set(id, { at: now, incidentId });
+      seen.defenderInFlight += 1;
+      seen.defenderMaxInFlight = Math.max(seen.defenderMaxInFlight, seen.defenderInFlight);
+      setTimeout(() => {
+        record.status = 'Succeeded';
+        record.lastUpdateDateTimeUtc = new Date().toISOString();
+        seen.defenderInFlight -= 1;
+      }, options.defenderDelayMs).unref();
+      json(res, 201, record);
+      return;
+    }
+    if (req.method === 'GET' && parts[0] === 'api' && parts[1] === 'machineactions') {
+      if (parts[2]) {
+        seen.defenderPolls += 1;
+        const record = actions.get(parts[2]);
+        if (!record) return json(res, 404, { error: { code: 'NotFound', message: 'no such action' } });
+        if (record.status === 'Succeeded' && !seen.defenderFinalSeen.has(parts[2])) {
+          seen.defenderFinalSeen.set(parts[2], now);
+        }
+        return json(res, 200, record);
+      }
+      return json(res, 200, { value: [] });
+    }
+    if (req.method === 'GET' && parts[0] === 'api' && parts[1] === 'machines') {
+      if (parts[2]) return json(res, 200, machine(parts[2]));
+      return json(res, 200, { value: [machine('0'.repeat(40))] });
+    }
+    seen.count(seen.unknown, `defender ${req.method} ${url.pathname}`);
+    json(res, 404, { error: { code: 'NotFound', message: 'not faked' } });
+  });
+
+  const graph = serve((req, _body, res) => {
+    seen.graphCalls += 1;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    if (req.method === 'GET' && parts[1] === 'users' && parts[3] === 'transitiveMemberOf') {
+      return json(res, 200, { value: [] });
+    }
+    if (req.method === 'GET' && parts[1] === 'users' && parts[2]) {
+      const id = parts[2];
+      return json(res, 200, {
+        id,
+        userPrincipalName: id.includes('@') ? id : `${id}@bench.contoso.com`,
+        mail: null,
+        proxyAddresses: [],
+        onPremisesSyncEnabled: null,
+      });
+    }
+    seen.count(seen.unknown, `graph ${req.method} ${url.pathname}`);
+    if (req.method === 'GET') return json(res, 200, { value: [] });
+    res.writeHead(204).end();
+  });
+
+  let loginOrigin = '';
+  const login = serve((req, _body, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const tenant = url.pathname.split('/').filter(Boolean)[0] ?? 'common';
+    if (url.pathname.endsWith('/.well-known/openid-configuration')) {
+      return json(res, 200, {
+        token_endpoint: `${loginOrigin}/${tenant}/oauth2/v2.0/token`,
+        authorization_endpoint: `${loginOrigin}/${tenant}/oauth2/v2.0/authorize`,
+        end_session_endpoint: `${loginOrigin}/${tenant}/oauth2/v2.0/logout`,
+        issuer: `${loginOrigin}/${tenant}/v2.0`,
+        jwks_uri: `${loginOrigin}/${tenant}/discovery/v2.0/keys`,
+        response_types_supported: ['code', 'id_token', 'token'],
+      });
+    }
+    if (req.method === 'POST' && url.pathname.endsWith('/oauth2/v2.0/token')) {
+      seen.tokens += 1;
+      return json(res, 200, {
+        token_type: 'Bearer',
+        expires_in: 3599,
+        ext_expires_in: 3599,
+        access_token: `bench-token-${randomUUID()}`,
+      });
+    }
+    seen.count(seen.unknown, `login ${req.method} ${url.pathname}`);
+    json(res, 404, { error: 'not_faked' });
+  }, options.tls);
+
+  let connectorOrigin = '';
+  let activity = 0;
+  const connector = serve((req, body, res) => {
+    const now = performance.now();
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/openid/.well-known/openidconfiguration') {
+      return json(res, 200, {
+        issuer: 'https://api.botframework.com',
+        authorization_endpoint: 'https://invalid.botframework.com',
+        jwks_uri: `${connectorOrigin}/openid/keys`,
+        id_token_signing_alg_values_supported: ['RS256'],
+        token_endpoint_auth_methods_supported: ['private_key_jwt'],
+      });
+    }
+    if (url.pathname === '/openid/keys') return json(res, 200, options.jwks ?? { keys: [] });
+    if (url.pathname.includes('/v3/conversations/')) {
+      if (req.method === 'PUT') {
+        seen.teamsUpdates += 1;
+        return json(res, 200, { id: url.pathname.split('/').pop() });
+      }
+      const incidentId = seen.incidentIn(body);
+      if (incidentId && !url.pathname.includes('messageid') && !seen.teamsPosts.has(incidentId)) {
+        seen.teamsPosts.set(incidentId, now);
+      }
+      activity += 1;
+      return json(res, 201, { id: `bench-activity-${activity}` });
+    }
+    seen.count(seen.unknown, `connector ${req.method} ${url.pathname}`);
+    json(res, 404, { error: { code: 'NotFound', message: 'not faked' } });
+  });
+
+  const servers = [slack, defender, graph, login, connector];
+  const [slackUrl, defenderUrl, graphUrl, loginUrl, connectorUrl] = await Promise.all([
+    listen(slack, 'http'),
+    listen(defender, 'http'),
+    listen(graph, 'http'),
+    listen(login, 'https'),
+    listen(connector, 'http', options.connectorPort),
+  ]);
+  loginOrigin = loginUrl!;
+  connectorOrigin = connectorUrl!;
+  return {
+    seen,
+    slackUrl: slackUrl!,
+    defenderUrl: defenderUrl!,
+    graphUrl: graphUrl!,
+    loginUrl: loginUrl!,
+    connectorUrl: connectorUrl!,
+    async close() {
+      for (const server of servers) server.closeAllConnections();
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    },
+  };
+}
