@@ -7,7 +7,14 @@ const root = new URL('../../', import.meta.url).pathname;
 let child: ChildProcess | undefined;
 
 afterEach(() => {
-  child?.kill('SIGTERM');
+  // npm starts the bot as its own child: end the whole process group, not npm alone.
+  if (child?.pid && child.exitCode === null) {
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
   child = undefined;
 });
 
@@ -18,7 +25,7 @@ async function waitForHealth(url: string, deadlineMs: number): Promise<Response>
       return await fetch(url);
     } catch (error) {
       if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 200)); // polling until the port answers
     }
   }
 }
@@ -36,6 +43,7 @@ async function startOnFreePort(env: Record<string, string> = {}) {
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   let output = '';
   child.stdout?.on('data', (d) => (output += d));
@@ -80,6 +88,7 @@ describe('npm start', () => {
       cwd: root,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', SLACK_BOT_TOKEN: 'xoxb-1-2-3' },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     });
     let stderr = '';
     child.stderr?.on('data', (d) => (stderr += d));
