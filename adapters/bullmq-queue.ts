@@ -1,6 +1,13 @@
 import { type Job, Queue, Worker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
-import type { JobHandler, JobOptions, JobQueue } from './job-queue.js';
+import {
+  DEFAULT_LANE,
+  type JobHandler,
+  type JobOptions,
+  type JobQueue,
+  type Lanes,
+  laneOf,
+} from './job-queue.js';
 import type { QueueLogger } from './local-queue.js';
 import {
   asStoreUnavailable,
@@ -24,9 +31,10 @@ export interface BullMqQueueOptions {
   cluster?: boolean;
   /** The bot's key prefix (REDIS_KEY_PREFIX); BullMQ keys go under `<prefix>{bull}:`. */
   keyPrefix?: string;
-  queueName?: string;
+  /** Lanes (one BullMQ queue each, named after the lane); job names no lane lists run in `jobs`. */
+  lanes?: Lanes;
   logger?: QueueLogger;
-  /** Jobs one process runs at once. */
+  /** Jobs one process runs at once in the default lane. */
   concurrency?: number;
   /** First retry delay; doubled on each further attempt. */
   backoffMs?: number;
@@ -39,6 +47,10 @@ export interface BullMqQueueOptions {
   /** How long completed job ids are kept (and so the same id is refused). */
   keepCompletedSeconds?: number;
 }
+
+/** Job states after which the id is free to run again (`unknown`: no such job, or removed). */
+const FINISHED = new Set(['completed', 'failed', 'unknown']);
+const FINISHED_JOB = new Set(['completed', 'failed']);
 
 const consoleLogger: QueueLogger = {
   error: (details, message) => console.error(message, details),
@@ -54,19 +66,19 @@ export function bullJobId(id: string): string {
 }
 
 /**
- * Durable jobs on BullMQ: one Queue and one Worker per process, every process on the same Redis and
- * prefix sharing the work. The same id is added once; attempts back off exponentially; delayed jobs
+ * Durable jobs on BullMQ: one Queue and one Worker per lane and process, every process on the same Redis
+ * and prefix sharing the work. The same id is added once; attempts back off exponentially; delayed jobs
  * wait in Redis; a job whose process died is taken over by another worker once its lock runs out.
  */
 export class BullMqQueue implements JobQueue {
   private readonly handlers = new Map<string, JobHandler>();
-  private readonly queue: Queue;
+  private readonly queues = new Map<string, Queue>();
   private readonly connections: (Redis | Cluster)[] = [];
   private readonly queueConnection: Redis | Cluster;
-  private worker: Worker | null = null;
+  private readonly workers: Worker[] = [];
   private readonly logger: QueueLogger;
   private readonly prefix: string;
-  private readonly queueName: string;
+  private readonly lanes: Lanes;
   private readonly backoffMs: number;
   private readonly keepCompletedSeconds: number;
 
@@ -74,13 +86,10 @@ export class BullMqQueue implements JobQueue {
     this.logger = options.logger ?? consoleLogger;
     // One hash tag for all of BullMQ's keys, so its multi-key scripts also run on Redis Cluster.
     this.prefix = `${options.keyPrefix ?? 'mdr:'}{bull}`;
-    this.queueName = options.queueName ?? 'jobs';
+    this.lanes = options.lanes ?? {};
     this.backoffMs = options.backoffMs ?? 1_000;
     this.keepCompletedSeconds = options.keepCompletedSeconds ?? 7 * 24 * 3_600;
     this.queueConnection = this.connect('queue');
-    this.queue = new Queue(this.queueName, { connection: this.queueConnection, prefix: this.prefix });
-    // Connection errors are reported once per outage by `connect`; BullMQ repeats them on every retry.
-    this.queue.on('error', () => {});
   }
 
   /** Fails with StoreUnavailableError, at once or within ~0.5 s, while Redis is away (BullMQ would wait). */
@@ -93,9 +102,46 @@ export class BullMqQueue implements JobQueue {
     }
   }
 
+  async has(name: string, id: string): Promise<boolean> {
+    try {
+      await waitUntilReady(this.queueConnection);
+      const state = await this.queueOf(name).getJobState(bullJobId(id));
+      return !FINISHED.has(state);
+    } catch (error) {
+      throw asStoreUnavailable(error);
+    }
+  }
+
+  async every(name: string, everyMs: number, data: unknown = {}): Promise<void> {
+    try {
+      await waitUntilReady(this.queueConnection);
+      await this.queueOf(name).upsertJobScheduler(
+        `every-${name}`,
+        { every: Math.max(1, Math.round(everyMs)) },
+        {
+          name,
+          data,
+          opts: {
+            attempts: 1,
+            removeOnComplete: { count: 10 },
+            removeOnFail: { count: 100 },
+          },
+        },
+      );
+    } catch (error) {
+      throw asStoreUnavailable(error);
+    }
+  }
+
   private async addNow(name: string, data: unknown, options: JobOptions): Promise<void> {
-    await this.queue.add(name, data, {
-      ...(options.id !== undefined ? { jobId: bullJobId(options.id) } : {}),
+    const queue = this.queueOf(name);
+    const jobId = options.id !== undefined ? bullJobId(options.id) : undefined;
+    if (jobId !== undefined && options.replaceFinished) {
+      // A finished job keeps its id for `keepCompletedSeconds`: remove it so the id can run again.
+      if (FINISHED_JOB.has(await queue.getJobState(jobId))) await queue.remove(jobId);
+    }
+    await queue.add(name, data, {
+      ...(jobId !== undefined ? { jobId } : {}),
       ...(options.delayMs ? { delay: Math.max(0, Math.round(options.delayMs)) } : {}),
       attempts: Math.max(1, options.attempts ?? 5),
       backoff: { type: 'exponential', delay: this.backoffMs },
@@ -108,38 +154,60 @@ export class BullMqQueue implements JobQueue {
     this.handlers.set(name, handler);
   }
 
-  /** Starts this process's worker (only if a handler is registered: a producer-only process has none). */
+  /**
+   * Starts this process's workers: one per lane that runs a registered job, and one on the default lane
+   * (it also drains jobs queued before lanes existed). A producer-only process (no handlers) starts none.
+   */
   async start(): Promise<void> {
-    if (this.worker || this.handlers.size === 0) return;
-    const worker = new Worker(this.queueName, (job) => this.run(job), {
-      connection: this.connect('worker'),
-      prefix: this.prefix,
-      concurrency: this.options.concurrency ?? 10,
-      lockDuration: this.options.lockDurationMs ?? 30_000,
-      stalledInterval: this.options.stalledIntervalMs ?? 30_000,
-      maxStalledCount: this.options.maxStalledCount ?? 2,
-      autorun: false,
-    });
-    worker.on('error', (err) => {
-      if (!isConnectionError(err)) this.logger.error({ err }, 'job worker error');
-    });
-    worker.on('failed', (job, err) => {
-      if (!job) return;
-      const final = job.attemptsMade >= (job.opts.attempts ?? 1);
-      const details = { job: job.name, id: job.id, attempt: job.attemptsMade, err };
-      if (final) this.logger.error(details, 'job failed for good');
-      else this.logger.warn(details, 'job failed, retrying');
-    });
-    this.worker = worker;
-    void worker.run().catch((err) => this.logger.error({ err }, 'job worker stopped'));
-    await worker.waitUntilReady();
+    if (this.workers.length > 0 || this.handlers.size === 0) return;
+    const lanes = new Set<string>([DEFAULT_LANE]);
+    for (const name of this.handlers.keys()) lanes.add(laneOf(this.lanes, name));
+    for (const lane of lanes) {
+      const concurrency =
+        lane === DEFAULT_LANE ? (this.options.concurrency ?? 10) : (this.lanes[lane]?.concurrency ?? 10);
+      const worker = new Worker(lane, (job) => this.run(job), {
+        connection: this.connect('worker'),
+        prefix: this.prefix,
+        concurrency,
+        lockDuration: this.options.lockDurationMs ?? 30_000,
+        stalledInterval: this.options.stalledIntervalMs ?? 30_000,
+        maxStalledCount: this.options.maxStalledCount ?? 2,
+        autorun: false,
+      });
+      worker.on('error', (err) => {
+        if (!isConnectionError(err)) this.logger.error({ err, lane }, 'job worker error');
+      });
+      worker.on('failed', (job, err) => {
+        if (!job) return;
+        const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+        const details = { job: job.name, id: job.id, lane, attempt: job.attemptsMade, err };
+        if (final) this.logger.error(details, 'job failed for good');
+        else this.logger.warn(details, 'job failed, retrying');
+      });
+      this.workers.push(worker);
+      void worker.run().catch((err) => this.logger.error({ err, lane }, 'job worker stopped'));
+    }
+    await Promise.all(this.workers.map((w) => w.waitUntilReady()));
   }
 
-  /** Waits for running jobs, then closes the worker, the queue and their connections. */
+  /** Waits for running jobs, then closes the workers, the queues and their connections. */
   async close(): Promise<void> {
-    await this.worker?.close();
-    await this.queue.close();
+    await Promise.allSettled(this.workers.map((w) => w.close()));
+    await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     await Promise.allSettled(this.connections.map((c) => c.quit()));
+  }
+
+  /** The BullMQ queue of the lane that runs job `name` (opened on first use, on the shared connection). */
+  private queueOf(name: string): Queue {
+    const lane = laneOf(this.lanes, name);
+    let queue = this.queues.get(lane);
+    if (!queue) {
+      queue = new Queue(lane, { connection: this.queueConnection, prefix: this.prefix });
+      // Connection errors are reported once per outage by `connect`; BullMQ repeats them on every retry.
+      queue.on('error', () => {});
+      this.queues.set(lane, queue);
+    }
+    return queue;
   }
 
   private async run(job: Job): Promise<void> {

@@ -6,9 +6,38 @@ export interface JobOptions {
   delayMs?: number;
   /** Total attempts including the first (default 5), with exponential backoff between them. */
   attempts?: number;
+  /**
+   * With `id`: a job of that id that already finished (completed, or failed for good) is removed and the
+   * job added again. A job of that id that is still waiting or running is kept, as always.
+   */
+  replaceFinished?: boolean;
 }
 
 export type JobHandler = (data: unknown) => Promise<void>;
+
+/**
+ * A lane: a queue of its own, with its own workers, so a slow kind of work (execution) never holds the
+ * slots of another (card delivery). Jobs go to the lane that lists their name; unlisted names go to the
+ * default lane.
+ */
+export interface Lane {
+  /** Job names that run in this lane. */
+  jobs: readonly string[];
+  /** Jobs of this lane one process runs at once. */
+  concurrency: number;
+}
+
+/** The lanes of a queue, by lane name (also the BullMQ queue name). */
+export type Lanes = Record<string, Lane>;
+
+/** The lane of job names no lane lists (and of jobs queued by versions without lanes). */
+export const DEFAULT_LANE = 'jobs';
+
+/** Which lane runs `jobName`. */
+export function laneOf(lanes: Lanes, jobName: string): string {
+  for (const [lane, spec] of Object.entries(lanes)) if (spec.jobs.includes(jobName)) return lane;
+  return DEFAULT_LANE;
+}
 
 /**
  * Durable background work: BullMQ on Redis, or an in-process queue in local mode. Handlers are
@@ -16,6 +45,13 @@ export type JobHandler = (data: unknown) => Promise<void>;
  */
 export interface JobQueue {
   add(name: string, data: unknown, options?: JobOptions): Promise<void>;
+  /** True while a job `name` with this id waits, is delayed, or runs (false once it has finished). */
+  has(name: string, id: string): Promise<boolean>;
+  /**
+   * Run job `name` every `everyMs`: one run per interval across every process sharing the queue (a
+   * BullMQ job scheduler), whichever process's worker is free. Calling it again updates the interval.
+   */
+  every(name: string, everyMs: number, data?: unknown): Promise<void>;
   process(name: string, handler: JobHandler): void;
   start(): Promise<void>;
   close(): Promise<void>;

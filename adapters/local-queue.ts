@@ -16,6 +16,7 @@ export interface LocalQueueOptions {
 }
 
 interface PendingJob {
+  id?: string;
   name: string;
   data: unknown;
   attempts: number;
@@ -36,6 +37,9 @@ const consoleLogger: QueueLogger = {
 export class LocalQueue implements JobQueue {
   private readonly handlers = new Map<string, JobHandler>();
   private readonly known = new Set<string>();
+  /** Ids of jobs waiting, delayed or running (the others in `known` have finished). */
+  private readonly unfinished = new Set<string>();
+  private readonly intervals = new Map<string, NodeJS.Timeout>();
   private readonly waiting: PendingJob[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly running = new Set<Promise<void>>();
@@ -54,10 +58,13 @@ export class LocalQueue implements JobQueue {
   async add(name: string, data: unknown, options: JobOptions = {}): Promise<void> {
     if (this.closed) throw new Error('the job queue is closed');
     if (options.id !== undefined) {
-      if (this.known.has(options.id)) return;
+      if (this.unfinished.has(options.id)) return;
+      if (this.known.has(options.id) && !options.replaceFinished) return;
       this.remember(options.id);
+      this.unfinished.add(options.id);
     }
     const job: PendingJob = {
+      ...(options.id !== undefined ? { id: options.id } : {}),
       name,
       data: structuredClone(data),
       attempts: Math.max(1, options.attempts ?? 5),
@@ -66,6 +73,20 @@ export class LocalQueue implements JobQueue {
     };
     if (this.started) this.schedule(job);
     else this.waiting.push(job);
+  }
+
+  async has(_name: string, id: string): Promise<boolean> {
+    return this.unfinished.has(id);
+  }
+
+  /** A timer in this process (local mode runs one process): adds job `name` every `everyMs`. */
+  async every(name: string, everyMs: number, data: unknown = {}): Promise<void> {
+    clearInterval(this.intervals.get(name));
+    const timer = setInterval(() => {
+      if (!this.closed) void this.add(name, data, { attempts: 1 });
+    }, everyMs);
+    timer.unref();
+    this.intervals.set(name, timer);
   }
 
   process(name: string, handler: JobHandler): void {
@@ -81,6 +102,8 @@ export class LocalQueue implements JobQueue {
   /** Stops timers (delayed and retrying jobs are dropped) and waits for running jobs to finish. */
   async close(): Promise<void> {
     this.closed = true;
+    for (const timer of this.intervals.values()) clearInterval(timer);
+    this.intervals.clear();
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.waiting.length = 0;
@@ -116,6 +139,7 @@ export class LocalQueue implements JobQueue {
       }
       this.logger.error({ job: job.name, attempts: job.attempt, err: error }, 'job failed for good');
     }
+    if (job.id !== undefined) this.unfinished.delete(job.id);
   }
 
   private remember(id: string): void {

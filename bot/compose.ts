@@ -12,7 +12,7 @@ import { StaticAssetDirectory } from '../adapters/static-directory.js';
 import type { ActionStore, AssetDirectory, DirectoryUser, ResponseExecutor } from '../core/ports.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
-import { assembleRuntime, type Runtime, type RuntimeParts } from './runtime.js';
+import { assembleRuntime, JOB_LANES, type Runtime, type RuntimeParts } from './runtime.js';
 
 /** Local mode's demo user groups, so the `Executives` exclusion of the demo policy has members. */
 const DEMO_GROUPS: Record<string, string[]> = { 'ceo@contoso.com': ['Executives'] };
@@ -48,7 +48,7 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
     } else {
       store = parts.store ?? new RedisStore({ url }, keyPrefix);
     }
-    queue = parts.queue ?? new BullMqQueue({ url, keyPrefix, cluster, logger });
+    queue = parts.queue ?? new BullMqQueue({ url, keyPrefix, cluster, logger, lanes: JOB_LANES });
   } else {
     store = parts.store ?? new MemoryStore();
     queue = parts.queue ?? new LocalQueue({ logger });

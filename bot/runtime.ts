@@ -1,5 +1,5 @@
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
-import type { JobQueue } from '../adapters/job-queue.js';
+import type { JobQueue, Lanes } from '../adapters/job-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
 import { systemClock } from '../adapters/system-clock.js';
@@ -57,6 +57,16 @@ export interface RuntimeParts {
 
 export const EXECUTE_JOB = 'execute';
 export const REMIND_JOB = 'remind';
+
+/**
+ * The queue's lanes: execution never holds the slots card delivery needs, and neither holds reminders
+ * or upkeep. Concurrency is per process.
+ */
+export const JOB_LANES: Lanes = {
+  execute: { jobs: [EXECUTE_JOB], concurrency: 20 },
+  deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20 },
+  remind: { jobs: [REMIND_JOB], concurrency: 5 },
+};
 
 /** Maps the core's job requests onto the queue, keyed so the same work enqueued twice runs once. */
 class QueueScheduler implements JobScheduler {

@@ -252,3 +252,83 @@ describe('LocalQueue', () => {
     expect(logger.warnings).toHaveLength(2);
   });
 });
+
+describe.each([
+  ['BullMQ', (n: number) => bullQueue(`${redis.prefix}lanes-${n}:`)],
+  ['local', () => localQueue()],
+] as const)('%s queue: has, replaceFinished and every', (_kind, make) => {
+  it('knows a job while it waits or runs, and not once it finished', async () => {
+    const queue = make(queueNo++);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let ran = 0;
+    queue.process('slow', async () => {
+      ran++;
+      await gate;
+    });
+    await queue.add('slow', {}, { id: 'a/1' });
+    expect(await queue.has('slow', 'a/1')).toBe(true);
+    await queue.start();
+    await waitFor(() => ran === 1);
+    expect(await queue.has('slow', 'a/1')).toBe(true);
+    release();
+    await waitForAsync(async () => !(await queue.has('slow', 'a/1')));
+    expect(await queue.has('slow', 'never-added')).toBe(false);
+
+    // Finished: the same id is refused, unless the finished job is to be replaced.
+    await queue.add('slow', {}, { id: 'a/1' });
+    expect(await queue.has('slow', 'a/1')).toBe(false);
+    await queue.add('slow', {}, { id: 'a/1', replaceFinished: true });
+    await waitFor(() => ran === 2);
+  });
+
+  it('runs a job on an interval until closed', async () => {
+    const queue = make(queueNo++);
+    let runs = 0;
+    queue.process('tick', async () => {
+      runs++;
+    });
+    await queue.start();
+    await queue.every('tick', 100);
+    await waitFor(() => runs >= 3);
+  });
+});
+
+async function waitForAsync(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await sleep(20);
+  }
+}
+
+describe('BullMQ lanes', () => {
+  it('a lane whose slots are all busy does not hold the jobs of another lane', async () => {
+    const queue = bullQueue(`${redis.prefix}lanes-busy-${queueNo++}:`, {
+      lanes: { slow: { jobs: ['slow'], concurrency: 2 }, fast: { jobs: ['fast'], concurrency: 2 } },
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let started = 0;
+    let fast = 0;
+    queue.process('slow', async () => {
+      started++;
+      await gate;
+    });
+    queue.process('fast', async () => {
+      fast++;
+    });
+    await queue.start();
+    for (let i = 0; i < 6; i++) await queue.add('slow', { i });
+    await waitFor(() => started === 2);
+    for (let i = 0; i < 20; i++) await queue.add('fast', { i });
+    await waitFor(() => fast === 20);
+    expect(started).toBe(2);
+    release();
+    await waitFor(() => started === 6);
+  });
+});

@@ -20,6 +20,12 @@ class QueueLosingFirstExecute implements JobQueue {
     }
     await this.inner.add(name, data, options);
   }
+  has(name: string, id: string): Promise<boolean> {
+    return this.inner.has(name, id);
+  }
+  every(name: string, everyMs: number, data?: unknown): Promise<void> {
+    return this.inner.every(name, everyMs, data);
+  }
   process(name: string, handler: JobHandler): void {
     this.inner.process(name, handler);
   }
