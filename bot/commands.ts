@@ -40,7 +40,7 @@ export const HELP_TEXT = [
   '• help: this list',
   '• pending: pending customer tasks, each with a Mark done button',
   '• done <taskId>: mark a task done (customers and admins), e.g. done 48213:act-3',
-  '• exclusions: the exclusion list',
+  '• exclusions: the exclusion rules in force and where each comes from',
   `• exclude ${EXCLUSION_KINDS.join('|')} <value>: add an exclusion (admins)`,
   `• unexclude ${EXCLUSION_KINDS.join('|')} <value>: remove one (admins)`,
 ].join('\n');
