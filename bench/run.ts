@@ -5,7 +5,8 @@
  * activities, the bot's own token for the connector). Prints a table, writes bench/results/latest.json,
  * and prints one JSON object as its last line. Settings: BENCH_INCIDENTS, BENCH_POST_STORM,
  * BENCH_DEFENDER_DELAY_MS, BENCH_DEFENDER_LIMITS, BENCH_TIMEOUT_S, BENCH_SENDERS, BENCH_CLICKS_C1,
- * BENCH_TEAMS_CLICKS, BENCH_REDIS_URL, BENCH_CPU_PROF, BENCH_SKIP_BUILD (see docs/performance.md).
+ * BENCH_TEAMS_CLICKS, BENCH_TEAMS, BENCH_REDIS_URL, BENCH_CPU_PROF, BENCH_SKIP_BUILD (see
+ * docs/performance.md).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
@@ -64,6 +65,8 @@ const SETTINGS = {
   clicksC1: Math.min(INCIDENTS - 1, int('BENCH_CLICKS_C1', Math.min(100, Math.floor(INCIDENTS / 2)))),
   teamsClicks: Math.min(INCIDENTS, int('BENCH_TEAMS_CLICKS', Math.min(100, INCIDENTS))),
   cpuProfile: Boolean(process.env.BENCH_CPU_PROF),
+  /** BENCH_TEAMS=0: the bot is not added to a Teams channel (no Teams deliveries, no invokes). */
+  teams: process.env.BENCH_TEAMS !== '0' && process.env.BENCH_TEAMS !== 'false',
 };
 
 const SIGNING_SECRET = 'bench-signing-secret-0123456789abcdef';
@@ -381,15 +384,18 @@ async function main(): Promise<void> {
       'content-type': 'application/json',
       authorization: `Bearer ${signer.token()}`,
     });
-    const added = await send(one, `${botUrl}/api/messages`, {
-      headers: teamsHeaders(),
-      body: JSON.stringify(botAddedToTeam({ serviceUrl })),
-    });
-    const teamsOn = added.status >= 200 && added.status < 300;
-    if (!teamsOn)
+    const added = SETTINGS.teams
+      ? await send(one, `${botUrl}/api/messages`, {
+          headers: teamsHeaders(),
+          body: JSON.stringify(botAddedToTeam({ serviceUrl })),
+        })
+      : undefined;
+    const teamsOn = added !== undefined && added.status >= 200 && added.status < 300;
+    if (added && !teamsOn)
       log(
         `Teams conversationUpdate answered ${added.status} ${added.body.slice(0, 200)}: Teams figures are left out`,
       );
+    if (!added) log('Teams left out (BENCH_TEAMS=0)');
     const botFrameworkTokens = () => seen.tokens.get(BOT_FRAMEWORK_SCOPE) ?? 0;
 
     const template = JSON.parse(readFileSync(join(ROOT, 'samples/incident-48213.json'), 'utf8'));
@@ -658,11 +664,13 @@ async function main(): Promise<void> {
     const fmt = (v: number | null | undefined, unit = '') => (v == null ? 'n/a' : `${v}${unit}`);
     const le = (v: number | null | undefined, limit: number) => (v == null ? null : v <= limit);
     const bothFinished = approvalsC1.finished === approvalsC1.approvals && storm.finished === storm.approvals;
-    const teamsValue = !teamsOn
-      ? 'n/a (Teams refused the signed conversationUpdate)'
-      : !teamsDelivering
-        ? `0 of ${stormIds.length}: no card reached the connector (Bot Connector tokens issued: ${botFrameworkTokens()}; see docs/performance.md)`
-        : `${stormTeams.length} of ${stormIds.length}, ${fmt(stormTeamsSummary.p50, ' ms')} / ${fmt(stormTeamsSummary.p99, ' ms')}`;
+    const teamsValue = !SETTINGS.teams
+      ? 'n/a (BENCH_TEAMS=0)'
+      : !teamsOn
+        ? 'n/a (Teams refused the signed conversationUpdate)'
+        : !teamsDelivering
+          ? `0 of ${stormIds.length}: no card reached the connector (Bot Connector tokens issued: ${botFrameworkTokens()}; see docs/performance.md)`
+          : `${stormTeams.length} of ${stormIds.length}, ${fmt(stormTeamsSummary.p50, ' ms')} / ${fmt(stormTeamsSummary.p99, ' ms')}`;
     const rows: Row[] = [
       {
         figure: `approvals whose Defender call was made ≤ 10 s after the last click (storm of ${storm.approvals} at c=${SETTINGS.senders})`,
