@@ -2,18 +2,30 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { DefenderObservations, fakeDefender } from './fake-defender.js';
 
 /**
  * The outside world of the bot, faked by small HTTP servers on loopback: Slack's Web API (and the
  * response_urls), Defender for Endpoint, Microsoft Graph, the Entra token endpoint (HTTPS: the bot
- * refuses an http authority) and the Teams Bot Connector. Each records when it saw what, by incident.
+ * refuses an http authority) and the Teams Bot Connector with the Bot Framework OpenID metadata (HTTPS
+ * too: with authentication on, the bot talks to a connector only over https). Each records when it saw
+ * what, by incident.
  */
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
   res.end(text);
 }
 
@@ -41,13 +53,13 @@ export class Observations {
   slackCalls = new Map<string, number>();
   teamsPosts = new Map<string, number>();
   teamsUpdates = 0;
-  defenderSubmits = new Map<string, { at: number; incidentId: string | null }>();
-  defenderFinalSeen = new Map<string, number>();
-  defenderInFlight = 0;
-  defenderMaxInFlight = 0;
-  defenderPolls = 0;
+  teamsPostsByIncident = new Map<string, number>();
+  defender = new DefenderObservations();
   graphCalls = 0;
-  tokens = 0;
+  /** Client-credentials token requests by scope. */
+  tokens = new Map<string, number>();
+  /** Bot Framework OpenID metadata and signing-key reads (inbound token validation). */
+  openIdReads = 0;
   unknown = new Map<string, number>();
 
   constructor(private readonly incidentPattern: RegExp) {}
@@ -64,12 +76,16 @@ export class Observations {
 export interface FakeOptions {
   /** Defender completes a machine action this long after it was submitted. */
   defenderDelayMs: number;
-  /** Key and certificate (PEM) of the HTTPS token endpoint. */
+  /** Enforce Defender's documented API limits (429 with Retry-After). */
+  defenderLimits: boolean;
+  /** The bot's Defender app (client) id: `requestor` of the actions it makes. */
+  defenderClientId: string;
+  /** Key and certificate (PEM) of the HTTPS servers (token endpoint, Bot Connector). */
   tls: { key: string; cert: string };
   /** Incident ids of this run, to attribute requests. */
   incidentPattern: RegExp;
-  /** JWKS served by the fake Bot Framework OpenID metadata (authenticated Teams). */
-  jwks?: unknown;
+  /** JWKS served by the fake Bot Framework OpenID metadata (the key inbound activities are signed with). */
+  jwks: unknown;
   /** Port of the Bot Connector fake (the bot is told its serviceUrl before it starts); default: any. */
   connectorPort?: number;
 }
@@ -118,65 +134,19 @@ export async function startFakes(options: FakeOptions): Promise<Fakes> {
     json(res, 200, { ok: true });
   });
 
-  const actions = new Map<string, Record<string, unknown>>();
-  const machine = (id: string) => ({
-    id,
-    computerDnsName: `ws-${id.slice(0, 8)}.bench.contoso.com`,
-    rbacGroupId: 7,
-    rbacGroupName: 'Workstations',
-    machineTags: [],
-    osPlatform: 'Windows11',
-    healthStatus: 'Active',
-  });
+  const defenderFake = fakeDefender(
+    {
+      delayMs: options.defenderDelayMs,
+      limits: options.defenderLimits,
+      requestor: options.defenderClientId,
+      incidentIn: (text) => seen.incidentIn(text),
+    },
+    json,
+  );
+  seen.defender = defenderFake.seen;
   const defender = serve((req, body, res) => {
-    const now = performance.now();
+    if (defenderFake.handle(req, body, res)) return;
     const url = new URL(req.url ?? '/', 'http://x');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
-    // POST /api/machines/{id}/{action}
-    if (req.method === 'POST' && parts[0] === 'api' && parts[1] === 'machines' && parts.length === 4) {
-      const id = randomUUID();
-      const type = parts[3]!;
-      const incidentId = seen.incidentIn(body);
-      const record: Record<string, unknown> = {
-        id,
-        type: type === 'isolate' ? 'Isolate' : type,
-        scope: 'Full',
-        requestor: 'bench',
-        requestorComment: '',
-        status: 'Pending',
-        machineId: parts[2],
-        computerDnsName: machine(parts[2]!).computerDnsName,
-        creationDateTimeUtc: new Date().toISOString(),
-        lastUpdateDateTimeUtc: new Date().toISOString(),
-      };
-      actions.set(id, record);
-      seen.defenderSubmits.set(id, { at: now, incidentId });
-      seen.defenderInFlight += 1;
-      seen.defenderMaxInFlight = Math.max(seen.defenderMaxInFlight, seen.defenderInFlight);
-      setTimeout(() => {
-        record.status = 'Succeeded';
-        record.lastUpdateDateTimeUtc = new Date().toISOString();
-        seen.defenderInFlight -= 1;
-      }, options.defenderDelayMs).unref();
-      json(res, 201, record);
-      return;
-    }
-    if (req.method === 'GET' && parts[0] === 'api' && parts[1] === 'machineactions') {
-      if (parts[2]) {
-        seen.defenderPolls += 1;
-        const record = actions.get(parts[2]);
-        if (!record) return json(res, 404, { error: { code: 'NotFound', message: 'no such action' } });
-        if (record.status === 'Succeeded' && !seen.defenderFinalSeen.has(parts[2])) {
-          seen.defenderFinalSeen.set(parts[2], now);
-        }
-        return json(res, 200, record);
-      }
-      return json(res, 200, { value: [] });
-    }
-    if (req.method === 'GET' && parts[0] === 'api' && parts[1] === 'machines') {
-      if (parts[2]) return json(res, 200, machine(parts[2]));
-      return json(res, 200, { value: [machine('0'.repeat(40))] });
-    }
     seen.count(seen.unknown, `defender ${req.method} ${url.pathname}`);
     json(res, 404, { error: { code: 'NotFound', message: 'not faked' } });
   });
@@ -204,7 +174,7 @@ export async function startFakes(options: FakeOptions): Promise<Fakes> {
   });
 
   let loginOrigin = '';
-  const login = serve((req, _body, res) => {
+  const login = serve((req, body, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const tenant = url.pathname.split('/').filter(Boolean)[0] ?? 'common';
     if (url.pathname.endsWith('/.well-known/openid-configuration')) {
@@ -218,7 +188,8 @@ export async function startFakes(options: FakeOptions): Promise<Fakes> {
       });
     }
     if (req.method === 'POST' && url.pathname.endsWith('/oauth2/v2.0/token')) {
-      seen.tokens += 1;
+      const scope = new URLSearchParams(body).get('scope') ?? 'none';
+      seen.count(seen.tokens, scope);
       return json(res, 200, {
         token_type: 'Bearer',
         expires_in: 3599,
@@ -236,6 +207,7 @@ export async function startFakes(options: FakeOptions): Promise<Fakes> {
     const now = performance.now();
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/openid/.well-known/openidconfiguration') {
+      seen.openIdReads += 1;
       return json(res, 200, {
         issuer: 'https://api.botframework.com',
         authorization_endpoint: 'https://invalid.botframework.com',
@@ -244,22 +216,28 @@ export async function startFakes(options: FakeOptions): Promise<Fakes> {
         token_endpoint_auth_methods_supported: ['private_key_jwt'],
       });
     }
-    if (url.pathname === '/openid/keys') return json(res, 200, options.jwks ?? { keys: [] });
+    if (url.pathname === '/openid/keys') {
+      seen.openIdReads += 1;
+      return json(res, 200, options.jwks);
+    }
     if (url.pathname.includes('/v3/conversations/')) {
+      if (!/^Bearer \S+/.test(req.headers.authorization ?? ''))
+        seen.count(seen.unknown, 'connector call without a token');
       if (req.method === 'PUT') {
         seen.teamsUpdates += 1;
         return json(res, 200, { id: url.pathname.split('/').pop() });
       }
       const incidentId = seen.incidentIn(body);
-      if (incidentId && !url.pathname.includes('messageid') && !seen.teamsPosts.has(incidentId)) {
-        seen.teamsPosts.set(incidentId, now);
+      if (incidentId && !url.pathname.includes('messageid')) {
+        if (!seen.teamsPosts.has(incidentId)) seen.teamsPosts.set(incidentId, now);
+        seen.count(seen.teamsPostsByIncident, incidentId);
       }
       activity += 1;
       return json(res, 201, { id: `bench-activity-${activity}` });
     }
     seen.count(seen.unknown, `connector ${req.method} ${url.pathname}`);
     json(res, 404, { error: { code: 'NotFound', message: 'not faked' } });
-  });
+  }, options.tls);
 
   const servers = [slack, defender, graph, login, connector];
   const [slackUrl, defenderUrl, graphUrl, loginUrl, connectorUrl] = await Promise.all([
@@ -267,7 +245,7 @@ export async function startFakes(options: FakeOptions): Promise<Fakes> {
     listen(defender, 'http'),
     listen(graph, 'http'),
     listen(login, 'https'),
-    listen(connector, 'http', options.connectorPort),
+    listen(connector, 'https', options.connectorPort),
   ]);
   loginOrigin = loginUrl!;
   connectorOrigin = connectorUrl!;
