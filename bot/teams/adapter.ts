@@ -1,3 +1,4 @@
+import { ConfidentialClientApplication } from '@azure/msal-node';
 import {
   type Activity,
   CloudAdapter,
@@ -6,6 +7,11 @@ import {
   type InvokeResponse,
   type TurnContext,
 } from 'botbuilder';
+import {
+  MsalAppCredentials,
+  PasswordServiceClientCredentialFactory,
+  type ServiceClientCredentials,
+} from 'botframework-connector';
 import express, { type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import { sendError } from '../http-errors.js';
@@ -44,10 +50,49 @@ export class TeamsAdapter extends CloudAdapter {
   }
 }
 
+/**
+ * Bot Framework's own credentials check the login authority against login.microsoftonline.com before
+ * asking it for a token, whatever `ValidateAuthority` says. With `ValidateAuthority=false` the login URL
+ * the operator configured (`ToChannelFromBotLoginUrl`: a private or sovereign cloud, or a test
+ * authority) is trusted as given, and no other host is asked.
+ */
+class ConfiguredAuthorityCredentialFactory extends PasswordServiceClientCredentialFactory {
+  override async createCredentials(
+    appId: string,
+    audience: string,
+    loginEndpoint: string,
+    validateAuthority: boolean,
+  ): Promise<ServiceClientCredentials> {
+    if (validateAuthority || !loginEndpoint || appId !== this.appId || !this.password)
+      return super.createCredentials(appId, audience, loginEndpoint, validateAuthority);
+    const client = new ConfidentialClientApplication({
+      auth: {
+        clientId: appId,
+        clientSecret: this.password,
+        authority: loginEndpoint,
+        knownAuthorities: [new URL(loginEndpoint).host],
+      },
+    });
+    // The connector names its own copy of @azure/msal-node's class; the client's contract is the same.
+    return new MsalAppCredentials(client as never, appId, loginEndpoint, audience);
+  }
+}
+
 /** The Bot Framework adapter, given the environment unchanged so that every Bot Framework setting works. */
 export function createTeamsAdapter(env: TeamsEnv = process.env): TeamsAdapter {
+  const options = env as ConfigurationBotFrameworkAuthenticationOptions;
+  const trustLoginUrl = String(env.ValidateAuthority ?? '').toLowerCase() === 'false';
   return new TeamsAdapter(
-    new ConfigurationBotFrameworkAuthentication(env as ConfigurationBotFrameworkAuthenticationOptions),
+    new ConfigurationBotFrameworkAuthentication(
+      options,
+      trustLoginUrl
+        ? new ConfiguredAuthorityCredentialFactory(
+            env.MicrosoftAppId ?? '',
+            env.MicrosoftAppPassword ?? '',
+            env.MicrosoftAppTenantId ?? '',
+          )
+        : undefined,
+    ),
   );
 }
 
