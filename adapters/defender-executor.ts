@@ -2,7 +2,13 @@ import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
 import type { ActionType } from '../core/actions.js';
 import type { ActionRecord } from '../core/model.js';
-import type { ExecutionContext, ExecutionOutcome, ResponseExecutor } from '../core/ports.js';
+import type {
+  ExecutionOutcome,
+  RemoteCheck,
+  ResponseExecutor,
+  SubmitContext,
+  SubmitResult,
+} from '../core/ports.js';
 import {
   type AdapterLogger,
   ApiClient,
@@ -10,7 +16,9 @@ import {
   describeFailure,
   type HttpResult,
   type RetryOptions,
+  retryAfterMs,
 } from './defender-http.js';
+import { DefenderPacer, type SubmissionPacer } from './defender-pacer.js';
 
 /** Options of `DefenderExecutor`. */
 export interface DefenderExecutorOptions extends RetryOptions {
@@ -19,10 +27,13 @@ export interface DefenderExecutorOptions extends RetryOptions {
   defenderApiUrl: string;
   /** `GRAPH_API_URL`, may carry a path prefix. */
   graphApiUrl: string;
-  /** Wait between two polls of a machine action (default 5 s). */
-  pollIntervalMs?: number;
   /** Longest wait for a machine action to finish before the outcome is a failure (default 10 min). */
   maxPollMs?: number;
+  /**
+   * Paces machine-action requests to Defender's limits across replicas (default: this process alone,
+   * 100 a minute and 1,500 an hour).
+   */
+  pacer?: SubmissionPacer;
   /** How far back to look for the analyzed email of `softDeleteEmails` (default 30 days). */
   emailSearchDays?: number;
   /** Injectable for tests (poll deadline and email search window). */
@@ -106,6 +117,7 @@ const machineActionSchema = z.looseObject({
   machineId: z.string().nullish(),
   computerDnsName: z.string().nullish(),
   cancellationComment: z.string().nullish(),
+  requestorComment: z.string().nullish(),
   relatedFileInfo: z.looseObject({ fileIdentifier: z.string().nullish() }).nullish(),
 });
 type MachineAction = z.infer<typeof machineActionSchema>;
@@ -125,18 +137,34 @@ const analyzedEmailListSchema = z.looseObject({
 
 type Outcome = ExecutionOutcome;
 const fail = (reason: string): Outcome => ({ ok: false, reason });
+const finishedWith = (outcome: Outcome, externalId?: string): SubmitResult => ({
+  kind: 'finished',
+  outcome,
+  ...(externalId ? { externalId } : {}),
+});
+
+/** Ids one `GET machineactions` asks about (`$filter=id in (...)`). */
+export const CHECK_BATCH = 25;
+/** Wait after a 429 that named none. */
+const DEFAULT_THROTTLE_MS = 60_000;
+
+/** A machine action Defender created or that was found open, as the core records it. */
+function submitted(ma: MachineAction): SubmitResult {
+  return { kind: 'submitted', externalId: ma.id, status: ma.status, progress: `Defender: ${ma.status}` };
+}
 
 /**
  * Carries approved actions out against Microsoft Defender for Endpoint and Microsoft Graph. MDE actions
- * are created once (a 400 "already in progress" adopts the pending action; after a 5xx or network error
- * Defender is asked for a pending action before anything is sent again) and polled to the end. Every
- * failure is returned as an outcome, never thrown, and every wait is bounded.
+ * are created once and then left to `check`: a 400 "already in progress" adopts the pending action;
+ * after a 5xx or network error, and on resuming a run that stopped, Defender is asked for a pending
+ * action before anything is sent; every POST first takes a slot of the pacer (Defender's limits) and
+ * confirms the run still holds the action. Every failure is returned as an outcome, never thrown, and
+ * no call waits for a machine action to end.
  */
 export class DefenderExecutor implements ResponseExecutor {
   readonly dryRun = false;
   private readonly mde: ApiClient;
   private readonly graph: ApiClient;
-  private readonly pollIntervalMs: number;
   private readonly maxPollMs: number;
   private readonly maxRetries: number;
   private readonly retryBaseMs: number;
@@ -144,12 +172,14 @@ export class DefenderExecutor implements ResponseExecutor {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly now: () => number;
   private readonly logger: AdapterLogger | undefined;
+  private readonly pacer: SubmissionPacer;
+  /** Defender asked (429) not to be polled before this time. */
+  private checksPausedUntil = 0;
 
   constructor(options: DefenderExecutorOptions) {
-    const { credential, defenderApiUrl, graphApiUrl, ...rest } = options;
+    const { credential, defenderApiUrl, graphApiUrl, pacer, ...rest } = options;
     this.mde = new ApiClient(credential, { service: 'Defender', baseUrl: defenderApiUrl }, rest);
     this.graph = new ApiClient(credential, { service: 'Microsoft Graph', baseUrl: graphApiUrl }, rest);
-    this.pollIntervalMs = options.pollIntervalMs ?? 5000;
     this.maxPollMs = options.maxPollMs ?? 10 * 60_000;
     this.maxRetries = options.maxRetries ?? 3;
     this.retryBaseMs = options.retryBaseMs ?? 1000;
@@ -157,16 +187,339 @@ export class DefenderExecutor implements ResponseExecutor {
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.now = options.now ?? Date.now;
     this.logger = options.logger;
+    this.pacer = pacer ?? new DefenderPacer({ perMinute: 100, perHour: 1_500, tenant: 'default' });
   }
 
-  async execute(action: ActionRecord, context: ExecutionContext): Promise<ExecutionOutcome> {
+  async submit(action: ActionRecord, context: SubmitContext): Promise<SubmitResult> {
     const type = action.type;
-    if (isMdeAction(type)) return this.runMachineAction(action, MDE_ACTIONS[type], context);
-    switch (type) {
-      case 'releaseFileFromQuarantine':
-        return fail(
+    if (isMdeAction(type)) return this.submitMachineAction(action, MDE_ACTIONS[type], context);
+    if (type === 'releaseFileFromQuarantine') {
+      return finishedWith(
+        fail(
           'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo) and marks it done',
+        ),
+      );
+    }
+    if (type === 'softDeleteEmails') return this.softDeleteEmails(action, context);
+    if (!(await context.claim())) return { kind: 'abandoned', reason: 'another run holds the action' };
+    return finishedWith(await this.runUserAction(action));
+  }
+
+  async check(actions: ActionRecord[]): Promise<RemoteCheck[]> {
+    const results: RemoteCheck[] = actions.map(() => ({ kind: 'unknown', reason: 'not asked' }));
+    const machine: number[] = [];
+    actions.forEach((action, i) => {
+      if (!action.externalId) return;
+      if (isMdeAction(action.type)) machine.push(i);
+      else if (action.type === 'softDeleteEmails') {
+        // A remediation is not followed: it was submitted, Action center shows the rest.
+        results[i] = {
+          kind: 'finished',
+          outcome: {
+            ok: true,
+            detail: `soft delete submitted before a restart; follow it in Action center: ${action.externalId}`,
+          },
+        };
+      }
+    });
+    for (let at = 0; at < machine.length; at += CHECK_BATCH) {
+      const batch = machine.slice(at, at + CHECK_BATCH);
+      const found = await this.checkBatch(batch.map((i) => actions[i] as ActionRecord));
+      batch.forEach((i, k) => {
+        results[i] = found[k] ?? results[i] ?? { kind: 'unknown', reason: 'not asked' };
+      });
+    }
+    return results;
+  }
+
+  // ---- Defender for Endpoint machine actions ----
+
+  private async submitMachineAction(
+    action: ActionRecord,
+    spec: MdeSpec,
+    context: SubmitContext,
+  ): Promise<SubmitResult> {
+    if (action.externalId) {
+      return {
+        kind: 'submitted',
+        externalId: action.externalId,
+        status: action.remoteStatus ?? 'Pending',
+        progress: `Defender: ${action.remoteStatus ?? 'Pending'}`,
+      };
+    }
+    // The machine the exclusion check looked up in Defender is the one acted on.
+    const machineId =
+      action.resolved?.deviceId ?? action.target.deviceId ?? deviceIdFromEvidence(action, context);
+    if (!machineId) return finishedWith(fail('the action names no Defender device id, so nothing was sent'));
+    if (action.type === 'stopAndQuarantineFile' && !action.target.sha1) {
+      return finishedWith(fail('the action names no file SHA-1, so nothing was sent'));
+    }
+    if (context.resume) {
+      // A run that stopped may have sent it after its last record: adopt what Defender has first.
+      const pending = await this.findPending(machineId, spec, action);
+      if (!pending.ok) return pending.result;
+      if (pending.machineAction) {
+        this.logger?.info(
+          { incidentId: action.incidentId, actionId: action.id, machineActionId: pending.machineAction.id },
+          'resuming: adopted the Defender machine action an earlier run sent',
         );
+        return submitted(pending.machineAction);
+      }
+    }
+    return this.createMachineAction(machineId, action, spec, context);
+  }
+
+  /** POST the action once; re-POST after a fault only when Defender shows no pending action for it. */
+  private async createMachineAction(
+    machineId: string,
+    action: ActionRecord,
+    spec: MdeSpec,
+    context: SubmitContext,
+  ): Promise<SubmitResult> {
+    const body = {
+      Comment: `MDR: ${spec.verb} per incident ${action.incidentId} (approved by ${context.approvedBy})`,
+      ...(spec.extra?.(action) ?? {}),
+    };
+    const what = `POST ${spec.path}`;
+    const wording = {
+      permission: spec.permission,
+      notFound: `device ${machineId} was not found in Defender`,
+      what,
+    };
+    let last: HttpResult | undefined;
+    for (let attempt = 0; attempt <= this.maxRetries; attempt++) {
+      if (last) {
+        // The previous POST may have reached Defender: never send a second one blindly.
+        const pending = await this.findPending(machineId, spec, action, true);
+        if (!pending.ok) return pending.result;
+        if (pending.machineAction) return submitted(pending.machineAction);
+        await this.sleep(Math.min(this.retryBaseMs * 2 ** (attempt - 1), 30_000));
+      }
+      if (!(await context.claim())) {
+        return { kind: 'abandoned', reason: 'another run took the action over; nothing more was sent' };
+      }
+      const slot = await this.pacer.take();
+      if (!slot.ok) {
+        return { kind: 'throttled', retryAfterMs: slot.retryAfterMs, reason: slot.reason, ...sentIf(last) };
+      }
+      const result = await this.mde.send({
+        method: 'POST',
+        path: `/api/machines/${encodeURIComponent(machineId)}/${spec.path}`,
+        body,
+        retryUnsafe: false,
+        on429: 'return',
+      });
+      if (result.kind === 'response' && (result.status === 200 || result.status === 201)) {
+        const parsed = machineActionSchema.safeParse(result.body);
+        if (!parsed.success) {
+          return finishedWith(
+            fail(
+              `Defender accepted ${what} but its answer had no machine action id and status; check Action center in the Defender portal`,
+            ),
+          );
+        }
+        return submitted(parsed.data);
+      }
+      if (result.kind === 'response' && result.status === 429) {
+        // Refused, so not created: wait as long as Defender asks, on every replica.
+        const wait = retryAfterMs(result.headers) ?? DEFAULT_THROTTLE_MS;
+        await this.pacer.pause(wait);
+        return {
+          kind: 'throttled',
+          retryAfterMs: wait,
+          reason: describeFailure('Defender', result, wording),
+          ...sentIf(last),
+        };
+      }
+      if (result.kind === 'response' && result.status === 400 && isAlreadyInProgress(result.body)) {
+        const pending = await this.findPending(machineId, spec, action, true);
+        if (!pending.ok) return pending.result;
+        if (pending.machineAction) return submitted(pending.machineAction);
+        return finishedWith(
+          fail(
+            `Defender says a ${spec.type} action is already in progress on device ${machineId}, but it could not be found to follow; check Action center in the Defender portal`,
+          ),
+        );
+      }
+      const transient = result.kind === 'network' || (result.kind === 'response' && result.status >= 500);
+      if (!transient) return finishedWith(fail(describeFailure('Defender', result, wording)));
+      this.logger?.warn(
+        { machineId, type: spec.type, status: result.kind === 'response' ? result.status : undefined },
+        'Defender action request failed; checking for a pending action before retrying',
+      );
+      last = result;
+    }
+    const pending = await this.findPending(machineId, spec, action, true);
+    if (!pending.ok) return pending.result;
+    if (pending.machineAction) return submitted(pending.machineAction);
+    const lastAnswer = describeFailure(
+      'Defender',
+      last ?? { kind: 'network', message: 'no answer', attempts: 0 },
+      wording,
+    );
+    return finishedWith(
+      fail(
+        `${lastAnswer}; gave up after ${this.maxRetries + 1} requests and no pending ${spec.type} action was found`,
+      ),
+    );
+  }
+
+  /**
+   * The open (Pending, then InProgress) machine action of this type on the device, if any; of several,
+   * the one whose comment names this incident. A 429 is a wait (throttled), any other failure ends the
+   * action: nothing is sent while it cannot be known whether Defender already has it.
+   */
+  private async findPending(
+    machineId: string,
+    spec: MdeSpec,
+    action: ActionRecord,
+    maybeSent = false,
+  ): Promise<{ ok: true; machineAction?: MachineAction } | { ok: false; result: SubmitResult }> {
+    const marker = `per incident ${action.incidentId} `;
+    for (const status of ['Pending', 'InProgress']) {
+      const result = await this.mde.send({
+        method: 'GET',
+        path: '/api/machineactions',
+        query: {
+          $filter: `machineId eq '${odata(machineId)}' and type eq '${spec.type}' and status eq '${status}'`,
+        },
+        on429: 'return',
+      });
+      const wording = {
+        permission: POLL_PERMISSION,
+        notFound: `device ${machineId} was not found in Defender`,
+        what: 'GET machineactions',
+      };
+      if (result.kind === 'response' && result.status === 429) {
+        const wait = retryAfterMs(result.headers) ?? DEFAULT_THROTTLE_MS;
+        return {
+          ok: false,
+          result: {
+            kind: 'throttled',
+            retryAfterMs: wait,
+            reason: describeFailure('Defender', result, wording),
+            // A request of an earlier attempt may have reached Defender: the next run looks again.
+            ...(maybeSent ? { maybeSent: true } : {}),
+          },
+        };
+      }
+      if (!(result.kind === 'response' && result.ok)) {
+        return {
+          ok: false,
+          result: finishedWith(
+            fail(
+              `could not check whether Defender already has this ${spec.type} action, so it was not sent again: ${describeFailure(
+                'Defender',
+                result,
+                wording,
+              )}`,
+            ),
+          ),
+        };
+      }
+      const list = machineActionListSchema.safeParse(result.body);
+      const open = (list.success ? list.data.value : [])
+        .map((item) => machineActionSchema.safeParse(item))
+        .flatMap((p) => (p.success ? [p.data] : []))
+        .filter((ma) => sameCase(ma.status, status) && sameFile(ma, action));
+      const found = open.find((ma) => ma.requestorComment?.includes(marker)) ?? open[0];
+      if (found) {
+        this.logger?.info({ machineId, machineActionId: found.id }, 'adopting pending Defender action');
+        return { ok: true, machineAction: found };
+      }
+    }
+    return { ok: true };
+  }
+
+  /**
+   * One `GET machineactions?$filter=id in (...)` for up to CHECK_BATCH submitted actions. A 429, 5xx or
+   * network error leaves them unknown this round (a 429 also holds every check for its Retry-After),
+   * except those whose bounded wait is over: they fail, saying where to follow them.
+   */
+  private async checkBatch(actions: ActionRecord[]): Promise<RemoteCheck[]> {
+    const ids = actions.map((a) => a.externalId as string);
+    const wording = {
+      permission: POLL_PERMISSION,
+      notFound: 'the machine actions were not found',
+      what: 'GET machineactions',
+    };
+    let problem: string;
+    if (this.now() < this.checksPausedUntil) {
+      problem = 'Defender asked to wait (429)';
+    } else {
+      const result = await this.mde.send({
+        method: 'GET',
+        path: '/api/machineactions',
+        query: { $filter: `id in (${ids.map((id) => `'${odata(id)}'`).join(',')})` },
+        on429: 'return',
+        retries: 0,
+      });
+      if (result.kind === 'response' && result.ok) {
+        const list = machineActionListSchema.safeParse(result.body);
+        const byId = new Map<string, MachineAction>();
+        for (const item of list.success ? list.data.value : []) {
+          const parsed = machineActionSchema.safeParse(item);
+          if (parsed.success) byId.set(parsed.data.id.toLowerCase(), parsed.data);
+        }
+        return actions.map((action) => {
+          const ma = byId.get((action.externalId as string).toLowerCase());
+          const spec = MDE_ACTIONS[action.type as MdeActionType];
+          if (ma && TERMINAL.has(ma.status.toLowerCase()))
+            return { kind: 'finished', outcome: finished(ma, spec) };
+          const status = ma?.status ?? action.remoteStatus ?? 'unknown';
+          if (this.overdue(action)) {
+            return {
+              kind: 'finished',
+              outcome: this.tooLong(action, spec, status, ma ? undefined : 'not listed by Defender'),
+            };
+          }
+          return ma
+            ? { kind: 'running', status, progress: `Defender: ${status}` }
+            : { kind: 'unknown', reason: 'not listed by Defender yet' };
+        });
+      }
+      const passing =
+        result.kind === 'network' ||
+        (result.kind === 'response' && (result.status === 429 || result.status >= 500));
+      problem = describeFailure('Defender', result, wording);
+      if (!passing) {
+        // The actions exist already: a permanent refusal ends the wait, a passing fault does not.
+        return actions.map((action) => ({
+          kind: 'finished',
+          outcome: fail(`${problem}; follow action ${action.externalId} in the Defender portal`),
+        }));
+      }
+      if (result.kind === 'response' && result.status === 429) {
+        this.checksPausedUntil = this.now() + (retryAfterMs(result.headers) ?? DEFAULT_THROTTLE_MS);
+      }
+    }
+    return actions.map((action): RemoteCheck => {
+      if (!this.overdue(action)) return { kind: 'unknown', reason: problem };
+      const spec = MDE_ACTIONS[action.type as MdeActionType];
+      return {
+        kind: 'finished',
+        outcome: this.tooLong(action, spec, action.remoteStatus ?? 'unknown', problem),
+      };
+    });
+  }
+
+  private overdue(action: ActionRecord): boolean {
+    const since = Date.parse(action.submittedAt ?? action.updatedAt);
+    return this.now() - since >= this.maxPollMs;
+  }
+
+  private tooLong(action: ActionRecord, spec: MdeSpec, status: string, lastProblem?: string): Outcome {
+    const also = lastProblem ? ` (last poll: ${lastProblem})` : '';
+    return fail(
+      `${spec.type} still ${status} after ${formatDuration(this.maxPollMs)}; follow it in the Defender portal (Action center), action id ${action.externalId}${also}`,
+    );
+  }
+
+  // ---- Microsoft Graph user actions ----
+
+  /** The Graph user actions: each is done (or refused) at once. */
+  private async runUserAction(action: ActionRecord): Promise<Outcome> {
+    switch (action.type) {
       case 'forcePasswordReset':
         return this.patchUser(
           action,
@@ -193,216 +546,10 @@ export class DefenderExecutor implements ResponseExecutor {
         return this.revokeSessions(action);
       case 'suspendUser':
         return this.suspendUser(action);
-      case 'softDeleteEmails':
-        return this.softDeleteEmails(action, context);
+      default:
+        return fail(`${action.type} is not an action this executor carries out`);
     }
   }
-
-  // ---- Defender for Endpoint machine actions ----
-
-  private async runMachineAction(
-    action: ActionRecord,
-    spec: MdeSpec,
-    context: ExecutionContext,
-  ): Promise<Outcome> {
-    if (action.externalId) {
-      this.logger?.info(
-        { incidentId: action.incidentId, actionId: action.id, machineActionId: action.externalId },
-        'resuming Defender machine action',
-      );
-      return this.follow(action.externalId, spec, context, undefined);
-    }
-    // The machine the exclusion check looked up in Defender is the one acted on.
-    const machineId =
-      action.resolved?.deviceId ?? action.target.deviceId ?? deviceIdFromEvidence(action, context);
-    if (!machineId) return fail('the action names no Defender device id, so nothing was sent');
-    if (action.type === 'stopAndQuarantineFile' && !action.target.sha1) {
-      return fail('the action names no file SHA-1, so nothing was sent');
-    }
-    const started = await this.createMachineAction(machineId, action, spec, context);
-    if (!started.ok) return started;
-    await this.safely(() => context.checkpoint(started.machineAction.id), 'checkpoint');
-    return this.follow(started.machineAction.id, spec, context, started.machineAction);
-  }
-
-  /** POST the action once; re-POST after a fault only when Defender shows no pending action for it. */
-  private async createMachineAction(
-    machineId: string,
-    action: ActionRecord,
-    spec: MdeSpec,
-    context: ExecutionContext,
-  ): Promise<{ ok: true; machineAction: MachineAction } | { ok: false; reason: string }> {
-    const body = {
-      Comment: `MDR: ${spec.verb} per incident ${action.incidentId} (approved by ${context.approvedBy})`,
-      ...(spec.extra?.(action) ?? {}),
-    };
-    const what = `POST ${spec.path}`;
-    const wording = {
-      permission: spec.permission,
-      notFound: `device ${machineId} was not found in Defender`,
-      what,
-    };
-    let last: HttpResult | undefined;
-    for (let attempt = 0; attempt <= this.maxRetries; attempt++) {
-      if (last) {
-        // The previous POST may have reached Defender: never send a second one blindly.
-        const pending = await this.findPending(machineId, spec, action);
-        if (!pending.ok) return pending;
-        if (pending.machineAction) return { ok: true, machineAction: pending.machineAction };
-        await this.sleep(Math.min(this.retryBaseMs * 2 ** (attempt - 1), 30_000));
-      }
-      const result = await this.mde.send({
-        method: 'POST',
-        path: `/api/machines/${encodeURIComponent(machineId)}/${spec.path}`,
-        body,
-        retryUnsafe: false,
-      });
-      if (result.kind === 'response' && (result.status === 200 || result.status === 201)) {
-        const parsed = machineActionSchema.safeParse(result.body);
-        if (!parsed.success) {
-          return {
-            ok: false,
-            reason: `Defender accepted ${what} but its answer had no machine action id and status; check Action center in the Defender portal`,
-          };
-        }
-        return { ok: true, machineAction: parsed.data };
-      }
-      if (result.kind === 'response' && result.status === 400 && isAlreadyInProgress(result.body)) {
-        const pending = await this.findPending(machineId, spec, action);
-        if (!pending.ok) return pending;
-        if (pending.machineAction) return { ok: true, machineAction: pending.machineAction };
-        return {
-          ok: false,
-          reason: `Defender says a ${spec.type} action is already in progress on device ${machineId}, but it could not be found to follow; check Action center in the Defender portal`,
-        };
-      }
-      const transient = result.kind === 'network' || (result.kind === 'response' && result.status >= 500);
-      if (!transient) return { ok: false, reason: describeFailure('Defender', result, wording) };
-      this.logger?.warn(
-        { machineId, type: spec.type, status: result.kind === 'response' ? result.status : undefined },
-        'Defender action request failed; checking for a pending action before retrying',
-      );
-      last = result;
-    }
-    const pending = await this.findPending(machineId, spec, action);
-    if (!pending.ok) return pending;
-    if (pending.machineAction) return { ok: true, machineAction: pending.machineAction };
-    const lastAnswer = describeFailure(
-      'Defender',
-      last ?? { kind: 'network', message: 'no answer', attempts: 0 },
-      wording,
-    );
-    return {
-      ok: false,
-      reason: `${lastAnswer}; gave up after ${this.maxRetries + 1} requests and no pending ${spec.type} action was found`,
-    };
-  }
-
-  /** The open (Pending, then InProgress) machine action of this type on the device, if any. */
-  private async findPending(
-    machineId: string,
-    spec: MdeSpec,
-    action: ActionRecord,
-  ): Promise<{ ok: true; machineAction?: MachineAction } | { ok: false; reason: string }> {
-    for (const status of ['Pending', 'InProgress']) {
-      const result = await this.mde.send({
-        method: 'GET',
-        path: '/api/machineactions',
-        query: {
-          $filter: `machineId eq '${odata(machineId)}' and type eq '${spec.type}' and status eq '${status}'`,
-        },
-      });
-      if (!(result.kind === 'response' && result.ok)) {
-        return {
-          ok: false,
-          reason: `could not check whether Defender already has this ${spec.type} action, so it was not sent again: ${describeFailure(
-            'Defender',
-            result,
-            {
-              permission: POLL_PERMISSION,
-              notFound: `device ${machineId} was not found in Defender`,
-              what: 'GET machineactions',
-            },
-          )}`,
-        };
-      }
-      const list = machineActionListSchema.safeParse(result.body);
-      const found = (list.success ? list.data.value : [])
-        .map((item) => machineActionSchema.safeParse(item))
-        .flatMap((p) => (p.success ? [p.data] : []))
-        .find((ma) => sameCase(ma.status, status) && sameFile(ma, action));
-      if (found) {
-        this.logger?.info({ machineId, machineActionId: found.id }, 'adopting pending Defender action');
-        return { ok: true, machineAction: found };
-      }
-    }
-    return { ok: true };
-  }
-
-  /** Poll a machine action until it ends or the bounded wait is over. */
-  private async follow(
-    id: string,
-    spec: MdeSpec,
-    context: ExecutionContext,
-    first: MachineAction | undefined,
-  ): Promise<Outcome> {
-    const started = this.now();
-    const maxPolls = Math.ceil(this.maxPollMs / Math.max(1, this.pollIntervalMs));
-    let current = first;
-    let shown: string | undefined;
-    let lastProblem: string | undefined;
-    let polls = 0;
-    // A resumed action has nothing to show yet: ask Defender at once.
-    let fetchNow = current === undefined;
-    for (;;) {
-      if (!fetchNow) {
-        if (current) {
-          const status = current.status;
-          if (TERMINAL.has(status.toLowerCase())) return finished(current, spec);
-          if (status !== shown) {
-            shown = status;
-            await this.safely(() => context.progress(`Defender: ${status}`), 'progress');
-          }
-        }
-        if (this.now() - started >= this.maxPollMs || polls >= maxPolls) break;
-        await this.sleep(this.pollIntervalMs);
-        polls++;
-      }
-      fetchNow = false;
-      const result = await this.mde.send({
-        method: 'GET',
-        path: `/api/machineactions/${encodeURIComponent(id)}`,
-      });
-      if (result.kind === 'response' && result.ok) {
-        const parsed = machineActionSchema.safeParse(result.body);
-        if (parsed.success) current = parsed.data;
-        lastProblem = parsed.success ? undefined : 'Defender answered without a machine action status';
-        continue;
-      }
-      const wording = {
-        permission: POLL_PERMISSION,
-        notFound: `Defender machine action ${id} was not found`,
-        what: 'GET machineactions',
-      };
-      const passing =
-        result.kind === 'network' ||
-        (result.kind === 'response' && (result.status === 429 || result.status >= 500));
-      // The action exists already: a permanent refusal ends the wait, a passing fault does not.
-      if (!passing) {
-        return fail(
-          `${describeFailure('Defender', result, wording)}; follow action ${id} in the Defender portal`,
-        );
-      }
-      lastProblem = describeFailure('Defender', result, wording);
-    }
-    const status = current?.status ?? 'unknown';
-    const also = lastProblem ? ` (last poll: ${lastProblem})` : '';
-    return fail(
-      `${spec.type} still ${status} after ${formatDuration(this.maxPollMs)}; follow it in the Defender portal (Action center), action id ${id}${also}`,
-    );
-  }
-
-  // ---- Microsoft Graph user actions ----
 
   private async patchUser(
     action: ActionRecord,
@@ -464,23 +611,28 @@ export class DefenderExecutor implements ResponseExecutor {
 
   // ---- Microsoft Graph email remediation ----
 
-  private async softDeleteEmails(action: ActionRecord, context: ExecutionContext): Promise<Outcome> {
+  private async softDeleteEmails(action: ActionRecord, context: SubmitContext): Promise<SubmitResult> {
     if (action.externalId) {
       // Sent before a restart: a second remediation would only duplicate it in Action center.
-      return {
+      return finishedWith({
         ok: true,
         detail: `soft delete submitted before a restart; follow it in Action center: ${action.externalId}`,
-      };
+      });
     }
     const { networkMessageId, recipient } = action.target;
-    if (!networkMessageId) return fail('the action names no network message id, so nothing was sent');
+    if (!networkMessageId) {
+      return finishedWith(fail('the action names no network message id, so nothing was sent'));
+    }
     const found = await this.findAnalyzedEmails(networkMessageId, recipient);
-    if (!found.ok) return found;
+    if (!found.ok) return finishedWith(found);
     if (found.ids.length === 0) {
-      return fail(
-        `no analyzed email with network message id ${networkMessageId}${recipient ? ` for ${recipient}` : ''} in the last ${this.emailSearchDays} days, so nothing was deleted`,
+      return finishedWith(
+        fail(
+          `no analyzed email with network message id ${networkMessageId}${recipient ? ` for ${recipient}` : ''} in the last ${this.emailSearchDays} days, so nothing was deleted`,
+        ),
       );
     }
+    if (!(await context.claim())) return { kind: 'abandoned', reason: 'another run holds the action' };
     const approver = context.approvedBy.replace(/^[a-z]+:/, '');
     const result = await this.graph.send({
       method: 'POST',
@@ -504,19 +656,20 @@ export class DefenderExecutor implements ResponseExecutor {
         what: 'POST analyzedEmails/remediate',
       });
       const unsure = result.kind === 'network' || (result.kind === 'response' && result.status >= 500);
-      return fail(
-        unsure
-          ? `${reason}; it may still have been accepted: check Action center > History in the Defender portal before doing it by hand`
-          : reason,
+      return finishedWith(
+        fail(
+          unsure
+            ? `${reason}; it may still have been accepted: check Action center > History in the Defender portal before doing it by hand`
+            : reason,
+        ),
       );
     }
     const location = result.headers.get('location') ?? undefined;
-    if (location) await this.safely(() => context.checkpoint(location), 'checkpoint');
     const where = location ? `; follow it in Action center: ${location}` : '';
-    return {
-      ok: true,
-      detail: `soft delete of ${found.ids.length} email(s) submitted to Defender${where}`,
-    };
+    return finishedWith(
+      { ok: true, detail: `soft delete of ${found.ids.length} email(s) submitted to Defender${where}` },
+      location,
+    );
   }
 
   private async findAnalyzedEmails(
@@ -558,15 +711,6 @@ export class DefenderExecutor implements ResponseExecutor {
     }
     return { ok: true, ids };
   }
-
-  /** Progress and checkpoints are bookkeeping: a failure there must not abandon a running action. */
-  private async safely(step: () => Promise<void>, what: string): Promise<void> {
-    try {
-      await step();
-    } catch (error) {
-      this.logger?.warn({ error: error instanceof Error ? error.message : String(error) }, `${what} failed`);
-    }
-  }
 }
 
 function finished(ma: MachineAction, spec: MdeSpec): Outcome {
@@ -577,6 +721,11 @@ function finished(ma: MachineAction, spec: MdeSpec): Outcome {
   }
   const why = ma.cancellationComment ? `: ${ma.cancellationComment}` : '';
   return fail(`Defender reported ${spec.type} ${status}${on}${why} (action id ${ma.id})`);
+}
+
+/** A throttled answer after an earlier attempt that may have reached Defender says so. */
+function sentIf(last: HttpResult | undefined): { maybeSent?: true } {
+  return last ? { maybeSent: true } : {};
 }
 
 function isAlreadyInProgress(body: unknown): boolean {
@@ -595,7 +744,7 @@ function sameFile(ma: MachineAction, action: ActionRecord): boolean {
   return sameCase(file, action.target.sha1);
 }
 
-function deviceIdFromEvidence(action: ActionRecord, context: ExecutionContext): string | undefined {
+function deviceIdFromEvidence(action: ActionRecord, context: SubmitContext): string | undefined {
   const name = action.target.deviceName?.toLowerCase();
   if (!name) return undefined;
   return context.incident.devices.find((d) => d.dnsName?.toLowerCase() === name)?.id;

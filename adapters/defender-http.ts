@@ -71,6 +71,10 @@ export interface HttpRequest {
    * must find out whether the request took effect before sending it again.
    */
   retryUnsafe?: boolean;
+  /** `wait` (default): a 429 is retried after its Retry-After. `return`: it comes back at once (the caller re-schedules). */
+  on429?: 'wait' | 'return';
+  /** Retries after the first attempt, instead of the client's `maxRetries` (0: one attempt only). */
+  retries?: number;
 }
 
 /**
@@ -208,12 +212,12 @@ export class ApiClient {
       return await pRetry(
         async (attemptNumber) => {
           const result = await this.once(request, url, attemptNumber - 1);
-          const wait = this.retryWait(result, attemptNumber - 1, retryUnsafe);
+          const wait = this.retryWait(result, attemptNumber - 1, retryUnsafe, request.on429 ?? 'wait');
           if (wait === undefined) return result;
           throw new RetryableResult(result, wait);
         },
         {
-          retries: this.maxRetries,
+          retries: request.retries ?? this.maxRetries,
           minTimeout: 0,
           maxTimeout: 0,
           randomize: false,
@@ -243,10 +247,16 @@ export class ApiClient {
   }
 
   /** How long to wait before trying `result` again, or undefined when it is final. */
-  private retryWait(result: HttpResult, attempt: number, retryUnsafe: boolean): number | undefined {
+  private retryWait(
+    result: HttpResult,
+    attempt: number,
+    retryUnsafe: boolean,
+    on429: 'wait' | 'return',
+  ): number | undefined {
     if (result.kind === 'token') return undefined;
     if (result.kind === 'network') return retryUnsafe ? this.backoff(attempt) : undefined;
     if (result.status === 429) {
+      if (on429 === 'return') return undefined;
       const wait = retryAfterMs(result.headers) ?? this.backoff(attempt);
       return wait > this.maxRetryAfterMs ? undefined : wait;
     }

@@ -1,6 +1,6 @@
 import { ACTION_CATALOGUE } from '../core/actions.js';
 import type { ActionRecord } from '../core/model.js';
-import type { ExecutionContext, ExecutionOutcome, ResponseExecutor } from '../core/ports.js';
+import type { RemoteCheck, ResponseExecutor, SubmitContext, SubmitResult } from '../core/ports.js';
 
 /** What the dry-run executor would have done. */
 export interface DryRunRecord {
@@ -12,12 +12,12 @@ export interface DryRunRecord {
   at: string;
 }
 
-/** Records what would have been done and calls nothing (local mode and `DRY_RUN=true`). */
+/** Records what would have been done and calls nothing (local mode and `DRY_RUN=true`); finishes at once. */
 export class DryRunExecutor implements ResponseExecutor {
   readonly dryRun = true;
   readonly records: DryRunRecord[] = [];
 
-  async execute(action: ActionRecord, context: ExecutionContext): Promise<ExecutionOutcome> {
+  async submit(action: ActionRecord, context: SubmitContext): Promise<SubmitResult> {
     this.records.push({
       incidentId: action.incidentId,
       actionId: action.id,
@@ -27,8 +27,16 @@ export class DryRunExecutor implements ResponseExecutor {
       at: new Date().toISOString(),
     });
     return {
-      ok: true,
-      detail: `Dry run: ${ACTION_CATALOGUE[action.type].label} recorded, nothing was called`,
+      kind: 'finished',
+      outcome: {
+        ok: true,
+        detail: `Dry run: ${ACTION_CATALOGUE[action.type].label} recorded, nothing was called`,
+      },
     };
+  }
+
+  /** A dry run submits nothing remote, so there is never anything to ask about. */
+  async check(actions: ActionRecord[]): Promise<RemoteCheck[]> {
+    return actions.map(() => ({ kind: 'unknown', reason: 'dry run: nothing was submitted' }));
   }
 }

@@ -1,3 +1,4 @@
+import { EXECUTION_PHASES, phaseOf } from '../core/execution-phase.js';
 import type {
   ActionRecord,
   AuditEntry,
@@ -7,8 +8,8 @@ import type {
   IncidentState,
   Task,
 } from '../core/model.js';
-import type { ActionStore, CasResult } from '../core/ports.js';
-import { parseTaskId, taskOf } from '../core/tasks.js';
+import type { ActionStore, CasResult, ExecutionPhase } from '../core/ports.js';
+import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
 
 const clone = <T>(value: T): T => structuredClone(value);
 
@@ -31,6 +32,12 @@ export class MemoryStore implements ActionStore {
   /** Task id -> creation sequence, per status, to list in creation order. */
   private readonly taskIndex = { pending: new Map<string, number>(), done: new Map<string, number>() };
   private taskSeq = 0;
+  /** Actions by execution phase (`incident:action` -> sequence), to list them in the order they entered. */
+  private readonly phaseIndex: Record<ExecutionPhase, Map<string, number>> = {
+    approved: new Map(),
+    starting: new Map(),
+    submitted: new Map(),
+  };
   private exclusionChanges: ExclusionChanges = NO_CHANGES;
   private readonly cards = new Map<string, CardRefs>();
   private readonly conversations = new Map<string, unknown>();
@@ -45,6 +52,7 @@ export class MemoryStore implements ActionStore {
       if (known.has(action.id)) continue;
       known.set(action.id, clone(action));
       this.indexTask(action);
+      this.indexPhase(action);
       added.push(clone(action));
     }
     const addedIds = new Set(added.map((a) => a.id));
@@ -95,6 +103,7 @@ export class MemoryStore implements ActionStore {
     const stored = { ...clone(next), version: expectedVersion + 1 };
     known.set(next.id, stored);
     this.indexTask(stored);
+    this.indexPhase(stored);
     this.pushAudit(audit);
     return { ok: true, action: clone(stored) };
   }
@@ -118,6 +127,18 @@ export class MemoryStore implements ActionStore {
       if (task && task.state === status) tasks.push(clone(task));
     }
     return tasks;
+  }
+
+  async listActionsIn(phase: ExecutionPhase, limit = 500): Promise<ActionRecord[]> {
+    const ids = [...this.phaseIndex[phase].entries()].sort((a, b) => a[1] - b[1]);
+    const found: ActionRecord[] = [];
+    for (const [key] of ids) {
+      if (found.length >= limit) break;
+      const ref = parseTaskId(key);
+      const action = ref ? this.actions.get(ref.incidentId)?.get(ref.actionId) : undefined;
+      if (action && phaseOf(action) === phase) found.push(clone(action));
+    }
+    return found;
   }
 
   async getExclusionChanges(): Promise<ExclusionChanges> {
@@ -187,6 +208,16 @@ export class MemoryStore implements ActionStore {
     const list = this.audit.get(entry.incidentId) ?? [];
     list.push(clone(entry));
     this.audit.set(entry.incidentId, list);
+  }
+
+  /** Writes here are atomic with the action's: an action is listed in exactly its phase. */
+  private indexPhase(action: ActionRecord): void {
+    const key = taskIdOf(action.incidentId, action.id);
+    const now = phaseOf(action);
+    for (const phase of EXECUTION_PHASES) {
+      if (phase !== now) this.phaseIndex[phase].delete(key);
+      else if (!this.phaseIndex[phase].has(key)) this.phaseIndex[phase].set(key, ++this.taskSeq);
+    }
   }
 
   private indexTask(action: ActionRecord): void {

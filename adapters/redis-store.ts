@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { ActionState } from '../core/actions.js';
 import { StoreUnavailableError } from '../core/errors.js';
+import { mayEnter, phaseOf } from '../core/execution-phase.js';
 import type {
   ActionRecord,
   AuditEntry,
@@ -12,8 +13,8 @@ import type {
   IncidentState,
   Task,
 } from '../core/model.js';
-import type { ActionStore, CasResult } from '../core/ports.js';
-import { parseTaskId, taskOf } from '../core/tasks.js';
+import type { ActionStore, CasResult, ExecutionPhase } from '../core/ports.js';
+import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
 import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
 
 export { createRedisCluster, createRedisConnection } from './redis-connection.js';
@@ -99,7 +100,8 @@ return 0
 /**
  * The durable store: Redis (or Redis Cluster), shared by every replica. One incident's keys share a
  * hash tag (`mdr:{inc:48213}:meta`, `:actions`, `:order`, `:audit`, `:cards`) so its scripts stay in
- * one slot; cross-incident indexes (`mdr:incidents`, `mdr:tasks:pending|done`) live in other slots, so
+ * one slot; cross-incident indexes (`mdr:incidents`, `mdr:tasks:pending|done`,
+ * `mdr:exec:approved|starting|submitted`) live in other slots, so
  * they are written in the same pipeline right after the script and every task is checked against its
  * action when listed: an index cut short never shows a wrong task (a done task left in `pending` is
  * moved to `done` on read). Every failure to reach Redis is a `StoreUnavailableError`.
@@ -250,6 +252,41 @@ export class RedisStore implements ActionStore {
     return this.collectTasks(status, limit);
   }
 
+  /**
+   * Reads one phase index in order, checks each entry against its action, and drops the entries whose
+   * action can no longer be in that phase (ended, or moved on), so the index does not grow.
+   */
+  async listActionsIn(phase: ExecutionPhase, limit = 500): Promise<ActionRecord[]> {
+    const index = this.key(`exec:${phase}`);
+    const page = 200;
+    const found: ActionRecord[] = [];
+    for (let start = 0; found.length < limit; start += page) {
+      const [members] = (await this.run([['zrange', index, start, start + page - 1]])) as [string[]];
+      if (members.length === 0) break;
+      const refs = members.map((id) => parseTaskId(id));
+      const jsons = (await this.run(
+        refs.map((ref) =>
+          ref ? ['hget', this.incidentKeys(ref.incidentId).actions, ref.actionId] : ['echo', ''],
+        ),
+      )) as (string | null)[];
+      const stale: string[] = [];
+      members.forEach((member, i) => {
+        const json = jsons[i];
+        const action = json ? (JSON.parse(json) as ActionRecord) : null;
+        if (action && phaseOf(action) === phase) {
+          if (found.length < limit) found.push(action);
+          return;
+        }
+        if (action && mayEnter(action, phase)) return;
+        stale.push(member);
+      });
+      if (stale.length > 0) await this.run([['zrem', index, ...stale]]);
+      if (members.length < page) break;
+      start -= stale.length;
+    }
+    return found;
+  }
+
   async getExclusionChanges(): Promise<ExclusionChanges> {
     const [changes, legacy] = (await this.run(this.exclusionReads())) as (string | null)[];
     return this.parseExclusionChanges(changes ?? null, legacy ?? null);
@@ -395,9 +432,15 @@ export class RedisStore implements ActionStore {
    * add a stale entry, which `collectTasks` hides and later drops; removing here could hide a real task.
    */
   private indexCommands(action: ActionRecord): Command[] {
+    const commands: Command[] = [];
     const task = taskOf(action);
-    if (!task) return [];
-    return [['zadd', this.key(`tasks:${task.state}`), 'NX', this.nextScore(), task.id]];
+    if (task) commands.push(['zadd', this.key(`tasks:${task.state}`), 'NX', this.nextScore(), task.id]);
+    const phase = phaseOf(action);
+    if (phase) {
+      const member = taskIdOf(action.incidentId, action.id);
+      commands.push(['zadd', this.key(`exec:${phase}`), 'NX', this.nextScore(), member]);
+    }
+    return commands;
   }
 
   /** Creation order across processes: microseconds, strictly increasing within this process. */

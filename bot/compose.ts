@@ -2,11 +2,12 @@ import { createAzureCredential } from '../adapters/azure-credential.js';
 import { BullMqQueue } from '../adapters/bullmq-queue.js';
 import { DefenderAssetDirectory } from '../adapters/defender-directory.js';
 import { DefenderExecutor } from '../adapters/defender-executor.js';
+import { DefenderPacer } from '../adapters/defender-pacer.js';
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
 import type { JobQueue } from '../adapters/job-queue.js';
 import { LocalQueue } from '../adapters/local-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
-import { createRedisCluster } from '../adapters/redis-connection.js';
+import { createRedisCluster, createRedisConnection } from '../adapters/redis-connection.js';
 import { RedisStore } from '../adapters/redis-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
 import type { ActionStore, AssetDirectory, DirectoryUser, ResponseExecutor } from '../core/ports.js';
@@ -65,7 +66,29 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
       logger,
     };
     directory = parts.directory ?? new DefenderAssetDirectory(endpoints);
-    executor = parts.executor ?? (config.dryRun ? new DryRunExecutor() : new DefenderExecutor(endpoints));
+    // Machine actions are paced to Defender's per-tenant limits, counted in Redis across replicas.
+    const pacedExecutor = () => {
+      const redis = config.redis
+        ? config.redis.cluster
+          ? createRedisCluster(config.redis.url)
+          : createRedisConnection(config.redis.url)
+        : undefined;
+      if (redis) {
+        redis.on('error', () => {});
+        closers.push(async () => {
+          await redis.quit().catch(() => redis.disconnect());
+        });
+      }
+      const pacer = new DefenderPacer({
+        perMinute: config.execution.actionsPerMinute,
+        perHour: config.execution.actionsPerHour,
+        tenant: config.defender?.tenantId ?? 'default',
+        keyPrefix: config.keyPrefix,
+        ...(redis ? { redis } : {}),
+      });
+      return new DefenderExecutor({ ...endpoints, pacer });
+    };
+    executor = parts.executor ?? (config.dryRun ? new DryRunExecutor() : pacedExecutor());
   } else {
     directory =
       (parts.directory ?? config.localMode)

@@ -102,6 +102,30 @@ const envSchema = z.object({
   GRAPH_POLL_SECONDS: optional(
     z.coerce.number().int().min(30, 'must be at least 30 (Graph allows 150 requests a minute)'),
   ),
+  DEFENDER_FOLLOW_SECONDS: withDefault(
+    z.coerce
+      .number()
+      .int('must be a whole number of seconds')
+      .min(1, 'must be at least 1')
+      .max(300, 'must be at most 300 (a machine action is followed for 10 minutes at most)'),
+    5,
+  ),
+  DEFENDER_ACTIONS_PER_MINUTE: withDefault(
+    z.coerce
+      .number()
+      .int('must be a whole number')
+      .min(1, 'must be at least 1')
+      .max(100, 'must be at most 100 (Defender allows 100 machine actions a minute per tenant)'),
+    100,
+  ),
+  DEFENDER_ACTIONS_PER_HOUR: withDefault(
+    z.coerce
+      .number()
+      .int('must be a whole number')
+      .min(1, 'must be at least 1')
+      .max(1_500, 'must be at most 1500 (Defender allows 1,500 machine actions an hour per tenant)'),
+    1_500,
+  ),
   LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
   PUBLIC_URL: optional(httpUrl('the address users reach the bot at, e.g. https://mdr-bot.example.com')),
 });
@@ -145,6 +169,14 @@ export interface Config {
     graphUrl: string;
   };
   dryRun: boolean;
+  /** How Defender machine actions are paced and followed. */
+  execution: {
+    /** `DEFENDER_FOLLOW_SECONDS`: one round asking Defender about submitted actions every this often. */
+    followSeconds: number;
+    /** `DEFENDER_ACTIONS_PER_MINUTE` / `_PER_HOUR`: machine actions sent per tenant, across replicas. */
+    actionsPerMinute: number;
+    actionsPerHour: number;
+  };
   graphPollSeconds?: number;
   logLevel: Env['LOG_LEVEL'];
   publicUrl?: string;
@@ -276,6 +308,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     defender,
     dryRun: e.DRY_RUN || !defender,
+    execution: {
+      followSeconds: e.DEFENDER_FOLLOW_SECONDS,
+      actionsPerMinute: e.DEFENDER_ACTIONS_PER_MINUTE,
+      actionsPerHour: e.DEFENDER_ACTIONS_PER_HOUR,
+    },
     graphPollSeconds: e.GRAPH_POLL_SECONDS,
     logLevel: e.LOG_LEVEL,
     publicUrl: e.PUBLIC_URL,

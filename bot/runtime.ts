@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
 import type { JobQueue, Lanes } from '../adapters/job-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
 import { systemClock } from '../adapters/system-clock.js';
 import { executeAction } from '../core/execute-action.js';
+import { followActions } from '../core/follow-actions.js';
 import type {
   ActionStore,
   AssetDirectory,
@@ -56,6 +58,7 @@ export interface RuntimeParts {
 }
 
 export const EXECUTE_JOB = 'execute';
+export const FOLLOW_JOB = 'follow';
 export const REMIND_JOB = 'remind';
 
 /**
@@ -63,10 +66,21 @@ export const REMIND_JOB = 'remind';
  * or upkeep. Concurrency is per process.
  */
 export const JOB_LANES: Lanes = {
-  execute: { jobs: [EXECUTE_JOB], concurrency: 20 },
+  execute: { jobs: [EXECUTE_JOB, FOLLOW_JOB], concurrency: 20 },
   deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
 };
+
+/**
+ * The job id of a core job: its kind and each id part percent-encoded, joined by '/' (which no encoded
+ * part contains), so `2025-1`/`act-1` and `2025`/`1-act-1` never share an id.
+ */
+export function jobIdOf(job: CoreJob): string {
+  const parts = [job.kind, job.incidentId, job.actionId];
+  if (job.kind === 'execute' && job.retry !== undefined) parts.push(`v${job.retry}`);
+  if (job.kind === 'remind') parts.push(job.dueAt);
+  return parts.map((p) => encodeURIComponent(p)).join('/');
+}
 
 /** Maps the core's job requests onto the queue, keyed so the same work enqueued twice runs once. */
 class QueueScheduler implements JobScheduler {
@@ -77,18 +91,25 @@ class QueueScheduler implements JobScheduler {
 
   async schedule(job: CoreJob): Promise<void> {
     if (job.kind === 'execute') {
-      const recovery = job.recoveryOf === undefined ? '' : `-recovery-${job.recoveryOf}`;
-      await this.queue.add(EXECUTE_JOB, job, {
-        id: `execute-${job.incidentId}-${job.actionId}${recovery}`,
-        attempts: 3,
-      });
+      const { incidentId, actionId } = job;
+      await this.queue.add(
+        EXECUTE_JOB,
+        { kind: 'execute', incidentId, actionId },
+        {
+          id: jobIdOf(job),
+          attempts: 3,
+          ...(job.delayMs ? { delayMs: job.delayMs } : {}),
+          ...(job.rerun ? { replaceFinished: true } : {}),
+        },
+      );
       return;
     }
     const delayMs = Math.max(0, new Date(job.dueAt).getTime() - this.clock.now().getTime());
-    await this.queue.add(REMIND_JOB, job, {
-      id: `remind-${job.incidentId}-${job.actionId}-${job.dueAt}`,
-      delayMs,
-    });
+    await this.queue.add(REMIND_JOB, job, { id: jobIdOf(job), delayMs });
+  }
+
+  scheduled(job: CoreJob): Promise<boolean> {
+    return this.queue.has(job.kind === 'execute' ? EXECUTE_JOB : REMIND_JOB, jobIdOf(job));
   }
 }
 
@@ -133,13 +154,33 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     EXECUTE_JOB,
     track(EXECUTE_JOB, async (data) => {
       const { incidentId, actionId } = data as { incidentId: string; actionId: string };
-      const result = await executeAction(deps, { incidentId, actionId });
+      // A token per run: a stalled copy of this job, run again elsewhere, holds another one.
+      const result = await executeAction(deps, { incidentId, actionId }, { token: randomUUID() });
       logger.info(
-        { incidentId, actionId, result: result.status === 'done' ? result.action.state : result.reason },
+        {
+          incidentId,
+          actionId,
+          result: result.status === 'done' ? result.action.state : result.reason,
+          ...(result.status === 'done' && result.action.progress ? { progress: result.action.progress } : {}),
+        },
         'execute job finished',
       );
     }),
   );
+  queue.process(
+    FOLLOW_JOB,
+    track(FOLLOW_JOB, async () => {
+      const report = await followActions(deps, { roundMs: config.execution.followSeconds * 1000 });
+      if (report.changed + report.ended > 0) logger.info(report, 'followed submitted actions');
+    }),
+  );
+  // One round per interval across every replica (a BullMQ job scheduler; a timer in local mode).
+  queue.every(FOLLOW_JOB, config.execution.followSeconds * 1000).catch((error: unknown) => {
+    logger.warn(
+      { err: error instanceof Error ? error.message : String(error) },
+      'could not schedule following submitted actions; it is scheduled again at the next start',
+    );
+  });
   queue.process(
     REMIND_JOB,
     track(REMIND_JOB, async (data) => {

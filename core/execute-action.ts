@@ -1,25 +1,52 @@
 import type { ActionRef } from './approve-action.js';
 import { type Actor, transition } from './decisions.js';
+import { StoreUnavailableError } from './errors.js';
 import { assetOf, type DecisionSubject, type ExclusionDecision, evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
-import type { ActionRecord } from './model.js';
-import type { CoreDeps, ExecutionOutcome } from './ports.js';
+import type { ActionRecord, ExclusionChanges, IncidentRecord } from './model.js';
+import type { CasResult, CoreDeps, ExecutionOutcome, SubmitResult } from './ports.js';
 
 const SYSTEM: Actor = { id: 'system', platform: 'system' };
 
+/**
+ * How long an execution token holds without renewal before another run may take the action over. Longer
+ * than one request with its time limit: a holder renews it before each request it sends (see `claim`).
+ */
+export const EXECUTION_LEASE_MS = 60_000;
+
+/** Card text while an action waits for a free Defender slot (the time is added after it). */
+export const RATE_LIMITED = 'Queued by Defender rate limit';
+
 export type ExecuteResult = { status: 'done'; action: ActionRecord } | { status: 'skipped'; reason: string };
 
+export interface ExecuteOptions {
+  /** This run's execution token; random per job run (a stalled duplicate of the job gets another). */
+  token?: string;
+  /** Lease bound (default EXECUTION_LEASE_MS). */
+  leaseMs?: number;
+}
+
 /**
- * Carry out an approved action (the durable job's body). Runs at most once per action: the move to
- * `executing` is a compare-and-set, and a restarted job finds the action `executing` with its remote
- * operation id and resumes it instead of sending again. Exclusions are checked once more first, and
- * again right after the move to `executing` when they changed in between.
+ * Submit an approved action (the durable job's body) and return: a remote operation is then followed
+ * by `followActions`, never waited for here. Sent at most once: the move to `executing` is a
+ * compare-and-set that writes this run's execution token, and only the token's holder may send. A run
+ * that finds the action `executing` sends nothing while the holder's lease is fresh, and after it went
+ * stale takes the action over with another compare-and-set and adopts the remote operation an earlier
+ * run may have created before sending anything. Exclusions are checked once more first, and again right
+ * after the move to `executing` when they changed in between.
  */
-export async function executeAction(deps: CoreDeps, ref: ActionRef): Promise<ExecuteResult> {
+export async function executeAction(
+  deps: CoreDeps,
+  ref: ActionRef,
+  options: ExecuteOptions = {},
+): Promise<ExecuteResult> {
+  const token = options.token ?? newToken();
+  const leaseMs = options.leaseMs ?? EXECUTION_LEASE_MS;
   const loaded = await deps.store.loadForDecision(ref.incidentId, ref.actionId);
   if (!loaded) return { status: 'skipped', reason: 'no such incident or action' };
   const { incident } = loaded;
   let action = loaded.action;
+  let resume: boolean;
 
   if (action.state === 'approved') {
     const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
@@ -42,88 +69,238 @@ export async function executeAction(deps: CoreDeps, ref: ActionRef): Promise<Exe
       deps,
       action,
       'executing',
-      { progress: 'Starting', dryRun: deps.executor.dryRun, resolved: decision.subject },
+      {
+        progress: 'Starting',
+        dryRun: deps.executor.dryRun,
+        resolved: decision.subject,
+        executionToken: token,
+        leaseAt: deps.clock.now().toISOString(),
+      },
       { actor: SYSTEM, event: 'execute', detail: deps.executor.dryRun ? 'executing (dry run)' : 'executing' },
     );
     if (!started.ok) return { status: 'skipped', reason: 'another worker took it' };
     action = started.action;
+    resume = false;
     // An exclusion added after the check above, before the move to `executing`, must still stop it:
     // now that no one else can start the action, read the exclusions' version again (one GET; it lives
     // in another slot than the action, so no script can read both on Redis Cluster) and, if it moved,
     // check again with the rules now in force before anything is called.
     const latest = await deps.store.getExclusionChanges();
     if (latest.version !== loaded.exclusionChanges.version) {
-      const again = await evaluateExclusion(
-        rulesInForce(deps.policy.exclusions, latest),
-        action,
-        incident,
-        deps.directory,
-      );
-      if (again.kind !== 'allowed')
-        return notRun(deps, ref, action, again, ' (exclusions changed while it was being started)');
-      if (!sameSubject(again.subject, decision.subject)) {
-        const asset = assetOf(action.target, incident);
-        const reason = `${asset} resolved to another identity while the action was being started`;
-        return notRun(deps, ref, action, { kind: 'unverifiable', asset, reason }, '');
-      }
+      const stop = await checkAgain(deps, ref, action, incident, latest, decision.subject);
+      if (stop) return stop;
     }
     await deps.notifier.incidentChanged(ref.incidentId);
-  } else if (action.state !== 'executing') {
+  } else if (action.state === 'executing') {
+    const taken = await takeOver(deps, action, token, leaseMs);
+    if (!taken.ok) return { status: 'skipped', reason: taken.reason };
+    action = taken.action;
+    resume = taken.resume;
+    // Nothing was sent for it yet and it may have waited long (a rate limit): exclusions added meanwhile
+    // still stop it, as they would have before its first start.
+    if (!resume) {
+      const stop = await checkAgain(
+        deps,
+        ref,
+        action,
+        incident,
+        await deps.store.getExclusionChanges(),
+        action.resolved,
+      );
+      if (stop) return stop;
+    }
+  } else {
     return { status: 'skipped', reason: `action is ${action.state}` };
   }
+  return submit(deps, ref, incident, action, { token, leaseMs, resume });
+}
 
-  // Progress and checkpoints are written by this worker alone; `action` tracks the latest version.
-  const update = async (patch: Partial<ActionRecord>, detail: string) => {
-    const r = await transition(deps, action, 'executing', patch, {
+/**
+ * Take an `executing` action that has no remote operation yet: at once when nobody holds it (released
+ * after a rate limit), else only once its holder's lease is stale. The compare-and-set swaps the token,
+ * so the stale holder can no longer send (its `claim` fails).
+ */
+async function takeOver(
+  deps: CoreDeps,
+  action: ActionRecord,
+  token: string,
+  leaseMs: number,
+): Promise<{ ok: true; action: ActionRecord; resume: boolean } | { ok: false; reason: string }> {
+  if (action.externalId) return { ok: false, reason: 'already submitted: followed by its remote id' };
+  const now = deps.clock.now();
+  const held = action.executionToken !== undefined;
+  if (held) {
+    const since = Date.parse(action.leaseAt ?? action.updatedAt);
+    if (now.getTime() - since < leaseMs) return { ok: false, reason: 'another run holds it' };
+  }
+  // A stopped holder may have sent the request: look for it before sending. Released unsent: no need.
+  const resume = held || !action.unsent;
+  const taken = await transition(
+    deps,
+    action,
+    'executing',
+    { executionToken: token, leaseAt: now.toISOString(), unsent: undefined },
+    {
       actor: SYSTEM,
-      event: 'progress',
-      detail,
-    });
-    if (r.ok) action = r.action;
-    else if (r.current) action = r.current;
+      event: 'execute',
+      detail: held ? 'taken over from a run that stopped (stale lease)' : 'resumed',
+    },
+  );
+  if (!taken.ok) return { ok: false, reason: 'another run took it' };
+  return { ok: true, action: taken.action, resume };
+}
+
+/** Exclusions as they are now: a stop (customer task or failure) when they no longer allow the action. */
+async function checkAgain(
+  deps: CoreDeps,
+  ref: ActionRef,
+  action: ActionRecord,
+  incident: IncidentRecord,
+  changes: ExclusionChanges,
+  subject: DecisionSubject | undefined,
+): Promise<ExecuteResult | null> {
+  const again = await evaluateExclusion(
+    rulesInForce(deps.policy.exclusions, changes),
+    action,
+    incident,
+    deps.directory,
+  );
+  if (again.kind !== 'allowed')
+    return notRun(deps, ref, action, again, ' (exclusions changed while it was being started)');
+  if (!sameSubject(again.subject, subject)) {
+    const asset = assetOf(action.target, incident);
+    const reason = `${asset} resolved to another identity while the action was being started`;
+    return notRun(deps, ref, action, { kind: 'unverifiable', asset, reason }, '');
+  }
+  return null;
+}
+
+/** Send (or adopt) the request as the token's holder, record what came of it, and return. */
+async function submit(
+  deps: CoreDeps,
+  ref: ActionRef,
+  incident: IncidentRecord,
+  held: ActionRecord,
+  run: { token: string; leaseMs: number; resume: boolean },
+): Promise<ExecuteResult> {
+  // This run alone writes the action while it holds the token; `action` tracks the latest version.
+  let action = held;
+  const claim = async (): Promise<boolean> => {
+    const now = deps.clock.now();
+    if (action.executionToken !== run.token) return false;
+    if (now.getTime() - Date.parse(action.leaseAt ?? action.updatedAt) < run.leaseMs / 3) return true;
+    const renewed = await transition(
+      deps,
+      action,
+      'executing',
+      { leaseAt: now.toISOString() },
+      { actor: SYSTEM, event: 'progress', detail: 'lease renewed' },
+    );
+    if (!renewed.ok) return false;
+    action = renewed.action;
+    return true;
   };
-  let outcome: ExecutionOutcome;
+  let result: SubmitResult;
   try {
-    outcome = await deps.executor.execute(action, {
+    result = await deps.executor.submit(action, {
       incident,
       approvedBy: action.decidedBy ?? 'unknown',
-      progress: async (message) => {
-        await update({ progress: message }, message);
-        await deps.notifier.incidentChanged(ref.incidentId);
-      },
-      checkpoint: async (externalId) => update({ externalId }, `remote operation ${externalId}`),
+      resume: run.resume,
+      claim,
     });
   } catch (error) {
-    outcome = { ok: false, reason: error instanceof Error ? error.message : String(error) };
+    // The store being away is no outcome of the action: the job fails and is run again.
+    if (error instanceof StoreUnavailableError) throw error;
+    result = {
+      kind: 'finished',
+      outcome: { ok: false, reason: error instanceof Error ? error.message : String(error) },
+    };
   }
-  const final = outcome.ok
-    ? await transition(
+
+  switch (result.kind) {
+    case 'abandoned':
+      return { status: 'skipped', reason: result.reason };
+    case 'submitted': {
+      const recorded = await transition(
+        deps,
+        action,
+        'executing',
+        {
+          externalId: result.externalId,
+          submittedAt: deps.clock.now().toISOString(),
+          remoteStatus: result.status,
+          progress: result.progress,
+        },
+        { actor: SYSTEM, event: 'progress', detail: `remote operation ${result.externalId}` },
+      );
+      await deps.notifier.incidentChanged(ref.incidentId);
+      // Lost: another run took the action over meanwhile; it adopts this operation before sending.
+      return recorded.ok
+        ? { status: 'done', action: recorded.action }
+        : { status: 'skipped', reason: 'changed meanwhile' };
+    }
+    case 'throttled': {
+      const at = new Date(deps.clock.now().getTime() + Math.max(0, result.retryAfterMs));
+      const released = await transition(
+        deps,
+        action,
+        'executing',
+        {
+          executionToken: undefined,
+          leaseAt: undefined,
+          unsent: !result.maybeSent,
+          progress: `${RATE_LIMITED} (next slot at ${at.toISOString().slice(11, 19)} UTC)`,
+        },
+        { actor: SYSTEM, event: 'progress', detail: `queued: ${result.reason}` },
+      );
+      if (!released.ok) return { status: 'skipped', reason: 'changed meanwhile' };
+      await deps.jobs.schedule({
+        kind: 'execute',
+        ...ref,
+        retry: released.action.version,
+        delayMs: Math.max(0, result.retryAfterMs),
+      });
+      await deps.notifier.incidentChanged(ref.incidentId);
+      return { status: 'done', action: released.action };
+    }
+    case 'finished': {
+      const final = await finish(deps, action, result.outcome, result.externalId);
+      await deps.notifier.incidentChanged(ref.incidentId);
+      return final.ok
+        ? { status: 'done', action: final.action }
+        : { status: 'skipped', reason: 'changed meanwhile' };
+    }
+  }
+}
+
+/** Move an `executing` action to its final state with the outcome, as one audited compare-and-set. */
+export function finish(
+  deps: Pick<CoreDeps, 'store' | 'clock'>,
+  action: ActionRecord,
+  outcome: ExecutionOutcome,
+  externalId?: string,
+): Promise<CasResult> {
+  const ids = externalId ? { externalId } : {};
+  return outcome.ok
+    ? transition(
         deps,
         action,
         'succeeded',
-        { result: outcome.detail, progress: undefined },
-        {
-          actor: SYSTEM,
-          event: 'execute',
-          detail: `succeeded: ${outcome.detail}`,
-        },
+        { result: outcome.detail, progress: undefined, ...ids },
+        { actor: SYSTEM, event: 'execute', detail: `succeeded: ${outcome.detail}` },
       )
-    : await transition(
+    : transition(
         deps,
         action,
         'failed',
-        { error: outcome.reason, progress: undefined },
-        {
-          actor: SYSTEM,
-          event: 'execute',
-          outcome: 'failed',
-          detail: `failed: ${outcome.reason}`,
-        },
+        { error: outcome.reason, progress: undefined, ...ids },
+        { actor: SYSTEM, event: 'execute', outcome: 'failed', detail: `failed: ${outcome.reason}` },
       );
-  await deps.notifier.incidentChanged(ref.incidentId);
-  return final.ok
-    ? { status: 'done', action: final.action }
-    : { status: 'skipped', reason: 'changed meanwhile' };
+}
+
+/** A random execution token. */
+function newToken(): string {
+  return globalThis.crypto.randomUUID();
 }
 
 /**

@@ -97,8 +97,25 @@ export interface ActionRecord {
    * machine id): the executor acts on it, never on another name from the ingest body.
    */
   resolved?: { userId?: string; deviceId?: string };
-  /** Id of the remote operation (MDE machine action) so a restarted worker resumes instead of resending. */
+  /**
+   * Id of the remote operation (MDE machine action): once set, the action is followed by its id and never
+   * sent again.
+   */
   externalId?: string;
+  /** When the remote operation was submitted or adopted: bounds how long it is followed. */
+  submittedAt?: string;
+  /** The remote operation's last status seen ("InProgress"). */
+  remoteStatus?: string;
+  /**
+   * Set while `executing` by the one job run allowed to send the request (the approved→executing
+   * compare-and-set writes it; a takeover swaps it). Unset: nobody holds the action (rate-limited, waiting
+   * for its delayed job).
+   */
+  executionToken?: string;
+  /** When the holder of `executionToken` took or last renewed it; older than the lease bound: stale. */
+  leaseAt?: string;
+  /** Released with no request sent (rate-limited before sending): the next run need not look for one. */
+  unsent?: boolean;
   /** Set while the action is executed by the dry-run executor. */
   dryRun?: boolean;
   doneBy?: Identity;

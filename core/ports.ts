@@ -9,6 +9,12 @@ import type {
   Task,
 } from './model.js';
 
+/**
+ * Where an action stands in its execution: `approved` (waiting for its job), `starting` (executing, no
+ * remote operation yet), `submitted` (executing, followed by its remote operation id).
+ */
+export type ExecutionPhase = 'approved' | 'starting' | 'submitted';
+
 /** Result of a compare-and-set: the winner gets `ok`, the loser sees what is there now. */
 export type CasResult = { ok: true; action: ActionRecord } | { ok: false; current: ActionRecord | null };
 
@@ -48,6 +54,12 @@ export interface ActionStore {
   listAudit(incidentId?: string, limit?: number): Promise<AuditEntry[]>;
   /** Customer tasks in creation order, oldest first. */
   listTasks(status: 'pending' | 'done', limit?: number): Promise<Task[]>;
+  /**
+   * Actions in one phase of their execution (see `phaseOf`), first indexed first. The index is kept by
+   * `compareAndSet` and checked against each action on read (entries that can no longer match are
+   * dropped), so it never shows an action in a phase it is not in.
+   */
+  listActionsIn(phase: ExecutionPhase, limit?: number): Promise<ActionRecord[]>;
   /** Exclusion rules added and removed at run time (chat or API); version 0 and empty until changed. */
   getExclusionChanges(): Promise<ExclusionChanges>;
   /**
@@ -119,20 +131,50 @@ export interface AssetDirectory {
 /** What happened when an action was carried out. */
 export type ExecutionOutcome = { ok: true; detail: string } | { ok: false; reason: string };
 
-export interface ExecutionContext {
+/** What submitting an approved action led to. */
+export type SubmitResult =
+  /** Done at once (Graph user actions, dry run) or refused: the action ends with this outcome. */
+  | { kind: 'finished'; outcome: ExecutionOutcome; externalId?: string }
+  /** A remote operation runs (an MDE machine action, sent or adopted): it is followed by its id. */
+  | { kind: 'submitted'; externalId: string; status: string; progress: string }
+  /**
+   * Not sent now: a rate limit is in the way; try again after `retryAfterMs`. `maybeSent`: an earlier
+   * attempt of this run may have reached the service, so the next run looks for it before sending.
+   */
+  | { kind: 'throttled'; retryAfterMs: number; reason: string; maybeSent?: boolean }
+  /** Nothing was sent: another run holds the action now. */
+  | { kind: 'abandoned'; reason: string };
+
+/** The remote status of a submitted action, as one follow-up round found it. */
+export type RemoteCheck =
+  | { kind: 'running'; status: string; progress: string }
+  | { kind: 'finished'; outcome: ExecutionOutcome }
+  /** Not known this round (throttled, a passing fault): asked again next round. */
+  | { kind: 'unknown'; reason: string };
+
+export interface SubmitContext {
   incident: IncidentRecord;
   approvedBy: string;
-  /** Show progress on the card ("Defender: InProgress"). */
-  progress(message: string): Promise<void>;
-  /** Remember the remote operation id so a restarted worker resumes it instead of sending again. */
-  checkpoint(externalId: string): Promise<void>;
+  /**
+   * An earlier run may have sent the request before it stopped: the executor looks for the remote
+   * operation (and adopts it) before sending anything.
+   */
+  resume: boolean;
+  /**
+   * Confirm, right before a request that must go once, that this run still holds the action (renewing
+   * its lease when needed). False: another run took it over, so nothing may be sent.
+   */
+  claim(): Promise<boolean>;
 }
 
 /** Carries an approved action out against Defender / Graph (or records it, in dry-run). */
 export interface ResponseExecutor {
   /** True when nothing is really called: cards say so. */
   readonly dryRun: boolean;
-  execute(action: ActionRecord, context: ExecutionContext): Promise<ExecutionOutcome>;
+  /** Send (or adopt) the request of an `executing` action; never waits for a remote operation to end. */
+  submit(action: ActionRecord, context: SubmitContext): Promise<SubmitResult>;
+  /** The remote status of submitted actions (each has `externalId`), one result per action, in order. */
+  check(actions: ActionRecord[]): Promise<RemoteCheck[]>;
 }
 
 export interface Clock {
@@ -152,13 +194,25 @@ export type CoreJob =
       kind: 'execute';
       incidentId: string;
       actionId: string;
-      /** Set when re-scheduling an approval whose job was lost: the action version it was found at. */
-      recoveryOf?: number;
+      /**
+       * A later run of an action already `executing` (rate-limited, or its holder stopped): the action
+       * version it is for, so it has a job of its own beside the first.
+       */
+      retry?: number;
+      /** Run no sooner than this many milliseconds from now. */
+      delayMs?: number;
+      /** The job of this id ran and finished without the action moving on: run it again. */
+      rerun?: boolean;
     }
   | { kind: 'remind'; incidentId: string; actionId: string; dueAt: string };
 
 export interface JobScheduler {
   schedule(job: CoreJob): Promise<void>;
+  /**
+   * True while a job for this work waits, is delayed or runs (false once it finished, or if never
+   * added). A scheduler that cannot tell leaves it out: recovery then re-adds without replacing.
+   */
+  scheduled?(job: CoreJob): Promise<boolean>;
 }
 
 /** Everything the use cases need, injected. */

@@ -5,7 +5,8 @@ import { createAzureCredential, scopeFor } from '../../adapters/azure-credential
 import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { joinUrl, retryAfterMs } from '../../adapters/defender-http.js';
 import type { ActionType } from '../../core/actions.js';
-import type { ActionTarget } from '../../core/model.js';
+import type { ActionRecord, ActionTarget } from '../../core/model.js';
+import type { ExecutionOutcome, SubmitContext, SubmitResult } from '../../core/ports.js';
 import {
   CLIENT_ID,
   executingAction,
@@ -16,16 +17,18 @@ import {
   GRAPH_TOKEN,
   GRAPH_URL,
   IDS,
+  incidentRecord,
   MDE_ORIGIN,
   MDE_TOKEN,
   MDE_URL,
   nockLogin,
+  recordOf,
   testCredential,
   tokenRequests,
 } from './defender-helpers.js';
 
 const MACHINE = `/prefix/api/machines/${IDS.machineId}`;
-const ACTION = `/prefix/api/machineactions/${IDS.machineActionId}`;
+const LIST = '/prefix/api/machineactions';
 const COMMENT = (verb: string) => `MDR: ${verb} per incident 48213 (approved by slack:U0EXPERT1)`;
 
 let time: ReturnType<typeof fakeTime>;
@@ -48,6 +51,49 @@ const graph = () => nock(GRAPH_ORIGIN, { reqheaders: { authorization: `Bearer ${
 
 const machineAction = (overrides: Record<string, unknown> = {}) =>
   fixture('machine-action', { id: IDS.machineActionId, ...overrides });
+
+/** The batched status query of submitted actions: `$filter=id in ('a','b')`. */
+const byId = (...ids: string[]) => ({
+  $filter: `id in (${(ids.length > 0 ? ids : [IDS.machineActionId]).map((id) => `'${id}'`).join(',')})`,
+});
+const listOf = (...actions: unknown[]) => ({ value: actions });
+
+/**
+ * Submit, then follow as the core does: the submitted id is recorded, and each 5 s round asks `check`
+ * until the action ends. Progress is recorded when it changes, as the card shows it.
+ */
+async function carryOut(
+  ex: DefenderExecutor,
+  action: ActionRecord,
+  context: SubmitContext = fakeContext().context,
+): Promise<{ outcome: ExecutionOutcome; sent: SubmitResult }> {
+  const record = recordOf(context);
+  const sent = await ex.submit(action, context);
+  if (sent.kind === 'finished') {
+    if (sent.externalId) record.checkpoints.push(sent.externalId);
+    return { outcome: sent.outcome, sent };
+  }
+  if (sent.kind !== 'submitted') throw new Error(`not submitted: ${JSON.stringify(sent)}`);
+  if (sent.externalId !== action.externalId) record.checkpoints.push(sent.externalId);
+  if (sent.progress !== action.progress) record.progress.push(sent.progress);
+  let current: ActionRecord = {
+    ...action,
+    externalId: sent.externalId,
+    submittedAt: action.submittedAt ?? new Date(time.now()).toISOString(),
+    remoteStatus: sent.status,
+    progress: sent.progress,
+  };
+  for (let round = 0; round < 1_000; round++) {
+    await time.sleep(5_000);
+    const [found] = await ex.check([current]);
+    if (found?.kind === 'finished') return { outcome: found.outcome, sent };
+    if (found?.kind === 'running' && found.progress !== current.progress) {
+      record.progress.push(found.progress);
+      current = { ...current, remoteStatus: found.status, progress: found.progress };
+    }
+  }
+  throw new Error('the action never ended');
+}
 
 /** The pending-action lookup the executor does before any second POST. */
 function pendingLookup(type: string, status: string) {
@@ -138,11 +184,12 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
         })
         .reply(201, machineAction({ type: mdeType }));
       const poll = mde()
-        .get(ACTION)
-        .reply(200, machineAction({ type: mdeType, status: 'Succeeded' }));
+        .get(LIST)
+        .query(byId())
+        .reply(200, listOf(machineAction({ type: mdeType, status: 'Succeeded' })));
       const { context, checkpoints } = fakeContext();
 
-      const outcome = await executor().execute(executingAction(type, target), context);
+      const { outcome } = await carryOut(executor(), executingAction(type, target), context);
 
       expect(outcome).toEqual({
         ok: true,
@@ -158,10 +205,12 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     mde()
       .post(`${MACHINE}/isolate`)
       .reply(201, machineAction())
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'Succeeded' })));
 
-    await executor().execute(
+    await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -179,15 +228,19 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     mde()
       .post(`${MACHINE}/isolate`)
       .reply(201, machineAction())
-      .get(ACTION)
-      .reply(200, machineAction())
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'InProgress' }))
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction()))
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'InProgress' })))
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'Succeeded' })));
     const { context, progress, checkpoints } = fakeContext();
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       context,
     );
@@ -204,12 +257,15 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       mde()
         .post(`${MACHINE}/isolate`)
         .reply(201, machineAction())
-        .get(ACTION)
-        .reply(200, machineAction({ status: 'InProgress' }))
-        .get(ACTION)
-        .reply(200, machineAction({ status }));
+        .get(LIST)
+        .query(byId())
+        .reply(200, listOf(machineAction({ status: 'InProgress' })))
+        .get(LIST)
+        .query(byId())
+        .reply(200, listOf(machineAction({ status })));
 
-      const outcome = await executor().execute(
+      const { outcome } = await carryOut(
+        executor(),
         executingAction('isolateDevice', { deviceId: IDS.machineId }),
         fakeContext().context,
       );
@@ -225,10 +281,12 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     mde()
       .post(`${MACHINE}/isolate`)
       .reply(201, machineAction())
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'succeeded' })));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -240,11 +298,13 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     mde()
       .post(`${MACHINE}/isolate`)
       .reply(201, machineAction())
-      .get(ACTION)
+      .get(LIST)
+      .query(byId())
       .times(200)
-      .reply(200, machineAction());
+      .reply(200, listOf(machineAction()));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -256,22 +316,25 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     expect(time.waits.reduce((a, b) => a + b, 0)).toBe(10 * 60_000);
   });
 
-  it('keeps polling through a passing 503 while the action runs', async () => {
+  it('asks again next round after a passing 503 while the action runs', async () => {
     mde()
       .post(`${MACHINE}/isolate`)
       .reply(201, machineAction())
-      .get(ACTION)
+      .get(LIST)
+      .query(byId())
       .reply(503, fixture('error-service-unavailable'))
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'Succeeded' })));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
 
     expect(outcome.ok).toBe(true);
-    expect(time.waits).toEqual([5000, 1000]);
+    expect(time.waits).toEqual([5000, 5000]);
   });
 
   it('creates one action when Defender answers 503, 503, 201, looking for a pending one before each re-POST', async () => {
@@ -295,11 +358,13 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       })
       .times(4)
       .reply(200, fixture('machine-actions-empty'))
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'Succeeded' })));
     const { context, checkpoints } = fakeContext();
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       context,
     );
@@ -324,11 +389,13 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       .get('/prefix/api/machineactions')
       .query(pendingLookup('Isolate', 'Pending'))
       .reply(200, { value: [machineAction()] })
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'Succeeded' })));
     const { context, checkpoints } = fakeContext();
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       context,
     );
@@ -351,7 +418,8 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       .query(true)
       .reply(403, fixture('error-forbidden'));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -375,7 +443,8 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       .times(20)
       .reply(200, fixture('machine-actions-empty'));
 
-    const outcome = await executor({ maxRetries: 2 }).execute(
+    const { outcome } = await carryOut(
+      executor({ maxRetries: 2 }),
       executingAction('runAntivirusScan', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -388,7 +457,7 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     });
   });
 
-  it('waits as long as a 429 Retry-After says, then sends the action once', async () => {
+  it('takes a 429 as a wait, never a failure: nothing more is sent until its Retry-After, then it is sent once', async () => {
     let posts = 0;
     mde()
       .post(`${MACHINE}/isolate`)
@@ -405,23 +474,35 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
         posts++;
         return [201, machineAction()];
       })
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'Succeeded' })));
+    const paced = executor();
+    const action = executingAction('isolateDevice', { deviceId: IDS.machineId });
 
-    const outcome = await executor().execute(
-      executingAction('isolateDevice', { deviceId: IDS.machineId }),
-      fakeContext().context,
-    );
+    const first = await paced.submit(action, fakeContext().context);
+    const meanwhile = await paced.submit(action, fakeContext().context);
 
+    expect(first).toMatchObject({
+      kind: 'throttled',
+      retryAfterMs: 30_000,
+      reason: expect.stringContaining('throttling requests (429)'),
+    });
+    expect(meanwhile).toMatchObject({ kind: 'throttled' });
+    expect(posts).toBe(1);
+    expect(time.waits).toEqual([]);
+
+    // After the wait (a new process here: the pause is in real time), it is sent once.
+    const { outcome } = await carryOut(executor(), action, fakeContext().context);
     expect(outcome.ok).toBe(true);
     expect(posts).toBe(2);
-    expect(time.waits[0]).toBe(30_000);
   });
 
   it('fails at once on 403 and names the missing permission', async () => {
     mde().post(`${MACHINE}/isolate`).reply(403, fixture('error-forbidden'));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -438,7 +519,8 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       .post(`${MACHINE}/restrictCodeExecution`)
       .reply(401, { error: { code: 'Unauthorized', message: 'x' } });
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('restrictAppExecution', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -449,7 +531,8 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
   it('says the device was not found on 404', async () => {
     mde().post(`${MACHINE}/isolate`).reply(404, fixture('error-not-found'));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -477,11 +560,13 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       .get('/prefix/api/machineactions')
       .query(pendingLookup('Isolate', 'Pending'))
       .reply(200, { value: [machineAction({ id: 'pending-1', requestorComment: 'earlier request' })] })
-      .get('/prefix/api/machineactions/pending-1')
-      .reply(200, machineAction({ id: 'pending-1', status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId('pending-1'))
+      .reply(200, listOf(machineAction({ id: 'pending-1', status: 'Succeeded' })));
     const { context, checkpoints } = fakeContext();
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       context,
     );
@@ -504,11 +589,13 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       .get('/prefix/api/machineactions')
       .query(pendingLookup('Unisolate', 'InProgress'))
       .reply(200, { value: [machineAction({ id: 'running-1', type: 'Unisolate', status: 'InProgress' })] })
-      .get('/prefix/api/machineactions/running-1')
-      .reply(200, machineAction({ id: 'running-1', type: 'Unisolate', status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId('running-1'))
+      .reply(200, listOf(machineAction({ id: 'running-1', type: 'Unisolate', status: 'Succeeded' })));
     const { context, progress } = fakeContext();
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('releaseDeviceFromIsolation', { deviceId: IDS.machineId }),
       context,
     );
@@ -519,14 +606,17 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
 
   it('resumes polling after a restart without sending the action again', async () => {
     const api = mde()
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'InProgress' }))
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'InProgress' })))
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'Succeeded' })));
     const { context, progress, checkpoints } = fakeContext();
     const afterRestart = executor();
 
-    const outcome = await afterRestart.execute(
+    const { outcome } = await carryOut(
+      afterRestart,
       executingAction(
         'isolateDevice',
         { deviceId: IDS.machineId },
@@ -545,10 +635,12 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     mde()
       .post(`${MACHINE}/isolate`)
       .reply(201, machineAction())
-      .get(ACTION)
-      .reply(200, machineAction({ status: 'Succeeded' }));
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ status: 'Succeeded' })));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceName: IDS.machineName.toUpperCase() }),
       fakeContext().context,
     );
@@ -584,7 +676,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
   ])('carries out $type as PATCH /v1.0/users/{id}', async ({ type, body, detail }) => {
     const api = graph().matchHeader('content-type', 'application/json').patch(USER, body).reply(204);
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction(type, { userId: IDS.userId, upn: IDS.upn }),
       fakeContext().context,
     );
@@ -600,7 +693,11 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       .patch(`/msgraph/v1.0/users/${encodeURIComponent(upn)}`, { accountEnabled: false })
       .reply(204);
 
-    const outcome = await executor().execute(executingAction('disableUser', { upn }), fakeContext().context);
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('disableUser', { upn }),
+      fakeContext().context,
+    );
 
     expect(outcome.ok).toBe(true);
     expect(api.isDone()).toBe(true);
@@ -614,8 +711,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       .reply(204);
     const action = executingAction('revokeUserTokens', { userId: IDS.userId });
 
-    const first = await executor().execute(action, fakeContext().context);
-    const second = await executor().execute(action, fakeContext().context);
+    const { outcome: first } = await carryOut(executor(), action, fakeContext().context);
+    const { outcome: second } = await carryOut(executor(), action, fakeContext().context);
 
     expect(first).toEqual({
       ok: true,
@@ -639,7 +736,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
         return [204];
       });
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('suspendUser', { userId: IDS.userId, upn: IDS.upn }),
       fakeContext().context,
     );
@@ -658,7 +756,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       .post(`${USER}/revokeSignInSessions`)
       .reply(403, fixture('graph-error-403'));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('suspendUser', { userId: IDS.userId }),
       fakeContext().context,
     );
@@ -671,7 +770,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
   it('names the missing Graph permission on 403', async () => {
     graph().patch(USER).reply(403, fixture('graph-error-403'));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('forcePasswordReset', { userId: IDS.userId }),
       fakeContext().context,
     );
@@ -688,7 +788,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       .patch(USER)
       .reply(404, { error: { code: 'Request_ResourceNotFound', message: 'Resource does not exist.' } });
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('enableUser', { userId: IDS.userId }),
       fakeContext().context,
     );
@@ -705,7 +806,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       .patch(USER)
       .reply(204);
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('disableUser', { userId: IDS.userId }),
       fakeContext().context,
     );
@@ -733,7 +835,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       .reply(202, '', { Location: actionCenter });
     const { context, checkpoints } = fakeContext();
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
       context,
     );
@@ -770,14 +873,12 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
         return true;
       })
       .reply(202, '', { Location: 'https://security.microsoft.com/action-center/history' });
-    const { context } = fakeContext();
+    const { context } = fakeContext(incidentRecord(), { approvedBy: 'api:soc-lead@contoso.com' });
 
-    await executor().execute(
+    await carryOut(
+      executor(),
       executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId }),
-      {
-        ...context,
-        approvedBy: 'api:soc-lead@contoso.com',
-      },
+      context,
     );
 
     expect(remediation.approverUpn).toBe('soc-lead@contoso.com');
@@ -797,7 +898,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
         return [503, fixture('graph-error-503')];
       });
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
       fakeContext().context,
     );
@@ -809,7 +911,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
   it('fails without remediating when no analyzed email matches', async () => {
     graph().get('/msgraph/beta/security/collaboration/analyzedEmails').query(true).reply(200, { value: [] });
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
       fakeContext().context,
     );
@@ -826,7 +929,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       .query(true)
       .reply(403, fixture('graph-error-403'));
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId }),
       fakeContext().context,
     );
@@ -847,7 +951,8 @@ describe('DefenderExecutor: sign-in and restarts', () => {
       },
     });
 
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('isolateDevice', { deviceId: IDS.machineId }),
       fakeContext().context,
     );
@@ -860,7 +965,8 @@ describe('DefenderExecutor: sign-in and restarts', () => {
   });
 
   it('does not submit a soft delete twice after a restart', async () => {
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction(
         'softDeleteEmails',
         { networkMessageId: IDS.networkMessageId, recipient: IDS.bea },
@@ -879,7 +985,8 @@ describe('DefenderExecutor: sign-in and restarts', () => {
 
 describe('DefenderExecutor: release from quarantine', () => {
   it('calls nothing and says there is no API', async () => {
-    const outcome = await executor().execute(
+    const { outcome } = await carryOut(
+      executor(),
       executingAction('releaseFileFromQuarantine', { deviceId: IDS.machineId, sha1: IDS.sha1 }),
       fakeContext().context,
     );

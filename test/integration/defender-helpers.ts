@@ -5,7 +5,7 @@ import nock from 'nock';
 import { createAzureCredential } from '../../adapters/azure-credential.js';
 import type { ActionType } from '../../core/actions.js';
 import type { ActionRecord, ActionTarget, IncidentRecord } from '../../core/model.js';
-import type { ExecutionContext } from '../../core/ports.js';
+import type { SubmitContext } from '../../core/ports.js';
 
 /** Test servers for the login authority, Defender and Graph; the API URLs carry a path prefix. */
 export const LOGIN = 'https://login.test.local';
@@ -152,19 +152,46 @@ export function executingAction(
   };
 }
 
-/** An `ExecutionContext` that collects what the executor reports. */
-export function fakeContext(incident = incidentRecord()) {
-  const progress: string[] = [];
-  const checkpoints: string[] = [];
-  const context: ExecutionContext = {
+/** What a run reported for one context: progress shown and remote ids recorded (filled by `carryOut`). */
+export interface Recorded {
+  progress: string[];
+  checkpoints: string[];
+  claims: number;
+}
+
+const recorded = new WeakMap<SubmitContext, Recorded>();
+
+/** What was recorded for a context made by `fakeContext`. */
+export function recordOf(context: SubmitContext): Recorded {
+  const found = recorded.get(context);
+  if (!found) throw new Error('not a context made by fakeContext');
+  return found;
+}
+
+/**
+ * A `SubmitContext` as the core gives it to the executor; `holds` answers `claim` (the run still holds
+ * the action). `progress` and `checkpoints` are filled by `carryOut`.
+ */
+export function fakeContext(
+  incident = incidentRecord(),
+  options: { resume?: boolean; holds?: boolean; approvedBy?: string } = {},
+) {
+  const record: Recorded = { progress: [], checkpoints: [], claims: 0 };
+  const context: SubmitContext = {
     incident,
-    approvedBy: IDS.expert,
-    progress: async (message) => {
-      progress.push(message);
-    },
-    checkpoint: async (externalId) => {
-      checkpoints.push(externalId);
+    approvedBy: options.approvedBy ?? IDS.expert,
+    resume: options.resume ?? false,
+    claim: async () => {
+      record.claims++;
+      return options.holds ?? true;
     },
   };
-  return { context, progress, checkpoints };
+  recorded.set(context, record);
+  return {
+    context,
+    ...record,
+    get claims() {
+      return record.claims;
+    },
+  };
 }

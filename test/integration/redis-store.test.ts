@@ -214,6 +214,29 @@ describe('RedisStore task index', () => {
   });
 });
 
+describe('RedisStore execution phase indexes', () => {
+  it('keeps entries an action may still match and drops the others when read', async () => {
+    const prefix = freshPrefix();
+    const store = replica(prefix);
+    const raw = redis.client();
+    const ended = actionRecord('1', 'ended');
+    const waiting = actionRecord('1', 'waiting');
+    await store.upsertIncident(incidentRecord('1'), [ended, waiting], []);
+    const approved = moved(ended, 'approved');
+    await store.compareAndSet(approved, 1, auditEntry('approve', { incidentId: '1', actionId: 'ended' }));
+    await store.compareAndSet(
+      moved(approved, 'failed'),
+      2,
+      auditEntry('execute', { incidentId: '1', actionId: 'ended' }),
+    );
+    // A lost writer's entry ahead of its action (still proposed), one for an action that ended, and junk.
+    await raw.zadd(`${prefix}exec:approved`, 5, '1:waiting', 6, '1:missing', 7, 'garbage');
+
+    expect(await store.listActionsIn('approved')).toEqual([]);
+    expect(await raw.zrange(`${prefix}exec:approved`, 0, -1)).toEqual(['1:waiting']);
+  });
+});
+
 describe('RedisStore keys', () => {
   it('writes every key under its prefix, one hash tag per incident', async () => {
     const prefix = freshPrefix();

@@ -276,6 +276,63 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await store.listTasks('done')).toEqual([]);
     });
 
+    it('lists actions by execution phase, whatever the age of their incident, and drops those that ended', async () => {
+      const ids = { incidentId: '20', actionId: 'a' };
+      const a = actionRecord('20', 'a');
+      const b = actionRecord('21', 'b');
+      await store.upsertIncident(incidentRecord('20'), [a], []);
+      await store.upsertIncident(incidentRecord('21', { receivedAt: '2020-01-01T00:00:00.000Z' }), [b], []);
+      const phases = async () => ({
+        approved: (await store.listActionsIn('approved')).map((x) => `${x.incidentId}:${x.id}`),
+        starting: (await store.listActionsIn('starting')).map((x) => `${x.incidentId}:${x.id}`),
+        submitted: (await store.listActionsIn('submitted')).map((x) => `${x.incidentId}:${x.id}`),
+      });
+      expect(await phases()).toEqual({ approved: [], starting: [], submitted: [] });
+
+      const approvedB = moved(b, 'approved');
+      await store.compareAndSet(approvedB, 1, auditEntry('approve', { incidentId: '21', actionId: 'b' }));
+      const approvedA = moved(a, 'approved');
+      await store.compareAndSet(approvedA, 1, auditEntry('approve', ids));
+      expect(await phases()).toEqual({ approved: ['21:b', '20:a'], starting: [], submitted: [] });
+      expect((await store.listActionsIn('approved', 1)).map((x) => x.id)).toEqual(['b']);
+
+      const starting = moved(approvedA, 'executing', { executionToken: 't1' });
+      await store.compareAndSet(starting, 2, auditEntry('execute', ids));
+      expect(await phases()).toEqual({ approved: ['21:b'], starting: ['20:a'], submitted: [] });
+
+      const submitted = moved(starting, 'executing', { externalId: 'ma-1' });
+      await store.compareAndSet(submitted, 3, auditEntry('progress', ids));
+      expect(await phases()).toEqual({ approved: ['21:b'], starting: [], submitted: ['20:a'] });
+      expect((await store.listActionsIn('submitted'))[0]).toMatchObject({ externalId: 'ma-1', version: 4 });
+
+      await store.compareAndSet(moved(submitted, 'succeeded'), 4, auditEntry('execute', ids));
+      await store.compareAndSet(
+        moved(approvedB, 'failed'),
+        2,
+        auditEntry('execute', { incidentId: '21', actionId: 'b' }),
+      );
+      expect(await phases()).toEqual({ approved: [], starting: [], submitted: [] });
+    });
+
+    it('never lists an action in a phase for a compare-and-set that lost', async () => {
+      const action = actionRecord('22', 'a');
+      await store.upsertIncident(incidentRecord('22'), [action], []);
+      await store.compareAndSet(
+        moved(action, 'rejected'),
+        1,
+        auditEntry('reject', { incidentId: '22', actionId: 'a' }),
+      );
+
+      const lost = await store.compareAndSet(
+        moved(action, 'approved'),
+        1,
+        auditEntry('approve', { incidentId: '22', actionId: 'a' }),
+      );
+
+      expect(lost.ok).toBe(false);
+      expect(await store.listActionsIn('approved')).toEqual([]);
+    });
+
     it('keeps run-time exclusion changes, each one a compare-and-set on their version with its audit entry', async () => {
       const second: ExclusionChanges = {
         version: 1,

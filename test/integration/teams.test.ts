@@ -13,7 +13,7 @@ import { RedisStore } from '../../adapters/redis-store.js';
 import { createHttpApp } from '../../bot/server.js';
 import { createTeams, isLoopbackAddress } from '../../bot/teams/index.js';
 import type { ActionRecord } from '../../core/model.js';
-import type { ExecutionContext } from '../../core/ports.js';
+import type { SubmitContext } from '../../core/ports.js';
 import { fillManifest, packageTeamsApp } from '../../scripts/package-teams.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
 import { sampleIngestBody } from '../support/core-harness.js';
@@ -42,9 +42,9 @@ const WAIT = { timeout: 10_000, interval: 50 };
 /** Counts executions (the outward port), delegating to the dry-run executor. */
 class CountingExecutor extends DryRunExecutor {
   calls: string[] = [];
-  override async execute(action: ActionRecord, context: ExecutionContext) {
+  override async submit(action: ActionRecord, context: SubmitContext) {
     this.calls.push(`${action.incidentId}:${action.id}`);
-    return super.execute(action, context);
+    return super.submit(action, context);
   }
 }
 

@@ -32,6 +32,15 @@ export class RecordingScheduler implements JobScheduler {
   async schedule(job: CoreJob): Promise<void> {
     this.jobs.push(job);
   }
+  /** Every recorded job counts as still to run until a test takes it out of `jobs`. */
+  async scheduled(job: CoreJob): Promise<boolean> {
+    const same = (j: CoreJob) =>
+      j.kind === job.kind &&
+      j.incidentId === job.incidentId &&
+      j.actionId === job.actionId &&
+      (j.kind !== 'execute' || job.kind !== 'execute' || j.retry === job.retry);
+    return this.jobs.some(same);
+  }
 }
 
 /** Records every change notification. */

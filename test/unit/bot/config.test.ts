@@ -30,6 +30,7 @@ describe('loadConfig', () => {
       dryRun: true,
       keyPrefix: 'mdr:',
       teams: { authEnabled: false },
+      execution: { followSeconds: 5, actionsPerMinute: 100, actionsPerHour: 1_500 },
     });
     expect(config.redis).toBeUndefined();
     expect(config.slack).toBeUndefined();
@@ -61,6 +62,9 @@ describe('loadConfig', () => {
       [{ GRAPH_API_URL: 'nope' }, 'GRAPH_API_URL'],
       [{ DRY_RUN: 'maybe' }, 'DRY_RUN'],
       [{ GRAPH_POLL_SECONDS: '5' }, 'GRAPH_POLL_SECONDS'],
+      [{ DEFENDER_FOLLOW_SECONDS: '0' }, 'DEFENDER_FOLLOW_SECONDS'],
+      [{ DEFENDER_ACTIONS_PER_MINUTE: '101' }, 'DEFENDER_ACTIONS_PER_MINUTE'],
+      [{ DEFENDER_ACTIONS_PER_HOUR: 'lots' }, 'DEFENDER_ACTIONS_PER_HOUR'],
       [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
       [{ INGEST_TOKEN: 'short' }, 'INGEST_TOKEN'],
       [{ ADMIN_TOKEN: 'short' }, 'ADMIN_TOKEN'],

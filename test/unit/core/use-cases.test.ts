@@ -4,10 +4,11 @@ import { approveAction } from '../../../core/approve-action.js';
 import { changeExclusions } from '../../../core/change-exclusions.js';
 import { AssetLookupError } from '../../../core/errors.js';
 import { executeAction } from '../../../core/execute-action.js';
+import { followActions } from '../../../core/follow-actions.js';
 import { ingestIncident } from '../../../core/ingest-incident.js';
 import { managedStatus } from '../../../core/managed-status.js';
 import { markTaskDone } from '../../../core/mark-task-done.js';
-import type { AssetDirectory } from '../../../core/ports.js';
+import type { AssetDirectory, ResponseExecutor } from '../../../core/ports.js';
 import { rejectAction } from '../../../core/reject-action.js';
 import { remindTask } from '../../../core/remind-task.js';
 import { ADMIN, CUSTOMER, coreHarness, EXPERT, sampleIngestBody } from '../../support/core-harness.js';
@@ -162,7 +163,11 @@ describe('approve, reject, execute', () => {
     const h = coreHarness({
       executor: {
         dryRun: false,
-        execute: async () => ({ ok: false, reason: 'Defender answered 403: the app lacks Machine.Isolate' }),
+        submit: async () => ({
+          kind: 'finished',
+          outcome: { ok: false, reason: 'Defender answered 403: the app lacks Machine.Isolate' },
+        }),
+        check: async () => [],
       },
     });
     await ingestIncident(h.deps, sampleIngestBody(), INGEST);
@@ -172,50 +177,46 @@ describe('approve, reject, execute', () => {
     });
   });
 
-  it('resumes an executing action with its remote id when the job is run again after a crash', async () => {
+  it('leaves an action submitted before a crash to its follower: a second run sends nothing again', async () => {
     const h = coreHarness();
     await ingestIncident(h.deps, sampleIngestBody(), INGEST);
     await approveAction(h.deps, ref('act-1'), EXPERT);
-    let checkpointed!: () => void;
-    const reachedCheckpoint = new Promise<void>((resolve) => {
-      checkpointed = resolve;
-    });
-    // The first worker sends the request, records its id, and then dies (never returns).
-    void executeAction(
-      {
-        ...h.deps,
-        executor: {
-          dryRun: false,
-          execute: async (_a, ctx) => {
-            await ctx.checkpoint('machine-action-1');
-            checkpointed();
-            return new Promise(() => {});
-          },
-        },
+    const sent: string[] = [];
+    const remote: ResponseExecutor = {
+      dryRun: false,
+      submit: async (a) => {
+        sent.push(a.id);
+        return {
+          kind: 'submitted',
+          externalId: 'machine-action-1',
+          status: 'Pending',
+          progress: 'Defender: Pending',
+        };
       },
-      ref('act-1'),
-    );
-    await reachedCheckpoint;
+      check: async (actions) =>
+        actions.map((a) =>
+          a.externalId === 'machine-action-1'
+            ? { kind: 'finished', outcome: { ok: true, detail: 'Defender: Succeeded' } }
+            : { kind: 'unknown', reason: 'not ours' },
+        ),
+    };
+    const deps = { ...h.deps, executor: remote };
+
+    expect(await executeAction(deps, ref('act-1'))).toMatchObject({
+      status: 'done',
+      action: { state: 'executing', externalId: 'machine-action-1', progress: 'Defender: Pending' },
+    });
+    expect(await executeAction(deps, ref('act-1'))).toEqual({
+      status: 'skipped',
+      reason: 'already submitted: followed by its remote id',
+    });
+    expect(sent).toEqual(['act-1']);
+
+    expect(await followActions(deps)).toMatchObject({ inFlight: 1, ended: 1 });
     expect(await h.store.getAction('48213', 'act-1')).toMatchObject({
-      state: 'executing',
-      externalId: 'machine-action-1',
+      state: 'succeeded',
+      result: 'Defender: Succeeded',
     });
-    const seen: (string | undefined)[] = [];
-    const second = await executeAction(
-      {
-        ...h.deps,
-        executor: {
-          dryRun: false,
-          execute: async (a) => {
-            seen.push(a.externalId);
-            return { ok: true, detail: 'Defender: Succeeded' };
-          },
-        },
-      },
-      ref('act-1'),
-    );
-    expect(seen).toEqual(['machine-action-1']);
-    expect(second).toMatchObject({ action: { state: 'succeeded', result: 'Defender: Succeeded' } });
   });
 
   it('refuses malformed action references before reading the store, and audits them', async () => {

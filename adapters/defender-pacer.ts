@@ -1,0 +1,91 @@
+import type { Cluster, Redis } from 'ioredis';
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+} from 'rate-limiter-flexible';
+
+/** Whether a request may be sent now, and if not, when a slot is free. */
+export type SlotAnswer = { ok: true } | { ok: false; retryAfterMs: number; reason: string };
+
+/** Paces requests that a service limits per tenant (Defender's machine actions), across replicas. */
+export interface SubmissionPacer {
+  /** Take one slot; when none is free, how long until one is (nothing is taken then). */
+  take(): Promise<SlotAnswer>;
+  /** The service answered 429: hold every replica's requests for `ms`. */
+  pause(ms: number): Promise<void>;
+}
+
+/** Options of `DefenderPacer`. */
+export interface DefenderPacerOptions {
+  /** `DEFENDER_ACTIONS_PER_MINUTE` (Defender allows 100). */
+  perMinute: number;
+  /** `DEFENDER_ACTIONS_PER_HOUR` (Defender allows 1,500). */
+  perHour: number;
+  /** Whose limit: the Entra tenant (Defender counts per tenant). */
+  tenant: string;
+  /** The bot's Redis, shared by every replica; without it (local mode) the count is this process's. */
+  redis?: Redis | Cluster;
+  /** The bot's key prefix (REDIS_KEY_PREFIX). */
+  keyPrefix?: string;
+}
+
+/** Wait after which a pacer that could not reach Redis is asked again. */
+const UNREACHABLE_RETRY_MS = 5_000;
+
+/**
+ * Defender's limit on machine actions (100 a minute and 1,500 an hour per tenant), counted in Redis by
+ * `rate-limiter-flexible` so every replica draws from the same slots (in memory in local mode). A slot
+ * is taken from both windows or from neither. A 429 from Defender blocks the minute window for as long
+ * as its Retry-After says, on every replica.
+ */
+export class DefenderPacer implements SubmissionPacer {
+  private readonly windows: { limiter: RateLimiterAbstract; points: number; per: string }[];
+
+  constructor(private readonly options: DefenderPacerOptions) {
+    const make = (points: number, duration: number, name: string): RateLimiterAbstract => {
+      const keyPrefix = `${options.keyPrefix ?? 'mdr:'}rate:defender-actions:${name}`;
+      return options.redis
+        ? new RateLimiterRedis({ storeClient: options.redis, keyPrefix, points, duration })
+        : new RateLimiterMemory({ keyPrefix, points, duration });
+    };
+    this.windows = [
+      { limiter: make(options.perMinute, 60, 'minute'), points: options.perMinute, per: 'a minute' },
+      { limiter: make(options.perHour, 3_600, 'hour'), points: options.perHour, per: 'an hour' },
+    ];
+  }
+
+  async take(): Promise<SlotAnswer> {
+    const taken: RateLimiterAbstract[] = [];
+    for (const { limiter, points, per } of this.windows) {
+      try {
+        await limiter.consume(this.options.tenant);
+        taken.push(limiter);
+      } catch (error) {
+        // A slot of one window is worth nothing without the other: give it back.
+        await Promise.allSettled(taken.map((l) => l.reward(this.options.tenant)));
+        if (error instanceof RateLimiterRes) {
+          return {
+            ok: false,
+            retryAfterMs: Math.max(1, error.msBeforeNext),
+            reason: `Defender allows ${points} machine actions ${per} per tenant`,
+          };
+        }
+        // Without the shared count, sending could break the limit for every replica: wait instead.
+        return {
+          ok: false,
+          retryAfterMs: UNREACHABLE_RETRY_MS,
+          reason: `the Defender rate count could not be read (${error instanceof Error ? error.message : String(error)})`,
+        };
+      }
+    }
+    return { ok: true };
+  }
+
+  async pause(ms: number): Promise<void> {
+    const minute = this.windows[0]?.limiter;
+    if (!minute || ms <= 0) return;
+    await minute.block(this.options.tenant, Math.ceil(ms / 1000)).catch(() => undefined);
+  }
+}

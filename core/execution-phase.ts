@@ -1,0 +1,26 @@
+import type { ActionRecord } from './model.js';
+import type { ExecutionPhase } from './ports.js';
+
+/** Every phase, in the order an action goes through them. */
+export const EXECUTION_PHASES: readonly ExecutionPhase[] = ['approved', 'starting', 'submitted'];
+
+/** The phase of execution an action is in, or null when it is in none (proposed, ended, a task). */
+export function phaseOf(action: ActionRecord): ExecutionPhase | null {
+  if (action.state === 'approved') return 'approved';
+  if (action.state !== 'executing') return null;
+  return action.externalId ? 'submitted' : 'starting';
+}
+
+/**
+ * Whether an action may still be in `phase` later. Index writes follow an action's write without being
+ * atomic with it (another slot on Redis Cluster), so an index may hold an entry before its action gets
+ * there; such an entry is kept, and dropped only once the action can no longer reach the phase.
+ */
+export function mayEnter(action: ActionRecord, phase: ExecutionPhase): boolean {
+  const now = phaseOf(action);
+  if (now === phase) return true;
+  if (action.state === 'proposed') return true;
+  if (phase === 'approved') return false;
+  if (action.state === 'approved') return true;
+  return phase === 'submitted' && now === 'starting';
+}

@@ -1,0 +1,493 @@
+import nock from 'nock';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { BullMqQueue } from '../../adapters/bullmq-queue.js';
+import { DefenderExecutor } from '../../adapters/defender-executor.js';
+import { DefenderPacer } from '../../adapters/defender-pacer.js';
+import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
+import { LocalQueue } from '../../adapters/local-queue.js';
+import { RedisStore } from '../../adapters/redis-store.js';
+import { loadConfig } from '../../bot/config.js';
+import { createLogger } from '../../bot/logger.js';
+import { Maintenance } from '../../bot/maintenance.js';
+import { assembleRuntime, JOB_LANES, jobIdOf, type Runtime } from '../../bot/runtime.js';
+import { approveAction } from '../../core/approve-action.js';
+import { StoreUnavailableError } from '../../core/errors.js';
+import { executeAction } from '../../core/execute-action.js';
+import { followActions } from '../../core/follow-actions.js';
+import type { ActionStore } from '../../core/ports.js';
+import { recoverApprovals } from '../../core/recover-approvals.js';
+import { type BotServer, startBot } from '../support/bot-server.js';
+import { coreHarness, EXPERT, ManualClock } from '../support/core-harness.js';
+import { type TestRedis, useTestRedis } from '../support/redis.js';
+import { actionRecord, incidentRecord } from '../support/store-fixtures.js';
+import {
+  fakeTime,
+  fixture,
+  GRAPH_URL,
+  MDE_ORIGIN,
+  MDE_TOKEN,
+  MDE_URL,
+  nockLogin,
+  testCredential,
+} from './defender-helpers.js';
+
+const DEVICE = 'dev-1';
+const POST_ISOLATE = `/prefix/api/machines/${DEVICE}/isolate`;
+const LIST = '/prefix/api/machineactions';
+
+let redis: TestRedis;
+let next = 0;
+const closers: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  redis = await useTestRedis(import.meta.filename);
+  nock.disableNetConnect();
+  nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+});
+afterAll(async () => {
+  nock.enableNetConnect();
+  await redis?.cleanup();
+});
+beforeEach(() => {
+  nockLogin();
+});
+afterEach(async () => {
+  nock.cleanAll();
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+const prefix = () => `${redis.prefix}${++next}:`;
+
+function redisStore(): RedisStore {
+  const store = new RedisStore({ url: redis.url }, prefix());
+  closers.push(() => store.close());
+  return store;
+}
+
+/** Defender, answering only requests that carry the MDE token. */
+const mde = () => nock(MDE_ORIGIN, { reqheaders: { authorization: `Bearer ${MDE_TOKEN}` } });
+
+/** A machine action as Defender returns it, for the incident and device of these tests. */
+const machineAction = (id: string, incidentId: string, status = 'Pending') =>
+  fixture('machine-action', {
+    id,
+    status,
+    machineId: DEVICE,
+    computerDnsName: 'ws-042.contoso.com',
+    requestorComment: `MDR: isolate per incident ${incidentId} (approved by slack:U0EXPERT1)`,
+  });
+
+/** Defender answering POST isolate with a new machine action each time; counts the POSTs. */
+function acceptIsolations(incidentId: (n: number) => string = () => '1') {
+  const posts: string[] = [];
+  mde()
+    .persist()
+    .post(POST_ISOLATE)
+    .reply(() => {
+      const id = `ma-${posts.length}`;
+      posts.push(id);
+      return [201, machineAction(id, incidentId(posts.length - 1))];
+    });
+  return posts;
+}
+
+/** Defender answering the batched status query: every asked id with `status`; records the ids asked. */
+function answerStatus(status: string) {
+  const asked: string[][] = [];
+  mde()
+    .persist()
+    .get(LIST)
+    .query((q) => String(q.$filter).startsWith('id in ('))
+    .reply((uri) => {
+      const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
+      const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
+      asked.push(ids);
+      return [200, { value: ids.map((id) => machineAction(id, '1', status)) }];
+    });
+  return asked;
+}
+
+/** An incident whose device no rule excludes, with isolate actions `ids`. */
+async function seed(store: ActionStore, incidentId: string, ids: string[] = ['act-1']) {
+  const devices = [{ id: DEVICE, dnsName: 'ws-042.contoso.com', tags: [] }];
+  await store.upsertIncident(
+    incidentRecord(incidentId, { devices }),
+    ids.map((id) => actionRecord(incidentId, id)),
+    [],
+  );
+}
+
+/** The Defender executor on the nocked API, on the test's clock. */
+function defender(clock: ManualClock, pacer?: DefenderPacer) {
+  return new DefenderExecutor({
+    credential: testCredential(),
+    defenderApiUrl: MDE_URL,
+    graphApiUrl: GRAPH_URL,
+    sleep: fakeTime().sleep,
+    now: () => clock.now().getTime(),
+    ...(pacer ? { pacer } : {}),
+  });
+}
+
+/** Core dependencies on Redis with the Defender executor. */
+function onRedis(pacer?: DefenderPacer) {
+  const h = coreHarness({ store: redisStore() });
+  h.deps.executor = defender(h.clock, pacer);
+  return h;
+}
+
+describe('exactly once', () => {
+  it('sends one request when maintenance runs while the approval job is merely late', async () => {
+    const logger = createLogger('silent');
+    const config = loadConfig({ LOG_LEVEL: 'silent', DEFENDER_FOLLOW_SECONDS: '1' });
+    const store = redisStore();
+    const queue = new BullMqQueue({ url: redis.url, keyPrefix: prefix(), lanes: JOB_LANES, logger });
+    const clock = new ManualClock(new Date());
+    const runtime: Runtime = assembleRuntime(config, logger, {
+      store,
+      queue,
+      clock,
+      executor: defender(clock),
+    });
+    closers.push(() => queue.close());
+    const posts = acceptIsolations();
+    answerStatus('Succeeded');
+    await seed(store, '1');
+    const ref = { incidentId: '1', actionId: 'act-1' };
+
+    expect(await approveAction(runtime.deps, ref, EXPERT)).toMatchObject({ ok: true });
+    clock.advance(61_000);
+    expect(await new Maintenance(runtime, 60_000, 60_000).runOnce()).toBe(0);
+    await queue.start();
+
+    await expect
+      .poll(async () => (await store.getAction('1', 'act-1'))?.state, { timeout: 15_000, interval: 100 })
+      .toBe('succeeded');
+    expect(posts).toEqual(['ma-0']);
+    expect((await store.getAction('1', 'act-1'))?.result).toBe(
+      'Defender: Isolate Succeeded on ws-042.contoso.com (action id ma-0)',
+    );
+  });
+
+  it('sends nothing from a second run of the action while the first holds the token', async () => {
+    const h = onRedis();
+    let posts = 0;
+    mde()
+      .post(POST_ISOLATE)
+      .delay(300)
+      .reply(() => {
+        posts++;
+        return [201, machineAction('ma-1', '1')];
+      });
+    await seed(h.store, '1');
+    const ref = { incidentId: '1', actionId: 'act-1' };
+    await approveAction(h.deps, ref, EXPERT);
+
+    const first = executeAction(h.deps, ref, { token: 'run-a' });
+    await expect.poll(async () => (await h.store.getAction('1', 'act-1'))?.executionToken).toBe('run-a');
+    const second = await executeAction(h.deps, ref, { token: 'run-b' });
+
+    expect(second).toEqual({ status: 'skipped', reason: 'another run holds it' });
+    expect(await first).toMatchObject({ status: 'done', action: { state: 'executing', externalId: 'ma-1' } });
+    expect(await executeAction(h.deps, ref, { token: 'run-c' })).toEqual({
+      status: 'skipped',
+      reason: 'already submitted: followed by its remote id',
+    });
+    expect(posts).toBe(1);
+  });
+
+  it('adopts the action Defender created before a crash instead of sending it again', async () => {
+    const h = onRedis();
+    const posts = acceptIsolations();
+    const lookups: string[] = [];
+    mde()
+      .get(LIST)
+      .query((q) => {
+        lookups.push(String(q.$filter));
+        return String(q.$filter).includes("status eq 'Pending'");
+      })
+      .reply(200, { value: [machineAction('ma-0', '1')] });
+    answerStatus('Succeeded');
+    await seed(h.store, '1');
+    const ref = { incidentId: '1', actionId: 'act-1' };
+    await approveAction(h.deps, ref, EXPERT);
+    h.jobs.jobs.length = 0;
+    // Redis goes away right after Defender's 201: the remote id is never recorded.
+    let crashed = false;
+    const crashing = new Proxy(h.store, {
+      get(target, name, receiver) {
+        if (name === 'compareAndSet') {
+          return (...args: Parameters<ActionStore['compareAndSet']>) => {
+            if (args[0].externalId && !crashed) {
+              crashed = true;
+              return Promise.reject(new StoreUnavailableError('Redis is not reachable (test)'));
+            }
+            return target.compareAndSet(...args);
+          };
+        }
+        const value = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+
+    await expect(executeAction({ ...h.deps, store: crashing }, ref, { token: 'run-a' })).rejects.toThrow(
+      StoreUnavailableError,
+    );
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({
+      state: 'executing',
+      executionToken: 'run-a',
+    });
+    expect(await recoverApprovals(h.deps, 60_000)).toBe(0);
+    h.clock.advance(61_000);
+    expect(await recoverApprovals(h.deps, 60_000)).toBe(1);
+    const [job] = h.jobs.jobs;
+    expect(job).toMatchObject({ kind: 'execute', incidentId: '1', actionId: 'act-1', rerun: true });
+    const resumed = await executeAction(h.deps, ref, { token: 'run-b' });
+    await followActions(h.deps);
+
+    expect(resumed).toMatchObject({ status: 'done', action: { state: 'executing', externalId: 'ma-0' } });
+    expect(posts).toEqual(['ma-0']);
+    expect(lookups[0]).toBe(`machineId eq '${DEVICE}' and type eq 'Isolate' and status eq 'Pending'`);
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({ state: 'succeeded' });
+    expect((await h.store.listAudit('1')).map((e) => e.detail)).toContain(
+      'taken over from a run that stopped (stale lease)',
+    );
+  });
+
+  it('gives actions whose ids run together jobs of their own', async () => {
+    const executor = new DryRunExecutor();
+    const bot: BotServer = await startBot({ parts: { executor } });
+    closers.push(() => bot.close());
+    const store = bot.runtime.store;
+    await seed(store, '2025-1', ['act-1']);
+    await seed(store, '2025', ['1-act-1']);
+    const a = { kind: 'execute', incidentId: '2025-1', actionId: 'act-1' } as const;
+    const b = { kind: 'execute', incidentId: '2025', actionId: '1-act-1' } as const;
+
+    expect(jobIdOf(a)).not.toBe(jobIdOf(b));
+    expect(jobIdOf({ kind: 'remind', incidentId: '2025-1', actionId: 'act-1', dueAt: 'x' })).not.toBe(
+      jobIdOf({ kind: 'remind', incidentId: '2025', actionId: '1-act-1', dueAt: 'x' }),
+    );
+    for (const { incidentId, actionId } of [a, b]) {
+      expect(await approveAction(bot.runtime.deps, { incidentId, actionId }, EXPERT)).toMatchObject({
+        ok: true,
+      });
+    }
+
+    await expect
+      .poll(async () => [
+        (await store.getAction('2025-1', 'act-1'))?.state,
+        (await store.getAction('2025', '1-act-1'))?.state,
+      ])
+      .toEqual(['succeeded', 'succeeded']);
+    expect(executor.records.map((r) => `${r.incidentId}/${r.actionId}`).sort()).toEqual([
+      '2025-1/act-1',
+      '2025/1-act-1',
+    ]);
+  });
+
+  it('finds an approved action older than the 200 newest incidents', async () => {
+    const h = coreHarness({ store: redisStore() });
+    await h.store.upsertIncident(
+      incidentRecord('old', { receivedAt: '2020-01-01T00:00:00.000Z', devices: [] }),
+      [actionRecord('old', 'act-1')],
+      [],
+    );
+    await approveAction(h.deps, { incidentId: 'old', actionId: 'act-1' }, EXPERT);
+    h.jobs.jobs.length = 0;
+    for (let i = 0; i < 200; i++) {
+      await h.store.upsertIncident(incidentRecord(`new-${i}`), [actionRecord(`new-${i}`, 'act-1')], []);
+    }
+    expect((await h.store.listIncidents(200)).map((i) => i.id)).not.toContain('old');
+    h.clock.advance(61_000);
+
+    expect(await recoverApprovals(h.deps, 60_000)).toBe(1);
+    expect(h.jobs.jobs).toEqual([{ kind: 'execute', incidentId: 'old', actionId: 'act-1', rerun: true }]);
+    // The job is there now: the next sweep leaves it to run.
+    expect(await recoverApprovals(h.deps, 60_000)).toBe(0);
+  });
+});
+
+describe('following submitted actions', () => {
+  it('ends 25 actions in flight with one batched GET', async () => {
+    const h = onRedis();
+    const ids = Array.from({ length: 25 }, (_, i) => `act-${i}`);
+    const posts = acceptIsolations();
+    await seed(h.store, '1', ids);
+    for (const actionId of ids) {
+      await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
+      await executeAction(h.deps, { incidentId: '1', actionId });
+    }
+    expect((await h.store.listActionsIn('submitted')).length).toBe(25);
+    const asked = answerStatus('Succeeded');
+
+    const report = await followActions(h.deps);
+
+    expect(report).toMatchObject({ inFlight: 25, checked: 25, ended: 25 });
+    expect(asked).toHaveLength(1);
+    expect(asked[0]?.sort()).toEqual([...posts].sort());
+    const states = (await h.store.getIncident('1'))?.actions.map((a) => a.state);
+    expect(states).toEqual(ids.map(() => 'succeeded'));
+    expect(await h.store.listActionsIn('submitted')).toEqual([]);
+  });
+
+  it('shows a status change on the card, and skips the round when Defender answers 429', async () => {
+    const h = onRedis();
+    acceptIsolations();
+    await seed(h.store, '1');
+    await approveAction(h.deps, { incidentId: '1', actionId: 'act-1' }, EXPERT);
+    await executeAction(h.deps, { incidentId: '1', actionId: 'act-1' });
+    mde()
+      .get(LIST)
+      .query(true)
+      .reply(
+        429,
+        { error: { code: 'TooManyRequests', message: 'Rate limit is exceeded.' } },
+        { 'Retry-After': '10' },
+      );
+    const skipped = await followActions(h.deps);
+    const notAsked = await followActions(h.deps);
+    answerStatus('InProgress');
+    h.clock.advance(11_000);
+
+    const shown = await followActions(h.deps);
+
+    expect(skipped).toMatchObject({ checked: 1, changed: 0, ended: 0 });
+    expect(notAsked).toMatchObject({ checked: 1, changed: 0, ended: 0 });
+    expect(shown).toMatchObject({ changed: 1, ended: 0 });
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({
+      state: 'executing',
+      progress: 'Defender: InProgress',
+    });
+    expect(h.notifier.changed.at(-1)).toBe('1');
+  });
+
+  it('fails an action still running after the bounded wait, saying where to follow it', async () => {
+    const h = onRedis();
+    acceptIsolations();
+    await seed(h.store, '1');
+    await approveAction(h.deps, { incidentId: '1', actionId: 'act-1' }, EXPERT);
+    await executeAction(h.deps, { incidentId: '1', actionId: 'act-1' });
+    answerStatus('InProgress');
+    h.clock.advance(10 * 60_000);
+
+    await followActions(h.deps);
+
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({
+      state: 'failed',
+      error:
+        'Isolate still InProgress after 10 min; follow it in the Defender portal (Action center), action id ma-0',
+    });
+  });
+});
+
+describe('Defender rate limits', () => {
+  it('queues an action when no slot is free, showing it on the card, and sends it later', async () => {
+    const pacer = new DefenderPacer({
+      perMinute: 1,
+      perHour: 1_500,
+      tenant: 'contoso',
+      redis: redis.client(),
+      keyPrefix: prefix(),
+    });
+    const h = onRedis(pacer);
+    const posts = acceptIsolations();
+    await seed(h.store, '1', ['act-1', 'act-2']);
+    for (const actionId of ['act-1', 'act-2']) {
+      await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
+    }
+    h.jobs.jobs.length = 0;
+
+    await executeAction(h.deps, { incidentId: '1', actionId: 'act-1' });
+    const queued = await executeAction(h.deps, { incidentId: '1', actionId: 'act-2' });
+
+    expect(posts).toEqual(['ma-0']);
+    expect(queued).toMatchObject({
+      status: 'done',
+      action: {
+        state: 'executing',
+        unsent: true,
+        progress: expect.stringMatching(
+          /^Queued by Defender rate limit \(next slot at \d\d:\d\d:\d\d UTC\)$/,
+        ),
+      },
+    });
+    expect(queued.status === 'done' && queued.action.executionToken).toBeUndefined();
+    const [job] = h.jobs.jobs;
+    expect(job).toMatchObject({ kind: 'execute', incidentId: '1', actionId: 'act-2' });
+    expect(job?.kind === 'execute' && job.delayMs).toBeGreaterThan(0);
+    expect(job?.kind === 'execute' && job.delayMs).toBeLessThanOrEqual(60_000);
+    expect((await h.store.listAudit('1')).filter((e) => e.outcome === 'failed')).toEqual([]);
+
+    // Its delayed job runs once a slot is free (another window here: a new count).
+    h.deps.executor = defender(h.clock);
+    const later = await executeAction(h.deps, { incidentId: '1', actionId: 'act-2' });
+    expect(later).toMatchObject({ status: 'done', action: { state: 'executing', externalId: 'ma-1' } });
+    expect(posts).toEqual(['ma-0', 'ma-1']);
+  });
+
+  it('shares the slots among replicas through Redis', async () => {
+    const keyPrefix = prefix();
+    const replica = () =>
+      new DefenderPacer({
+        perMinute: 3,
+        perHour: 1_500,
+        tenant: 'contoso',
+        redis: redis.client(),
+        keyPrefix,
+      });
+    const [a, b] = [replica(), replica()];
+
+    const answers = [await a.take(), await b.take(), await a.take(), await b.take()];
+
+    expect(answers.map((x) => x.ok)).toEqual([true, true, true, false]);
+    expect(answers[3]).toMatchObject({ reason: 'Defender allows 3 machine actions a minute per tenant' });
+    const wait = answers[3]?.ok === false ? answers[3].retryAfterMs : 0;
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(60_000);
+  });
+
+  it('waits out a 429 of Defender through a delayed job, never failing the action', async () => {
+    let posts = 0;
+    mde()
+      .post(POST_ISOLATE)
+      .reply(() => {
+        posts++;
+        return [
+          429,
+          { error: { code: 'TooManyRequests', message: 'Rate limit is exceeded.' } },
+          { 'Retry-After': '1' },
+        ];
+      })
+      .post(POST_ISOLATE)
+      .reply(() => {
+        posts++;
+        return [201, machineAction('ma-1', '1')];
+      });
+    answerStatus('Succeeded');
+    const executor = new DefenderExecutor({
+      credential: testCredential(),
+      defenderApiUrl: MDE_URL,
+      graphApiUrl: GRAPH_URL,
+    });
+    const queue = new LocalQueue({ logger: createLogger('silent'), backoffMs: 20 });
+    const bot = await startBot({ env: { DEFENDER_FOLLOW_SECONDS: '1' }, parts: { executor, queue } });
+    closers.push(() => bot.close());
+    await seed(bot.runtime.store, '1');
+
+    await approveAction(bot.runtime.deps, { incidentId: '1', actionId: 'act-1' }, EXPERT);
+
+    await expect
+      .poll(async () => (await bot.runtime.store.getAction('1', 'act-1'))?.state, {
+        timeout: 15_000,
+        interval: 100,
+      })
+      .toBe('succeeded');
+    expect(posts).toBe(2);
+    const audit = await bot.runtime.store.listAudit('1');
+    expect(audit.map((e) => e.detail)).toContainEqual(
+      expect.stringMatching(/^queued: Defender is throttling requests \(429\)/),
+    );
+    expect(audit.filter((e) => e.outcome === 'failed')).toEqual([]);
+  });
+});
