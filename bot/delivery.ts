@@ -1,13 +1,38 @@
+import { createHash } from 'node:crypto';
 import type { JobQueue } from '../adapters/job-queue.js';
 import type { IncidentState, Task } from '../core/model.js';
 import type { ActionStore, Clock, Notifier } from '../core/ports.js';
 import type { Logger } from './logger.js';
 
+/** Why a channel was left out of a delivery, and so how it is tried again. */
+export type DeferralReason =
+  /** The platform asked us to wait (429 Retry-After), here or on another replica. */
+  | 'paused'
+  /** The platform failed (5xx, 412, a timeout): tried again with back-off, a bounded number of times. */
+  | 'failed'
+  /** The delivery ran out of its time budget before reaching this channel. */
+  | 'budget';
+
+/** What one delivery run is allowed, and where it reports the channels it left for later. */
+export interface DeliveryContext {
+  /** Only these channels / conversations (a delivery deferred there earlier); unset: all of them. */
+  targets?: readonly string[];
+  /** Epoch ms after which no new platform call starts (the job must end well inside its lock). */
+  deadline: number;
+  /** How many times this delivery was deferred after a failure (for back-off). */
+  retry: number;
+  /** Leave `target` for a later delivery, at `at` (epoch ms). */
+  defer(target: string, at: number, reason: DeferralReason): void;
+}
+
 /** Posts an incident's card on one platform, or updates the one already posted. */
 export interface CardPublisher {
   readonly platform: 'slack' | 'teams';
-  /** First call posts (once), later calls update the same message in place. */
-  deliver(state: IncidentState): Promise<void>;
+  /**
+   * First call posts (once), later calls update the same message in place. A channel that is paused or
+   * failed is reported with `context.defer` instead of waited for.
+   */
+  deliver(state: IncidentState, context: DeliveryContext): Promise<void>;
   /** Tell the channel a customer task is overdue. */
   remind(task: Task, state: IncidentState): Promise<void>;
 }
@@ -19,20 +44,78 @@ export const REMIND_POST_JOB = 'remind-post';
 export interface DeliverJob {
   incidentId: string;
   platform: 'slack' | 'teams';
+  /** A delivery deferred for these channels only (by a pause, a failure or the time budget). */
+  targets?: string[];
+  /** Deferrals after failures so far. */
+  retry?: number;
+}
+
+/** Changes to a card already delivered wait this long, so a burst of them becomes one update. */
+export const UPDATE_GATHER_MS = 250;
+/** A delivery that finds another one of the same card running tries again after this long. */
+export const BUSY_RETRY_MS = 200;
+/** A request for a delivery lapses after this long if no delivery job starts (a job lost with Redis). */
+export const DELIVERY_REQUEST_TTL_MS = 5 * 60_000;
+/**
+ * The per-card lease of a delivery run. Shorter than the queue's job lock (30 s), longer than a run
+ * can take: no new platform call starts after DELIVERY_BUDGET_MS and each is bounded by
+ * PLATFORM_CALL_TIMEOUT_MS.
+ */
+export const DELIVERY_LEASE_MS = 25_000;
+export const DELIVERY_BUDGET_MS = 12_000;
+export const PLATFORM_CALL_TIMEOUT_MS = 8_000;
+/** Deferrals after failures before a delivery is given up (about 8 minutes of back-off). */
+export const MAX_DELIVERY_RETRIES = 8;
+
+/** The bookkeeping name of one incident's card on one platform. */
+export function cardKey(platform: string, incidentId: string): string {
+  return `${platform}:${incidentId}`;
+}
+
+/** Back-off before trying a failed channel again: 1 s doubling to 60 s, with jitter, never below `floorMs`. */
+export function retryDelayMs(retry: number, floorMs = 0, random: () => number = Math.random): number {
+  const ceiling = Math.min(60_000, 1_000 * 2 ** Math.max(0, retry));
+  return Math.max(floorMs, Math.round(ceiling * (0.5 + random() / 2)));
 }
 
 /**
- * Turns "this incident changed" into durable delivery jobs, coalesced per incident and platform: every
- * change within one window (default 1 s) shares one job, which renders the latest state when it runs.
+ * Ask for a delivery of one card: queue a job unless one is already asked for and not started (it will
+ * render the latest state when it runs). A card never delivered goes at once; changes to one already
+ * delivered are gathered for UPDATE_GATHER_MS.
+ */
+export async function requestDelivery(
+  store: ActionStore,
+  queue: JobQueue,
+  job: DeliverJob,
+  minDelayMs = 0,
+): Promise<void> {
+  const card = cardKey(job.platform, job.incidentId);
+  const asked = await store.requestDelivery(card, DELIVERY_REQUEST_TTL_MS);
+  if (asked === 'asked') return;
+  const delayMs = Math.max(minDelayMs, asked === 'again' ? UPDATE_GATHER_MS : 0);
+  const data: DeliverJob = { incidentId: job.incidentId, platform: job.platform };
+  try {
+    await queue.add(DELIVER_JOB, data, { ...(delayMs > 0 ? { delayMs } : {}), attempts: 10 });
+  } catch (error) {
+    // Withdraw the request, so the next change queues a job instead of finding this one asked for.
+    await store.startDelivery(card).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Turns "this incident changed" into durable delivery jobs, one per platform, coalesced per card: while
+ * a delivery is asked for and not started, further changes add nothing; a change during a running
+ * delivery asks for one more after it.
  */
 export class DeliveryNotifier implements Notifier {
   private readonly listeners = new Set<(incidentId: string) => void>();
 
   constructor(
     private readonly queue: JobQueue,
+    private readonly store: ActionStore,
     private readonly publishers: CardPublisher[],
     private readonly clock: Clock,
-    private readonly windowMs = 1_000,
   ) {}
 
   /** Local listeners (the preview page) hear about every change at once. */
@@ -43,18 +126,10 @@ export class DeliveryNotifier implements Notifier {
 
   async incidentChanged(incidentId: string): Promise<void> {
     for (const listener of this.listeners) listener(incidentId);
-    const now = this.clock.now().getTime();
-    const bucket = Math.floor(now / this.windowMs);
-    const delayMs = (bucket + 1) * this.windowMs - now;
     await Promise.all(
-      this.publishers.map((publisher) => {
-        const data: DeliverJob = { incidentId, platform: publisher.platform };
-        return this.queue.add(DELIVER_JOB, data, {
-          id: `deliver-${publisher.platform}-${incidentId}-${bucket}`,
-          delayMs,
-          attempts: 10,
-        });
-      }),
+      this.publishers.map((publisher) =>
+        requestDelivery(this.store, this.queue, { incidentId, platform: publisher.platform }),
+      ),
     );
   }
 
@@ -71,32 +146,94 @@ export class DeliveryNotifier implements Notifier {
   }
 }
 
-/** Thrown by a delivery that must wait for another one (the lease is held): the queue retries it. */
-export class DeliveryBusyError extends Error {}
+/** What a delivery run needs. */
+export interface DeliveryDeps {
+  store: ActionStore;
+  queue: JobQueue;
+  publishers: CardPublisher[];
+  logger: Logger;
+}
 
 /**
- * Run one delivery job: under a per-incident, per-platform lease so a card is never posted twice, render
- * and send the latest state.
+ * Run one delivery job. A job for the whole card first marks the delivery started (later changes ask
+ * for another one), then, under the card's lease (one run at a time, so a card is never posted twice),
+ * renders the latest state and sends it. Channels the platform paused or failed are queued again for
+ * when they may be tried, without waiting in this job.
  */
-export async function runDelivery(
-  job: DeliverJob,
-  store: ActionStore,
-  publishers: CardPublisher[],
-  logger: Logger,
-): Promise<void> {
+export async function runDelivery(job: DeliverJob, deps: DeliveryDeps): Promise<void> {
+  const { store, queue, publishers, logger } = deps;
   const publisher = publishers.find((p) => p.platform === job.platform);
   if (!publisher) return;
-  const lease = `deliver:${job.platform}:${job.incidentId}`;
-  if (!(await store.tryLock(lease, 60_000)))
-    throw new DeliveryBusyError(`delivery of ${job.incidentId} to ${job.platform} is busy`);
+  const card = cardKey(job.platform, job.incidentId);
+  if (!job.targets) await store.startDelivery(card);
+  const lease = `deliver:${card}`;
+  if (!(await store.tryLock(lease, DELIVERY_LEASE_MS))) {
+    // Another run of this card holds the lease: deliver again once it is done, without waiting here.
+    if (job.targets) await addDeferred(queue, job, Date.now() + BUSY_RETRY_MS, job.targets, job.retry ?? 0);
+    else await requestDelivery(store, queue, job, BUSY_RETRY_MS);
+    return;
+  }
+  const deferred: { target: string; at: number; reason: DeferralReason }[] = [];
   try {
     const state = await store.getIncident(job.incidentId);
     if (!state) {
       logger.warn({ incidentId: job.incidentId }, 'card delivery for an unknown incident skipped');
       return;
     }
-    await publisher.deliver(state);
+    await publisher.deliver(state, {
+      ...(job.targets ? { targets: job.targets } : {}),
+      deadline: Date.now() + DELIVERY_BUDGET_MS,
+      retry: job.retry ?? 0,
+      defer: (target, at, reason) => deferred.push({ target, at, reason }),
+    });
   } finally {
     await store.unlock(lease);
   }
+  await deferDeliveries(deps, job, deferred);
+}
+
+/** Queue the deferred channels again: one job per time and kind, so a pause seen by many runs is one job. */
+async function deferDeliveries(
+  deps: DeliveryDeps,
+  job: DeliverJob,
+  deferred: { target: string; at: number; reason: DeferralReason }[],
+): Promise<void> {
+  const groups = new Map<string, { at: number; failed: boolean; targets: string[] }>();
+  for (const d of deferred) {
+    const failed = d.reason === 'failed';
+    const key = `${d.at}|${failed}`;
+    const group = groups.get(key) ?? { at: d.at, failed, targets: [] };
+    group.targets.push(d.target);
+    groups.set(key, group);
+  }
+  for (const group of groups.values()) {
+    const retry = (job.retry ?? 0) + (group.failed ? 1 : 0);
+    if (retry > MAX_DELIVERY_RETRIES) {
+      deps.logger.error(
+        { incidentId: job.incidentId, platform: job.platform, targets: group.targets, retries: retry - 1 },
+        'card not delivered there after repeated platform failures; the next change of the incident tries again',
+      );
+      continue;
+    }
+    await addDeferred(deps.queue, job, group.at, group.targets, retry);
+  }
+}
+
+async function addDeferred(
+  queue: JobQueue,
+  job: DeliverJob,
+  at: number,
+  targets: string[],
+  retry: number,
+): Promise<void> {
+  const sorted = [...targets].sort();
+  const which = createHash('sha256').update(sorted.join('\n')).digest('hex').slice(0, 16);
+  const data: DeliverJob = { incidentId: job.incidentId, platform: job.platform, targets: sorted, retry };
+  await queue.add(DELIVER_JOB, data, {
+    // The same channels at the same time (a pause several runs ran into) are one job.
+    id: `deliver-later|${job.platform}|${job.incidentId}|${at}|${which}|${retry}`,
+    delayMs: Math.max(0, at - Date.now()),
+    attempts: 10,
+    replaceFinished: true,
+  });
 }
