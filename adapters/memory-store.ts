@@ -175,20 +175,7 @@ export class MemoryStore implements ActionStore {
     this.locks.delete(name);
   }
 
-  private readonly deliveries = new Map<string, { asked: boolean; started: boolean; askedUntil: number }>();
   private readonly pauses = new Map<string, number>();
-
-  async requestDelivery(card: string, ttlMs: number): Promise<'first' | 'again' | 'asked'> {
-    const now = Date.now();
-    const entry = this.deliveries.get(card) ?? { asked: false, started: false, askedUntil: 0 };
-    if (entry.asked && entry.askedUntil > now) return 'asked';
-    this.deliveries.set(card, { asked: true, started: entry.started, askedUntil: now + ttlMs });
-    return entry.started ? 'again' : 'first';
-  }
-
-  async startDelivery(card: string): Promise<void> {
-    this.deliveries.set(card, { asked: false, started: true, askedUntil: 0 });
-  }
 
   async pauseChannel(channel: string, untilMs: number): Promise<void> {
     if (untilMs > (this.pauses.get(channel) ?? 0)) this.pauses.set(channel, untilMs);

@@ -96,16 +96,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
-// KEYS: the card's delivery key. ARGV: ttl of a request (ms), ttl of the 'a delivery started' mark (ms).
-// Value: 'd' once a delivery started, 'q' appended while one is asked for and not started.
-const REQUEST_DELIVERY_SCRIPT = `
-local v = redis.call('GET', KEYS[1]) or ''
-if string.find(v, 'q', 1, true) then return 0 end
-redis.call('SET', KEYS[1], v .. 'q', 'PX', ARGV[1])
-if v == 'd' then return 2 end
-return 1
-`;
-
 // KEYS: the channel's pause key. ARGV: until (epoch ms), ttl (ms). A later end wins.
 const PAUSE_SCRIPT = `
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -113,9 +103,6 @@ if current >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `;
-
-/** How long the mark 'a delivery of this card started' lives (a later change then counts as a first). */
-const DELIVERY_MARK_MS = 24 * 3_600_000;
 
 /**
  * The durable store: Redis (or Redis Cluster), shared by every replica. One incident's keys share a
@@ -150,7 +137,6 @@ export class RedisStore implements ActionStore {
     client.defineCommand('mdrUpsert', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
     client.defineCommand('mdrUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT });
     client.defineCommand('mdrExclusionsCas', { numberOfKeys: 2, lua: EXCLUSIONS_CAS_SCRIPT });
-    client.defineCommand('mdrRequestDelivery', { numberOfKeys: 1, lua: REQUEST_DELIVERY_SCRIPT });
     client.defineCommand('mdrPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT });
     this.redis = client;
     this.auditMaxLen = options.auditMaxLen ?? 10_000;
@@ -355,17 +341,6 @@ export class RedisStore implements ActionStore {
     this.leases.delete(name);
     // Only our own lease: once it ran out another process may hold the name.
     await this.run([['mdrUnlock', this.key(`lock:${name}`), token]]);
-  }
-
-  async requestDelivery(card: string, ttlMs: number): Promise<'first' | 'again' | 'asked'> {
-    const [reply] = await this.run([
-      ['mdrRequestDelivery', this.key(`delivery:${card}`), Math.max(1, ttlMs)],
-    ]);
-    return reply === 0 ? 'asked' : reply === 2 ? 'again' : 'first';
-  }
-
-  async startDelivery(card: string): Promise<void> {
-    await this.run([['set', this.key(`delivery:${card}`), 'd', 'PX', DELIVERY_MARK_MS]]);
   }
 
   async pauseChannel(channel: string, untilMs: number): Promise<void> {

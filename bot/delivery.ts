@@ -50,12 +50,10 @@ export interface DeliverJob {
   retry?: number;
 }
 
-/** Changes to a card already delivered wait this long, so a burst of them becomes one update. */
+/** Changes to an incident already posted wait this long, so a burst of them becomes one update. */
 export const UPDATE_GATHER_MS = 250;
 /** A delivery that finds another one of the same card running tries again after this long. */
 export const BUSY_RETRY_MS = 200;
-/** A request for a delivery lapses after this long if no delivery job starts (a job lost with Redis). */
-export const DELIVERY_REQUEST_TTL_MS = 5 * 60_000;
 /**
  * The per-card lease of a delivery run. Shorter than the queue's job lock (30 s), longer than a run
  * can take: no new platform call starts after DELIVERY_BUDGET_MS and each is bounded by
@@ -67,9 +65,9 @@ export const PLATFORM_CALL_TIMEOUT_MS = 8_000;
 /** Deferrals after failures before a delivery is given up (about 8 minutes of back-off). */
 export const MAX_DELIVERY_RETRIES = 8;
 
-/** The bookkeeping name of one incident's card on one platform. */
+/** The coalescing key of one incident's card on one platform. */
 export function cardKey(platform: string, incidentId: string): string {
-  return `${platform}:${incidentId}`;
+  return `deliver|${platform}|${incidentId}`;
 }
 
 /** Back-off before trying a failed channel again: 1 s doubling to 60 s, with jitter, never below `floorMs`. */
@@ -79,41 +77,28 @@ export function retryDelayMs(retry: number, floorMs = 0, random: () => number = 
 }
 
 /**
- * Ask for a delivery of one card: queue a job unless one is already asked for and not started (it will
- * render the latest state when it runs). A card never delivered goes at once; changes to one already
- * delivered are gathered for UPDATE_GATHER_MS.
+ * Queue a delivery of one card, coalesced: while one waits, this adds nothing (it renders the latest
+ * state when it runs); while one runs, one more is queued after it.
  */
-export async function requestDelivery(
-  store: ActionStore,
-  queue: JobQueue,
-  job: DeliverJob,
-  minDelayMs = 0,
-): Promise<void> {
-  const card = cardKey(job.platform, job.incidentId);
-  const asked = await store.requestDelivery(card, DELIVERY_REQUEST_TTL_MS);
-  if (asked === 'asked') return;
-  const delayMs = Math.max(minDelayMs, asked === 'again' ? UPDATE_GATHER_MS : 0);
+export async function requestDelivery(queue: JobQueue, job: DeliverJob, delayMs: number): Promise<void> {
   const data: DeliverJob = { incidentId: job.incidentId, platform: job.platform };
-  try {
-    await queue.add(DELIVER_JOB, data, { ...(delayMs > 0 ? { delayMs } : {}), attempts: 10 });
-  } catch (error) {
-    // Withdraw the request, so the next change queues a job instead of finding this one asked for.
-    await store.startDelivery(card).catch(() => undefined);
-    throw error;
-  }
+  await queue.add(DELIVER_JOB, data, {
+    coalesce: cardKey(job.platform, job.incidentId),
+    ...(delayMs > 0 ? { delayMs } : {}),
+    attempts: 10,
+  });
 }
 
 /**
- * Turns "this incident changed" into durable delivery jobs, one per platform, coalesced per card: while
- * a delivery is asked for and not started, further changes add nothing; a change during a running
- * delivery asks for one more after it.
+ * Turns "this incident changed" into durable delivery jobs, one per platform, coalesced per card: a new
+ * incident's card goes at once; changes to a known incident are gathered for UPDATE_GATHER_MS into one
+ * update; a change during a running delivery leads to one more delivery after it.
  */
 export class DeliveryNotifier implements Notifier {
   private readonly listeners = new Set<(incidentId: string) => void>();
 
   constructor(
     private readonly queue: JobQueue,
-    private readonly store: ActionStore,
     private readonly publishers: CardPublisher[],
     private readonly clock: Clock,
   ) {}
@@ -124,11 +109,12 @@ export class DeliveryNotifier implements Notifier {
     return () => this.listeners.delete(listener);
   }
 
-  async incidentChanged(incidentId: string): Promise<void> {
+  async incidentChanged(incidentId: string, change: { created?: boolean } = {}): Promise<void> {
     for (const listener of this.listeners) listener(incidentId);
+    const delayMs = change.created ? 0 : UPDATE_GATHER_MS;
     await Promise.all(
       this.publishers.map((publisher) =>
-        requestDelivery(this.store, this.queue, { incidentId, platform: publisher.platform }),
+        requestDelivery(this.queue, { incidentId, platform: publisher.platform }, delayMs),
       ),
     );
   }
@@ -155,22 +141,19 @@ export interface DeliveryDeps {
 }
 
 /**
- * Run one delivery job. A job for the whole card first marks the delivery started (later changes ask
- * for another one), then, under the card's lease (one run at a time, so a card is never posted twice),
- * renders the latest state and sends it. Channels the platform paused or failed are queued again for
+ * Run one delivery job: under the card's lease (one run at a time, so a card is never posted twice),
+ * render the latest state and send it. Channels the platform paused or failed are queued again for
  * when they may be tried, without waiting in this job.
  */
 export async function runDelivery(job: DeliverJob, deps: DeliveryDeps): Promise<void> {
   const { store, queue, publishers, logger } = deps;
   const publisher = publishers.find((p) => p.platform === job.platform);
   if (!publisher) return;
-  const card = cardKey(job.platform, job.incidentId);
-  if (!job.targets) await store.startDelivery(card);
-  const lease = `deliver:${card}`;
+  const lease = `deliver:${job.platform}:${job.incidentId}`;
   if (!(await store.tryLock(lease, DELIVERY_LEASE_MS))) {
     // Another run of this card holds the lease: deliver again once it is done, without waiting here.
     if (job.targets) await addDeferred(queue, job, Date.now() + BUSY_RETRY_MS, job.targets, job.retry ?? 0);
-    else await requestDelivery(store, queue, job, BUSY_RETRY_MS);
+    else await requestDelivery(queue, job, BUSY_RETRY_MS);
     return;
   }
   const deferred: { target: string; at: number; reason: DeferralReason }[] = [];

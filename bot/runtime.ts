@@ -118,7 +118,7 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   const directory = parts.directory ?? new StaticAssetDirectory();
   const publishers = parts.publishers ?? [];
   const queue = parts.queue;
-  const notifier = new DeliveryNotifier(queue, store, publishers, clock);
+  const notifier = new DeliveryNotifier(queue, publishers, clock);
   const deps: CoreDeps = {
     store,
     directory,

@@ -69,15 +69,6 @@ export interface ActionStore {
    */
   tryLock(name: string, ttlMs: number): Promise<boolean>;
   unlock(name: string): Promise<void>;
-  /**
-   * Card delivery bookkeeping of `card` (one incident's card on one platform): a change asks for a
-   * delivery. 'asked' when a delivery was already asked for and has not started (it will show this change
-   * too: nothing to queue); otherwise the caller queues one: 'first' when no delivery of this card ever
-   * started, 'again' when one did. The request lapses after `ttlMs` if no delivery starts.
-   */
-  requestDelivery(card: string, ttlMs: number): Promise<'first' | 'again' | 'asked'>;
-  /** A delivery of `card` starts: it shows every change asked for so far; a later change asks anew. */
-  startDelivery(card: string): Promise<void>;
   /** Deliveries to `channel` (a platform's channel or conversation) wait until `untilMs`, in every process. */
   pauseChannel(channel: string, untilMs: number): Promise<void>;
   /** Until when deliveries to `channel` wait (epoch ms); 0 when they need not. */
@@ -154,7 +145,8 @@ export interface Clock {
 
 /** Publishes a card update for an incident on every configured platform (coalesced by the adapter). */
 export interface Notifier {
-  incidentChanged(incidentId: string): Promise<void>;
+  /** `change.created`: the incident is new, so its card is posted at once (later changes may be gathered). */
+  incidentChanged(incidentId: string, change?: { created?: boolean }): Promise<void>;
   /** A customer task is still pending past its reminder time. */
   taskOverdue(task: Task): Promise<void>;
 }
