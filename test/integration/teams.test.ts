@@ -52,18 +52,19 @@ interface ConnectorCall {
   method: 'POST' | 'PUT';
   path: string;
   body: any;
+  at: number;
 }
 
 /** The Bot Connector at the activities' serviceUrl, faked: records calls and answers from a script. */
 function fakeConnector() {
   const calls: ConnectorCall[] = [];
-  const script: { status: number; body: unknown }[] = [];
+  const script: { status: number; body: unknown; headers?: Record<string, string> }[] = [];
   let next = 1;
   const answer = (method: 'POST' | 'PUT') =>
-    function (this: unknown, path: string, body: any): [number, unknown] {
-      calls.push({ method, path, body });
+    function (this: unknown, path: string, body: any): [number, unknown, Record<string, string>?] {
+      calls.push({ method, path, body, at: Date.now() });
       const planned = script.shift();
-      if (planned) return [planned.status, planned.body];
+      if (planned) return [planned.status, planned.body, planned.headers ?? {}];
       return [200, { id: method === 'PUT' ? body?.id : `card-${next++}` }];
     };
   const origin = new URL(TEAMS_SERVICE_URL).origin;
@@ -78,7 +79,7 @@ function fakeConnector() {
   return {
     calls,
     /** Answer the next calls with these statuses, in order. */
-    fail(...responses: { status: number; body: unknown }[]) {
+    fail(...responses: { status: number; body: unknown; headers?: Record<string, string> }[]) {
       script.push(...responses);
     },
     posts: () => calls.filter((c) => c.method === 'POST'),
@@ -404,6 +405,31 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
       teams: [{ conversationId: CHANNEL_ID, activityId }],
     });
   });
+
+  it.each([
+    { status: 429, retryAfter: '1', minWaitMs: 950 },
+    { status: 503, retryAfter: '1', minWaitMs: 950 },
+    { status: 502, retryAfter: undefined, minWaitMs: 450 },
+  ])(
+    'queues the card again after a $status (Retry-After $retryAfter) instead of waiting, and posts it once',
+    async ({ status, retryAfter, minWaitMs }) => {
+      await start();
+      connector.fail({
+        status,
+        body: { error: { code: status === 429 ? 'Throttled' : 'ServiceError', message: 'try later' } },
+        ...(retryAfter ? { headers: { 'Retry-After': retryAfter } } : {}),
+      });
+      const activityId = await postedIncident();
+      const [refused, posted] = connector.cardPosts();
+      // One try each time: the connector's own retries are off, the queue tries again after the wait.
+      expect(connector.cardPosts()).toHaveLength(2);
+      expect(posted!.at - refused!.at).toBeGreaterThanOrEqual(minWaitMs);
+      expect(activityId).toBe('card-1');
+      expect(await store.getCardRefs(INCIDENT)).toEqual({
+        teams: [{ conversationId: CHANNEL_ID, activityId }],
+      });
+    },
+  );
 
   it('drops a conversation that answers 403 MessageWritesBlocked', async () => {
     await start();
