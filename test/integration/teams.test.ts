@@ -144,7 +144,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
   let executor: CountingExecutor;
   let connector: ReturnType<typeof fakeConnector>;
 
-  const start = async (env: Record<string, string> = {}) => {
+  const start = async (env: Record<string, string> = {}, options: { callTimeoutMs?: number } = {}) => {
     store = new RedisStore({ url: redis.url }, `${redis.prefix}${randomUUID().slice(0, 8)}:`);
     executor = new CountingExecutor();
     connector = fakeConnector();
@@ -159,7 +159,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
           exclusions: { devices: [{ group: 'Finance-Servers' }], users: [] },
         },
       }),
-      mounts: (rt) => ({ teams: createTeams(rt, env).handler }),
+      mounts: (rt) => ({ teams: createTeams(rt, env, options).handler }),
     });
   };
   afterEach(async () => {
@@ -430,6 +430,21 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
       });
     },
   );
+
+  it('gives up a connector call that does not answer in time and posts the card in a later try, once', async () => {
+    const slow = nock(new URL(TEAMS_SERVICE_URL).origin)
+      .post(/\/amer\/v3\/conversations\//)
+      .delay(3_000)
+      .reply(200, { id: 'too-late' });
+    await start({}, { callTimeoutMs: 300 });
+    const started = Date.now();
+    const activityId = await postedIncident();
+    expect(slow.isDone()).toBe(true);
+    expect(activityId).toBe('card-1');
+    expect(connector.cardPosts()).toHaveLength(1);
+    // Bounded: the card went out in a later try, well before the slow answer would have come.
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
 
   it('drops a conversation that answers 403 MessageWritesBlocked', async () => {
     await start();
