@@ -143,6 +143,10 @@ export class BullMqQueue implements JobQueue {
     await queue.add(name, data, {
       ...(jobId !== undefined ? { jobId } : {}),
       ...(options.delayMs ? { delay: Math.max(0, Math.round(options.delayMs)) } : {}),
+      // BullMQ's deduplication keeping the last add made while the job runs.
+      ...(options.coalesce !== undefined
+        ? { deduplication: { id: options.coalesce, keepLastIfActive: true } }
+        : {}),
       attempts: Math.max(1, options.attempts ?? 5),
       backoff: { type: 'exponential', delay: this.backoffMs },
       removeOnComplete: { age: this.keepCompletedSeconds },

@@ -11,6 +11,13 @@ export interface JobOptions {
    * job added again. A job of that id that is still waiting or running is kept, as always.
    */
   replaceFinished?: boolean;
+  /**
+   * Coalescing key (without `id`): while a job of this key waits or is delayed, further adds are dropped
+   * (it runs later and reads the latest state); while one runs, the last add is kept and queued when it
+   * ends (with its own delay). So at most one job of a key waits and one runs, and nothing added during a
+   * run is lost.
+   */
+  coalesce?: string;
 }
 
 export type JobHandler = (data: unknown) => Promise<void>;

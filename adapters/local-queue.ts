@@ -17,6 +17,8 @@ export interface LocalQueueOptions {
 
 interface PendingJob {
   id?: string;
+  coalesce?: string;
+  delayMs: number;
   name: string;
   data: unknown;
   attempts: number;
@@ -40,6 +42,8 @@ export class LocalQueue implements JobQueue {
   /** Ids of jobs waiting, delayed or running (the others in `known` have finished). */
   private readonly unfinished = new Set<string>();
   private readonly intervals = new Map<string, NodeJS.Timeout>();
+  /** Coalescing keys with a job waiting or running, and the last job added while it ran. */
+  private readonly coalesced = new Map<string, { running: boolean; next?: PendingJob }>();
   private readonly waiting: PendingJob[] = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly running = new Set<Promise<void>>();
@@ -63,14 +67,27 @@ export class LocalQueue implements JobQueue {
       this.remember(options.id);
       this.unfinished.add(options.id);
     }
+    const delayMs = Math.max(0, options.delayMs ?? 0);
     const job: PendingJob = {
       ...(options.id !== undefined ? { id: options.id } : {}),
+      ...(options.coalesce !== undefined ? { coalesce: options.coalesce } : {}),
       name,
       data: structuredClone(data),
+      delayMs,
       attempts: Math.max(1, options.attempts ?? 5),
       attempt: 1,
-      runAt: Date.now() + Math.max(0, options.delayMs ?? 0),
+      runAt: Date.now() + delayMs,
     };
+    if (options.id === undefined && options.coalesce !== undefined) {
+      const entry = this.coalesced.get(options.coalesce);
+      // One waits: it runs later and sees this change. One runs: the last add runs after it.
+      if (entry && !entry.running) return;
+      if (entry) {
+        entry.next = job;
+        return;
+      }
+      this.coalesced.set(options.coalesce, { running: false });
+    }
     if (this.started) this.schedule(job);
     else this.waiting.push(job);
   }
@@ -107,6 +124,7 @@ export class LocalQueue implements JobQueue {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.waiting.length = 0;
+    this.coalesced.clear();
     await Promise.allSettled([...this.running]);
   }
 
@@ -124,6 +142,8 @@ export class LocalQueue implements JobQueue {
 
   private async run(job: PendingJob): Promise<void> {
     const handler = this.handlers.get(job.name);
+    const coalesced = job.coalesce !== undefined ? this.coalesced.get(job.coalesce) : undefined;
+    if (coalesced) coalesced.running = true;
     try {
       if (!handler) throw new Error(`no handler registered for job "${job.name}"`);
       await handler(job.data);
@@ -134,12 +154,25 @@ export class LocalQueue implements JobQueue {
           { job: job.name, attempt: job.attempt, delayMs, err: error },
           'job failed, retrying',
         );
+        if (coalesced) coalesced.running = false;
         this.schedule({ ...job, attempt: job.attempt + 1, runAt: Date.now() + delayMs });
         return;
       }
       this.logger.error({ job: job.name, attempts: job.attempt, err: error }, 'job failed for good');
     }
     if (job.id !== undefined) this.unfinished.delete(job.id);
+    if (job.coalesce !== undefined) this.finishCoalesced(job.coalesce);
+  }
+
+  /** A job of a coalescing key ended: queue the last one added while it ran, if any. */
+  private finishCoalesced(key: string): void {
+    const next = this.coalesced.get(key)?.next;
+    if (!next || this.closed) {
+      this.coalesced.delete(key);
+      return;
+    }
+    this.coalesced.set(key, { running: false });
+    this.schedule({ ...next, runAt: Date.now() + next.delayMs });
   }
 
   private remember(id: string): void {

@@ -196,6 +196,19 @@ export class MemoryStore implements ActionStore {
     this.locks.delete(name);
   }
 
+  private readonly pauses = new Map<string, number>();
+
+  async pauseChannel(channel: string, untilMs: number): Promise<void> {
+    if (untilMs > (this.pauses.get(channel) ?? 0)) this.pauses.set(channel, untilMs);
+  }
+
+  async channelPausedUntil(channel: string): Promise<number> {
+    const until = this.pauses.get(channel) ?? 0;
+    if (until > Date.now()) return until;
+    this.pauses.delete(channel);
+    return 0;
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {}

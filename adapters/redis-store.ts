@@ -97,6 +97,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
+// KEYS: the channel's pause key. ARGV: until (epoch ms), ttl (ms). A later end wins.
+const PAUSE_SCRIPT = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
 /**
  * The durable store: Redis (or Redis Cluster), shared by every replica. One incident's keys share a
  * hash tag (`mdr:{inc:48213}:meta`, `:actions`, `:order`, `:audit`, `:cards`) so its scripts stay in
@@ -131,6 +139,7 @@ export class RedisStore implements ActionStore {
     client.defineCommand('mdrUpsert', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
     client.defineCommand('mdrUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT });
     client.defineCommand('mdrExclusionsCas', { numberOfKeys: 2, lua: EXCLUSIONS_CAS_SCRIPT });
+    client.defineCommand('mdrPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT });
     this.redis = client;
     this.auditMaxLen = options.auditMaxLen ?? 10_000;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 500;
@@ -369,6 +378,18 @@ export class RedisStore implements ActionStore {
     this.leases.delete(name);
     // Only our own lease: once it ran out another process may hold the name.
     await this.run([['mdrUnlock', this.key(`lock:${name}`), token]]);
+  }
+
+  async pauseChannel(channel: string, untilMs: number): Promise<void> {
+    const ttl = Math.ceil(untilMs - Date.now());
+    if (ttl <= 0) return;
+    await this.run([['mdrPause', this.key(`pause:${channel}`), Math.ceil(untilMs), ttl]]);
+  }
+
+  async channelPausedUntil(channel: string): Promise<number> {
+    const [value] = (await this.run([['get', this.key(`pause:${channel}`)]])) as [string | null];
+    const until = Number(value ?? 0);
+    return Number.isFinite(until) && until > Date.now() ? until : 0;
   }
 
   async ping(): Promise<void> {

@@ -1,13 +1,38 @@
+import { createHash } from 'node:crypto';
 import type { JobQueue } from '../adapters/job-queue.js';
 import type { IncidentState, Task } from '../core/model.js';
 import type { ActionStore, Clock, Notifier } from '../core/ports.js';
 import type { Logger } from './logger.js';
 
+/** Why a channel was left out of a delivery, and so how it is tried again. */
+export type DeferralReason =
+  /** The platform asked us to wait (429 Retry-After), here or on another replica. */
+  | 'paused'
+  /** The platform failed (5xx, 412, a timeout): tried again with back-off, a bounded number of times. */
+  | 'failed'
+  /** The delivery ran out of its time budget before reaching this channel. */
+  | 'budget';
+
+/** What one delivery run is allowed, and where it reports the channels it left for later. */
+export interface DeliveryContext {
+  /** Only these channels / conversations (a delivery deferred there earlier); unset: all of them. */
+  targets?: readonly string[];
+  /** Epoch ms after which no new platform call starts (the job must end well inside its lock). */
+  deadline: number;
+  /** How many times this delivery was deferred after a failure (for back-off). */
+  retry: number;
+  /** Leave `target` for a later delivery, at `at` (epoch ms). */
+  defer(target: string, at: number, reason: DeferralReason): void;
+}
+
 /** Posts an incident's card on one platform, or updates the one already posted. */
 export interface CardPublisher {
   readonly platform: 'slack' | 'teams';
-  /** First call posts (once), later calls update the same message in place. */
-  deliver(state: IncidentState): Promise<void>;
+  /**
+   * First call posts (once), later calls update the same message in place. A channel that is paused or
+   * failed is reported with `context.defer` instead of waited for.
+   */
+  deliver(state: IncidentState, context: DeliveryContext): Promise<void>;
   /** Tell the channel a customer task is overdue. */
   remind(task: Task, state: IncidentState): Promise<void>;
 }
@@ -19,11 +44,55 @@ export const REMIND_POST_JOB = 'remind-post';
 export interface DeliverJob {
   incidentId: string;
   platform: 'slack' | 'teams';
+  /** A delivery deferred for these channels only (by a pause, a failure or the time budget). */
+  targets?: string[];
+  /** Deferrals after failures so far. */
+  retry?: number;
+}
+
+/** Changes to an incident already posted wait this long, so a burst of them becomes one update. */
+export const UPDATE_GATHER_MS = 250;
+/** A delivery that finds another one of the same card running tries again after this long. */
+export const BUSY_RETRY_MS = 200;
+/**
+ * The per-card lease of a delivery run. Shorter than the queue's job lock (30 s), longer than a run
+ * can take: no new platform call starts after DELIVERY_BUDGET_MS and each is bounded by
+ * PLATFORM_CALL_TIMEOUT_MS.
+ */
+export const DELIVERY_LEASE_MS = 25_000;
+export const DELIVERY_BUDGET_MS = 12_000;
+export const PLATFORM_CALL_TIMEOUT_MS = 8_000;
+/** Deferrals after failures before a delivery is given up (about 8 minutes of back-off). */
+export const MAX_DELIVERY_RETRIES = 8;
+
+/** The coalescing key of one incident's card on one platform. */
+export function cardKey(platform: string, incidentId: string): string {
+  return `deliver|${platform}|${incidentId}`;
+}
+
+/** Back-off before trying a failed channel again: 1 s doubling to 60 s, with jitter, never below `floorMs`. */
+export function retryDelayMs(retry: number, floorMs = 0, random: () => number = Math.random): number {
+  const ceiling = Math.min(60_000, 1_000 * 2 ** Math.max(0, retry));
+  return Math.max(floorMs, Math.round(ceiling * (0.5 + random() / 2)));
 }
 
 /**
- * Turns "this incident changed" into durable delivery jobs, coalesced per incident and platform: every
- * change within one window (default 1 s) shares one job, which renders the latest state when it runs.
+ * Queue a delivery of one card, coalesced: while one waits, this adds nothing (it renders the latest
+ * state when it runs); while one runs, one more is queued after it.
+ */
+export async function requestDelivery(queue: JobQueue, job: DeliverJob, delayMs: number): Promise<void> {
+  const data: DeliverJob = { incidentId: job.incidentId, platform: job.platform };
+  await queue.add(DELIVER_JOB, data, {
+    coalesce: cardKey(job.platform, job.incidentId),
+    ...(delayMs > 0 ? { delayMs } : {}),
+    attempts: 10,
+  });
+}
+
+/**
+ * Turns "this incident changed" into durable delivery jobs, one per platform, coalesced per card: a new
+ * incident's card goes at once; changes to a known incident are gathered for UPDATE_GATHER_MS into one
+ * update; a change during a running delivery leads to one more delivery after it.
  */
 export class DeliveryNotifier implements Notifier {
   private readonly listeners = new Set<(incidentId: string) => void>();
@@ -32,7 +101,6 @@ export class DeliveryNotifier implements Notifier {
     private readonly queue: JobQueue,
     private readonly publishers: CardPublisher[],
     private readonly clock: Clock,
-    private readonly windowMs = 1_000,
   ) {}
 
   /** Local listeners (the preview page) hear about every change at once. */
@@ -41,20 +109,13 @@ export class DeliveryNotifier implements Notifier {
     return () => this.listeners.delete(listener);
   }
 
-  async incidentChanged(incidentId: string): Promise<void> {
+  async incidentChanged(incidentId: string, change: { created?: boolean } = {}): Promise<void> {
     for (const listener of this.listeners) listener(incidentId);
-    const now = this.clock.now().getTime();
-    const bucket = Math.floor(now / this.windowMs);
-    const delayMs = (bucket + 1) * this.windowMs - now;
+    const delayMs = change.created ? 0 : UPDATE_GATHER_MS;
     await Promise.all(
-      this.publishers.map((publisher) => {
-        const data: DeliverJob = { incidentId, platform: publisher.platform };
-        return this.queue.add(DELIVER_JOB, data, {
-          id: `deliver-${publisher.platform}-${incidentId}-${bucket}`,
-          delayMs,
-          attempts: 10,
-        });
-      }),
+      this.publishers.map((publisher) =>
+        requestDelivery(this.queue, { incidentId, platform: publisher.platform }, delayMs),
+      ),
     );
   }
 
@@ -71,32 +132,91 @@ export class DeliveryNotifier implements Notifier {
   }
 }
 
-/** Thrown by a delivery that must wait for another one (the lease is held): the queue retries it. */
-export class DeliveryBusyError extends Error {}
+/** What a delivery run needs. */
+export interface DeliveryDeps {
+  store: ActionStore;
+  queue: JobQueue;
+  publishers: CardPublisher[];
+  logger: Logger;
+}
 
 /**
- * Run one delivery job: under a per-incident, per-platform lease so a card is never posted twice, render
- * and send the latest state.
+ * Run one delivery job: under the card's lease (one run at a time, so a card is never posted twice),
+ * render the latest state and send it. Channels the platform paused or failed are queued again for
+ * when they may be tried, without waiting in this job.
  */
-export async function runDelivery(
-  job: DeliverJob,
-  store: ActionStore,
-  publishers: CardPublisher[],
-  logger: Logger,
-): Promise<void> {
+export async function runDelivery(job: DeliverJob, deps: DeliveryDeps): Promise<void> {
+  const { store, queue, publishers, logger } = deps;
   const publisher = publishers.find((p) => p.platform === job.platform);
   if (!publisher) return;
   const lease = `deliver:${job.platform}:${job.incidentId}`;
-  if (!(await store.tryLock(lease, 60_000)))
-    throw new DeliveryBusyError(`delivery of ${job.incidentId} to ${job.platform} is busy`);
+  if (!(await store.tryLock(lease, DELIVERY_LEASE_MS))) {
+    // Another run of this card holds the lease: deliver again once it is done, without waiting here.
+    if (job.targets) await addDeferred(queue, job, Date.now() + BUSY_RETRY_MS, job.targets, job.retry ?? 0);
+    else await requestDelivery(queue, job, BUSY_RETRY_MS);
+    return;
+  }
+  const deferred: { target: string; at: number; reason: DeferralReason }[] = [];
   try {
     const state = await store.getIncident(job.incidentId);
     if (!state) {
       logger.warn({ incidentId: job.incidentId }, 'card delivery for an unknown incident skipped');
       return;
     }
-    await publisher.deliver(state);
+    await publisher.deliver(state, {
+      ...(job.targets ? { targets: job.targets } : {}),
+      deadline: Date.now() + DELIVERY_BUDGET_MS,
+      retry: job.retry ?? 0,
+      defer: (target, at, reason) => deferred.push({ target, at, reason }),
+    });
   } finally {
     await store.unlock(lease);
   }
+  await deferDeliveries(deps, job, deferred);
+}
+
+/** Queue the deferred channels again: one job per time and kind, so a pause seen by many runs is one job. */
+async function deferDeliveries(
+  deps: DeliveryDeps,
+  job: DeliverJob,
+  deferred: { target: string; at: number; reason: DeferralReason }[],
+): Promise<void> {
+  const groups = new Map<string, { at: number; failed: boolean; targets: string[] }>();
+  for (const d of deferred) {
+    const failed = d.reason === 'failed';
+    const key = `${d.at}|${failed}`;
+    const group = groups.get(key) ?? { at: d.at, failed, targets: [] };
+    group.targets.push(d.target);
+    groups.set(key, group);
+  }
+  for (const group of groups.values()) {
+    const retry = (job.retry ?? 0) + (group.failed ? 1 : 0);
+    if (retry > MAX_DELIVERY_RETRIES) {
+      deps.logger.error(
+        { incidentId: job.incidentId, platform: job.platform, targets: group.targets, retries: retry - 1 },
+        'card not delivered there after repeated platform failures; the next change of the incident tries again',
+      );
+      continue;
+    }
+    await addDeferred(deps.queue, job, group.at, group.targets, retry);
+  }
+}
+
+async function addDeferred(
+  queue: JobQueue,
+  job: DeliverJob,
+  at: number,
+  targets: string[],
+  retry: number,
+): Promise<void> {
+  const sorted = [...targets].sort();
+  const which = createHash('sha256').update(sorted.join('\n')).digest('hex').slice(0, 16);
+  const data: DeliverJob = { incidentId: job.incidentId, platform: job.platform, targets: sorted, retry };
+  await queue.add(DELIVER_JOB, data, {
+    // The same channels at the same time (a pause several runs ran into) are one job.
+    id: `deliver-later|${job.platform}|${job.incidentId}|${at}|${which}|${retry}`,
+    delayMs: Math.max(0, at - Date.now()),
+    attempts: 10,
+    replaceFinished: true,
+  });
 }

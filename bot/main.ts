@@ -2,7 +2,6 @@ import type { AddressInfo } from 'node:net';
 import { buildRuntime, describeRuntime } from './compose.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
-import { Maintenance } from './maintenance.js';
 import { createPlatforms } from './platforms.js';
 import { createHttpApp } from './server.js';
 
@@ -25,9 +24,8 @@ async function main(): Promise<void> {
   const platforms = createPlatforms(runtime, process.env);
   const app = createHttpApp(runtime, platforms.mounts);
   await runtime.queue.start();
-  platforms.poller?.start();
-  const maintenance = new Maintenance(runtime);
-  maintenance.start();
+  // The Graph poll and the upkeep run as queue jobs, once per interval across all replicas.
+  await runtime.startTimers();
 
   // No HOST: every interface (IPv6 and IPv4 where the machine has them), but this machine only in
   // local mode, where the Teams endpoint and the preview page run without credentials.
@@ -48,8 +46,7 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     logger.info({ signal }, 'stopping');
     server.close();
-    await platforms.poller?.stop();
-    await maintenance.stop();
+    // Closing the queue waits for running jobs: a poll or an upkeep run is finished, never cut short.
     await runtime.close().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));
     process.exit(0);
   };

@@ -26,7 +26,9 @@ import {
   REMIND_POST_JOB,
   runDelivery,
 } from './delivery.js';
+import { GRAPH_POLL_JOB } from './incident-poller.js';
 import type { Logger } from './logger.js';
+import { MAINTENANCE_EVERY_MS, MAINTENANCE_JOB, Maintenance } from './maintenance.js';
 import { Metrics } from './metrics.js';
 
 /** Everything one bot process runs with, built once from the configuration. */
@@ -43,6 +45,13 @@ export interface Runtime {
   publishers: CardPublisher[];
   deps: CoreDeps;
   metrics: Metrics;
+  /**
+   * Periodic work: `run` as job `name` every `everyMs`, once per interval across all replicas (a queue
+   * job scheduler, in the maintenance lane). Register before `queue.start()`; `startTimers()` after it.
+   */
+  every(name: string, everyMs: number, run: () => Promise<unknown>): void;
+  /** Hands the periodic work registered with `every` to the queue. Call after `queue.start()`. */
+  startTimers(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -69,6 +78,8 @@ export const JOB_LANES: Lanes = {
   execute: { jobs: [EXECUTE_JOB, FOLLOW_JOB], concurrency: 20 },
   deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
+  // One periodic run at a time per process; the job schedulers make it one per interval in all.
+  maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB], concurrency: 1 },
 };
 
 /**
@@ -190,7 +201,7 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   );
   queue.process(
     DELIVER_JOB,
-    track(DELIVER_JOB, async (data) => runDelivery(data as DeliverJob, store, publishers, logger)),
+    track(DELIVER_JOB, async (data) => runDelivery(data as DeliverJob, { store, queue, publishers, logger })),
   );
   queue.process(
     REMIND_POST_JOB,
@@ -202,7 +213,28 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     }),
   );
 
-  return {
+  const timers = new Map<string, number>();
+  const every = (name: string, everyMs: number, run: () => Promise<unknown>) => {
+    timers.set(name, everyMs);
+    queue.process(
+      name,
+      track(name, async () => {
+        try {
+          await run();
+        } catch (error) {
+          // The next interval runs it again; a failure here is not worth a retry of its own.
+          logger.warn(
+            { err: (error as Error).message, job: name },
+            'periodic job failed; runs again next interval',
+          );
+        }
+      }),
+    );
+  };
+  // A Graph poll schedule left by an earlier configuration polls nothing until GRAPH_POLL_SECONDS is set.
+  queue.process(GRAPH_POLL_JOB, async () => {});
+
+  const runtime: Runtime = {
     config,
     logger,
     store,
@@ -215,9 +247,16 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     publishers,
     deps,
     metrics,
+    every,
+    async startTimers() {
+      for (const [name, everyMs] of timers) await queue.every(name, everyMs);
+    },
     async close() {
       await queue.close();
       await store.close();
     },
   };
+  const maintenance = new Maintenance(runtime);
+  every(MAINTENANCE_JOB, MAINTENANCE_EVERY_MS, () => maintenance.runOnce());
+  return runtime;
 }

@@ -93,7 +93,7 @@ export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor
       await deps.jobs.schedule({ kind: 'remind', incidentId: a.incidentId, actionId: a.id, dueAt });
     }
   }
-  await deps.notifier.incidentChanged(incident.id);
+  await deps.notifier.incidentChanged(incident.id, { created });
   const state = (await deps.store.getIncident(incident.id)) ?? { incident, actions: fresh };
   return { created, added, state };
 }

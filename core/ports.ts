@@ -81,6 +81,10 @@ export interface ActionStore {
    */
   tryLock(name: string, ttlMs: number): Promise<boolean>;
   unlock(name: string): Promise<void>;
+  /** Deliveries to `channel` (a platform's channel or conversation) wait until `untilMs`, in every process. */
+  pauseChannel(channel: string, untilMs: number): Promise<void>;
+  /** Until when deliveries to `channel` wait (epoch ms); 0 when they need not. */
+  channelPausedUntil(channel: string): Promise<number>;
   /** Throws StoreUnavailableError when the backend does not answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -183,7 +187,8 @@ export interface Clock {
 
 /** Publishes a card update for an incident on every configured platform (coalesced by the adapter). */
 export interface Notifier {
-  incidentChanged(incidentId: string): Promise<void>;
+  /** `change.created`: the incident is new, so its card is posted at once (later changes may be gathered). */
+  incidentChanged(incidentId: string, change?: { created?: boolean }): Promise<void>;
   /** A customer task is still pending past its reminder time. */
   taskOverdue(task: Task): Promise<void>;
 }

@@ -2,15 +2,19 @@ import type { webApi } from '@slack/bolt';
 import { renderSlackMessage, renderSlackText } from '../../cards/slack/render.js';
 import { buildIncidentView, describeAction } from '../../cards/view-model.js';
 import type { IncidentState, Task } from '../../core/model.js';
-import { type CardPublisher, DELIVER_JOB, type DeliverJob } from '../delivery.js';
+import type { CardPublisher, DeliveryContext } from '../delivery.js';
 import type { Runtime } from '../runtime.js';
 import { classifySlackFailure } from './errors.js';
+
+/** The pause name of a Slack channel (shared by every replica through the store). */
+export const slackChannelPause = (channel: string) => `slack:${channel}`;
 
 /**
  * Posts each incident's card once to `channels.slack` and updates that same message in place after.
  * Runs inside the delivery jobs (one at a time per incident, under the delivery lease). The Web API
- * client does not retry: a 429 becomes a delivery job delayed by Retry-After, other transient failures
- * fail the job so the queue retries it, and permanent ones are logged with their fix.
+ * client does not retry: a 429 pauses the channel for Retry-After on every replica and the delivery is
+ * queued again for then, other transient failures fail the job so the queue retries it, and permanent
+ * ones are logged with their fix.
  */
 export class SlackCardPublisher implements CardPublisher {
   readonly platform = 'slack' as const;
@@ -19,17 +23,23 @@ export class SlackCardPublisher implements CardPublisher {
   constructor(
     private readonly client: webApi.WebClient,
     private readonly token: string,
-    private readonly runtime: Pick<Runtime, 'config' | 'store' | 'queue' | 'logger'>,
+    private readonly runtime: Pick<Runtime, 'config' | 'store' | 'logger'>,
   ) {}
 
-  async deliver(state: IncidentState): Promise<void> {
-    const channel = this.channel();
-    if (!channel) return;
+  async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
     const incidentId = state.incident.id;
+    const refs = await this.runtime.store.getCardRefs(incidentId);
+    const channel = refs.slack?.channel ?? this.channel();
+    if (!channel) return;
+    const pausedUntil = await this.runtime.store.channelPausedUntil(slackChannelPause(channel));
+    if (pausedUntil > 0) {
+      context.defer(channel, pausedUntil, 'paused');
+      return;
+    }
     const message = renderSlackMessage(
       buildIncidentView(state, { apiBaseUrl: this.runtime.config.publicUrl }),
     );
-    const refs = await this.runtime.store.getCardRefs(incidentId);
+    const call = refs.slack ? 'chat.update' : 'chat.postMessage';
     try {
       if (refs.slack) {
         await this.client.chat.update({
@@ -54,7 +64,26 @@ export class SlackCardPublisher implements CardPublisher {
       });
       this.runtime.logger.info({ incidentId, channel: posted.channel, ts: posted.ts }, 'slack card posted');
     } catch (error) {
-      await this.failed(error, incidentId, refs.slack ? 'chat.update' : 'chat.postMessage');
+      const failure = classifySlackFailure(error);
+      if (failure.kind === 'permanent') {
+        this.runtime.logger.error(
+          { incidentId, call, slackError: failure.code },
+          `slack card not delivered: ${failure.fix}`,
+        );
+        return;
+      }
+      if (failure.kind === 'rateLimited') {
+        // Every replica holds this channel's deliveries until Slack allows them; other channels go on.
+        const until = Date.now() + failure.retryAfterSeconds * 1_000;
+        await this.runtime.store.pauseChannel(slackChannelPause(channel), until);
+        context.defer(channel, until, 'paused');
+        this.runtime.logger.warn(
+          { incidentId, call, channel, retryAfterSeconds: failure.retryAfterSeconds },
+          'slack rate limited the channel: its cards are delivered after Retry-After',
+        );
+        return;
+      }
+      throw error;
     }
   }
 
@@ -102,32 +131,5 @@ export class SlackCardPublisher implements CardPublisher {
       );
     }
     return channel;
-  }
-
-  private async failed(error: unknown, incidentId: string, call: string): Promise<void> {
-    const failure = classifySlackFailure(error);
-    if (failure.kind === 'permanent') {
-      this.runtime.logger.error(
-        { incidentId, call, slackError: failure.code },
-        `slack card not delivered: ${failure.fix}`,
-      );
-      return;
-    }
-    if (failure.kind === 'rateLimited') {
-      // The queue is the one retry layer: a delivery of the latest state once Slack allows it.
-      const delayMs = failure.retryAfterSeconds * 1_000;
-      const job: DeliverJob = { incidentId, platform: 'slack' };
-      await this.runtime.queue.add(DELIVER_JOB, job, {
-        id: `deliver-slack-${incidentId}-after-429-${Date.now() + delayMs}`,
-        delayMs,
-        attempts: 10,
-      });
-      this.runtime.logger.warn(
-        { incidentId, call, retryAfterSeconds: failure.retryAfterSeconds },
-        'slack rate limited the card delivery: delivering again after Retry-After',
-      );
-      return;
-    }
-    throw error;
   }
 }

@@ -1,6 +1,6 @@
 import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
 import type { RequestHandler } from 'express';
-import type { CardPublisher } from '../delivery.js';
+import { type CardPublisher, PLATFORM_CALL_TIMEOUT_MS } from '../delivery.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { registerButtonActions } from './button-actions.js';
@@ -21,8 +21,8 @@ export interface Slack {
 /** Where Slack sends events, button clicks and slash commands (fixed route). */
 export const SLACK_EVENTS_PATH = '/slack/events';
 
-/** Web API calls waiting longer than this fail, well inside the 60 s delivery lease. */
-const WEB_API_TIMEOUT_MS = 20_000;
+/** Web API calls waiting longer than this fail, well inside the delivery lease and the job lock. */
+const WEB_API_TIMEOUT_MS = PLATFORM_CALL_TIMEOUT_MS;
 
 /**
  * Build the Slack app from `runtime.config.slack`: Bolt with signature verification (401 on a missing,

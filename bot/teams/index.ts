@@ -22,9 +22,14 @@ const blank = (v: string | undefined) => (v?.trim() ? v.trim() : undefined);
  * Wire Teams (Bot Framework) to the runtime. What is trusted comes from `runtime.config`; `env` is handed
  * to Bot Framework unchanged and must name the same app id. Teams is on with an app id, or in local mode
  * for this machine only; otherwise `/api/messages` answers 401 and no card is delivered. When on, the
- * publisher is added to `runtime.publishers`, so incident changes reach Teams.
+ * publisher is added to `runtime.publishers`, so incident changes reach Teams. `options.callTimeoutMs`
+ * bounds each Bot Connector call (default PLATFORM_CALL_TIMEOUT_MS).
  */
-export function createTeams(runtime: Runtime, env: TeamsEnv = process.env): TeamsWiring {
+export function createTeams(
+  runtime: Runtime,
+  env: TeamsEnv = process.env,
+  options: { callTimeoutMs?: number } = {},
+): TeamsWiring {
   const { config, logger } = runtime;
   const appId = config.teams.appId ?? '';
   if ((blank(env.MicrosoftAppId) ?? '') !== appId)
@@ -51,6 +56,7 @@ export function createTeams(runtime: Runtime, env: TeamsEnv = process.env): Team
     config,
     clock: runtime.clock,
     logger,
+    ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}),
   });
   runtime.publishers.push(publisher);
   if (trust.authEnabled) {

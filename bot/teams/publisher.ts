@@ -4,16 +4,14 @@ import { buildIncidentView } from '../../cards/view-model.js';
 import type { CardRefs, IncidentState, Task } from '../../core/model.js';
 import type { ActionStore, Clock } from '../../core/ports.js';
 import type { Config } from '../config.js';
-import type { CardPublisher } from '../delivery.js';
+import {
+  type CardPublisher,
+  type DeliveryContext,
+  PLATFORM_CALL_TIMEOUT_MS,
+  retryDelayMs,
+} from '../delivery.js';
 import type { Logger } from '../logger.js';
 import type { TeamsAdapter } from './adapter.js';
-import {
-  ConversationRateLimiter,
-  connectorErrorCode,
-  type RetryOptions,
-  statusOf,
-  withTeamsRetry,
-} from './throttle.js';
 import { deliveryProblem, teamsTrustOf } from './trust.js';
 
 /** What the publisher needs from the runtime. */
@@ -24,11 +22,81 @@ export interface TeamsPublisherDeps {
   config: Pick<Config, 'policy' | 'publicUrl' | 'teams' | 'localMode'>;
   clock: Clock;
   logger: Logger;
-  limiter?: ConversationRateLimiter;
-  retry?: RetryOptions;
+  /** Bound of each Bot Connector call (default PLATFORM_CALL_TIMEOUT_MS). */
+  callTimeoutMs?: number;
 }
 
 type TeamsRef = NonNullable<CardRefs['teams']>[number];
+
+/** The part of the Bot Connector client's request pipeline (@azure/core-rest-pipeline) adjusted per call. */
+interface ConnectorPipeline {
+  removePolicy(options: { name?: string; phase?: string }): unknown;
+  addPolicy(policy: {
+    name: string;
+    sendRequest(
+      request: { timeout: number },
+      next: (request: { timeout: number }) => Promise<unknown>,
+    ): Promise<unknown>;
+  }): void;
+}
+
+const CALL_TIMEOUT_POLICY = 'mdrCallTimeout';
+
+/** The pause name of a Teams conversation (shared by every replica through the store). */
+export const teamsConversationPause = (conversationId: string) => `teams:${conversationId}`;
+
+/** Statuses Teams asks a bot to try again later besides 429: precondition failed and server errors. */
+const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([412, 500, 502, 503, 504]);
+
+/** The HTTP status of a failed Bot Connector call, when it has one. */
+export function statusOf(error: unknown): number | undefined {
+  const e = error as { statusCode?: unknown; status?: unknown; response?: { status?: unknown } };
+  for (const v of [e?.statusCode, e?.status, e?.response?.status]) if (typeof v === 'number') return v;
+  return undefined;
+}
+
+/** The error code in a Bot Connector error body (`{"error": {"code": "MessageWritesBlocked"}}`). */
+export function connectorErrorCode(error: unknown): string | undefined {
+  const e = error as {
+    code?: unknown;
+    body?: { error?: { code?: unknown } };
+    details?: { error?: { code?: unknown } };
+    response?: { bodyAsText?: unknown; parsedBody?: { error?: { code?: unknown } } };
+  };
+  const candidates: unknown[] = [
+    e?.body?.error?.code,
+    e?.details?.error?.code,
+    e?.response?.parsedBody?.error?.code,
+  ];
+  const text = e?.response?.bodyAsText;
+  if (typeof text === 'string') {
+    try {
+      candidates.push((JSON.parse(text) as { error?: { code?: unknown } }).error?.code);
+    } catch {
+      // not JSON: no code in it
+    }
+  }
+  candidates.push(e?.code);
+  return candidates.find((c): c is string => typeof c === 'string' && c.length > 0);
+}
+
+/** Retry-After of a failed Bot Connector call in ms (seconds or an HTTP date), when it has one. */
+export function retryAfterMs(error: unknown, now = Date.now()): number | undefined {
+  const headers = (error as { response?: { headers?: { get?: (n: string) => string | undefined } } })
+    ?.response?.headers;
+  const value = typeof headers?.get === 'function' ? headers.get('retry-after') : undefined;
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds * 1_000, 3_600_000);
+  const date = Date.parse(value);
+  return Number.isFinite(date) ? Math.min(Math.max(0, date - now), 3_600_000) : undefined;
+}
+
+/** A call that got no answer in time (aborted by the per-call bound) or no answer at all. */
+function isTimeout(error: unknown): boolean {
+  const e = error as { name?: unknown; code?: unknown };
+  return e?.name === 'AbortError' || e?.code === 'REQUEST_SEND_ERROR' || e?.code === 'ETIMEDOUT';
+}
 
 /** The conversation id without a thread suffix (`19:x@thread.tacv2;messageid=1` -> `19:x@thread.tacv2`). */
 export function baseConversationId(id: string): string {
@@ -48,11 +116,9 @@ export function isChannelReference(reference: Partial<ConversationReference>): b
  */
 export class TeamsPublisher implements CardPublisher {
   readonly platform = 'teams' as const;
-  private readonly limiter: ConversationRateLimiter;
+  private warnedPipeline = false;
 
-  constructor(private readonly deps: TeamsPublisherDeps) {
-    this.limiter = deps.limiter ?? new ConversationRateLimiter();
-  }
+  constructor(private readonly deps: TeamsPublisherDeps) {}
 
   /** The shared card, as the channel sees it before anyone's own refresh. */
   sharedCard(state: IncidentState): AdaptiveCardJson {
@@ -63,7 +129,7 @@ export class TeamsPublisher implements CardPublisher {
     return renderTeamsCard(view, { viewer: 'shared' });
   }
 
-  async deliver(state: IncidentState): Promise<void> {
+  async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
     const { store } = this.deps;
     const incidentId = state.incident.id;
     let plan = (await store.getCardRefs(incidentId)).teams;
@@ -76,6 +142,7 @@ export class TeamsPublisher implements CardPublisher {
     const card = this.sharedCard(state);
     const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
     for (const ref of [...plan]) {
+      if (context.targets && !context.targets.includes(ref.conversationId)) continue;
       const reference = references.get(ref.conversationId) as Partial<ConversationReference> | undefined;
       if (!reference) {
         this.deps.logger.warn(
@@ -84,6 +151,15 @@ export class TeamsPublisher implements CardPublisher {
         );
         plan = plan.filter((r) => r !== ref);
         await this.saveRefs(incidentId, plan);
+        continue;
+      }
+      if (Date.now() > context.deadline) {
+        context.defer(ref.conversationId, Date.now(), 'budget');
+        continue;
+      }
+      const pausedUntil = await store.channelPausedUntil(teamsConversationPause(ref.conversationId));
+      if (pausedUntil > 0) {
+        context.defer(ref.conversationId, pausedUntil, 'paused');
         continue;
       }
       try {
@@ -108,6 +184,7 @@ export class TeamsPublisher implements CardPublisher {
           );
         }
       } catch (error) {
+        if (await this.deferIfRetryable(error, ref.conversationId, incidentId, context)) continue;
         if (!(await this.dropIfGone(error, ref.conversationId, incidentId))) throw error;
         plan = plan.filter((r) => r.conversationId !== ref.conversationId);
         await this.saveRefs(incidentId, plan);
@@ -177,31 +254,85 @@ export class TeamsPublisher implements CardPublisher {
     return allowed;
   }
 
-  /** Run `logic` in the conversation, inside Teams' rate limits and with back-off on throttling. */
+  /**
+   * Run `logic` in the conversation: each Bot Connector call is tried once and bounded in time (the
+   * delivery job queues throttled and failed calls again instead of waiting in its slot).
+   */
   private async send<T>(
     reference: Partial<ConversationReference>,
     logic: (ctx: TurnContext) => Promise<T>,
   ): Promise<T> {
-    const conversationId = baseConversationId(reference.conversation?.id ?? '');
     const { activityId: _replyTo, ...target } = reference;
-    return withTeamsRetry(
-      async () => {
-        await this.limiter.take(conversationId);
-        let result: T | undefined;
-        await this.deps.adapter.continueConversationAsync(this.deps.appId, target, async (ctx) => {
-          result = await logic(ctx);
-        });
-        return result as T;
+    let result: T | undefined;
+    await this.deps.adapter.continueConversationAsync(this.deps.appId, target, async (ctx) => {
+      this.singleBoundedAttempts(ctx);
+      result = await logic(ctx);
+    });
+    return result as T;
+  }
+
+  /**
+   * The Bot Connector client of this turn retries 429 and 5xx itself (waiting out Retry-After) and has
+   * no time limit: take its retry policy out and bound each request, so a call ends well inside the job.
+   */
+  private singleBoundedAttempts(ctx: TurnContext): void {
+    const connector = ctx.turnState.get(ctx.adapter.ConnectorClientKey) as
+      | { client?: { pipeline?: ConnectorPipeline } }
+      | undefined;
+    const pipeline = connector?.client?.pipeline;
+    if (typeof pipeline?.removePolicy !== 'function' || typeof pipeline.addPolicy !== 'function') {
+      if (!this.warnedPipeline) {
+        this.warnedPipeline = true;
+        this.deps.logger.warn(
+          'Teams: the Bot Connector client has no request pipeline to adjust: its own retries stay on',
+        );
+      }
+      return;
+    }
+    const timeoutMs = this.deps.callTimeoutMs ?? PLATFORM_CALL_TIMEOUT_MS;
+    pipeline.removePolicy({ phase: 'Retry' });
+    pipeline.removePolicy({ name: CALL_TIMEOUT_POLICY });
+    pipeline.addPolicy({
+      name: CALL_TIMEOUT_POLICY,
+      sendRequest: (request, next) => {
+        request.timeout = timeoutMs;
+        return next(request);
       },
-      {
-        ...this.deps.retry,
-        onRetry: ({ status, attempt, waitMs }) =>
-          this.deps.logger.warn(
-            { conversationId, status, attempt, waitMs },
-            'Teams throttled the bot: backing off',
-          ),
-      },
-    );
+    });
+  }
+
+  /**
+   * 429: the conversation is paused for Retry-After on every replica and the card deferred to then;
+   * 412, 5xx or no answer in time: deferred with back-off (never before Retry-After).
+   */
+  private async deferIfRetryable(
+    error: unknown,
+    conversationId: string,
+    incidentId: string,
+    context: DeliveryContext,
+  ): Promise<boolean> {
+    const status = statusOf(error);
+    const retryAfter = retryAfterMs(error);
+    if (status === 429) {
+      const until = Date.now() + (retryAfter ?? retryDelayMs(context.retry));
+      await this.deps.store.pauseChannel(teamsConversationPause(conversationId), until);
+      context.defer(conversationId, until, 'paused');
+      this.deps.logger.warn(
+        { incidentId, conversationId, waitMs: until - Date.now() },
+        'Teams throttled the conversation: its cards are delivered after Retry-After',
+      );
+      return true;
+    }
+    if ((status !== undefined && RETRYABLE_STATUSES.has(status)) || isTimeout(error)) {
+      const at = Date.now() + retryDelayMs(context.retry, retryAfter ?? 0);
+      context.defer(conversationId, at, 'failed');
+      this.deps.logger.warn(
+        { incidentId, conversationId, status: status ?? 'timeout', retry: context.retry + 1 },
+        'Teams did not take the card: delivering it there again later',
+      );
+      return true;
+    }
+    return false;
   }
 
   /** A 403 MessageWritesBlocked means the bot was removed or blocked: forget that conversation. */

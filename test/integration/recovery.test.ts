@@ -56,10 +56,9 @@ describe('an approval whose execution job was lost', () => {
     await expect(approveAction(bot.runtime.deps, ref, EXPERT)).rejects.toThrow(StoreUnavailableError);
     expect((await bot.runtime.store.getAction('48213', 'act-1'))?.state).toBe('approved');
 
-    const maintenance = new Maintenance(bot.runtime, 60_000, 60_000);
+    const maintenance = new Maintenance(bot.runtime, 60_000);
     expect(await maintenance.runOnce()).toBe(0);
     clock.advance(61_000);
-    await bot.runtime.store.unlock('maintenance');
     expect(await maintenance.runOnce()).toBe(1);
     await expect
       .poll(async () => (await bot.runtime.store.getAction('48213', 'act-1'))?.state)
@@ -67,7 +66,6 @@ describe('an approval whose execution job was lost', () => {
     expect(executor.records.map((r) => r.actionId)).toEqual(['act-1']);
 
     clock.advance(61_000);
-    await bot.runtime.store.unlock('maintenance');
     expect(await maintenance.runOnce()).toBe(0);
     expect(await new Maintenance(bot.runtime).runOnce()).toBe(0);
   });

@@ -3,13 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { BullMqQueue } from '../../adapters/bullmq-queue.js';
 import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { StaticAssetDirectory } from '../../adapters/static-directory.js';
-import type { RuntimeParts } from '../../bot/runtime.js';
+import { createLogger } from '../../bot/logger.js';
+import { JOB_LANES, type RuntimeParts } from '../../bot/runtime.js';
 import { createSlack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import type { AssetDirectory } from '../../core/ports.js';
+import { rejectAction } from '../../core/reject-action.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
 import { sampleIngestBody } from '../support/core-harness.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
@@ -604,4 +607,99 @@ describe('Slack through the real HTTP endpoint', () => {
     expect(JSON.stringify(updates.at(-1)?.blocks)).toContain(latest);
     expect(slack.posts).toHaveLength(1);
   });
+
+  const rejectedCount = (message: SentMessage | undefined) =>
+    (JSON.stringify(message?.blocks ?? []).match(/Rejected by/g) ?? []).length;
+  const reject = (actionId: string) =>
+    rejectAction(
+      bot.runtime.deps,
+      { incidentId: '48213', actionId },
+      { id: `slack:${EXPERT}`, platform: 'slack' },
+    );
+
+  /** The in-process queue of local mode, or BullMQ on the test Redis as replicas run it. */
+  const queues = {
+    local: () => ({}),
+    bullmq: () => ({
+      queue: new BullMqQueue({
+        url: redis.url,
+        keyPrefix: `${redis.prefix}${Math.random().toString(36).slice(2)}:`,
+        lanes: JOB_LANES,
+        logger: createLogger('silent'),
+      }),
+    }),
+  };
+
+  it.each(['local', 'bullmq'] as const)(
+    'posts a new incident at once and turns a burst of changes into one chat.update with the latest state (%s queue)',
+    async (kind) => {
+      slack = fakeSlackApi();
+      responses = fakeResponseUrls();
+      await start(queues[kind]());
+      const ingestedAt = Date.now();
+      const card = await ingestAndWaitForCard();
+      expect(card.at - ingestedAt).toBeLessThan(250);
+
+      const decisions = await Promise.all(['act-1', 'act-3', 'act-4', 'act-6'].map(reject));
+      expect(decisions.every((d) => d.ok)).toBe(true);
+      await vi.waitFor(() => expect(rejectedCount(slack.updates.at(-1))).toBe(4), {
+        timeout: 5_000,
+        interval: 25,
+      });
+      // A later change of its own: once its update is out, nothing of the burst can still be queued before it.
+      await bot.runtime.notifier.incidentChanged('48213');
+      await vi.waitFor(() => expect(slack.updates).toHaveLength(2), { timeout: 5_000, interval: 25 });
+      expect(rejectedCount(slack.updates[0])).toBe(4);
+      expect(slack.updates.map((u) => u.ts)).toEqual(['1741942000.000001', '1741942000.000001']);
+      expect(slack.posts).toHaveLength(1);
+    },
+  );
+
+  it.each(['local', 'bullmq'] as const)(
+    'delivers a change made while a delivery of the same card is running, in one more update after it (%s queue)',
+    async (kind) => {
+      let release: () => void = () => {};
+      let inFlight: () => void = () => {};
+      const firstUpdateArrived = new Promise<void>((resolve) => {
+        inFlight = resolve;
+      });
+      const updates: SentMessage[] = [];
+      nock(SLACK_API_ORIGIN)
+        .post('/api/chat.update')
+        .reply(async (_uri, body) => {
+          const form = new URLSearchParams(String(body));
+          updates.push({
+            channel: form.get('channel') ?? '',
+            text: '',
+            blocks: JSON.parse(form.get('blocks') ?? '[]'),
+            authorization: undefined,
+            at: Date.now(),
+          });
+          inFlight();
+          await new Promise<void>((resolve) => {
+            release = resolve;
+          });
+          return [200, { ok: true, channel: CHANNEL, ts: form.get('ts') }];
+        });
+      slack = fakeSlackApi();
+      responses = fakeResponseUrls();
+      await start(queues[kind]());
+      await ingestAndWaitForCard();
+
+      expect((await reject('act-1')).ok).toBe(true);
+      await firstUpdateArrived;
+      // The first update is being sent (held by Slack): this change comes after its state was read.
+      expect((await reject('act-3')).ok).toBe(true);
+      release();
+
+      await vi.waitFor(() => expect(rejectedCount(slack.updates.at(-1))).toBe(2), {
+        timeout: 5_000,
+        interval: 25,
+      });
+      expect(updates).toHaveLength(1);
+      expect(rejectedCount(updates[0])).toBe(1);
+      expect(slack.updates).toHaveLength(1);
+      expect(slack.posts).toHaveLength(1);
+    },
+  );
 });

@@ -52,18 +52,19 @@ interface ConnectorCall {
   method: 'POST' | 'PUT';
   path: string;
   body: any;
+  at: number;
 }
 
 /** The Bot Connector at the activities' serviceUrl, faked: records calls and answers from a script. */
 function fakeConnector() {
   const calls: ConnectorCall[] = [];
-  const script: { status: number; body: unknown }[] = [];
+  const script: { status: number; body: unknown; headers?: Record<string, string> }[] = [];
   let next = 1;
   const answer = (method: 'POST' | 'PUT') =>
-    function (this: unknown, path: string, body: any): [number, unknown] {
-      calls.push({ method, path, body });
+    function (this: unknown, path: string, body: any): [number, unknown, Record<string, string>?] {
+      calls.push({ method, path, body, at: Date.now() });
       const planned = script.shift();
-      if (planned) return [planned.status, planned.body];
+      if (planned) return [planned.status, planned.body, planned.headers ?? {}];
       return [200, { id: method === 'PUT' ? body?.id : `card-${next++}` }];
     };
   const origin = new URL(TEAMS_SERVICE_URL).origin;
@@ -78,7 +79,7 @@ function fakeConnector() {
   return {
     calls,
     /** Answer the next calls with these statuses, in order. */
-    fail(...responses: { status: number; body: unknown }[]) {
+    fail(...responses: { status: number; body: unknown; headers?: Record<string, string> }[]) {
       script.push(...responses);
     },
     posts: () => calls.filter((c) => c.method === 'POST'),
@@ -143,7 +144,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
   let executor: CountingExecutor;
   let connector: ReturnType<typeof fakeConnector>;
 
-  const start = async (env: Record<string, string> = {}) => {
+  const start = async (env: Record<string, string> = {}, options: { callTimeoutMs?: number } = {}) => {
     store = new RedisStore({ url: redis.url }, `${redis.prefix}${randomUUID().slice(0, 8)}:`);
     executor = new CountingExecutor();
     connector = fakeConnector();
@@ -158,7 +159,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
           exclusions: { devices: [{ group: 'Finance-Servers' }], users: [] },
         },
       }),
-      mounts: (rt) => ({ teams: createTeams(rt, env).handler }),
+      mounts: (rt) => ({ teams: createTeams(rt, env, options).handler }),
     });
   };
   afterEach(async () => {
@@ -403,6 +404,46 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
     expect(await store.getCardRefs(INCIDENT)).toEqual({
       teams: [{ conversationId: CHANNEL_ID, activityId }],
     });
+  });
+
+  it.each([
+    { status: 429, retryAfter: '1', minWaitMs: 950 },
+    { status: 503, retryAfter: '1', minWaitMs: 950 },
+    { status: 502, retryAfter: undefined, minWaitMs: 450 },
+  ])(
+    'queues the card again after a $status (Retry-After $retryAfter) instead of waiting, and posts it once',
+    async ({ status, retryAfter, minWaitMs }) => {
+      await start();
+      connector.fail({
+        status,
+        body: { error: { code: status === 429 ? 'Throttled' : 'ServiceError', message: 'try later' } },
+        ...(retryAfter ? { headers: { 'Retry-After': retryAfter } } : {}),
+      });
+      const activityId = await postedIncident();
+      const [refused, posted] = connector.cardPosts();
+      // One try each time: the connector's own retries are off, the queue tries again after the wait.
+      expect(connector.cardPosts()).toHaveLength(2);
+      expect(posted!.at - refused!.at).toBeGreaterThanOrEqual(minWaitMs);
+      expect(activityId).toBe('card-1');
+      expect(await store.getCardRefs(INCIDENT)).toEqual({
+        teams: [{ conversationId: CHANNEL_ID, activityId }],
+      });
+    },
+  );
+
+  it('gives up a connector call that does not answer in time and posts the card in a later try, once', async () => {
+    const slow = nock(new URL(TEAMS_SERVICE_URL).origin)
+      .post(/\/amer\/v3\/conversations\//)
+      .delay(3_000)
+      .reply(200, { id: 'too-late' });
+    await start({}, { callTimeoutMs: 300 });
+    const started = Date.now();
+    const activityId = await postedIncident();
+    expect(slow.isDone()).toBe(true);
+    expect(activityId).toBe('card-1');
+    expect(connector.cardPosts()).toHaveLength(1);
+    // Bounded: the card went out in a later try, well before the slow answer would have come.
+    expect(Date.now() - started).toBeLessThan(3_000);
   });
 
   it('drops a conversation that answers 403 MessageWritesBlocked', async () => {
