@@ -179,20 +179,6 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     }),
   );
   queue.process(
-    FOLLOW_JOB,
-    track(FOLLOW_JOB, async () => {
-      const report = await followActions(deps, { roundMs: config.execution.followSeconds * 1000 });
-      if (report.changed + report.ended > 0) logger.info(report, 'followed submitted actions');
-    }),
-  );
-  // One round per interval across every replica (a BullMQ job scheduler; a timer in local mode).
-  queue.every(FOLLOW_JOB, config.execution.followSeconds * 1000).catch((error: unknown) => {
-    logger.warn(
-      { err: error instanceof Error ? error.message : String(error) },
-      'could not schedule following submitted actions; it is scheduled again at the next start',
-    );
-  });
-  queue.process(
     REMIND_JOB,
     track(REMIND_JOB, async (data) => {
       const { incidentId, actionId } = data as { incidentId: string; actionId: string };
@@ -258,5 +244,10 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   };
   const maintenance = new Maintenance(runtime);
   every(MAINTENANCE_JOB, MAINTENANCE_EVERY_MS, () => maintenance.runOnce());
+  // Submitted actions are followed in batches, one round per interval across every replica.
+  every(FOLLOW_JOB, config.execution.followSeconds * 1000, async () => {
+    const report = await followActions(deps, { roundMs: config.execution.followSeconds * 1000 });
+    if (report.changed + report.ended > 0) logger.info(report, 'followed submitted actions');
+  });
   return runtime;
 }

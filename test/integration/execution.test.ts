@@ -157,8 +157,9 @@ describe('exactly once', () => {
 
     expect(await approveAction(runtime.deps, ref, EXPERT)).toMatchObject({ ok: true });
     clock.advance(61_000);
-    expect(await new Maintenance(runtime, 60_000, 60_000).runOnce()).toBe(0);
+    expect(await new Maintenance(runtime, 60_000).runOnce()).toBe(0);
     await queue.start();
+    await runtime.startTimers();
 
     await expect
       .poll(async () => (await store.getAction('1', 'act-1'))?.state, { timeout: 15_000, interval: 100 })

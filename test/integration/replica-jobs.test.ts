@@ -172,9 +172,10 @@ describe('periodic jobs across replicas', () => {
     }, WAIT);
     for (const runs of [polls, upkeep]) {
       const sorted = [...runs].sort((a, b) => a - b);
-      // Two timers (one per replica) would run about twice per interval, often a few ms apart.
-      const gaps = sorted.slice(1).map((t, i) => t - (sorted[i] as number));
-      expect(Math.min(...gaps)).toBeGreaterThanOrEqual(everyMs / 2);
+      // Two timers (one per replica) would run about twice per interval. A late run may be followed
+      // closely by the next one on time, so count runs over the span instead of measuring gaps.
+      const span = (sorted.at(-1) as number) - (sorted[0] as number);
+      expect(sorted.length).toBeLessThanOrEqual(Math.floor(span / everyMs) + 2);
     }
     expect((await bots[0]!.runtime.store.getIncident('48214'))?.incident.title).toBe(
       'Password spray against the VPN',

@@ -32,6 +32,7 @@ export async function startBot(
     ...options.parts,
   });
   await runtime.queue.start();
+  await runtime.startTimers();
   const app = createHttpApp(runtime, options.mounts?.(runtime));
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
