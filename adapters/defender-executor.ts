@@ -298,7 +298,7 @@ export class DefenderExecutor implements ResponseExecutor {
       if (!(await context.claim())) {
         return { kind: 'abandoned', reason: 'another run took the action over; nothing more was sent' };
       }
-      const slot = await this.pacer.take();
+      const slot = await this.pacer.take(spec.path);
       if (!slot.ok) {
         return { kind: 'throttled', retryAfterMs: slot.retryAfterMs, reason: slot.reason, ...sentIf(last) };
       }
@@ -323,7 +323,7 @@ export class DefenderExecutor implements ResponseExecutor {
       if (result.kind === 'response' && result.status === 429) {
         // Refused, so not created: wait as long as Defender asks, on every replica.
         const wait = retryAfterMs(result.headers) ?? DEFAULT_THROTTLE_MS;
-        await this.pacer.pause(wait);
+        await this.pacer.pause(spec.path, wait);
         return {
           kind: 'throttled',
           retryAfterMs: wait,

@@ -9,12 +9,15 @@ import {
 /** Whether a request may be sent now, and if not, when a slot is free. */
 export type SlotAnswer = { ok: true } | { ok: false; retryAfterMs: number; reason: string };
 
-/** Paces requests that a service limits per tenant (Defender's machine actions), across replicas. */
+/**
+ * Paces requests that a service limits per tenant and API (Defender's machine actions: each action type
+ * is an API of its own, e.g. `isolate`), across replicas.
+ */
 export interface SubmissionPacer {
-  /** Take one slot; when none is free, how long until one is (nothing is taken then). */
-  take(): Promise<SlotAnswer>;
-  /** The service answered 429: hold every replica's requests for `ms`. */
-  pause(ms: number): Promise<void>;
+  /** Take one slot of `api`; when none is free, how long until one is (nothing is taken then). */
+  take(api: string): Promise<SlotAnswer>;
+  /** The service answered 429 for `api`: hold every replica's requests to it for `ms`. */
+  pause(api: string, ms: number): Promise<void>;
 }
 
 /** Options of `DefenderPacer`. */
@@ -35,7 +38,7 @@ export interface DefenderPacerOptions {
 const UNREACHABLE_RETRY_MS = 5_000;
 
 /**
- * Defender's limit on machine actions (100 a minute and 1,500 an hour per tenant), counted in Redis by
+ * Defender's limit on machine actions (100 a minute and 1,500 an hour per tenant and API), counted in Redis by
  * `rate-limiter-flexible` so every replica draws from the same slots (in memory in local mode). A slot
  * is taken from both windows or from neither. A 429 from Defender blocks the minute window for as long
  * as its Retry-After says, on every replica.
@@ -56,20 +59,21 @@ export class DefenderPacer implements SubmissionPacer {
     ];
   }
 
-  async take(): Promise<SlotAnswer> {
+  async take(api: string): Promise<SlotAnswer> {
+    const key = this.keyOf(api);
     const taken: RateLimiterAbstract[] = [];
     for (const { limiter, points, per } of this.windows) {
       try {
-        await limiter.consume(this.options.tenant);
+        await limiter.consume(key);
         taken.push(limiter);
       } catch (error) {
         // A slot of one window is worth nothing without the other: give it back.
-        await Promise.allSettled(taken.map((l) => l.reward(this.options.tenant)));
+        await Promise.allSettled(taken.map((l) => l.reward(key)));
         if (error instanceof RateLimiterRes) {
           return {
             ok: false,
             retryAfterMs: Math.max(1, error.msBeforeNext),
-            reason: `Defender allows ${points} machine actions ${per} per tenant`,
+            reason: `Defender allows ${points} ${api} requests ${per} per tenant`,
           };
         }
         // Without the shared count, sending could break the limit for every replica: wait instead.
@@ -83,9 +87,13 @@ export class DefenderPacer implements SubmissionPacer {
     return { ok: true };
   }
 
-  async pause(ms: number): Promise<void> {
+  async pause(api: string, ms: number): Promise<void> {
     const minute = this.windows[0]?.limiter;
     if (!minute || ms <= 0) return;
-    await minute.block(this.options.tenant, Math.ceil(ms / 1000)).catch(() => undefined);
+    await minute.block(this.keyOf(api), Math.ceil(ms / 1000)).catch(() => undefined);
+  }
+
+  private keyOf(api: string): string {
+    return `${this.options.tenant}:${api}`;
   }
 }

@@ -347,6 +347,11 @@ async function main(): Promise<void> {
       DEFENDER_API_URL: fakes.defenderUrl,
       GRAPH_API_URL: fakes.graphUrl,
       ALLOW_INSECURE_URLS: 'true',
+      // Without the fake's limits, the pipeline's own capacity is measured: the bot's pacing is lifted
+      // to match. With BENCH_DEFENDER_LIMITS=1 the bot paces at Defender's documented limits, its default.
+      ...(SETTINGS.defenderLimits
+        ? {}
+        : { DEFENDER_ACTIONS_PER_MINUTE: '1000000', DEFENDER_ACTIONS_PER_HOUR: '1000000' }),
     };
     const nodeFlags = SETTINGS.cpuProfile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
     const bot = startChild('bot', process.execPath, [...nodeFlags, join(ROOT, 'dist/bot/main.js')], botEnv);

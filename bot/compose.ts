@@ -122,7 +122,7 @@ export function describeRuntime(runtime: Runtime): string[] {
       : 'store: in memory, jobs: in process. NOT durable: state is lost on restart and cannot be shared by replicas (set REDIS_URL)',
     runtime.executor.dryRun
       ? 'executor: dry run: actions are recorded, nothing is called in Defender or Graph'
-      : `executor: Defender ${config.defender?.apiUrl} and Graph ${config.defender?.graphUrl}`,
+      : `executor: Defender ${config.defender?.apiUrl} and Graph ${config.defender?.graphUrl}, machine actions paced at ${config.execution.actionsPerMinute} a minute and ${config.execution.actionsPerHour} an hour per action type`,
     config.slack
       ? `slack: on, cards to channel ${config.policy.channels.slack ?? '(none: set channels.slack in the policy)'}`
       : 'slack: off (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)',
@@ -139,6 +139,12 @@ export function describeRuntime(runtime: Runtime): string[] {
         ? 'policy: built-in demo policy'
         : 'policy: none (set POLICY_FILE): nobody may approve',
   ];
+  const { actionsPerMinute, actionsPerHour } = config.execution;
+  if (!runtime.executor.dryRun && (actionsPerMinute > 100 || actionsPerHour > 1_500)) {
+    lines.push(
+      `DEFENDER_ACTIONS_PER_MINUTE=${actionsPerMinute} / DEFENDER_ACTIONS_PER_HOUR=${actionsPerHour} are above Defender's documented 100 a minute and 1,500 an hour: expect 429s (actions then wait for Retry-After, as queued)`,
+    );
+  }
   if (config.allowInsecureUrls && !config.localMode) {
     lines.push(
       `ALLOW_INSECURE_URLS=true: http:// base URLs are allowed, so tokens may travel in clear (tests only)${

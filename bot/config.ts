@@ -111,19 +111,11 @@ const envSchema = z.object({
     5,
   ),
   DEFENDER_ACTIONS_PER_MINUTE: withDefault(
-    z.coerce
-      .number()
-      .int('must be a whole number')
-      .min(1, 'must be at least 1')
-      .max(100, 'must be at most 100 (Defender allows 100 machine actions a minute per tenant)'),
+    z.coerce.number().int('must be a whole number').min(1, 'must be at least 1'),
     100,
   ),
   DEFENDER_ACTIONS_PER_HOUR: withDefault(
-    z.coerce
-      .number()
-      .int('must be a whole number')
-      .min(1, 'must be at least 1')
-      .max(1_500, 'must be at most 1500 (Defender allows 1,500 machine actions an hour per tenant)'),
+    z.coerce.number().int('must be a whole number').min(1, 'must be at least 1'),
     1_500,
   ),
   LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
