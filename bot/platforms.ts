@@ -1,8 +1,9 @@
 import type { RequestHandler } from 'express';
+import { sendError } from './http-errors.js';
 import type { IncidentPoller } from './incident-poller.js';
+import type { Logger } from './logger.js';
 import type { Runtime } from './runtime.js';
 import type { Mounts } from './server.js';
-import type { TeamsWiring } from './teams/index.js';
 
 /** The chat platforms and extras a configuration turns on, ready to mount on the one HTTP port. */
 export interface Platforms {
@@ -18,8 +19,7 @@ export interface Platforms {
  *
  * Each platform's code (Bolt, Bot Framework, the preview's renderers, the Graph client) is loaded only
  * when the configuration turns it on: unused SDKs would hold tens of megabytes for the life of the
- * process. With Teams off, Bot Framework is loaded by the first request to `/api/messages` (to answer it
- * 401 as the Teams wiring does).
+ * process. With Teams off, `/api/messages` answers 401 without Bot Framework.
  */
 export async function createPlatforms(
   runtime: Runtime,
@@ -29,7 +29,7 @@ export async function createPlatforms(
   const slack = config.slack ? (await import('./slack/create-slack.js')).createSlack(runtime) : undefined;
   const teamsOff = !config.teams.authEnabled && !config.localMode;
   const teams = teamsOff
-    ? { handler: teamsOnFirstRequest(runtime, env) }
+    ? { handler: teamsOffHandler(runtime.logger) }
     : (await import('./teams/index.js')).createTeams(runtime, env);
   let poller: IncidentPoller | undefined;
   if (config.graphPollSeconds) {
@@ -61,11 +61,19 @@ export async function createPlatforms(
   };
 }
 
-/** The `/api/messages` handler of a process whose Teams is off: the Teams wiring, built on first use. */
-function teamsOnFirstRequest(runtime: Runtime, env: NodeJS.ProcessEnv): RequestHandler {
-  let wiring: Promise<TeamsWiring> | undefined;
-  return (req, res, next) => {
-    wiring ??= import('./teams/index.js').then((teams) => teams.createTeams(runtime, env));
-    wiring.then((teams) => teams.handler(req, res, next), next);
+/**
+ * How to turn Teams on, for the log and the 401 outside local mode: the words of the Teams wiring
+ * (`TEAMS_OFF` of bot/teams/adapter.ts, kept equal by a test), repeated here so that a process with
+ * Teams off never loads Bot Framework.
+ */
+export const TEAMS_OFF_MESSAGE =
+  'Teams is off: set MicrosoftAppId, MicrosoftAppPassword and MicrosoftAppTenantId (the bot registration) to turn it on';
+
+/** `/api/messages` while Teams is off: 401 to everyone, as the Teams wiring answers it. */
+function teamsOffHandler(logger: Logger): RequestHandler {
+  logger.warn(`Teams: ${TEAMS_OFF_MESSAGE}. /api/messages answers 401 until then.`);
+  return (req, res) => {
+    logger.warn({ remoteAddress: req.socket.remoteAddress }, `Teams request refused: ${TEAMS_OFF_MESSAGE}`);
+    sendError(res, 401, 'unauthorized', TEAMS_OFF_MESSAGE);
   };
 }
