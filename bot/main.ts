@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const runtime = buildRuntime(config, logger);
-  const platforms = createPlatforms(runtime, process.env);
+  const platforms = await createPlatforms(runtime, process.env);
   const app = createHttpApp(runtime, platforms.mounts);
   await runtime.queue.start();
   // The Graph poll and the upkeep run as queue jobs, once per interval across all replicas.

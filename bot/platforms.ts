@@ -1,11 +1,9 @@
-import { createAzureCredential } from '../adapters/azure-credential.js';
-import { GraphIncidentSource } from '../adapters/graph-incident-source.js';
-import { GRAPH_POLL_JOB, IncidentPoller } from './incident-poller.js';
-import { previewRouter } from './preview/router.js';
+import type { RequestHandler } from 'express';
+import { sendError } from './http-errors.js';
+import { GRAPH_POLL_JOB, type IncidentPoller } from './incident-poller.js';
+import type { Logger } from './logger.js';
 import type { Runtime } from './runtime.js';
 import type { Mounts } from './server.js';
-import { createSlack } from './slack/create-slack.js';
-import { createTeams } from './teams/index.js';
 
 /** The chat platforms and extras a configuration turns on, ready to mount on the one HTTP port. */
 export interface Platforms {
@@ -18,14 +16,29 @@ export interface Platforms {
  * endpoint answers 401), the preview page in local mode, and the Graph poller when `GRAPH_POLL_SECONDS`
  * and an app registration are set (a job every GRAPH_POLL_SECONDS, once per interval across replicas).
  * Call before `runtime.queue.start()`: each platform registers its card publisher and the poll job.
+ *
+ * Each platform's code (Bolt, Bot Framework, the preview's renderers, the Graph client) is loaded only
+ * when the configuration turns it on: unused SDKs would hold tens of megabytes for the life of the
+ * process. With Teams off, `/api/messages` answers 401 without Bot Framework.
  */
-export function createPlatforms(runtime: Runtime, env: NodeJS.ProcessEnv = process.env): Platforms {
+export async function createPlatforms(
+  runtime: Runtime,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Platforms> {
   const { config } = runtime;
-  const slack = config.slack ? createSlack(runtime) : undefined;
-  const teams = createTeams(runtime, env);
+  const slack = config.slack ? (await import('./slack/create-slack.js')).createSlack(runtime) : undefined;
+  const teamsOff = !config.teams.authEnabled && !config.localMode;
+  const teams = teamsOff
+    ? { handler: teamsOffHandler(runtime.logger) }
+    : (await import('./teams/index.js')).createTeams(runtime, env);
   let poller: IncidentPoller | undefined;
   if (config.graphPollSeconds) {
     if (config.defender) {
+      const [{ createAzureCredential }, { GraphIncidentSource }, { IncidentPoller }] = await Promise.all([
+        import('../adapters/azure-credential.js'),
+        import('../adapters/graph-incident-source.js'),
+        import('./incident-poller.js'),
+      ]);
       const source = new GraphIncidentSource({
         credential: createAzureCredential(config.defender),
         graphApiUrl: config.defender.graphUrl,
@@ -44,8 +57,25 @@ export function createPlatforms(runtime: Runtime, env: NodeJS.ProcessEnv = proce
     mounts: {
       ...(slack ? { slack: slack.handler } : {}),
       teams: teams.handler,
-      ...(config.localMode ? { preview: previewRouter(runtime) } : {}),
+      ...(config.localMode ? { preview: (await import('./preview/router.js')).previewRouter(runtime) } : {}),
     },
     ...(poller ? { poller } : {}),
+  };
+}
+
+/**
+ * How to turn Teams on, for the log and the 401 outside local mode: the words of the Teams wiring
+ * (`TEAMS_OFF` of bot/teams/adapter.ts, kept equal by a test), repeated here so that a process with
+ * Teams off never loads Bot Framework.
+ */
+export const TEAMS_OFF_MESSAGE =
+  'Teams is off: set MicrosoftAppId, MicrosoftAppPassword and MicrosoftAppTenantId (the bot registration) to turn it on';
+
+/** `/api/messages` while Teams is off: 401 to everyone, as the Teams wiring answers it. */
+function teamsOffHandler(logger: Logger): RequestHandler {
+  logger.warn(`Teams: ${TEAMS_OFF_MESSAGE}. /api/messages answers 401 until then.`);
+  return (req, res) => {
+    logger.warn({ remoteAddress: req.socket.remoteAddress }, `Teams request refused: ${TEAMS_OFF_MESSAGE}`);
+    sendError(res, 401, 'unauthorized', TEAMS_OFF_MESSAGE);
   };
 }

@@ -28,6 +28,9 @@ export function createHttpApp(runtime: Runtime, mounts: Mounts = {}): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
+  // No ETag: it hashes every JSON answer, and the API's answers (incident state, ingest results) are not
+  // fetched again conditionally.
+  app.set('etag', false);
 
   app.use((req, res, next) => {
     const stop = metrics.httpDuration.startTimer();

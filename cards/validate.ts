@@ -18,8 +18,16 @@ interface AdaptiveCardsModule {
 }
 
 // adaptivecards 3 cannot be imported by Node from its main entry (microsoft/AdaptiveCards#9155);
-// its UMD bundle can be required and parses and validates without a DOM.
-const AC = createRequire(import.meta.url)('adaptivecards/dist/adaptivecards.js') as AdaptiveCardsModule;
+// its UMD bundle can be required and parses and validates without a DOM. It is loaded on the first
+// validation only: the bot renders cards without it (the card tests validate what the renderers draw),
+// and the Slack renderer imports this module for checkSlackLimits.
+let adaptiveCards: AdaptiveCardsModule | undefined;
+function loadAdaptiveCards(): AdaptiveCardsModule {
+  adaptiveCards ??= createRequire(import.meta.url)(
+    'adaptivecards/dist/adaptivecards.js',
+  ) as AdaptiveCardsModule;
+  return adaptiveCards;
+}
 
 /** A problem found in a card or a message: where and what. */
 export interface CardProblem {
@@ -37,6 +45,7 @@ export function validateAdaptiveCard(card: unknown): CardProblem[] {
   if (!json || typeof json !== 'object' || json.type !== 'AdaptiveCard') {
     return [{ message: 'not an AdaptiveCard (type must be "AdaptiveCard")' }];
   }
+  const AC = loadAdaptiveCards();
   const parsed = new AC.AdaptiveCard();
   const context = new AC.SerializationContext();
   parsed.parse(card, context);

@@ -359,7 +359,8 @@ export function cleanText(text: string | undefined, keepNewlines = false): strin
         .replace(/\n{3,}/g, '\n\n')
     : out.replace(controls, ' ');
   // A word longer than any line (a 10,000-character "word") only pushes the card apart: shorten it.
-  out = out.replace(/\S{201,}/g, (word) => cut(word, 200));
+  // Matched only from the start of a word: tried at every position, the scan is quadratic in word length.
+  out = out.replace(LONG_WORD, (word) => cut(word, 200));
   return out.trim();
 }
 
@@ -367,6 +368,8 @@ export function cleanText(text: string | undefined, keepNewlines = false): strin
 const CONTROLS_BUT_NEWLINE = /[\u0000-\u0009\u000B-\u001F\u007F]/g;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point.
 const CONTROLS = /[\u0000-\u001F\u007F\u2028\u2029]+/g;
+
+const LONG_WORD = /(?<!\S)\S{201,}/g;
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 

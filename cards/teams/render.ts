@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type { Task } from '../../core/model.js';
 import {
   type ButtonView,
@@ -9,16 +8,13 @@ import {
   shrinkIncidentView,
   type Tone,
 } from '../view-model.js';
+import { compileTemplate } from './template.js';
 import incidentTemplate from './templates/incident.json' with { type: 'json' };
 import taskListTemplate from './templates/task-list.json' with { type: 'json' };
 
-/**
- * adaptivecards-templating's own typings pull in adaptivecards' TypeScript sources, which do not compile
- * under this project's strict settings; the one class used here is typed by hand instead.
- */
-const { Template } = createRequire(import.meta.url)('adaptivecards-templating') as {
-  Template: new (payload: unknown) => { expand(context: { $root: unknown }): unknown };
-};
+/** The templates, compiled once when the module loads (a render only fills them in). */
+const expandIncidentTemplate = compileTemplate(incidentTemplate);
+const expandTaskListTemplate = compileTemplate(taskListTemplate);
 
 /** An Adaptive Card as JSON (what Teams is sent). */
 export type AdaptiveCardJson = Record<string, unknown>;
@@ -96,7 +92,7 @@ export function renderTeamsTaskList(
     more: view.more > 0 ? md(`…and ${view.more} more: see the full list (link below).`) : '',
     links: view.moreUrl ? [{ title: 'All pending tasks (API)', url: view.moreUrl }] : [],
   };
-  return expand(taskListTemplate, data);
+  return expand(expandTaskListTemplate, data);
 }
 
 function byteLength(card: AdaptiveCardJson): number {
@@ -185,12 +181,12 @@ function expandIncident(view: IncidentCardView, options: TeamsCardOptions): Adap
       ...(view.apiUrl ? [{ title: 'Full state (API)', url: view.apiUrl }] : []),
     ],
   };
-  return expand(incidentTemplate, data);
+  return expand(expandIncidentTemplate, data);
 }
 
 /** Expand a template once with the data as `$root`; data values are never evaluated as expressions. */
-function expand(template: unknown, data: Record<string, unknown>): AdaptiveCardJson {
-  const card = new Template(template).expand({ $root: data }) as AdaptiveCardJson;
+function expand(template: (data: unknown) => unknown, data: Record<string, unknown>): AdaptiveCardJson {
+  const card = template(data) as AdaptiveCardJson;
   // `$when: false` on the card's own refresh leaves `refresh: null`, which Teams would reject.
   if (card.refresh === null || card.refresh === undefined) delete card.refresh;
   return card;
