@@ -478,6 +478,7 @@ async function main(): Promise<void> {
     };
     /** Clicks on the bot, then the wait for their execution; CPU and Redis commands of both. */
     const approvalPhase = async (ids: string[], concurrency: number) => {
+      const byName0 = await commands.byName();
       const cmd0 = await commands.total();
       const cpuStart = cpuMs(bot.pid);
       const results = await clicks(botUrl, ids, concurrency);
@@ -495,6 +496,7 @@ async function main(): Promise<void> {
       await sleep(500);
       const totalCpuMs = cpuMs(bot.pid) - cpuStart;
       const totalCommands = CommandCounter.delta(cmd0, await commands.total());
+      const commandsByName = CommandCounter.topDelta(byName0, await commands.byName(), ids.length);
       const view = executionView(seen, ids);
       const delays = ids.flatMap((id) => {
         const at = view.submittedAt.get(id);
@@ -518,6 +520,7 @@ async function main(): Promise<void> {
         followUpCpuMsPerApproval: round((totalCpuMs - clickCpuMs) / n, 2),
         clickWindowCommandsPerApproval: round(clickCommands / n),
         commandsPerApproval: round(totalCommands / n),
+        commandsPerApprovalByName: commandsByName,
       };
     };
     const c1Ids = burstIds.slice(0, SETTINGS.clicksC1);

@@ -67,6 +67,27 @@ export class CommandCounter {
     return calls;
   }
 
+  /** Calls per command name (Lua-internal calls included, as `INFO commandstats` counts them). */
+  async byName(): Promise<Map<string, number>> {
+    const info = await this.admin.info('commandstats');
+    const calls = new Map<string, number>();
+    for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
+      calls.set(match[1] as string, Number(match[2]));
+    return calls;
+  }
+
+  /** The busiest commands between two `byName` readings, per `per` (e.g. per approval). */
+  static topDelta(
+    before: Map<string, number>,
+    after: Map<string, number>,
+    per: number,
+    top = 12,
+  ): Record<string, number> {
+    const rows = [...after].map(([name, n]) => [name, (n - (before.get(name) ?? 0)) / per] as const);
+    rows.sort((a, b) => b[1] - a[1]);
+    return Object.fromEntries(rows.slice(0, top).map(([name, n]) => [name, Math.round(n * 10) / 10]));
+  }
+
   /** Commands between two readings, without the INFO of the first one. */
   static delta(before: number, after: number): number {
     return after - before - 1;
