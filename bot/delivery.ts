@@ -43,7 +43,8 @@ export const REMIND_POST_JOB = 'remind-post';
 
 export interface DeliverJob {
   incidentId: string;
-  platform: 'slack' | 'teams';
+  /** One platform (a delivery deferred or busy there); unset: every platform, in one job. */
+  platform?: 'slack' | 'teams';
   /** A delivery deferred for these channels only (by a pause, a failure or the time budget). */
   targets?: string[];
   /** Deferrals after failures so far. */
@@ -65,9 +66,9 @@ export const PLATFORM_CALL_TIMEOUT_MS = 8_000;
 /** Deferrals after failures before a delivery is given up (about 8 minutes of back-off). */
 export const MAX_DELIVERY_RETRIES = 8;
 
-/** The coalescing key of one incident's card on one platform. */
-export function cardKey(platform: string, incidentId: string): string {
-  return `deliver|${platform}|${incidentId}`;
+/** The coalescing key of one incident's card on one platform (`*`: on every platform). */
+export function cardKey(platform: string | undefined, incidentId: string): string {
+  return `deliver|${platform ?? '*'}|${incidentId}`;
 }
 
 /** Back-off before trying a failed channel again: 1 s doubling to 60 s, with jitter, never below `floorMs`. */
@@ -81,7 +82,10 @@ export function retryDelayMs(retry: number, floorMs = 0, random: () => number = 
  * state when it runs); while one runs, one more is queued after it.
  */
 export async function requestDelivery(queue: JobQueue, job: DeliverJob, delayMs: number): Promise<void> {
-  const data: DeliverJob = { incidentId: job.incidentId, platform: job.platform };
+  const data: DeliverJob = {
+    incidentId: job.incidentId,
+    ...(job.platform ? { platform: job.platform } : {}),
+  };
   await queue.add(DELIVER_JOB, data, {
     coalesce: cardKey(job.platform, job.incidentId),
     ...(delayMs > 0 ? { delayMs } : {}),
@@ -90,9 +94,10 @@ export async function requestDelivery(queue: JobQueue, job: DeliverJob, delayMs:
 }
 
 /**
- * Turns "this incident changed" into durable delivery jobs, one per platform, coalesced per card: a new
- * incident's card goes at once; changes to a known incident are gathered for UPDATE_GATHER_MS into one
- * update; a change during a running delivery leads to one more delivery after it.
+ * Turns "this incident changed" into one durable delivery job for every platform (one job, one read of
+ * the incident; each platform's card under its own lease), coalesced per incident: a new incident's
+ * card goes at once; changes to a known incident are gathered for UPDATE_GATHER_MS into one update; a
+ * change during a running delivery leads to one more delivery after it.
  */
 export class DeliveryNotifier implements Notifier {
   private readonly listeners = new Set<(incidentId: string) => void>();
@@ -111,12 +116,8 @@ export class DeliveryNotifier implements Notifier {
 
   async incidentChanged(incidentId: string, change: { created?: boolean } = {}): Promise<void> {
     for (const listener of this.listeners) listener(incidentId);
-    const delayMs = change.created ? 0 : UPDATE_GATHER_MS;
-    await Promise.all(
-      this.publishers.map((publisher) =>
-        requestDelivery(this.queue, { incidentId, platform: publisher.platform }, delayMs),
-      ),
-    );
+    if (this.publishers.length === 0) return;
+    await requestDelivery(this.queue, { incidentId }, change.created ? 0 : UPDATE_GATHER_MS);
   }
 
   async taskOverdue(task: Task): Promise<void> {
@@ -141,15 +142,34 @@ export interface DeliveryDeps {
 }
 
 /**
- * Run one delivery job: under the card's lease (one run at a time, so a card is never posted twice),
- * render the latest state and send it. Channels the platform paused or failed are queued again for
- * when they may be tried, without waiting in this job.
+ * Run one delivery job: on each of its platforms, under that card's lease (one run at a time, so a card
+ * is never posted twice), render the latest state and send it. The incident is read once, after the
+ * first lease is taken. Channels the platform paused or failed are queued again for when they may be
+ * tried, without waiting in this job; a platform whose card is busy gets a delivery of its own after it.
  */
 export async function runDelivery(job: DeliverJob, deps: DeliveryDeps): Promise<void> {
-  const { store, queue, publishers, logger } = deps;
-  const publisher = publishers.find((p) => p.platform === job.platform);
-  if (!publisher) return;
-  const lease = `deliver:${job.platform}:${job.incidentId}`;
+  const targets = job.platform ? deps.publishers.filter((p) => p.platform === job.platform) : deps.publishers;
+  let reading: Promise<IncidentState | null> | undefined;
+  const read = () => {
+    reading ??= deps.store.getIncident(job.incidentId);
+    return reading;
+  };
+  // Platforms side by side: a slow platform does not hold the other's card.
+  const runs = await Promise.allSettled(
+    targets.map((publisher) => deliverOn(publisher, { ...job, platform: publisher.platform }, read, deps)),
+  );
+  const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+async function deliverOn(
+  publisher: CardPublisher,
+  job: DeliverJob,
+  read: () => Promise<IncidentState | null>,
+  deps: DeliveryDeps,
+): Promise<void> {
+  const { store, queue, logger } = deps;
+  const lease = `deliver:${publisher.platform}:${job.incidentId}`;
   if (!(await store.tryLock(lease, DELIVERY_LEASE_MS))) {
     // Another run of this card holds the lease: deliver again once it is done, without waiting here.
     if (job.targets) await addDeferred(queue, job, Date.now() + BUSY_RETRY_MS, job.targets, job.retry ?? 0);
@@ -158,7 +178,7 @@ export async function runDelivery(job: DeliverJob, deps: DeliveryDeps): Promise<
   }
   const deferred: { target: string; at: number; reason: DeferralReason }[] = [];
   try {
-    const state = await store.getIncident(job.incidentId);
+    const state = await read();
     if (!state) {
       logger.warn({ incidentId: job.incidentId }, 'card delivery for an unknown incident skipped');
       return;
