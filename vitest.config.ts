@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The reliability scenarios run processes for minutes: `npm run test:reliability`.
+    exclude: [...configDefaults.exclude, 'test/reliability/**'],
     environment: 'node',
     testTimeout: 30_000,
     hookTimeout: 60_000,
