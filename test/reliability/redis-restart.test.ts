@@ -1,0 +1,86 @@
+import { afterEach, expect, it } from 'vitest';
+import { type Exchange, runSenders } from '../../bench/support/http.js';
+import { count, tally, World, waitUntil } from './support/world.js';
+
+const INCIDENTS = 400;
+const SENDERS = 10;
+/** Redis is killed once this many ingests were answered, and started again after this many 503s. */
+const ANSWERED_AT_CRASH = 100;
+const REFUSED_BEFORE_RESTART = 20;
+
+let world: World | undefined;
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
+
+it(`loses none of ${INCIDENTS} ingests when Redis is restarted during the stream: each is 2xx and stored, or 503 and stored on retry`, async () => {
+  world = await World.start({ durableRedis: true });
+  const w = world;
+  const bot = await w.startBot('replica');
+  const ids = Array.from({ length: INCIDENTS }, (_, i) => w.incidentId(i));
+
+  let answered = 0;
+  let refusedSinceCrash = 0;
+  let crashed = false;
+  let streamDone = false;
+  const stream = runSenders(ids, SENDERS, async (id) => {
+    const answer = await w.ingest(bot, id);
+    answered += 1;
+    if (crashed && answer.status === 503) refusedSinceCrash += 1;
+    return answer;
+  });
+  void stream.finally(() => {
+    streamDone = true;
+  });
+  const outage = (async () => {
+    await waitUntil('the ingest stream is under way', () => answered >= ANSWERED_AT_CRASH || streamDone, {
+      timeoutMs: 60_000,
+      pollMs: 5,
+    });
+    await w.redis.crash();
+    crashed = true;
+    await waitUntil(
+      'ingests are refused with 503 while Redis is down',
+      () => refusedSinceCrash >= REFUSED_BEFORE_RESTART || streamDone,
+      { timeoutMs: 60_000, pollMs: 5, describe: () => `${refusedSinceCrash} refused, ${answered} answered` },
+    );
+    await w.redis.start();
+  })();
+  const [first] = await Promise.all([stream, outage]);
+
+  // The sender retries what was refused until it is accepted.
+  const finalAnswers: Exchange[] = [...first];
+  const retryAnswers: Exchange[] = [];
+  for (let round = 0; ; round++) {
+    const open = ids.flatMap((_, i) => (finalAnswers[i]!.status === 503 ? [i] : []));
+    if (open.length === 0) break;
+    if (round >= 100) throw new Error(`${open.length} ingests still refused after 100 rounds of retries`);
+    const again = await runSenders(open, SENDERS, (i) => w.ingest(bot, ids[i]!));
+    open.forEach((i, k) => {
+      finalAnswers[i] = again[k]!;
+    });
+    retryAnswers.push(...again);
+    if (again.some((a) => a.status === 503)) await new Promise((r) => setTimeout(r, 200));
+  }
+
+  const firstTally = tally(first.map((a) => String(a.status)));
+  const refused = first.filter((a) => a.status === 503).length;
+  const unexpected = [...first, ...retryAnswers].filter((a) => ![200, 201, 503].includes(a.status));
+  const stored = await w.actionStates(bot, ids);
+  const lost = ids.filter((id) => stored.get(id) !== 'proposed');
+  await waitUntil(
+    'every stored incident has its Slack card',
+    () => ids.every((id) => w.fakes.seen.slackPosts.has(id)),
+    {
+      timeoutMs: 60_000,
+      describe: () => `${ids.filter((id) => w.fakes.seen.slackPosts.has(id)).length} of ${ids.length} posted`,
+    },
+  );
+  console.log(
+    `${count(INCIDENTS)} ingests, Redis killed and restarted mid-stream: first answers ${JSON.stringify(firstTally)}, ${refused} refused with 503 and accepted on retry (${retryAnswers.length} retries), ${unexpected.length} other answers; ${count(INCIDENTS - lost.length)} stored, ${lost.length} lost; ${w.fakes.seen.slackPosts.size} cards posted`,
+  );
+  expect(refused).toBeGreaterThan(0);
+  expect(unexpected.map((a) => `${a.status} ${a.body.slice(0, 200)}`)).toEqual([]);
+  expect(lost).toEqual([]);
+});
