@@ -18,6 +18,8 @@ export interface SlackCardLedger {
   serverErrors: number;
   /** `chat.postMessage` calls that Slack accepted (ok: true), by incident. */
   posted: Map<string, number>;
+  /** The text of the card as first posted, decoded. */
+  firstCard: Map<string, string>;
   /** The text of the last card Slack accepted for the incident (posted or updated), decoded. */
   lastCard: Map<string, string>;
 }
@@ -65,6 +67,7 @@ export async function startFlakySlack(
     rateLimited: 0,
     serverErrors: 0,
     posted: new Map(),
+    firstCard: new Map(),
     lastCard: new Map(),
   };
   const reply = (res: ServerResponse, status: number, headers: Record<string, string>, body: string) => {
@@ -112,9 +115,12 @@ export async function startFlakySlack(
         ok = false;
       }
       if (incidentId && ok) {
-        if (method === 'chat.postMessage')
+        const card = decoded(body, contentType);
+        if (method === 'chat.postMessage') {
           ledger.posted.set(incidentId, (ledger.posted.get(incidentId) ?? 0) + 1);
-        ledger.lastCard.set(incidentId, decoded(body, contentType));
+          if (!ledger.firstCard.has(incidentId)) ledger.firstCard.set(incidentId, card);
+        }
+        ledger.lastCard.set(incidentId, card);
       }
     }
     reply(

@@ -260,15 +260,22 @@ export class World {
 
   /**
    * SIGTERM to the replica, as an orchestrator stops it; resolves with the milliseconds it took to exit
-   * (if it has not exited after `limitMs`, it is killed and the time returned is over the limit).
+   * and how it exited (if it has not exited `limitMs` after, it is killed: signal SIGKILL).
    */
-  async terminate(bot: Bot, limitMs: number): Promise<number> {
+  async terminate(
+    bot: Bot,
+    limitMs: number,
+  ): Promise<{ ms: number; code: number | null; signal: NodeJS.Signals | null }> {
     const started = performance.now();
     signalGroup(bot.child.pid, 'SIGTERM');
-    const timer = setTimeout(() => signalGroup(bot.child.pid, 'SIGKILL'), limitMs + 1_000);
+    const timer = setTimeout(() => signalGroup(bot.child.pid, 'SIGKILL'), limitMs);
     await exited(bot.child);
     clearTimeout(timer);
-    return performance.now() - started;
+    return {
+      ms: performance.now() - started,
+      code: bot.child.process.exitCode,
+      signal: bot.child.process.signalCode,
+    };
   }
 
   /** The ingest body of incident `id`: the sample incident with one proposed isolation of a device of its own. */
