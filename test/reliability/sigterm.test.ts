@@ -39,7 +39,7 @@ async function stormThenSigterm(w: World, replicas: Bot[], victim: Bot, ids: str
 function stopped(stop: { ms: number; code: number | null; signal: NodeJS.Signals | null }): string {
   return stop.signal === 'SIGKILL'
     ? `still running ${(STOP_WITHIN_MS / 1000).toFixed(0)} s after SIGTERM, killed`
-    : `${stopped(stop)}`;
+    : `stopped in ${(stop.ms / 1000).toFixed(1)} s (exit ${stop.code ?? stop.signal})`;
 }
 
 async function outcome(w: World, reader: Bot, ids: string[]) {
