@@ -387,8 +387,10 @@ export class World {
    * repeating jobs of job schedulers, which are always there.
    */
   async pendingJobs(): Promise<number> {
-    this.admin ??= new Redis(this.redis.url, { maxRetriesPerRequest: 1 });
-    this.admin.on('error', () => {});
+    if (!this.admin) {
+      this.admin = new Redis(this.redis.url, { maxRetriesPerRequest: 1 });
+      this.admin.on('error', () => {});
+    }
     const prefix = `${KEY_PREFIX}{bull}`;
     const names = new Set<string>();
     let cursor = '0';
