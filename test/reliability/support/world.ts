@@ -189,17 +189,26 @@ export class World {
   static async start(options: WorldOptions = {}): Promise<World> {
     const dir = mkdtempSync(join(tmpdir(), 'mdr-reliability-'));
     const tls = inject('loginTls');
-    const redis = await RedisServer.start(dir, options.durableRedis ?? false);
     const run = randomBytes(3).toString('hex');
     const pattern = new RegExp(`rel${run}-\\d{6}`);
-    const fakes = await startFakes({
-      defenderDelayMs: options.defenderDelayMs ?? 2_000,
-      tls: { key: readFileSync(tls.keyFile, 'utf8'), cert: readFileSync(tls.certFile, 'utf8') },
-      incidentPattern: pattern,
-    });
-    const flaky = options.slackFaults
-      ? await startFlakySlack(fakes.slackUrl, options.slackFaults, pattern)
-      : undefined;
+    const redis = await RedisServer.start(dir, options.durableRedis ?? false);
+    let fakes: Fakes | undefined;
+    let flaky: FlakySlack | undefined;
+    try {
+      fakes = await startFakes({
+        defenderDelayMs: options.defenderDelayMs ?? 2_000,
+        tls: { key: readFileSync(tls.keyFile, 'utf8'), cert: readFileSync(tls.certFile, 'utf8') },
+        incidentPattern: pattern,
+      });
+      flaky = options.slackFaults
+        ? await startFlakySlack(fakes.slackUrl, options.slackFaults, pattern)
+        : undefined;
+    } catch (error) {
+      await fakes?.close();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+      throw error;
+    }
     const policyFile = join(dir, 'policy.yaml');
     writeFileSync(
       policyFile,
@@ -367,7 +376,12 @@ export class World {
         last = await this.actionStates(bot, ids);
         return [...last.values()].every((s) => states.has(s));
       },
-      { timeoutMs, pollMs: 500, describe: () => JSON.stringify(tally(last.values())) },
+      {
+        timeoutMs,
+        pollMs: 500,
+        describe: () =>
+          `${JSON.stringify(tally(last.values()))}; last lines of ${bot.name}:\n${bot.child.tail()}`,
+      },
     );
     return last;
   }
