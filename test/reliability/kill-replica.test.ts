@@ -23,15 +23,15 @@ it(`finishes all ${IN_FLIGHT} approvals in flight when their replica is killed (
   expect(tally(answers.map((a) => String(a.status)))).toEqual({ '200': IN_FLIGHT });
   await waitUntil(
     'Defender received part of the approved actions',
-    () => w.fakes.seen.defenderSubmits.size >= SUBMITTED_AT_KILL,
+    () => w.defenderPosts().length >= SUBMITTED_AT_KILL,
     {
       timeoutMs: 60_000,
       pollMs: 10,
-      describe: () => `${w.fakes.seen.defenderSubmits.size} received`,
+      describe: () => `${w.defenderPosts().length} received`,
     },
   );
   await w.kill(first);
-  const submittedAtKill = w.fakes.seen.defenderSubmits.size;
+  const submittedAtKill = w.defenderPosts().length;
 
   const restarted = await w.startBot('restarted replica');
   const atRestart = await w.actionStates(restarted, ids);

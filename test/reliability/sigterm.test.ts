@@ -28,10 +28,10 @@ async function stormThenSigterm(w: World, replicas: Bot[], victim: Bot, ids: str
   expect(tally(answers.map((a) => String(a.status)))).toEqual({ '200': ids.length });
   await waitUntil(
     'Defender received part of the approved actions',
-    () => w.fakes.seen.defenderSubmits.size >= SUBMITTED_AT_SIGTERM,
-    { timeoutMs: 60_000, pollMs: 10, describe: () => `${w.fakes.seen.defenderSubmits.size} received` },
+    () => w.defenderPosts().length >= SUBMITTED_AT_SIGTERM,
+    { timeoutMs: 60_000, pollMs: 10, describe: () => `${w.defenderPosts().length} received` },
   );
-  const submittedAtStop = w.fakes.seen.defenderSubmits.size;
+  const submittedAtStop = w.defenderPosts().length;
   const stop = await w.terminate(victim, STOP_WITHIN_MS);
   return { ...stop, submittedAtStop };
 }

@@ -21,6 +21,7 @@ const BOT_MAIN = join(ROOT, 'dist/bot/main.js');
 const SIGNING_SECRET = 'reliability-signing-secret-0123456789';
 const INGEST_TOKEN = 'reliability-ingest-token-0123456789';
 const KEY_PREFIX = 'rel:';
+const DEFENDER_CLIENT_ID = 'b0b0b0b0-0000-4000-8000-00000000de7e';
 /** The channel of the policy; the clicks come from it. */
 const CHANNEL = 'C0SOC';
 /** Two experts, approving as fast as they can click. */
@@ -197,6 +198,10 @@ export class World {
     try {
       fakes = await startFakes({
         defenderDelayMs: options.defenderDelayMs ?? 2_000,
+        // The scenarios are about exactly-once, not pacing: no API limits here, and none in the bot.
+        defenderLimits: false,
+        defenderClientId: DEFENDER_CLIENT_ID,
+        jwks: { keys: [] },
         tls: { key: readFileSync(tls.keyFile, 'utf8'), cert: readFileSync(tls.certFile, 'utf8') },
         incidentPattern: pattern,
       });
@@ -247,12 +252,14 @@ export class World {
       SLACK_SIGNING_SECRET: SIGNING_SECRET,
       SLACK_API_URL: `${this.flakySlack?.url ?? this.fakes.slackUrl}/api/`,
       DEFENDER_TENANT_ID: TENANT_ID,
-      DEFENDER_CLIENT_ID: 'b0b0b0b0-0000-4000-8000-00000000de7e',
+      DEFENDER_CLIENT_ID,
       DEFENDER_CLIENT_SECRET: 'reliability-defender-secret-0123456789',
       AZURE_AUTHORITY_HOST: this.fakes.loginUrl,
       DEFENDER_API_URL: this.fakes.defenderUrl,
       GRAPH_API_URL: this.fakes.graphUrl,
       ALLOW_INSECURE_URLS: 'true',
+      DEFENDER_ACTIONS_PER_MINUTE: '1000000',
+      DEFENDER_ACTIONS_PER_HOUR: '1000000',
     };
     const child = startChild(name, process.execPath, [BOT_MAIN], env);
     const bot = { name, url: `http://127.0.0.1:${port}`, child };
@@ -386,10 +393,19 @@ export class World {
     return last;
   }
 
-  /** Machine-action POSTs the fake Defender received, by incident (the comment names the incident). */
+  /**
+   * Machine-action POSTs the fake Defender received, apart from those it refused for its rate limit
+   * (those the bot must send again): a second one for an action is a duplicate submission, whether
+   * Defender accepted it or refused it as already in progress.
+   */
+  defenderPosts(): { incidentId: string | null }[] {
+    return this.fakes.seen.defender.posts.filter((post) => post.status !== 429);
+  }
+
+  /** `defenderPosts()` by incident (the comment names the incident). */
   submitsByIncident(): Map<string, number> {
     const byIncident = new Map<string, number>();
-    for (const { incidentId } of this.fakes.seen.defenderSubmits.values()) {
+    for (const { incidentId } of this.defenderPosts()) {
       const key = incidentId ?? '(no incident named)';
       byIncident.set(key, (byIncident.get(key) ?? 0) + 1);
     }
