@@ -4,8 +4,12 @@ import { count, tally, World, waitUntil } from './support/world.js';
 
 const INCIDENTS = 400;
 const SENDERS = 10;
-/** Redis is killed once this many ingests were answered, and started again after this many 503s. */
+/**
+ * Redis is killed once this many ingests were answered and this many new cards were posted by Slack
+ * without the bot having its answer yet; it is started again after this many 503s.
+ */
 const ANSWERED_AT_CRASH = 100;
+const CARDS_IN_FLIGHT_AT_CRASH = 3;
 const REFUSED_BEFORE_RESTART = 20;
 
 let world: World | undefined;
@@ -15,14 +19,18 @@ afterEach(async () => {
 });
 
 it(`loses none of ${INCIDENTS} ingests when Redis is restarted during the stream: each is 2xx and stored, or 503 and stored on retry`, async () => {
-  world = await World.start({ durableRedis: true });
+  // Slack without faults, through the recorder, to count each incident's card posts.
+  world = await World.start({ durableRedis: true, slackFaults: { rateLimited: 0, serverError: 0, seed: 1 } });
   const w = world;
+  const slack = w.flakySlack!;
+  const ledger = slack.ledger;
   const bot = await w.startBot('replica');
   const ids = Array.from({ length: INCIDENTS }, (_, i) => w.incidentId(i));
 
   let answered = 0;
   let refusedSinceCrash = 0;
   let crashed = false;
+  let cardsInFlight = 0;
   let streamDone = false;
   const stream = runSenders(ids, SENDERS, async (id) => {
     const answer = await w.ingest(bot, id);
@@ -38,8 +46,15 @@ it(`loses none of ${INCIDENTS} ingests when Redis is restarted during the stream
       timeoutMs: 60_000,
       pollMs: 5,
     });
+    slack.hold();
+    await waitUntil('card posts in flight', () => slack.held >= CARDS_IN_FLIGHT_AT_CRASH || streamDone, {
+      timeoutMs: 30_000,
+      pollMs: 5,
+    });
+    cardsInFlight = slack.held;
     await w.redis.crash();
     crashed = true;
+    slack.release();
     await waitUntil(
       'ingests are refused with 503 while Redis is down',
       () => refusedSinceCrash >= REFUSED_BEFORE_RESTART || streamDone,
@@ -71,16 +86,18 @@ it(`loses none of ${INCIDENTS} ingests when Redis is restarted during the stream
   const lost = ids.filter((id) => stored.get(id) !== 'proposed');
   await waitUntil(
     'every stored incident has its Slack card',
-    () => ids.every((id) => w.fakes.seen.slackPosts.has(id)),
+    () => ids.every((id) => ledger.posted.has(id)),
     {
       timeoutMs: 60_000,
-      describe: () => `${ids.filter((id) => w.fakes.seen.slackPosts.has(id)).length} of ${ids.length} posted`,
+      describe: () => `${ids.filter((id) => ledger.posted.has(id)).length} of ${ids.length} posted`,
     },
   );
+  const postedTwice = ids.filter((id) => (ledger.posted.get(id) ?? 0) > 1);
   console.log(
-    `${count(INCIDENTS)} ingests, Redis killed and restarted mid-stream: first answers ${JSON.stringify(firstTally)}, ${refused} refused with 503 and accepted on retry (${retryAnswers.length} retries), ${unexpected.length} other answers; ${count(INCIDENTS - lost.length)} stored, ${lost.length} lost; ${w.fakes.seen.slackPosts.size} cards posted`,
+    `${count(INCIDENTS)} ingests, Redis killed (${cardsInFlight} card posts in flight) and restarted mid-stream: first answers ${JSON.stringify(firstTally)}, ${refused} refused with 503 and accepted on retry (${retryAnswers.length} retries), ${unexpected.length} other answers; ${count(INCIDENTS - lost.length)} stored, ${lost.length} lost; ${ledger.posted.size} cards posted, ${postedTwice.length} more than once`,
   );
   expect(refused).toBeGreaterThan(0);
   expect(unexpected.map((a) => `${a.status} ${a.body.slice(0, 200)}`)).toEqual([]);
   expect(lost).toEqual([]);
+  expect(postedTwice).toEqual([]);
 });

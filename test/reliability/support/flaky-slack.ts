@@ -28,6 +28,15 @@ export interface FlakySlack {
   /** Base URL to give the bot (append `/api/`). */
   url: string;
   ledger: SlackCardLedger;
+  /**
+   * From now on, hold Slack's answers to `chat.postMessage` (the card is posted, the bot does not know
+   * yet) until `release()`.
+   */
+  hold(): void;
+  /** Answers held so far and not yet released. */
+  readonly held: number;
+  /** Send every held answer, and stop holding. */
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -69,6 +78,12 @@ export async function startFlakySlack(
     posted: new Map(),
     firstCard: new Map(),
     lastCard: new Map(),
+  };
+  let holding = false;
+  const waiting: (() => void)[] = [];
+  const release = () => {
+    holding = false;
+    for (const resume of waiting.splice(0)) resume();
   };
   const reply = (res: ServerResponse, status: number, headers: Record<string, string>, body: string) => {
     res.writeHead(status, { ...headers, 'content-length': String(Buffer.byteLength(body)) });
@@ -122,6 +137,7 @@ export async function startFlakySlack(
         }
         ledger.lastCard.set(incidentId, card);
       }
+      if (holding && method === 'chat.postMessage') await new Promise<void>((resume) => waiting.push(resume));
     }
     reply(
       res,
@@ -144,7 +160,15 @@ export async function startFlakySlack(
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     ledger,
+    hold: () => {
+      holding = true;
+    },
+    get held() {
+      return waiting.length;
+    },
+    release,
     async close() {
+      release();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
