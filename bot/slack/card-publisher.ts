@@ -1,10 +1,15 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { webApi } from '@slack/bolt';
 import { renderSlackMessage, renderSlackText } from '../../cards/slack/render.js';
 import { buildIncidentView, describeAction } from '../../cards/view-model.js';
+import { StoreUnavailableError } from '../../core/errors.js';
 import type { IncidentState, Task } from '../../core/model.js';
 import type { CardPublisher, DeliveryContext } from '../delivery.js';
 import type { Runtime } from '../runtime.js';
 import { classifySlackFailure } from './errors.js';
+
+/** How long a posted card's ts is retried into the store before the job is left to the queue's retry. */
+const RECORD_RETRY_MS = 8_000;
 
 /** The pause name of a Slack channel (shared by every replica through the store). */
 export const slackChannelPause = (channel: string) => `slack:${channel}`;
@@ -19,6 +24,12 @@ export const slackChannelPause = (channel: string) => `slack:${channel}`;
 export class SlackCardPublisher implements CardPublisher {
   readonly platform = 'slack' as const;
   private warnedNoChannel = false;
+  /**
+   * Cards Slack posted whose message ts could not be stored (Redis away at that moment), by incident:
+   * the next delivery of the incident in this process stores it and updates that message instead of
+   * posting a second card.
+   */
+  private readonly unrecorded = new Map<string, { channel: string; ts: string }>();
 
   constructor(
     private readonly client: webApi.WebClient,
@@ -29,6 +40,12 @@ export class SlackCardPublisher implements CardPublisher {
   async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
     const incidentId = state.incident.id;
     const refs = await this.runtime.store.getCardRefs(incidentId);
+    const unrecorded = this.unrecorded.get(incidentId);
+    if (unrecorded && !refs.slack) {
+      await this.runtime.store.setCardRefs(incidentId, { slack: unrecorded });
+      refs.slack = unrecorded;
+    }
+    this.unrecorded.delete(incidentId);
     const channel = refs.slack?.channel ?? this.channel();
     if (!channel) return;
     const pausedUntil = await this.runtime.store.channelPausedUntil(slackChannelPause(channel));
@@ -59,9 +76,7 @@ export class SlackCardPublisher implements CardPublisher {
       });
       if (!posted.ts) throw new Error('chat.postMessage answered without a message ts');
       // Only Slack's field is written: the Teams delivery keeps its own.
-      await this.runtime.store.setCardRefs(incidentId, {
-        slack: { channel: posted.channel ?? channel, ts: posted.ts },
-      });
+      await this.record(incidentId, { channel: posted.channel ?? channel, ts: posted.ts });
       this.runtime.logger.info({ incidentId, channel: posted.channel, ts: posted.ts }, 'slack card posted');
     } catch (error) {
       const failure = classifySlackFailure(error);
@@ -84,6 +99,27 @@ export class SlackCardPublisher implements CardPublisher {
         return;
       }
       throw error;
+    }
+  }
+
+  /**
+   * Store a posted card's ts. Slack has no idempotency key for chat.postMessage, so a card posted and
+   * not recorded would be posted again: try for a while (Redis may be restarting), then keep it for
+   * this process's next delivery of the incident and fail the job so the queue runs it again.
+   */
+  private async record(incidentId: string, card: { channel: string; ts: string }): Promise<void> {
+    const deadline = Date.now() + RECORD_RETRY_MS;
+    for (;;) {
+      try {
+        await this.runtime.store.setCardRefs(incidentId, { slack: card });
+        return;
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError) || Date.now() >= deadline) {
+          this.unrecorded.set(incidentId, card);
+          throw error;
+        }
+        await sleep(250);
+      }
     }
   }
 
