@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobQueue } from '../adapters/job-queue.js';
+import { StoreUnavailableError } from '../core/errors.js';
 import type { IncidentState, Task } from '../core/model.js';
 import type { ActionStore, Clock, Notifier } from '../core/ports.js';
 import type { Logger } from './logger.js';
@@ -65,6 +67,34 @@ export const DELIVERY_BUDGET_MS = 12_000;
 export const PLATFORM_CALL_TIMEOUT_MS = 8_000;
 /** Deferrals after failures before a delivery is given up (about 8 minutes of back-off). */
 export const MAX_DELIVERY_RETRIES = 8;
+
+/** How long a posted card's id is retried into the store before the job is left to the queue's retry. */
+export const RECORD_RETRY_MS = 8_000;
+
+/**
+ * Store what identifies a card just posted (Slack's ts, Teams' activity id). The platforms have no
+ * idempotency key for a post, so a card posted and not recorded would be posted again: try for a while
+ * (Redis may be restarting), then `keep` it for this process's next delivery of the incident and fail.
+ */
+export async function recordPosted(
+  write: () => Promise<void>,
+  keep: () => void,
+  retryMs = RECORD_RETRY_MS,
+): Promise<void> {
+  const deadline = Date.now() + retryMs;
+  for (;;) {
+    try {
+      await write();
+      return;
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || Date.now() >= deadline) {
+        keep();
+        throw error;
+      }
+      await sleep(250);
+    }
+  }
+}
 
 /** The coalescing key of one incident's card on one platform (`*`: on every platform). */
 export function cardKey(platform: string | undefined, incidentId: string): string {

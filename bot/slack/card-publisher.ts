@@ -1,15 +1,10 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { webApi } from '@slack/bolt';
 import { renderSlackMessage, renderSlackText } from '../../cards/slack/render.js';
 import { buildIncidentView, describeAction } from '../../cards/view-model.js';
-import { StoreUnavailableError } from '../../core/errors.js';
 import type { IncidentState, Task } from '../../core/model.js';
-import type { CardPublisher, DeliveryContext } from '../delivery.js';
+import { type CardPublisher, type DeliveryContext, recordPosted } from '../delivery.js';
 import type { Runtime } from '../runtime.js';
 import { classifySlackFailure } from './errors.js';
-
-/** How long a posted card's ts is retried into the store before the job is left to the queue's retry. */
-const RECORD_RETRY_MS = 8_000;
 
 /** The pause name of a Slack channel (shared by every replica through the store). */
 export const slackChannelPause = (channel: string) => `slack:${channel}`;
@@ -76,7 +71,11 @@ export class SlackCardPublisher implements CardPublisher {
       });
       if (!posted.ts) throw new Error('chat.postMessage answered without a message ts');
       // Only Slack's field is written: the Teams delivery keeps its own.
-      await this.record(incidentId, { channel: posted.channel ?? channel, ts: posted.ts });
+      const card = { channel: posted.channel ?? channel, ts: posted.ts };
+      await recordPosted(
+        () => this.runtime.store.setCardRefs(incidentId, { slack: card }),
+        () => this.unrecorded.set(incidentId, card),
+      );
       this.runtime.logger.info({ incidentId, channel: posted.channel, ts: posted.ts }, 'slack card posted');
     } catch (error) {
       const failure = classifySlackFailure(error);
@@ -99,27 +98,6 @@ export class SlackCardPublisher implements CardPublisher {
         return;
       }
       throw error;
-    }
-  }
-
-  /**
-   * Store a posted card's ts. Slack has no idempotency key for chat.postMessage, so a card posted and
-   * not recorded would be posted again: try for a while (Redis may be restarting), then keep it for
-   * this process's next delivery of the incident and fail the job so the queue runs it again.
-   */
-  private async record(incidentId: string, card: { channel: string; ts: string }): Promise<void> {
-    const deadline = Date.now() + RECORD_RETRY_MS;
-    for (;;) {
-      try {
-        await this.runtime.store.setCardRefs(incidentId, { slack: card });
-        return;
-      } catch (error) {
-        if (!(error instanceof StoreUnavailableError) || Date.now() >= deadline) {
-          this.unrecorded.set(incidentId, card);
-          throw error;
-        }
-        await sleep(250);
-      }
     }
   }
 

@@ -8,6 +8,7 @@ import {
   type CardPublisher,
   type DeliveryContext,
   PLATFORM_CALL_TIMEOUT_MS,
+  recordPosted,
   retryDelayMs,
 } from '../delivery.js';
 import type { Logger } from '../logger.js';
@@ -117,6 +118,12 @@ export function isChannelReference(reference: Partial<ConversationReference>): b
 export class TeamsPublisher implements CardPublisher {
   readonly platform = 'teams' as const;
   private warnedPipeline = false;
+  /**
+   * Cards Teams posted whose activity id could not be stored (Redis away at that moment), by incident
+   * and conversation: the next delivery of the incident in this process stores them and updates those
+   * activities instead of posting again.
+   */
+  private readonly unrecorded = new Map<string, string>();
 
   constructor(private readonly deps: TeamsPublisherDeps) {}
 
@@ -139,6 +146,12 @@ export class TeamsPublisher implements CardPublisher {
       plan = targets.map((t) => ({ conversationId: t.conversationId, activityId: '' }));
       await this.saveRefs(incidentId, plan);
     }
+    const posted = (r: TeamsRef) => this.unrecorded.get(`${incidentId}|${r.conversationId}`);
+    if (plan.some((r) => !r.activityId && posted(r))) {
+      plan = plan.map((r) => (!r.activityId && posted(r) ? { ...r, activityId: posted(r) ?? '' } : r));
+      await this.saveRefs(incidentId, plan);
+    }
+    for (const r of plan) this.unrecorded.delete(`${incidentId}|${r.conversationId}`);
     const card = this.sharedCard(state);
     const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
     for (const ref of [...plan]) {
@@ -177,7 +190,11 @@ export class TeamsPublisher implements CardPublisher {
             return sent?.id ?? '';
           });
           plan = plan.map((r) => (r === ref ? { ...r, activityId } : r));
-          await this.saveRefs(incidentId, plan);
+          const recorded = plan;
+          await recordPosted(
+            () => this.saveRefs(incidentId, recorded),
+            () => this.unrecorded.set(`${incidentId}|${ref.conversationId}`, activityId),
+          );
           this.deps.logger.info(
             { incidentId, conversationId: ref.conversationId, activityId },
             'Teams card posted',
