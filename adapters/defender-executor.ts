@@ -167,10 +167,11 @@ function submitted(ma: MachineAction): SubmitResult {
 /**
  * Carries approved actions out against Microsoft Defender for Endpoint and Microsoft Graph. MDE actions
  * are created once and then left to `check`: a 400 "already in progress" adopts the pending action;
- * after a 5xx or network error, and on resuming a run that stopped, Defender is asked for a pending
- * action before anything is sent; every POST first takes a slot of the pacer (Defender's limits) and
- * confirms the run still holds the action. Every failure is returned as an outcome, never thrown, and
- * no call waits for a machine action to end.
+ * after a 5xx or network error Defender is asked for a pending action before anything is sent again; on
+ * resuming a run that stopped, the action that run created (its comment names this action) is adopted
+ * whatever its status, and only when there is none is it sent; every POST first takes a slot of the
+ * pacer (Defender's limits) and confirms the run still holds the action. Every failure is returned as an
+ * outcome, never thrown, and no call waits for a machine action to end.
  */
 export class DefenderExecutor implements ResponseExecutor {
   readonly dryRun = false;
@@ -435,7 +436,7 @@ export class DefenderExecutor implements ResponseExecutor {
     if (!listed.ok) return listed;
     const marker = actionMarker(action);
     const since = Date.parse(action.executingSince ?? action.decidedAt ?? '');
-    const created = (ma: MachineAction) => Date.parse(ma.creationDateTimeUtc ?? '');
+    const created = (ma: MachineAction) => utcMs(ma.creationDateTimeUtc ?? '');
     const own = listed.machineActions
       .filter((ma) => ma.requestorComment?.includes(marker) && sameFile(ma, action))
       .filter((ma) => Number.isNaN(since) || !(created(ma) < since - CLOCK_SKEW_MS))
@@ -838,6 +839,11 @@ function deviceIdFromEvidence(action: ActionRecord, context: SubmitContext): str
 /** The user to act on: the Entra object id the exclusion check resolved, else what the action names. */
 function userRef(action: ActionRecord): string | undefined {
   return action.resolved?.userId ?? action.target.userId ?? action.target.upn;
+}
+
+/** An ISO time Defender gives in UTC, read as UTC even when it carries no zone; NaN when unreadable. */
+function utcMs(text: string): number {
+  return Date.parse(/(Z|[+-]\d\d:?\d\d)$/i.test(text) || text === '' ? text : `${text}Z`);
 }
 
 /** Quote a value inside an OData string literal. */
