@@ -118,11 +118,15 @@ const machineActionSchema = z.looseObject({
   computerDnsName: z.string().nullish(),
   cancellationComment: z.string().nullish(),
   requestorComment: z.string().nullish(),
+  creationDateTimeUtc: z.string().nullish(),
   relatedFileInfo: z.looseObject({ fileIdentifier: z.string().nullish() }).nullish(),
 });
 type MachineAction = z.infer<typeof machineActionSchema>;
 
-const machineActionListSchema = z.looseObject({ value: z.array(z.unknown()) });
+const machineActionListSchema = z.looseObject({
+  value: z.array(z.unknown()),
+  '@odata.nextLink': z.string().nullish(),
+});
 
 const analyzedEmailListSchema = z.looseObject({
   value: z.array(
@@ -145,6 +149,13 @@ const finishedWith = (outcome: Outcome, externalId?: string): SubmitResult => ({
 
 /** Ids one `GET machineactions` asks about (`$filter=id in (...)`). */
 export const CHECK_BATCH = 25;
+/** Pages of one machine-action lookup read at most. */
+const LOOKUP_PAGES = 10;
+/**
+ * How much earlier than the action's start (our clock) Defender's clock may date an action this run
+ * created: an adopted action must not be older than that.
+ */
+const CLOCK_SKEW_MS = 5 * 60_000;
 /** Wait after a 429 that named none. */
 const DEFAULT_THROTTLE_MS = 60_000;
 
@@ -156,10 +167,11 @@ function submitted(ma: MachineAction): SubmitResult {
 /**
  * Carries approved actions out against Microsoft Defender for Endpoint and Microsoft Graph. MDE actions
  * are created once and then left to `check`: a 400 "already in progress" adopts the pending action;
- * after a 5xx or network error, and on resuming a run that stopped, Defender is asked for a pending
- * action before anything is sent; every POST first takes a slot of the pacer (Defender's limits) and
- * confirms the run still holds the action. Every failure is returned as an outcome, never thrown, and
- * no call waits for a machine action to end.
+ * after a 5xx or network error Defender is asked for a pending action before anything is sent again; on
+ * resuming a run that stopped, the action that run created (its comment names this action) is adopted
+ * whatever its status, and only when there is none is it sent; every POST first takes a slot of the
+ * pacer (Defender's limits) and confirms the run still holds the action. Every failure is returned as an
+ * outcome, never thrown, and no call waits for a machine action to end.
  */
 export class DefenderExecutor implements ResponseExecutor {
   readonly dryRun = false;
@@ -255,15 +267,19 @@ export class DefenderExecutor implements ResponseExecutor {
       return finishedWith(fail('the action names no file SHA-1, so nothing was sent'));
     }
     if (context.resume) {
-      // A run that stopped may have sent it after its last record: adopt what Defender has first.
-      const pending = await this.findPending(machineId, spec, action);
-      if (!pending.ok) return pending.result;
-      if (pending.machineAction) {
+      // A run that stopped may have sent it after its last record, and that action may have ended since:
+      // adopt the one carrying this action's marker, whatever its status, before sending anything.
+      const own = await this.findOwn(machineId, spec, action);
+      if (!own.ok) return own.result;
+      if (own.machineAction) {
+        const ma = own.machineAction;
         this.logger?.info(
-          { incidentId: action.incidentId, actionId: action.id, machineActionId: pending.machineAction.id },
+          { incidentId: action.incidentId, actionId: action.id, machineActionId: ma.id, status: ma.status },
           'resuming: adopted the Defender machine action an earlier run sent',
         );
-        return submitted(pending.machineAction);
+        return TERMINAL.has(ma.status.toLowerCase())
+          ? finishedWith(finished(ma, spec), ma.id)
+          : submitted(ma);
       }
     }
     return this.createMachineAction(machineId, action, spec, context);
@@ -277,7 +293,7 @@ export class DefenderExecutor implements ResponseExecutor {
     context: SubmitContext,
   ): Promise<SubmitResult> {
     const body = {
-      Comment: `MDR: ${spec.verb} per incident ${action.incidentId} (approved by ${context.approvedBy})`,
+      Comment: `MDR: ${spec.verb}${actionMarker(action)}approved by ${context.approvedBy})`,
       ...(spec.extra?.(action) ?? {}),
     };
     const what = `POST ${spec.path}`;
@@ -366,8 +382,9 @@ export class DefenderExecutor implements ResponseExecutor {
 
   /**
    * The open (Pending, then InProgress) machine action of this type on the device, if any; of several,
-   * the one whose comment names this incident. A 429 is a wait (throttled), any other failure ends the
-   * action: nothing is sent while it cannot be known whether Defender already has it.
+   * the one carrying this action's marker, else one whose comment names this incident. A 429 is a wait
+   * (throttled), any other failure ends the action: nothing is sent while it cannot be known whether
+   * Defender already has it.
    */
   private async findPending(
     machineId: string,
@@ -375,21 +392,82 @@ export class DefenderExecutor implements ResponseExecutor {
     action: ActionRecord,
     maybeSent = false,
   ): Promise<{ ok: true; machineAction?: MachineAction } | { ok: false; result: SubmitResult }> {
-    const marker = `per incident ${action.incidentId} `;
+    const marker = actionMarker(action);
+    const incident = ` per incident ${action.incidentId}`;
+    const sameIncident = (ma: MachineAction) =>
+      [' ', ','].some((end) => ma.requestorComment?.includes(`${incident}${end}`));
     for (const status of ['Pending', 'InProgress']) {
+      const listed = await this.listMachineActions(
+        `machineId eq '${odata(machineId)}' and type eq '${spec.type}' and status eq '${status}'`,
+        machineId,
+        spec,
+        maybeSent,
+      );
+      if (!listed.ok) return listed;
+      const open = listed.machineActions.filter((ma) => sameCase(ma.status, status) && sameFile(ma, action));
+      const found =
+        open.find((ma) => ma.requestorComment?.includes(marker)) ?? open.find(sameIncident) ?? open[0];
+      if (found) {
+        this.logger?.info({ machineId, machineActionId: found.id }, 'adopting pending Defender action');
+        return { ok: true, machineAction: found };
+      }
+    }
+    return { ok: true };
+  }
+
+  /**
+   * The machine action of this type on the device that a run of this very action created, whatever its
+   * status: its comment carries the action's marker, and it was created no earlier than the action
+   * started executing (less a clock-skew allowance; an action of the same ids from an earlier life of
+   * the store is not it). Of several, the newest. Failures as in `findPending`; the request may have
+   * been sent, so a 429 leaves it to the next run to look again.
+   */
+  private async findOwn(
+    machineId: string,
+    spec: MdeSpec,
+    action: ActionRecord,
+  ): Promise<{ ok: true; machineAction?: MachineAction } | { ok: false; result: SubmitResult }> {
+    const listed = await this.listMachineActions(
+      `machineId eq '${odata(machineId)}' and type eq '${spec.type}'`,
+      machineId,
+      spec,
+      true,
+    );
+    if (!listed.ok) return listed;
+    const marker = actionMarker(action);
+    const since = Date.parse(action.executingSince ?? action.decidedAt ?? '');
+    const created = (ma: MachineAction) => utcMs(ma.creationDateTimeUtc ?? '');
+    const own = listed.machineActions
+      .filter((ma) => ma.requestorComment?.includes(marker) && sameFile(ma, action))
+      .filter((ma) => Number.isNaN(since) || !(created(ma) < since - CLOCK_SKEW_MS))
+      .sort((a, b) => (created(b) || 0) - (created(a) || 0));
+    return { ok: true, ...(own[0] ? { machineAction: own[0] } : {}) };
+  }
+
+  /**
+   * `GET machineactions?$filter=...`, following `@odata.nextLink` for a few pages. A 429 is a wait
+   * (throttled; `maybeSent` says the next run must look again), any other failure ends the action.
+   */
+  private async listMachineActions(
+    filter: string,
+    machineId: string,
+    spec: MdeSpec,
+    maybeSent: boolean,
+  ): Promise<{ ok: true; machineActions: MachineAction[] } | { ok: false; result: SubmitResult }> {
+    const wording = {
+      permission: POLL_PERMISSION,
+      notFound: `device ${machineId} was not found in Defender`,
+      what: 'GET machineactions',
+    };
+    const machineActions: MachineAction[] = [];
+    let next: string | undefined;
+    for (let page = 0; page < LOOKUP_PAGES; page++) {
       const result = await this.mde.send({
         method: 'GET',
-        path: '/api/machineactions',
-        query: {
-          $filter: `machineId eq '${odata(machineId)}' and type eq '${spec.type}' and status eq '${status}'`,
-        },
+        path: next ?? '/api/machineactions',
+        ...(next ? {} : { query: { $filter: filter } }),
         on429: 'return',
       });
-      const wording = {
-        permission: POLL_PERMISSION,
-        notFound: `device ${machineId} was not found in Defender`,
-        what: 'GET machineactions',
-      };
       if (result.kind === 'response' && result.status === 429) {
         const wait = retryAfterMs(result.headers) ?? DEFAULT_THROTTLE_MS;
         return {
@@ -418,17 +496,16 @@ export class DefenderExecutor implements ResponseExecutor {
         };
       }
       const list = machineActionListSchema.safeParse(result.body);
-      const open = (list.success ? list.data.value : [])
-        .map((item) => machineActionSchema.safeParse(item))
-        .flatMap((p) => (p.success ? [p.data] : []))
-        .filter((ma) => sameCase(ma.status, status) && sameFile(ma, action));
-      const found = open.find((ma) => ma.requestorComment?.includes(marker)) ?? open[0];
-      if (found) {
-        this.logger?.info({ machineId, machineActionId: found.id }, 'adopting pending Defender action');
-        return { ok: true, machineAction: found };
+      if (!list.success) break;
+      for (const item of list.data.value) {
+        const parsed = machineActionSchema.safeParse(item);
+        if (parsed.success) machineActions.push(parsed.data);
       }
+      const link = list.data['@odata.nextLink'] ?? undefined;
+      next = link && this.mde.sameOrigin(link) ? link : undefined;
+      if (!next) break;
     }
-    return { ok: true };
+    return { ok: true, machineActions };
   }
 
   /**
@@ -723,6 +800,15 @@ function finished(ma: MachineAction, spec: MdeSpec): Outcome {
   return fail(`Defender reported ${spec.type} ${status}${on}${why} (action id ${ma.id})`);
 }
 
+/**
+ * What the request's comment says of the action it carries out (" per incident 48213, action act-1 (",
+ * from "MDR: isolate per incident 48213, action act-1 (approved by ...)"): ids hold no space, comma or
+ * parenthesis, so the marker of `act-1` is not part of the one of `act-10`.
+ */
+function actionMarker(action: ActionRecord): string {
+  return ` per incident ${action.incidentId}, action ${action.id} (`;
+}
+
 /** A throttled answer after an earlier attempt that may have reached Defender says so. */
 function sentIf(last: HttpResult | undefined): { maybeSent?: true } {
   return last ? { maybeSent: true } : {};
@@ -753,6 +839,11 @@ function deviceIdFromEvidence(action: ActionRecord, context: SubmitContext): str
 /** The user to act on: the Entra object id the exclusion check resolved, else what the action names. */
 function userRef(action: ActionRecord): string | undefined {
   return action.resolved?.userId ?? action.target.userId ?? action.target.upn;
+}
+
+/** An ISO time Defender gives in UTC, read as UTC even when it carries no zone; NaN when unreadable. */
+function utcMs(text: string): number {
+  return Date.parse(/(Z|[+-]\d\d:?\d\d)$/i.test(text) || text === '' ? text : `${text}Z`);
 }
 
 /** Quote a value inside an OData string literal. */

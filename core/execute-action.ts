@@ -65,6 +65,7 @@ export async function executeAction(
         ? { status: 'done', action: moved.action }
         : { status: 'skipped', reason: 'changed meanwhile' };
     }
+    const startedAt = deps.clock.now().toISOString();
     const started = await transition(
       deps,
       action,
@@ -74,7 +75,8 @@ export async function executeAction(
         dryRun: deps.executor.dryRun,
         resolved: decision.subject,
         executionToken: token,
-        leaseAt: deps.clock.now().toISOString(),
+        leaseAt: startedAt,
+        executingSince: startedAt,
       },
       { actor: SYSTEM, event: 'execute', detail: deps.executor.dryRun ? 'executing (dry run)' : 'executing' },
     );

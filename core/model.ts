@@ -102,6 +102,11 @@ export interface ActionRecord {
    * sent again.
    */
   externalId?: string;
+  /**
+   * When the action moved to `executing` (kept through takeovers): no remote operation of it can be
+   * older, so an earlier one with the same ids is never adopted.
+   */
+  executingSince?: string;
   /** When the remote operation was submitted or adopted: bounds how long it is followed. */
   submittedAt?: string;
   /** The remote operation's last status seen ("InProgress"). */

@@ -29,7 +29,8 @@ import {
 
 const MACHINE = `/prefix/api/machines/${IDS.machineId}`;
 const LIST = '/prefix/api/machineactions';
-const COMMENT = (verb: string) => `MDR: ${verb} per incident 48213 (approved by slack:U0EXPERT1)`;
+const COMMENT = (verb: string) =>
+  `MDR: ${verb} per incident 48213, action act-1 (approved by slack:U0EXPERT1)`;
 
 let time: ReturnType<typeof fakeTime>;
 
@@ -602,6 +603,122 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
 
     expect(outcome.ok).toBe(true);
     expect(progress).toEqual(['Defender: InProgress']);
+  });
+
+  it('prefers the action carrying its own marker on 400 "already in progress"', async () => {
+    const other = 'MDR: isolate per incident 48213, action act-10 (approved by slack:U0EXPERT1)';
+    mde()
+      .post(`${MACHINE}/isolate`)
+      .reply(400, fixture('error-active-request-exists'))
+      .get(LIST)
+      .query(pendingLookup('Isolate', 'Pending'))
+      .reply(200, {
+        value: [
+          machineAction({ id: 'someone-else', requestorComment: 'isolated by hand' }),
+          machineAction({ id: 'act-10s', requestorComment: other }),
+          machineAction({ id: 'mine', requestorComment: COMMENT('isolate') }),
+        ],
+      });
+    const { context } = fakeContext();
+
+    const sent = await executor().submit(
+      executingAction('isolateDevice', { deviceId: IDS.machineId }),
+      context,
+    );
+
+    expect(sent).toMatchObject({ kind: 'submitted', externalId: 'mine' });
+  });
+
+  describe('resuming a run that stopped', () => {
+    const startedAt = '2025-03-14T09:09:10.000Z';
+    const resuming = () =>
+      executingAction('isolateDevice', { deviceId: IDS.machineId }, { executingSince: startedAt });
+    const ownLookup = { $filter: `machineId eq '${IDS.machineId}' and type eq 'Isolate'` };
+
+    it('sends it when the only action with its marker is older than its start (an earlier life of the ids)', async () => {
+      let posts = 0;
+      mde()
+        .get(LIST)
+        .query(ownLookup)
+        .reply(200, {
+          value: [
+            machineAction({
+              id: 'long-ago',
+              status: 'Succeeded',
+              requestorComment: COMMENT('isolate'),
+              creationDateTimeUtc: '2025-03-14T08:00:00.0000000Z',
+            }),
+          ],
+        })
+        .post(`${MACHINE}/isolate`, { Comment: COMMENT('isolate'), IsolationType: 'Full' })
+        .reply(() => {
+          posts++;
+          return [201, machineAction({ id: 'new-1' })];
+        });
+
+      const sent = await executor().submit(
+        resuming(),
+        fakeContext(incidentRecord(), { resume: true }).context,
+      );
+
+      expect(posts).toBe(1);
+      expect(sent).toMatchObject({ kind: 'submitted', externalId: 'new-1' });
+    });
+
+    it('reads every page of the lookup and adopts its own action, ended, with its outcome', async () => {
+      mde()
+        .get(LIST)
+        .query(ownLookup)
+        .reply(200, {
+          value: [machineAction({ id: 'other', status: 'Succeeded', requestorComment: 'isolated by hand' })],
+          '@odata.nextLink': `${MDE_URL}/api/machineactions?$skiptoken=page-2`,
+        })
+        .get(LIST)
+        .query({ $skiptoken: 'page-2' })
+        .reply(200, {
+          value: [
+            machineAction({
+              id: 'mine',
+              status: 'Cancelled',
+              cancellationComment: 'cancelled in the portal',
+              requestorComment: COMMENT('isolate'),
+              creationDateTimeUtc: '2025-03-14T09:09:11.2000000Z',
+            }),
+          ],
+        });
+
+      const sent = await executor().submit(
+        resuming(),
+        fakeContext(incidentRecord(), { resume: true }).context,
+      );
+
+      expect(sent).toEqual({
+        kind: 'finished',
+        externalId: 'mine',
+        outcome: {
+          ok: false,
+          reason: `Defender reported Isolate Cancelled on ${IDS.machineName}: cancelled in the portal (action id mine)`,
+        },
+      });
+    });
+
+    it('sends nothing while the lookup is refused for the rate limit, and the next run looks again', async () => {
+      mde()
+        .get(LIST)
+        .query(ownLookup)
+        .reply(
+          429,
+          { error: { code: 'TooManyRequests', message: 'Rate limit is exceeded.', target: 'c0ffee' } },
+          { 'Retry-After': '7' },
+        );
+
+      const sent = await executor().submit(
+        resuming(),
+        fakeContext(incidentRecord(), { resume: true }).context,
+      );
+
+      expect(sent).toMatchObject({ kind: 'throttled', retryAfterMs: 7_000, maybeSent: true });
+    });
   });
 
   it('resumes polling after a restart without sending the action again', async () => {

@@ -68,14 +68,89 @@ function redisStore(): RedisStore {
 const mde = () => nock(MDE_ORIGIN, { reqheaders: { authorization: `Bearer ${MDE_TOKEN}` } });
 
 /** A machine action as Defender returns it, for the incident and device of these tests. */
-const machineAction = (id: string, incidentId: string, status = 'Pending') =>
+const machineAction = (id: string, incidentId: string, status = 'Pending', actionId = 'act-1') =>
   fixture('machine-action', {
     id,
     status,
     machineId: DEVICE,
     computerDnsName: 'ws-042.contoso.com',
-    requestorComment: `MDR: isolate per incident ${incidentId} (approved by slack:U0EXPERT1)`,
+    requestorComment: `MDR: isolate per incident ${incidentId}, action ${actionId} (approved by slack:U0EXPERT1)`,
   });
+
+/** The lookup of every machine action of a type on the device, whatever its status. */
+const OWN_LOOKUP = `machineId eq '${DEVICE}' and type eq 'Isolate'`;
+
+/**
+ * Defender keeping the machine actions of DEVICE: POST isolate creates one (`Pending`, its comment as
+ * `requestorComment`, created at the clock's time) and the lookup by device and type lists them all.
+ * `actions` may be changed to end them or to add others'.
+ */
+function defenderKeeping(clock: ManualClock) {
+  const actions: Record<string, unknown>[] = [];
+  const posts: string[] = [];
+  const lookups: string[] = [];
+  mde()
+    .persist()
+    .post(POST_ISOLATE)
+    .reply((_uri, body) => {
+      const id = `ma-${posts.length}`;
+      posts.push(id);
+      const created = fixture('machine-action', {
+        id,
+        machineId: DEVICE,
+        computerDnsName: 'ws-042.contoso.com',
+        requestorComment: (body as { Comment?: string }).Comment ?? '',
+        creationDateTimeUtc: clock.now().toISOString(),
+        lastUpdateDateTimeUtc: clock.now().toISOString(),
+      });
+      actions.push(created);
+      return [201, created];
+    })
+    .get(LIST)
+    .query((q) => {
+      // The batched status query of submitted actions is another interceptor's.
+      if (String(q.$filter).startsWith('id in (')) return false;
+      lookups.push(String(q.$filter));
+      return q.$filter === OWN_LOOKUP;
+    })
+    .reply(() => [200, { value: actions }]);
+  return { actions, posts, lookups };
+}
+
+/**
+ * Approve `ref` and start it on a run that is killed right after Defender's 201, before the remote id
+ * is recorded (the store goes away under it); the action stays `executing` under that run's token.
+ */
+async function killedAfterSending(
+  h: ReturnType<typeof onRedis>,
+  ref: { incidentId: string; actionId: string },
+) {
+  await approveAction(h.deps, ref, EXPERT);
+  h.jobs.jobs.length = 0;
+  let crashed = false;
+  const crashing = new Proxy(h.store, {
+    get(target, name, receiver) {
+      if (name === 'compareAndSet') {
+        return (...args: Parameters<ActionStore['compareAndSet']>) => {
+          if (args[0].externalId && !crashed) {
+            crashed = true;
+            return Promise.reject(new StoreUnavailableError('Redis is not reachable (test)'));
+          }
+          return target.compareAndSet(...args);
+        };
+      }
+      const value = Reflect.get(target, name, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  await expect(executeAction({ ...h.deps, store: crashing }, ref, { token: 'run-a' })).rejects.toThrow(
+    StoreUnavailableError,
+  );
+  expect(await h.store.getAction(ref.incidentId, ref.actionId)).toMatchObject({
+    state: 'executing',
+    executionToken: 'run-a',
+  });
+}
 
 /** Defender answering POST isolate with a new machine action each time; counts the POSTs. */
 function acceptIsolations(incidentId: (n: number) => string = () => '1') {
@@ -199,45 +274,12 @@ describe('exactly once', () => {
 
   it('adopts the action Defender created before a crash instead of sending it again', async () => {
     const h = onRedis();
-    const posts = acceptIsolations();
-    const lookups: string[] = [];
-    mde()
-      .get(LIST)
-      .query((q) => {
-        lookups.push(String(q.$filter));
-        return String(q.$filter).includes("status eq 'Pending'");
-      })
-      .reply(200, { value: [machineAction('ma-0', '1')] });
+    const defenderSide = defenderKeeping(h.clock);
     answerStatus('Succeeded');
     await seed(h.store, '1');
     const ref = { incidentId: '1', actionId: 'act-1' };
-    await approveAction(h.deps, ref, EXPERT);
-    h.jobs.jobs.length = 0;
-    // Redis goes away right after Defender's 201: the remote id is never recorded.
-    let crashed = false;
-    const crashing = new Proxy(h.store, {
-      get(target, name, receiver) {
-        if (name === 'compareAndSet') {
-          return (...args: Parameters<ActionStore['compareAndSet']>) => {
-            if (args[0].externalId && !crashed) {
-              crashed = true;
-              return Promise.reject(new StoreUnavailableError('Redis is not reachable (test)'));
-            }
-            return target.compareAndSet(...args);
-          };
-        }
-        const value = Reflect.get(target, name, receiver);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
 
-    await expect(executeAction({ ...h.deps, store: crashing }, ref, { token: 'run-a' })).rejects.toThrow(
-      StoreUnavailableError,
-    );
-    expect(await h.store.getAction('1', 'act-1')).toMatchObject({
-      state: 'executing',
-      executionToken: 'run-a',
-    });
+    await killedAfterSending(h, ref);
     expect(await recoverApprovals(h.deps, 60_000)).toBe(0);
     h.clock.advance(61_000);
     expect(await recoverApprovals(h.deps, 60_000)).toBe(1);
@@ -247,11 +289,78 @@ describe('exactly once', () => {
     await followActions(h.deps);
 
     expect(resumed).toMatchObject({ status: 'done', action: { state: 'executing', externalId: 'ma-0' } });
-    expect(posts).toEqual(['ma-0']);
-    expect(lookups[0]).toBe(`machineId eq '${DEVICE}' and type eq 'Isolate' and status eq 'Pending'`);
+    expect(defenderSide.posts).toEqual(['ma-0']);
+    expect(defenderSide.lookups).toEqual([OWN_LOOKUP]);
     expect(await h.store.getAction('1', 'act-1')).toMatchObject({ state: 'succeeded' });
     expect((await h.store.listAudit('1')).map((e) => e.detail)).toContain(
       'taken over from a run that stopped (stale lease)',
+    );
+  });
+
+  it.each([
+    { status: 'Succeeded', state: 'succeeded', field: 'result' },
+    { status: 'Failed', state: 'failed', field: 'error' },
+  ])(
+    'adopts its own action that already ended $status on a takeover, and ends with it at once',
+    async ({ status, state, field }) => {
+      const h = onRedis();
+      const defenderSide = defenderKeeping(h.clock);
+      await seed(h.store, '1');
+      const ref = { incidentId: '1', actionId: 'act-1' };
+      await killedAfterSending(h, ref);
+      const [sent] = defenderSide.actions;
+      expect(sent?.requestorComment).toBe(
+        'MDR: isolate per incident 1, action act-1 (approved by slack:U0EXPERT1)',
+      );
+      // Defender carries it out while no run follows it.
+      h.clock.advance(61_000);
+      Object.assign(sent ?? {}, { status, lastUpdateDateTimeUtc: h.clock.now().toISOString() });
+
+      const resumed = await executeAction(h.deps, ref, { token: 'run-b' });
+
+      expect(defenderSide.posts).toEqual(['ma-0']);
+      expect(resumed).toMatchObject({ status: 'done', action: { state, externalId: 'ma-0' } });
+      const stored = await h.store.getAction('1', 'act-1');
+      expect(stored).toMatchObject({ state, externalId: 'ma-0' });
+      expect(stored?.[field as 'result' | 'error']).toContain(`Isolate ${status}`);
+    },
+  );
+
+  it('does not adopt the action of another action id on the same device and sends its own once', async () => {
+    const h = onRedis();
+    const defenderSide = defenderKeeping(h.clock);
+    await seed(h.store, '1', ['act-1', 'act-10']);
+    const ref = { incidentId: '1', actionId: 'act-1' };
+    await approveAction(h.deps, ref, EXPERT);
+    // The run that started act-1 is killed before it sends anything.
+    const killed = {
+      dryRun: false,
+      submit: () => Promise.reject(new StoreUnavailableError('replica killed (test)')),
+      check: () => Promise.resolve([]),
+    };
+    await expect(executeAction({ ...h.deps, executor: killed }, ref, { token: 'run-a' })).rejects.toThrow(
+      StoreUnavailableError,
+    );
+    // act-10 was isolated on the same device meanwhile and has ended.
+    h.clock.advance(30_000);
+    defenderSide.actions.push(
+      fixture('machine-action', {
+        id: 'ma-act-10',
+        status: 'Succeeded',
+        machineId: DEVICE,
+        requestorComment: 'MDR: isolate per incident 1, action act-10 (approved by slack:U0EXPERT1)',
+        creationDateTimeUtc: h.clock.now().toISOString(),
+      }),
+    );
+    h.clock.advance(31_000);
+
+    const resumed = await executeAction(h.deps, ref, { token: 'run-b' });
+
+    expect(defenderSide.lookups).toEqual([OWN_LOOKUP]);
+    expect(defenderSide.posts).toEqual(['ma-0']);
+    expect(resumed).toMatchObject({ status: 'done', action: { state: 'executing', externalId: 'ma-0' } });
+    expect(defenderSide.actions[1]?.requestorComment).toBe(
+      'MDR: isolate per incident 1, action act-1 (approved by slack:U0EXPERT1)',
     );
   });
 
