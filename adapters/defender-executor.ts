@@ -269,20 +269,31 @@ export class DefenderExecutor implements ResponseExecutor {
     if (context.resume) {
       // A run that stopped may have sent it after its last record, and that action may have ended since:
       // adopt the one carrying this action's marker, whatever its status, before sending anything.
-      const own = await this.findOwn(machineId, spec, action);
-      if (!own.ok) return own.result;
-      if (own.machineAction) {
-        const ma = own.machineAction;
-        this.logger?.info(
-          { incidentId: action.incidentId, actionId: action.id, machineActionId: ma.id, status: ma.status },
-          'resuming: adopted the Defender machine action an earlier run sent',
-        );
-        return TERMINAL.has(ma.status.toLowerCase())
-          ? finishedWith(finished(ma, spec), ma.id)
-          : submitted(ma);
-      }
+      const adopted = await this.adoptOwn(machineId, spec, action, 'resuming');
+      if (adopted) return adopted;
     }
     return this.createMachineAction(machineId, action, spec, context);
+  }
+
+  /**
+   * The result of adopting the machine action an earlier request for this action created (see
+   * `findOwn`), finished at once when it already ended; undefined when there is none.
+   */
+  private async adoptOwn(
+    machineId: string,
+    spec: MdeSpec,
+    action: ActionRecord,
+    why: string,
+  ): Promise<SubmitResult | undefined> {
+    const own = await this.findOwn(machineId, spec, action);
+    if (!own.ok) return own.result;
+    const ma = own.machineAction;
+    if (!ma) return undefined;
+    this.logger?.info(
+      { incidentId: action.incidentId, actionId: action.id, machineActionId: ma.id, status: ma.status },
+      `${why}: adopted the Defender machine action an earlier request sent`,
+    );
+    return TERMINAL.has(ma.status.toLowerCase()) ? finishedWith(finished(ma, spec), ma.id) : submitted(ma);
   }
 
   /** POST the action once; re-POST after a fault only when Defender shows no pending action for it. */
@@ -305,7 +316,10 @@ export class DefenderExecutor implements ResponseExecutor {
     let last: HttpResult | undefined;
     for (let attempt = 0; attempt <= this.maxRetries; attempt++) {
       if (last) {
-        // The previous POST may have reached Defender: never send a second one blindly.
+        // The previous POST may have reached Defender, and what it created may even have ended: never
+        // send a second one blindly.
+        const adopted = await this.adoptOwn(machineId, spec, action, 'retrying after a fault');
+        if (adopted) return adopted;
         const pending = await this.findPending(machineId, spec, action, true);
         if (!pending.ok) return pending.result;
         if (pending.machineAction) return submitted(pending.machineAction);

@@ -354,10 +354,10 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       })
       .get('/prefix/api/machineactions')
       .query((q) => {
-        log.push(`lookup ${String(q.$filter).split("status eq '")[1]?.replace("'", '')}`);
+        log.push(`lookup ${String(q.$filter).split("status eq '")[1]?.replace("'", '') ?? 'own'}`);
         return true;
       })
-      .times(4)
+      .times(6)
       .reply(200, fixture('machine-actions-empty'))
       .get(LIST)
       .query(byId())
@@ -373,9 +373,11 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     expect(outcome.ok).toBe(true);
     expect(log).toEqual([
       'POST',
+      'lookup own',
       'lookup Pending',
       'lookup InProgress',
       'POST',
+      'lookup own',
       'lookup Pending',
       'lookup InProgress',
       'POST',
@@ -387,6 +389,11 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     const api = mde()
       .post(`${MACHINE}/isolate`)
       .replyWithError({ code: 'ECONNRESET', message: 'socket hang up' })
+      // No action carrying this action's marker (the fixture's comment is another tool's)...
+      .get('/prefix/api/machineactions')
+      .query({ $filter: `machineId eq '${IDS.machineId}' and type eq 'Isolate'` })
+      .reply(200, fixture('machine-actions-empty'))
+      // ...but a pending one of the same type, which Defender would refuse a second of: adopted.
       .get('/prefix/api/machineactions')
       .query(pendingLookup('Isolate', 'Pending'))
       .reply(200, { value: [machineAction()] })
@@ -663,6 +670,33 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
 
       expect(posts).toBe(1);
       expect(sent).toMatchObject({ kind: 'submitted', externalId: 'new-1' });
+    });
+
+    it('adopts its own action, already ended, after a POST answered 503 that Defender had in fact created', async () => {
+      let posts = 0;
+      mde()
+        .post(`${MACHINE}/isolate`)
+        .reply(() => {
+          posts++;
+          return [503, fixture('error-service-unavailable')];
+        })
+        .get(LIST)
+        .query(ownLookup)
+        .reply(200, {
+          value: [
+            machineAction({
+              id: 'created-anyway',
+              status: 'Succeeded',
+              requestorComment: COMMENT('isolate'),
+              creationDateTimeUtc: '2025-03-14T09:09:10.5000000Z',
+            }),
+          ],
+        });
+
+      const sent = await executor().submit(resuming(), fakeContext(incidentRecord()).context);
+
+      expect(posts).toBe(1);
+      expect(sent).toMatchObject({ kind: 'finished', externalId: 'created-anyway', outcome: { ok: true } });
     });
 
     it('reads every page of the lookup and adopts its own action, ended, with its outcome', async () => {
