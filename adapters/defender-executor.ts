@@ -27,7 +27,10 @@ export interface DefenderExecutorOptions extends RetryOptions {
   defenderApiUrl: string;
   /** `GRAPH_API_URL`, may carry a path prefix. */
   graphApiUrl: string;
-  /** Longest wait for a machine action to finish before the outcome is a failure (default 10 min). */
+  /**
+   * Longest wait for a machine action or an email remediation to finish before the outcome is a failure
+   * (default 10 min).
+   */
   maxPollMs?: number;
   /**
    * Paces machine-action requests to Defender's limits across replicas (default: this process alone,
@@ -128,16 +131,53 @@ const machineActionListSchema = z.looseObject({
   '@odata.nextLink': z.string().nullish(),
 });
 
+/**
+ * An analyzed email, as Graph beta documents it (microsoft-graph-docs-contrib, beta
+ * `resources/security-analyzedemail.md`, `api/security-analyzedemail-get.md`): only what is read here.
+ * `latestDelivery` is an `analyzedEmailDeliveryDetail` (`resources/security-analyzedemaildeliverydetail.md`):
+ * `action` (deliveryAction) and `location` (deliveryLocation: `unknown`, `inbox_folder`, `junkFolder`,
+ * `deletedFolder`, `quarantine`, `onprem_external`, `failed`, `dropped`, `others`, `unknownFutureValue`).
+ */
+const analyzedEmailSchema = z.looseObject({
+  id: z.string().min(1),
+  networkMessageId: z.string().nullish(),
+  recipientEmailAddress: z.string().nullish(),
+  latestDelivery: z.looseObject({ action: z.string().nullish(), location: z.string().nullish() }).nullish(),
+});
+type AnalyzedEmail = z.infer<typeof analyzedEmailSchema>;
+
 const analyzedEmailListSchema = z.looseObject({
-  value: z.array(
-    z.looseObject({
-      id: z.string().min(1),
-      networkMessageId: z.string().nullish(),
-      recipientEmailAddress: z.string().nullish(),
-    }),
-  ),
+  value: z.array(analyzedEmailSchema),
   '@odata.nextLink': z.string().nullish(),
 });
+
+/**
+ * `GET analyzedEmails/{id}` answers the analyzedEmail object; the documented example wraps it in
+ * `value`, so both are read.
+ */
+const analyzedEmailGetSchema = z.union([
+  analyzedEmailSchema,
+  z.looseObject({ value: analyzedEmailSchema }).transform((wrapped) => wrapped.value),
+]);
+
+/** Where a soft delete puts an email: the deleted items (recoverable items) folder. */
+const SOFT_DELETED = 'deletedfolder';
+/**
+ * Latest delivery locations a mailbox remediation cannot change: the remediation has failed for that
+ * email (it is not in a cloud mailbox).
+ */
+const OUT_OF_REACH: Record<string, string> = {
+  quarantine: 'is in quarantine, not in a mailbox',
+  failed: 'was never delivered (delivery failed)',
+  dropped: 'was dropped, never delivered to a mailbox',
+  onprem_external: 'was delivered to an on-premises or external mailbox, which Defender cannot remediate',
+};
+/** Where Action center lists email remediations when Graph gave no `Location`. */
+const ACTION_CENTER = 'https://security.microsoft.com/action-center/history';
+/** Analyzed emails one `check` asks about at most (Graph allows 150 security requests a minute). */
+export const EMAIL_CHECKS_PER_ROUND = 20;
+/** Analyzed-email GETs in flight at once. */
+const EMAIL_CHECK_PARALLEL = 5;
 
 type Outcome = ExecutionOutcome;
 const fail = (reason: string): Outcome => ({ ok: false, reason });
@@ -187,6 +227,10 @@ export class DefenderExecutor implements ResponseExecutor {
   private readonly pacer: SubmissionPacer;
   /** Defender asked (429) not to be polled before this time. */
   private checksPausedUntil = 0;
+  /** Graph asked (429) not to be asked about analyzed emails before this time. */
+  private emailChecksPausedUntil = 0;
+  /** Where the next round starts among the remediations in flight, so each is asked in turn. */
+  private emailCursor = 0;
 
   constructor(options: DefenderExecutorOptions) {
     const { credential, defenderApiUrl, graphApiUrl, pacer, ...rest } = options;
@@ -220,19 +264,15 @@ export class DefenderExecutor implements ResponseExecutor {
   async check(actions: ActionRecord[]): Promise<RemoteCheck[]> {
     const results: RemoteCheck[] = actions.map(() => ({ kind: 'unknown', reason: 'not asked' }));
     const machine: number[] = [];
+    const emails: number[] = [];
     actions.forEach((action, i) => {
       if (!action.externalId) return;
       if (isMdeAction(action.type)) machine.push(i);
-      else if (action.type === 'softDeleteEmails') {
-        // A remediation is not followed: it was submitted, Action center shows the rest.
-        results[i] = {
-          kind: 'finished',
-          outcome: {
-            ok: true,
-            detail: `soft delete submitted before a restart; follow it in Action center: ${action.externalId}`,
-          },
-        };
-      }
+      else if (action.type === 'softDeleteEmails') emails.push(i);
+    });
+    const remediations = await this.checkRemediations(emails.map((i) => actions[i] as ActionRecord));
+    emails.forEach((i, k) => {
+      results[i] = remediations[k] ?? results[i] ?? { kind: 'unknown', reason: 'not asked' };
     });
     for (let at = 0; at < machine.length; at += CHECK_BATCH) {
       const batch = machine.slice(at, at + CHECK_BATCH);
@@ -702,13 +742,23 @@ export class DefenderExecutor implements ResponseExecutor {
 
   // ---- Microsoft Graph email remediation ----
 
+  /**
+   * Find the analyzed emails of the message and ask Defender once to soft-delete them. Graph answers 202
+   * with a `Location` (an Action center link carrying the bulk id, no status API behind it: beta
+   * `api/security-analyzedemail-remediate.md`), so the remediation is followed by the emails' latest
+   * delivery location (see `checkRemediations`): the link is recorded as the remote id and the email
+   * ids as its items. One with a remote id is never sent again.
+   */
   private async softDeleteEmails(action: ActionRecord, context: SubmitContext): Promise<SubmitResult> {
     if (action.externalId) {
       // Sent before a restart: a second remediation would only duplicate it in Action center.
-      return finishedWith({
-        ok: true,
-        detail: `soft delete submitted before a restart; follow it in Action center: ${action.externalId}`,
-      });
+      return {
+        kind: 'submitted',
+        externalId: action.externalId,
+        status: action.remoteStatus ?? 'submitted',
+        progress: action.progress ?? 'Soft delete submitted',
+        ...(action.remoteItems ? { items: action.remoteItems } : {}),
+      };
     }
     const { networkMessageId, recipient } = action.target;
     if (!networkMessageId) {
@@ -716,13 +766,14 @@ export class DefenderExecutor implements ResponseExecutor {
     }
     const found = await this.findAnalyzedEmails(networkMessageId, recipient);
     if (!found.ok) return finishedWith(found);
-    if (found.ids.length === 0) {
+    if (found.emails.length === 0) {
       return finishedWith(
         fail(
           `no analyzed email with network message id ${networkMessageId}${recipient ? ` for ${recipient}` : ''} in the last ${this.emailSearchDays} days, so nothing was deleted`,
         ),
       );
     }
+    const ids = found.emails.map((email) => email.id);
     if (!(await context.claim())) return { kind: 'abandoned', reason: 'another run holds the action' };
     const approver = context.approvedBy.replace(/^[a-z]+:/, '');
     const result = await this.graph.send({
@@ -735,7 +786,7 @@ export class DefenderExecutor implements ResponseExecutor {
         action: 'softDelete',
         ...(/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(approver) ? { approverUpn: approver } : {}),
         remediateSendersCopy: false,
-        analyzedEmails: found.ids.map((id) => ({ id })),
+        analyzedEmails: ids.map((id) => ({ id })),
       },
       // A repeated remediation would show twice in Action center: only a 429 (refused) is retried.
       retryUnsafe: false,
@@ -755,21 +806,153 @@ export class DefenderExecutor implements ResponseExecutor {
         ),
       );
     }
-    const location = result.headers.get('location') ?? undefined;
-    const where = location ? `; follow it in Action center: ${location}` : '';
-    return finishedWith(
-      { ok: true, detail: `soft delete of ${found.ids.length} email(s) submitted to Defender${where}` },
-      location,
+    const location = result.headers.get('location') ?? '';
+    return {
+      kind: 'submitted',
+      externalId: /^https:\/\//i.test(location) ? location : ACTION_CENTER,
+      status: 'submitted',
+      progress: remediationProgress(0, ids.length),
+      items: ids,
+    };
+  }
+
+  /**
+   * The state of submitted soft deletes, from each analyzed email's `latestDelivery.location` (`GET
+   * /beta/security/collaboration/analyzedEmails/{id}`, permission SecurityAnalyzedMessage.Read.All):
+   * done when every email is in `deletedFolder`, failed when one is where no mailbox remediation reaches
+   * (quarantine, dropped, failed delivery, on-premises) or Graph refuses for good, else still running. At
+   * most EMAIL_CHECKS_PER_ROUND emails are asked per round, starting each round where the last stopped;
+   * a 429 holds every email check for its Retry-After. The bounded wait is the machine actions' one.
+   */
+  private async checkRemediations(actions: ActionRecord[]): Promise<RemoteCheck[]> {
+    const results: RemoteCheck[] = actions.map((action) =>
+      this.overdue(action)
+        ? { kind: 'finished', outcome: this.remediationTooLong(action, 'not asked this round') }
+        : { kind: 'unknown', reason: 'not asked this round' },
+    );
+    if (actions.length === 0) return results;
+    let budget = EMAIL_CHECKS_PER_ROUND;
+    const start = this.emailCursor % actions.length;
+    for (let k = 0; k < actions.length && budget > 0; k++) {
+      const i = (start + k) % actions.length;
+      const action = actions[i] as ActionRecord;
+      if (this.now() < this.emailChecksPausedUntil) {
+        results[i] = this.emailsUnknown(action, 'Microsoft Graph asked to wait (429)');
+        continue;
+      }
+      const ids = action.remoteItems ?? [];
+      if (ids.length === 0) {
+        results[i] = {
+          kind: 'finished',
+          outcome: fail(
+            `the soft delete recorded no analyzed email to follow; check it in Action center: ${action.externalId}`,
+          ),
+        };
+        continue;
+      }
+      budget -= ids.length;
+      this.emailCursor = i + 1;
+      results[i] = await this.checkRemediation(action, ids);
+    }
+    return results;
+  }
+
+  private async checkRemediation(action: ActionRecord, ids: string[]): Promise<RemoteCheck> {
+    const answers: HttpResult[] = [];
+    for (let at = 0; at < ids.length; at += EMAIL_CHECK_PARALLEL) {
+      const chunk = ids.slice(at, at + EMAIL_CHECK_PARALLEL);
+      answers.push(
+        ...(await Promise.all(
+          chunk.map((id) =>
+            this.graph.send({
+              method: 'GET',
+              path: `/beta/security/collaboration/analyzedEmails/${encodeURIComponent(id)}`,
+              on429: 'return',
+              retries: 0,
+            }),
+          ),
+        )),
+      );
+    }
+    const link = action.externalId as string;
+    let deleted = 0;
+    let passing: string | undefined;
+    const refused: string[] = [];
+    for (const [k, result] of answers.entries()) {
+      const id = ids[k] as string;
+      if (result.kind === 'response' && result.ok) {
+        const parsed = analyzedEmailGetSchema.safeParse(result.body);
+        const location = parsed.success ? (parsed.data.latestDelivery?.location ?? '') : '';
+        const where = location.toLowerCase();
+        if (where === SOFT_DELETED) deleted++;
+        else if (OUT_OF_REACH[where])
+          refused.push(`email ${id} ${OUT_OF_REACH[where]} (latest delivery location ${location})`);
+        continue;
+      }
+      const wording = {
+        permission: 'SecurityAnalyzedMessage.Read.All',
+        notFound: `the analyzed email ${id} is no longer found`,
+        what: 'GET analyzedEmails',
+      };
+      const transient =
+        result.kind === 'network' ||
+        (result.kind === 'response' && (result.status === 429 || result.status >= 500));
+      if (!transient) {
+        refused.push(describeFailure('Microsoft Graph', result, wording));
+        continue;
+      }
+      if (result.kind === 'response' && result.status === 429) {
+        this.emailChecksPausedUntil = this.now() + (retryAfterMs(result.headers) ?? DEFAULT_THROTTLE_MS);
+      }
+      passing ??= describeFailure('Microsoft Graph', result, wording);
+    }
+    if (refused.length > 0) {
+      return {
+        kind: 'finished',
+        outcome: fail(
+          `soft delete of ${ids.length} email(s) failed: ${refused.join('; ')}; see Action center: ${link}`,
+        ),
+      };
+    }
+    // An email not read this round may be deleted already: the count would go back on the card.
+    if (passing) return this.emailsUnknown(action, passing);
+    if (deleted === ids.length) {
+      return {
+        kind: 'finished',
+        outcome: {
+          ok: true,
+          detail: `Defender: ${deleted} email(s) soft-deleted (now in deleted items); Action center: ${link}`,
+        },
+      };
+    }
+    if (this.overdue(action)) {
+      return { kind: 'finished', outcome: this.remediationTooLong(action, undefined, deleted) };
+    }
+    return { kind: 'running', status: 'submitted', progress: remediationProgress(deleted, ids.length) };
+  }
+
+  private emailsUnknown(action: ActionRecord, problem: string): RemoteCheck {
+    return this.overdue(action)
+      ? { kind: 'finished', outcome: this.remediationTooLong(action, problem) }
+      : { kind: 'unknown', reason: problem };
+  }
+
+  private remediationTooLong(action: ActionRecord, lastProblem?: string, deleted?: number): Outcome {
+    const total = action.remoteItems?.length ?? 0;
+    const seen = deleted === undefined ? '' : ` (${deleted} of ${total} in deleted items)`;
+    const also = lastProblem ? ` (last check: ${lastProblem})` : '';
+    return fail(
+      `soft delete of ${total} email(s) not confirmed by Defender after ${formatDuration(this.maxPollMs)}${seen}; follow it in Action center: ${action.externalId}${also}`,
     );
   }
 
   private async findAnalyzedEmails(
     networkMessageId: string,
     recipient: string | undefined,
-  ): Promise<{ ok: true; ids: string[] } | { ok: false; reason: string }> {
+  ): Promise<{ ok: true; emails: AnalyzedEmail[] } | { ok: false; reason: string }> {
     const end = new Date(this.now());
     const start = new Date(end.getTime() - this.emailSearchDays * 86_400_000);
-    const ids: string[] = [];
+    const emails: AnalyzedEmail[] = [];
     let next: string | undefined = this.graph.url('/beta/security/collaboration/analyzedEmails', {
       startTime: start.toISOString(),
       endTime: end.toISOString(),
@@ -795,13 +978,18 @@ export class DefenderExecutor implements ResponseExecutor {
         if (email.networkMessageId && !sameCase(email.networkMessageId, networkMessageId)) continue;
         if (recipient && email.recipientEmailAddress && !sameCase(email.recipientEmailAddress, recipient))
           continue;
-        ids.push(email.id);
+        emails.push(email);
       }
       const link = parsed.data['@odata.nextLink'] ?? undefined;
       next = link && this.graph.sameOrigin(link) ? link : undefined;
     }
-    return { ok: true, ids };
+    return { ok: true, emails };
   }
+}
+
+/** The card's progress of a soft delete while Defender has not confirmed every email. */
+function remediationProgress(deleted: number, total: number): string {
+  return `Soft delete submitted: ${deleted} of ${total} email(s) in deleted items`;
 }
 
 function finished(ma: MachineAction, spec: MdeSpec): Outcome {

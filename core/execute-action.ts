@@ -229,6 +229,7 @@ async function submit(
         'executing',
         {
           externalId: result.externalId,
+          ...(result.items ? { remoteItems: result.items } : {}),
           submittedAt: deps.clock.now().toISOString(),
           remoteStatus: result.status,
           progress: result.progress,

@@ -103,6 +103,11 @@ export interface ActionRecord {
    */
   externalId?: string;
   /**
+   * The items the remote operation acts on, when it is followed item by item (the analyzed email ids
+   * of a soft delete): recorded with `externalId`.
+   */
+  remoteItems?: string[];
+  /**
    * When the action moved to `executing` (kept through takeovers): no remote operation of it can be
    * older, so an earlier one with the same ids is never adopted.
    */

@@ -139,8 +139,11 @@ export type ExecutionOutcome = { ok: true; detail: string } | { ok: false; reaso
 export type SubmitResult =
   /** Done at once (Graph user actions, dry run) or refused: the action ends with this outcome. */
   | { kind: 'finished'; outcome: ExecutionOutcome; externalId?: string }
-  /** A remote operation runs (an MDE machine action, sent or adopted): it is followed by its id. */
-  | { kind: 'submitted'; externalId: string; status: string; progress: string }
+  /**
+   * A remote operation runs (an MDE machine action sent or adopted, an email remediation): it is
+   * followed by its id and, when given, the `items` it acts on.
+   */
+  | { kind: 'submitted'; externalId: string; status: string; progress: string; items?: string[] }
   /**
    * Not sent now: a rate limit is in the way; try again after `retryAfterMs`. `maybeSent`: an earlier
    * attempt of this run may have reached the service, so the next run looks for it before sending.

@@ -59,8 +59,39 @@ const byId = (...ids: string[]) => ({
 });
 const listOf = (...actions: unknown[]) => ({ value: actions });
 
+const BEA_EMAIL = 'a3f9c1e7-0b2d-4c5e-8f6a-91d3b7e2c4f0-bea';
+const ALEX_EMAIL = 'a3f9c1e7-0b2d-4c5e-8f6a-91d3b7e2c4f0-alex';
+const EMAILS = '/msgraph/beta/security/collaboration/analyzedEmails';
+const ACTION_CENTER =
+  'https://security.microsoft.com/action-center/history?filters=%7B%22bulkId%22%3A%5B%222e1f0b1c%22%5D%7D';
+
 /**
- * Submit, then follow as the core does: the submitted id is recorded, and each 5 s round asks `check`
+ * `GET analyzedEmails/{id}` as the beta docs show it (wrapped in `value`), the email's latest delivery
+ * at `location`.
+ */
+function analyzedEmail(id: string, location: string) {
+  const { value } = fixture<{ value: Record<string, unknown> }>('analyzed-email');
+  const latest = value.latestDelivery as Record<string, unknown>;
+  return fixture('analyzed-email', {
+    value: { ...value, id, latestDelivery: { ...latest, location } },
+  });
+}
+
+/** Graph answering one GET of analyzed email `id` with each of `locations` in turn; counts the GETs. */
+function deliveries(id: string, ...locations: string[]) {
+  const asked = { count: 0 };
+  const scope = graph();
+  for (const location of locations) {
+    scope.get(`${EMAILS}/${id}`).reply(() => {
+      asked.count++;
+      return [200, analyzedEmail(id, location)];
+    });
+  }
+  return asked;
+}
+
+/**
+ * Submit, then follow as the core does: the submitted id (and items) is recorded, and each 5 s round asks `check`
  * until the action ends. Progress is recorded when it changes, as the card shows it.
  */
 async function carryOut(
@@ -80,6 +111,7 @@ async function carryOut(
   let current: ActionRecord = {
     ...action,
     externalId: sent.externalId,
+    ...(sent.items ? { remoteItems: sent.items } : {}),
     submittedAt: action.submittedAt ?? new Date(time.now()).toISOString(),
     remoteStatus: sent.status,
     progress: sent.progress,
@@ -967,26 +999,25 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
     expect(time.waits).toEqual([7000, 2000]);
   });
 
-  it('finds the analyzed email for the recipient and soft-deletes it (202, Action center link)', async () => {
+  it("soft-deletes the recipient's analyzed email and succeeds once Defender shows it in deleted items", async () => {
     let remediation: unknown;
     let query: Record<string, unknown> = {};
-    const actionCenter =
-      'https://security.microsoft.com/action-center/history?filters=%7B%22bulkId%22%3A%5B%222e1f0b1c%22%5D%7D';
     const api = graph()
-      .get('/msgraph/beta/security/collaboration/analyzedEmails')
+      .get(EMAILS)
       .query((q) => {
         query = q;
         return true;
       })
       .reply(200, fixture('analyzed-emails'))
-      .post('/msgraph/beta/security/collaboration/analyzedEmails/remediate', (b) => {
+      .post(`${EMAILS}/remediate`, (b) => {
         remediation = b;
         return true;
       })
-      .reply(202, '', { Location: actionCenter });
-    const { context, checkpoints } = fakeContext();
+      .reply(202, '', { Location: ACTION_CENTER });
+    const asked = deliveries(BEA_EMAIL, 'inbox_folder', 'deletedFolder');
+    const { context, checkpoints, progress } = fakeContext();
 
-    const { outcome } = await carryOut(
+    const { outcome, sent } = await carryOut(
       executor(),
       executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
       context,
@@ -1003,14 +1034,125 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       severity: 'medium',
       action: 'softDelete',
       remediateSendersCopy: false,
-      analyzedEmails: [{ id: 'a3f9c1e7-0b2d-4c5e-8f6a-91d3b7e2c4f0-bea' }],
+      analyzedEmails: [{ id: BEA_EMAIL }],
     });
+    expect(sent).toEqual({
+      kind: 'submitted',
+      externalId: ACTION_CENTER,
+      status: 'submitted',
+      progress: 'Soft delete submitted: 0 of 1 email(s) in deleted items',
+      items: [BEA_EMAIL],
+    });
+    expect(progress).toEqual(['Soft delete submitted: 0 of 1 email(s) in deleted items']);
+    expect(asked.count).toBe(2);
     expect(outcome).toEqual({
       ok: true,
-      detail: `soft delete of 1 email(s) submitted to Defender; follow it in Action center: ${actionCenter}`,
+      detail: `Defender: 1 email(s) soft-deleted (now in deleted items); Action center: ${ACTION_CENTER}`,
     });
-    expect(checkpoints).toEqual([actionCenter]);
+    expect(checkpoints).toEqual([ACTION_CENTER]);
     expect(api.isDone()).toBe(true);
+  });
+
+  it('shows how many of several emails are in deleted items while it waits', async () => {
+    graph()
+      .get(EMAILS)
+      .query(true)
+      .reply(200, fixture('analyzed-emails'))
+      .post(`${EMAILS}/remediate`)
+      .reply(202, '', { Location: ACTION_CENTER });
+    deliveries(BEA_EMAIL, 'deletedFolder', 'deletedFolder');
+    deliveries(ALEX_EMAIL, 'junkFolder', 'deletedFolder');
+    const { context, progress } = fakeContext();
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId }),
+      context,
+    );
+
+    expect(progress).toEqual([
+      'Soft delete submitted: 0 of 2 email(s) in deleted items',
+      'Soft delete submitted: 1 of 2 email(s) in deleted items',
+    ]);
+    expect(outcome.ok && outcome.detail).toMatch(/^Defender: 2 email\(s\) soft-deleted/);
+  });
+
+  it('fails with the reason when Defender shows an email where no mailbox remediation reaches', async () => {
+    graph()
+      .get(EMAILS)
+      .query(true)
+      .reply(200, fixture('analyzed-emails'))
+      .post(`${EMAILS}/remediate`)
+      .reply(202, '', { Location: ACTION_CENTER });
+    deliveries(BEA_EMAIL, 'inbox_folder', 'quarantine');
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason: `soft delete of 1 email(s) failed: email ${BEA_EMAIL} is in quarantine, not in a mailbox (latest delivery location quarantine); see Action center: ${ACTION_CENTER}`,
+    });
+  });
+
+  it('fails when Graph no longer finds a remediated email (404)', async () => {
+    graph()
+      .get(EMAILS)
+      .query(true)
+      .reply(200, fixture('analyzed-emails'))
+      .post(`${EMAILS}/remediate`)
+      .reply(202, '', { Location: ACTION_CENTER })
+      .get(`${EMAILS}/${BEA_EMAIL}`)
+      .reply(404, fixture('graph-error-404'));
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toMatch(
+      /^soft delete of 1 email\(s\) failed: .*404.*see Action center: /,
+    );
+  });
+
+  it('fails after the bounded wait with the Action center link, and waits out a 429 meanwhile', async () => {
+    const throttled = graph()
+      .get(EMAILS)
+      .query(true)
+      .reply(200, fixture('analyzed-emails'))
+      .post(`${EMAILS}/remediate`)
+      .reply(202, '', { Location: ACTION_CENTER })
+      .get(`${EMAILS}/${BEA_EMAIL}`)
+      .reply(429, fixture('graph-error-429'), { 'Retry-After': '30' });
+    let reads = 0;
+    graph()
+      .persist()
+      .get(`${EMAILS}/${BEA_EMAIL}`)
+      .reply(() => {
+        reads++;
+        return [200, analyzedEmail(BEA_EMAIL, 'inbox_folder')];
+      });
+    const ex = executor({ maxPollMs: 60_000 });
+    const start = time.now();
+
+    const { outcome } = await carryOut(
+      ex,
+      executingAction('softDeleteEmails', { networkMessageId: IDS.networkMessageId, recipient: IDS.bea }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason: `soft delete of 1 email(s) not confirmed by Defender after 1 min (0 of 1 in deleted items); follow it in Action center: ${ACTION_CENTER}`,
+    });
+    expect(time.now() - start).toBe(60_000);
+    expect(throttled.isDone()).toBe(true);
+    // Rounds every 5 s: the first one throttled (30 s), then 35 s … 60 s.
+    expect(reads).toBe(6);
   });
 
   it('names the approver UPN in the remediation when the approver is known by one', async () => {
@@ -1024,6 +1166,8 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
         return true;
       })
       .reply(202, '', { Location: 'https://security.microsoft.com/action-center/history' });
+    deliveries(BEA_EMAIL, 'deletedFolder');
+    deliveries(ALEX_EMAIL, 'deletedFolder');
     const { context } = fakeContext(incidentRecord(), { approvedBy: 'api:soc-lead@contoso.com' });
 
     await carryOut(
@@ -1115,22 +1259,30 @@ describe('DefenderExecutor: sign-in and restarts', () => {
     expect(!outcome.ok && outcome.reason).not.toContain('test-secret-value');
   });
 
-  it('does not submit a soft delete twice after a restart', async () => {
-    const { outcome } = await carryOut(
+  it('does not submit a soft delete twice after a restart, and follows the one sent', async () => {
+    const asked = deliveries(BEA_EMAIL, 'deletedFolder');
+    const { context, checkpoints } = fakeContext(incidentRecord(), { resume: true });
+
+    const { outcome, sent } = await carryOut(
       executor(),
       executingAction(
         'softDeleteEmails',
         { networkMessageId: IDS.networkMessageId, recipient: IDS.bea },
-        { externalId: 'https://security.microsoft.com/action-center/history' },
+        {
+          externalId: ACTION_CENTER,
+          remoteItems: [BEA_EMAIL],
+          remoteStatus: 'submitted',
+          progress: 'Soft delete submitted: 0 of 1 email(s) in deleted items',
+          submittedAt: '2025-03-14T09:09:40.000Z',
+        },
       ),
-      fakeContext().context,
+      context,
     );
 
-    expect(outcome).toEqual({
-      ok: true,
-      detail:
-        'soft delete submitted before a restart; follow it in Action center: https://security.microsoft.com/action-center/history',
-    });
+    expect(sent).toMatchObject({ kind: 'submitted', externalId: ACTION_CENTER, items: [BEA_EMAIL] });
+    expect(checkpoints).toEqual([]);
+    expect(asked.count).toBe(1);
+    expect(outcome.ok).toBe(true);
   });
 });
 
