@@ -210,8 +210,9 @@ function submitted(ma: MachineAction): SubmitResult {
  * after a 5xx or network error Defender is asked for a pending action before anything is sent again; on
  * resuming a run that stopped, the action that run created (its comment names this action) is adopted
  * whatever its status, and only when there is none is it sent; every POST first takes a slot of the
- * pacer (Defender's limits) and confirms the run still holds the action. Every failure is returned as an
- * outcome, never thrown, and no call waits for a machine action to end.
+ * pacer (Defender's limits) and confirms the run still holds the action. A soft delete of email is sent
+ * once and followed the same way, by its emails' latest delivery location. Every failure is returned as
+ * an outcome, never thrown, and no call waits for a remote operation to end.
  */
 export class DefenderExecutor implements ResponseExecutor {
   readonly dryRun = false;
@@ -818,7 +819,7 @@ export class DefenderExecutor implements ResponseExecutor {
 
   /**
    * The state of submitted soft deletes, from each analyzed email's `latestDelivery.location` (`GET
-   * /beta/security/collaboration/analyzedEmails/{id}`, permission SecurityAnalyzedMessage.Read.All):
+   * /beta/security/collaboration/analyzedEmails/{id}`, beta `api/security-analyzedemail-get.md`):
    * done when every email is in `deletedFolder`, failed when one is where no mailbox remediation reaches
    * (quarantine, dropped, failed delivery, on-premises) or Graph refuses for good, else still running. At
    * most EMAIL_CHECKS_PER_ROUND emails are asked per round, starting each round where the last stopped;
@@ -890,7 +891,8 @@ export class DefenderExecutor implements ResponseExecutor {
         continue;
       }
       const wording = {
-        permission: 'SecurityAnalyzedMessage.Read.All',
+        // The permission the remediation needs; it covers reading the analyzed emails too.
+        permission: 'SecurityAnalyzedMessage.ReadWrite.All',
         notFound: `the analyzed email ${id} is no longer found`,
         what: 'GET analyzedEmails',
       };

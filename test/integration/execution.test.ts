@@ -23,6 +23,8 @@ import { actionRecord, incidentRecord } from '../support/store-fixtures.js';
 import {
   fakeTime,
   fixture,
+  GRAPH_ORIGIN,
+  GRAPH_TOKEN,
   GRAPH_URL,
   MDE_ORIGIN,
   MDE_TOKEN,
@@ -488,6 +490,122 @@ describe('following submitted actions', () => {
       error:
         'Isolate still InProgress after 10 min; follow it in the Defender portal (Action center), action id ma-0',
     });
+  });
+});
+
+describe('following a soft delete of email', () => {
+  const EMAILS = '/msgraph/beta/security/collaboration/analyzedEmails';
+  const EMAIL_ID = 'a3f9c1e7-0b2d-4c5e-8f6a-91d3b7e2c4f0-bea';
+  const NETWORK_MESSAGE_ID = '0c8e4a2f-6b1d-4f3e-9a70-08dd62d1c4b5';
+  const ACTION_CENTER =
+    'https://security.microsoft.com/action-center/history?filters=%7B%22bulkId%22%3A%5B%222e1f0b1c%22%5D%7D';
+  /** Graph, answering only requests that carry the Graph token. */
+  const graph = () => nock(GRAPH_ORIGIN, { reqheaders: { authorization: `Bearer ${GRAPH_TOKEN}` } });
+
+  /** `GET analyzedEmails/{id}` in the documented shape, the latest delivery at `location`. */
+  function analyzedEmail(location: string) {
+    const { value } = fixture<{ value: Record<string, unknown> }>('analyzed-email');
+    const latest = value.latestDelivery as Record<string, unknown>;
+    return fixture('analyzed-email', { value: { ...value, latestDelivery: { ...latest, location } } });
+  }
+
+  /** An incident with a soft delete of the message to Bea; Graph lists its analyzed email and takes the remediation, counting POSTs. */
+  async function submitted(h: ReturnType<typeof onRedis>) {
+    const posts: unknown[] = [];
+    graph()
+      .get(EMAILS)
+      .query(true)
+      .reply(200, { value: [fixture('analyzed-emails').value as unknown[]].flat().slice(0, 1) })
+      .post(`${EMAILS}/remediate`)
+      .times(2)
+      .reply((_uri, body) => {
+        posts.push(body);
+        return [202, '', { Location: ACTION_CENTER }];
+      });
+    const target = { networkMessageId: NETWORK_MESSAGE_ID, recipient: 'bea.ortiz@contoso.com' };
+    await h.store.upsertIncident(
+      incidentRecord('1', { messages: [target] }),
+      [actionRecord('1', 'act-1', { type: 'softDeleteEmails', target })],
+      [],
+    );
+    await approveAction(h.deps, { incidentId: '1', actionId: 'act-1' }, EXPERT);
+    await executeAction(h.deps, { incidentId: '1', actionId: 'act-1' });
+    return posts;
+  }
+
+  it('shows "submitted" until Defender has the email in deleted items, then succeeds', async () => {
+    const h = onRedis();
+    const posts = await submitted(h);
+    const onSubmit = await h.store.getAction('1', 'act-1');
+    const inbox = graph().get(`${EMAILS}/${EMAIL_ID}`).reply(200, analyzedEmail('inbox_folder'));
+    h.clock.advance(5_000);
+    const first = await followActions(h.deps);
+    const waiting = await h.store.getAction('1', 'act-1');
+    const deleted = graph().get(`${EMAILS}/${EMAIL_ID}`).reply(200, analyzedEmail('deletedFolder'));
+    h.clock.advance(5_000);
+
+    const second = await followActions(h.deps);
+
+    expect(posts).toHaveLength(1);
+    expect(onSubmit).toMatchObject({
+      state: 'executing',
+      externalId: ACTION_CENTER,
+      remoteItems: [EMAIL_ID],
+      remoteStatus: 'submitted',
+      progress: 'Soft delete submitted: 0 of 1 email(s) in deleted items',
+    });
+    expect(first).toMatchObject({ inFlight: 1, checked: 1, ended: 0 });
+    expect(waiting).toMatchObject({
+      state: 'executing',
+      progress: 'Soft delete submitted: 0 of 1 email(s) in deleted items',
+    });
+    expect(second).toMatchObject({ ended: 1 });
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({
+      state: 'succeeded',
+      result: `Defender: 1 email(s) soft-deleted (now in deleted items); Action center: ${ACTION_CENTER}`,
+    });
+    expect(inbox.isDone() && deleted.isDone()).toBe(true);
+  });
+
+  it('fails with the reason Defender gives', async () => {
+    const h = onRedis();
+    await submitted(h);
+    graph().get(`${EMAILS}/${EMAIL_ID}`).reply(200, analyzedEmail('onprem_external'));
+
+    await followActions(h.deps);
+
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({
+      state: 'failed',
+      error: `soft delete of 1 email(s) failed: email ${EMAIL_ID} was delivered to an on-premises or external mailbox, which Defender cannot remediate (latest delivery location onprem_external); see Action center: ${ACTION_CENTER}`,
+    });
+  });
+
+  it('fails after the bounded wait, saying where to follow it in Action center', async () => {
+    const h = onRedis();
+    await submitted(h);
+    graph().get(`${EMAILS}/${EMAIL_ID}`).reply(200, analyzedEmail('inbox_folder'));
+    h.clock.advance(10 * 60_000);
+
+    await followActions(h.deps);
+
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({
+      state: 'failed',
+      error: `soft delete of 1 email(s) not confirmed by Defender after 10 min (0 of 1 in deleted items); follow it in Action center: ${ACTION_CENTER}`,
+    });
+  });
+
+  it('does not remediate again when the execution runs again, even after its lease went stale', async () => {
+    const h = onRedis();
+    const posts = await submitted(h);
+
+    const again = await executeAction(h.deps, { incidentId: '1', actionId: 'act-1' }, { token: 'run-b' });
+    h.clock.advance(10 * 60_000);
+    const stale = await executeAction(h.deps, { incidentId: '1', actionId: 'act-1' }, { token: 'run-c' });
+
+    expect(again).toEqual({ status: 'skipped', reason: 'already submitted: followed by its remote id' });
+    expect(stale).toEqual({ status: 'skipped', reason: 'already submitted: followed by its remote id' });
+    expect(posts).toHaveLength(1);
+    expect(await h.store.listActionsIn('submitted')).toHaveLength(1);
   });
 });
 
