@@ -1,6 +1,11 @@
 import { ACTION_CATALOGUE, type ActionState, type ActionType } from '../core/actions.js';
 import { portalUrlOf } from '../core/incident.js';
-import { type ManagedStatus, managedStatus } from '../core/managed-status.js';
+import {
+  CUSTOMER_OPEN_STATES,
+  EXPERT_OPEN_STATES,
+  type ManagedStatus,
+  managedStatus,
+} from '../core/managed-status.js';
 import type {
   ActionRecord,
   ActionTarget,
@@ -61,11 +66,13 @@ export interface ActionLineView {
 
 /** The managed-response panel's groups, in the order the card shows them. */
 export type ActionGroupKey =
+  | 'failed'
   | 'completed'
   | 'awaitingExpert'
   | 'expertTasks'
   | 'customerTasks'
-  | 'notCarriedOut';
+  | 'customerDone'
+  | 'rejected';
 
 /** A titled list of action lines, cut with "and N more". */
 export interface ActionGroupView {
@@ -102,8 +109,12 @@ export interface IncidentCardView {
   assets: AssetGroupView[];
   summary: { text: string; cut: boolean };
   groups: ActionGroupView[];
-  /** Counts over all actions, shown or not. */
-  counts: { total: number; needExpert: number; needCustomer: number };
+  /**
+   * Open work only, over all actions shown or not: `open` (everything not closed, running ones
+   * included), `failed` (open until retried or handed over), `needExpert` (awaiting approval, starting
+   * or by hand), `needCustomer` (pending customer tasks; done and skipped ones are closed).
+   */
+  counts: { open: number; failed: number; needExpert: number; needCustomer: number };
 }
 
 /** Options of buildIncidentView. */
@@ -153,29 +164,38 @@ const STATUS: Record<ManagedStatus, IncidentCardView['status']> = {
 };
 
 const GROUP_TITLES: Record<ActionGroupKey, string> = {
+  failed: 'Failed',
   completed: 'Completed by experts',
   awaitingExpert: 'Awaiting expert approval',
   expertTasks: 'Expert tasks',
   customerTasks: 'Pending customer actions',
-  notCarriedOut: 'Rejected or failed',
+  customerDone: 'Done by your team',
+  rejected: 'Rejected',
 };
 
-/** Display order on the card (the order of DESIGN.md: done, awaiting experts, the customer's part). */
+/**
+ * Display order on the card: failures first (open work nobody is doing until an expert retries or hands
+ * them over), then the order of DESIGN.md: done, awaiting experts, the customer's part, closed tasks.
+ */
 const GROUP_ORDER: ActionGroupKey[] = [
+  'failed',
   'completed',
   'awaitingExpert',
   'expertTasks',
   'customerTasks',
-  'notCarriedOut',
+  'customerDone',
+  'rejected',
 ];
 
 /** Which groups get lines first when the card must be cut: the ones somebody has to act on. */
 const GROUP_PRIORITY: ActionGroupKey[] = [
+  'failed',
   'awaitingExpert',
   'expertTasks',
   'customerTasks',
   'completed',
-  'notCarriedOut',
+  'customerDone',
+  'rejected',
 ];
 
 const GROUP_OF: Record<ActionState, ActionGroupKey> = {
@@ -185,9 +205,10 @@ const GROUP_OF: Record<ActionState, ActionGroupKey> = {
   executing: 'awaitingExpert',
   expertTask: 'expertTasks',
   customerPending: 'customerTasks',
-  doneByCustomer: 'customerTasks',
-  failed: 'notCarriedOut',
-  rejected: 'notCarriedOut',
+  doneByCustomer: 'customerDone',
+  skippedByCustomer: 'customerDone',
+  failed: 'failed',
+  rejected: 'rejected',
 };
 
 /** Build the typed view model of an incident's card from its stored state. */
@@ -246,12 +267,18 @@ export function buildIncidentView(
     assets: assetGroups(incident, maxAssets),
     summary: { text: cut(summaryText, summaryMax), cut: summaryText.length > summaryMax },
     groups,
-    counts: {
-      total: state.actions.length,
-      needExpert: state.actions.filter((a) => ['proposed', 'approved', 'expertTask'].includes(a.state))
-        .length,
-      needCustomer: state.actions.filter((a) => a.state === 'customerPending').length,
-    },
+    counts: openCounts(state.actions),
+  };
+}
+
+/** The card's counts: open work only (a closed customer task, done or skipped, is not counted). */
+function openCounts(actions: readonly ActionRecord[]): IncidentCardView['counts'] {
+  const count = (states: readonly ActionState[]) => actions.filter((a) => states.includes(a.state)).length;
+  return {
+    open: count([...EXPERT_OPEN_STATES, ...CUSTOMER_OPEN_STATES]),
+    failed: count(['failed']),
+    needExpert: count(['proposed', 'approved', 'expertTask']),
+    needCustomer: count(CUSTOMER_OPEN_STATES),
   };
 }
 
@@ -504,7 +531,13 @@ function actionLine(
       if (a.result) details.push(detail(a.result));
       break;
     case 'failed':
-      shown = line(`Failed${a.error ? `: ${detail(a.error)}` : ''}${dry}`, 'attention', '❌');
+      // The reason leads the details; the expert's buttons for a failure (retry, hand over) go in `buttons`.
+      shown = line(
+        `Failed${a.updatedAt ? ` at ${formatWhen(a.updatedAt, now)}` : ''}${dry}`,
+        'attention',
+        '❌',
+      );
+      details.unshift(`Reason: ${a.error ? detail(a.error) : 'not recorded'}`);
       break;
     case 'rejected':
       shown = line(`Rejected${by}${when}`, 'default', '🚫');
@@ -523,6 +556,16 @@ function actionLine(
         'good',
         '☑️',
       );
+      if (a.excludedBy) details.push(`Excluded by ${detail(a.excludedBy)}`);
+      break;
+    case 'skippedByCustomer':
+      taskId = taskIdOf(a.incidentId, a.id);
+      shown = line(
+        `Skipped${a.skippedBy ? ` by ${displayIdentity(a.skippedBy)}` : ''}${a.skippedAt ? ` at ${formatWhen(a.skippedAt, now)}` : ''}`,
+        'default',
+        '⏭️',
+      );
+      if (a.skipReason) details.push(`Reason: ${detail(a.skipReason)}`);
       if (a.excludedBy) details.push(`Excluded by ${detail(a.excludedBy)}`);
       break;
     case 'expertTask':

@@ -32,6 +32,7 @@ export const ACTION_STATES = [
   'rejected',
   'customerPending',
   'doneByCustomer',
+  'skippedByCustomer',
   'expertTask',
 ] as const;
 

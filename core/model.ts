@@ -130,6 +130,10 @@ export interface ActionRecord {
   dryRun?: boolean;
   doneBy?: Identity;
   doneAt?: string;
+  /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
+  skippedBy?: Identity;
+  skippedAt?: string;
+  skipReason?: string;
   /** Bumped on every write; the store's compare-and-set checks it. */
   version: number;
 }
@@ -212,6 +216,10 @@ export interface Task {
   createdAt: string;
   doneBy?: Identity;
   doneAt?: string;
+  /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
+  skippedBy?: Identity;
+  skippedAt?: string;
+  skipReason?: string;
 }
 
 /** Where an incident's card was posted on each platform. */

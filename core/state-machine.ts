@@ -15,6 +15,7 @@ export const TRANSITIONS: Readonly<Record<ActionState, readonly ActionState[]>> 
   failed: [],
   rejected: [],
   doneByCustomer: [],
+  skippedByCustomer: [],
 };
 
 export function canTransition(from: ActionState, to: ActionState): boolean {

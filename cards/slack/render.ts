@@ -135,6 +135,7 @@ function incidentMessage(view: IncidentCardView, notice: string | undefined): Sl
         text: [
           `*${view.severity.label}* severity`,
           `${view.status.icon} *${view.status.label}*`,
+          ...openWork(view.counts),
           `Incident ${escapeMrkdwn(view.incidentId)}`,
           `received ${escapeMrkdwn(view.receivedAt)}`,
         ].join('  ·  '),
@@ -215,6 +216,15 @@ function incidentMessage(view: IncidentCardView, notice: string | undefined): Sl
     escapeMrkdwn,
   );
   return { text, blocks };
+}
+
+/** The open work in words, as the Teams card's facts count it (closed customer tasks are not counted). */
+function openWork(counts: IncidentCardView['counts']): string[] {
+  return [
+    ...(counts.failed > 0 ? [`${counts.failed} failed`] : []),
+    ...(counts.needExpert > 0 ? [`${counts.needExpert} for the experts`] : []),
+    ...(counts.needCustomer > 0 ? [`${counts.needCustomer} for your team`] : []),
+  ];
 }
 
 function actionText(item: ActionLineView): string {

@@ -1,5 +1,6 @@
 import type { Task } from '../../core/model.js';
 import {
+  type ActionGroupKey,
   type ButtonView,
   buildTaskListView,
   cleanText,
@@ -110,6 +111,17 @@ function buttonsFor(viewer: TeamsViewer, buttons: ButtonView[]): ButtonView[] {
   }
 }
 
+/** The colour of a group's title: failures stand out, closed work is quiet, open work is a warning. */
+const GROUP_TONE: Record<ActionGroupKey, Tone> = {
+  failed: 'attention',
+  completed: 'good',
+  awaitingExpert: 'warning',
+  expertTasks: 'warning',
+  customerTasks: 'warning',
+  customerDone: 'good',
+  rejected: 'default',
+};
+
 const BUTTON_STYLE: Record<ButtonView['style'], string> = {
   primary: 'positive',
   danger: 'destructive',
@@ -131,6 +143,9 @@ function expandIncident(view: IncidentCardView, options: TeamsCardOptions): Adap
     facts: [
       { title: 'Status', value: md(`${view.status.icon} ${view.status.label}`) },
       { title: 'Received', value: md(view.receivedAt) },
+      ...(view.counts.failed > 0
+        ? [{ title: 'Failed', value: md(`${view.counts.failed} to retry or hand over`) }]
+        : []),
       ...(view.counts.needExpert > 0
         ? [{ title: 'Experts', value: md(`${view.counts.needExpert} awaiting approval or by hand`) }]
         : []),
@@ -150,7 +165,7 @@ function expandIncident(view: IncidentCardView, options: TeamsCardOptions): Adap
     ),
     groups: view.groups.map((g) => ({
       title: md(`${g.title} (${g.total})`),
-      color: COLOR[g.key === 'notCarriedOut' ? 'default' : g.key === 'completed' ? 'good' : 'warning'],
+      color: COLOR[GROUP_TONE[g.key]],
       more: more(g.more),
       items: g.items.map((a) => {
         const actions = [

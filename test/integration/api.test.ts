@@ -1,10 +1,15 @@
+import nock from 'nock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { MemoryStore } from '../../adapters/memory-store.js';
 import { RedisStore } from '../../adapters/redis-store.js';
+import type { RuntimeParts } from '../../bot/runtime.js';
+import { approveAction } from '../../core/approve-action.js';
 import type { ActionStore } from '../../core/ports.js';
 import { ADMIN_TOKEN, type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { EXPERT, sampleIngestBody } from '../support/core-harness.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
+import { fakeTime, GRAPH_URL, MDE_ORIGIN, MDE_URL, nockLogin, testCredential } from './defender-helpers.js';
 
 let redis: TestRedis;
 beforeAll(async () => {
@@ -25,12 +30,14 @@ const backends: [string, () => ActionStore][] = [
 describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
   let bot: BotServer;
   let store: ActionStore;
-  const startWith = async (env: Record<string, string> = {}) => {
+  const startWith = async (env: Record<string, string> = {}, parts: Partial<RuntimeParts> = {}) => {
     store = makeStore();
-    bot = await startBot({ env, parts: { store } });
+    bot = await startBot({ env, parts: { store, ...parts } });
   };
   afterEach(async () => {
     await bot?.close();
+    nock.cleanAll();
+    nock.enableNetConnect();
   });
 
   it('ingests the sample incident and returns its managed-response state', async () => {
@@ -57,6 +64,45 @@ describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
       decidedBy: null,
     });
     expect(read.body.portalUrl).toMatch(/^https:\/\/security\.microsoft\.com\/incidents\/48213/);
+  });
+
+  it('reports an incident whose last action failed as in progress, the failure with its reason', async () => {
+    nock.disableNetConnect();
+    nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+    nockLogin();
+    const isolate = nock(MDE_ORIGIN)
+      .post('/prefix/api/machines/4a1f9c2e7b3d8e06c5a2f1b9d7e3c8a0b6f2d4e1/isolate')
+      .reply(403, {
+        error: { code: 'Forbidden', message: 'Missing application permission Machine.Isolate' },
+      });
+    const executor = new DefenderExecutor({
+      credential: testCredential(),
+      defenderApiUrl: MDE_URL,
+      graphApiUrl: GRAPH_URL,
+      sleep: fakeTime().sleep,
+    });
+    await startWith({}, { executor });
+    const body = sampleIngestBody();
+    body.managedResponse.actions = body.managedResponse.actions.filter((a: { id: string }) =>
+      ['act-1', 'act-2'].includes(a.id),
+    );
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body });
+
+    const ref = { incidentId: '48213', actionId: 'act-1' };
+    expect(await approveAction(bot.runtime.deps, ref, EXPERT)).toMatchObject({ ok: true });
+    await expect
+      .poll(async () => (await store.getAction('48213', 'act-1'))?.state, { timeout: 10_000, interval: 50 })
+      .toBe('failed');
+
+    const read = await send(`${bot.url}/api/incidents/48213`, { token: INGEST_TOKEN });
+    expect(read.status).toBe(200);
+    expect(read.body.managedStatus).toBe('inProgress');
+    expect(read.body.actions.map((a: { id: string; state: string }) => [a.id, a.state])).toEqual([
+      ['act-1', 'failed'],
+      ['act-2', 'succeeded'],
+    ]);
+    expect(read.body.actions[0].error).toContain('403');
+    expect(isolate.isDone()).toBe(true);
   });
 
   it('answers 400 naming the field, and stores nothing', async () => {

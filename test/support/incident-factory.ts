@@ -129,7 +129,10 @@ export function everyStateActions(): Record<string, unknown>[] {
   ];
 }
 
-/** The sample incident with one action in each of the nine lifecycle states (and one dry run). */
+/**
+ * The sample incident with one action in each lifecycle state but `skippedByCustomer` (and one dry run);
+ * failedWithClosedTasksIncident has a skipped task.
+ */
 export function everyStateIncident(): IncidentState {
   const decided = (who: string, at: string): Partial<ActionRecord> => ({
     decidedBy: who,
@@ -203,6 +206,37 @@ export function resolvedIncident(): IncidentState {
         doneAt: '2025-03-14T11:10:00.000Z',
       },
       'act-4': { state: 'rejected', decidedBy: 'slack:U0EXPERT2', decidedAt: '2025-03-14T10:45:00.000Z' },
+    },
+  });
+}
+
+/**
+ * The sample incident once its remaining action failed: the experts' other action succeeded and the
+ * customer's team closed both of its tasks, one done and one skipped with a reason. Still open work.
+ */
+export function failedWithClosedTasksIncident(): IncidentState {
+  return incidentState({
+    states: {
+      'act-1': {
+        state: 'failed',
+        error: 'Defender: Failed (the device has not reported in for 7 days)',
+        decidedBy: 'slack:U0EXPERT1',
+        decidedAt: '2025-03-14T10:40:00.000Z',
+        updatedAt: '2025-03-14T10:58:00.000Z',
+      },
+      'act-3': {
+        state: 'doneByCustomer',
+        excludedBy: 'user group Executives',
+        doneBy: 'teams:3b1d9f0e-customer-admin',
+        doneAt: '2025-03-14T11:10:00.000Z',
+      },
+      'act-4': {
+        state: 'skippedByCustomer',
+        excludedBy: 'device group Finance-Workstations',
+        skippedBy: 'slack:U0CUSTOMER1',
+        skippedAt: '2025-03-14T11:20:00.000Z',
+        skipReason: 'the workstation was reimaged by our IT team',
+      },
     },
   });
 }

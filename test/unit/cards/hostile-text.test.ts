@@ -20,6 +20,7 @@ function hostileIncident(): IncidentState {
       'act-2': { decidedBy: 'slack:<!channel>' },
       'act-3': { state: 'customerPending', excludedBy: HOSTILE },
       'act-4': { state: 'failed', error: HOSTILE },
+      'act-1': { state: 'skippedByCustomer', skippedBy: 'slack:<!channel>', skipReason: HOSTILE },
     },
   });
   const { incident, actions } = state;

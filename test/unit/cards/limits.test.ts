@@ -54,6 +54,8 @@ const action = (i: number): fc.Arbitrary<ActionRecord> =>
     error: fc.option(text(2_000), { nil: undefined }),
     progress: fc.option(text(500), { nil: undefined }),
     blockedReason: fc.option(text(500), { nil: undefined }),
+    skippedBy: fc.option(text(300), { nil: undefined }),
+    skipReason: fc.option(text(2_000), { nil: undefined }),
     dryRun: fc.boolean(),
     version: fc.constant(1),
   });

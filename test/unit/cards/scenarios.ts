@@ -2,6 +2,7 @@ import type { IncidentState } from '../../../core/model.js';
 import {
   customerTasksOnlyIncident,
   everyStateIncident,
+  failedWithClosedTasksIncident,
   incidentState,
   resolvedIncident,
   SAMPLE_NOW,
@@ -13,6 +14,7 @@ export const SCENARIOS: [string, () => IncidentState][] = [
   ['an incident with every action state', everyStateIncident],
   ['an incident with only customer tasks', customerTasksOnlyIncident],
   ['a resolved incident', resolvedIncident],
+  ['an incident whose remaining action failed, its customer tasks closed', failedWithClosedTasksIncident],
 ];
 
 /** View options shared by the card tests: a fixed "now" and an API base URL. */

@@ -10,7 +10,13 @@ import {
 import { checkSlackLimits } from '../../../cards/validate.js';
 import { buildIncidentView } from '../../../cards/view-model.js';
 import { taskOf } from '../../../core/tasks.js';
-import { everyStateIncident, incidentState, SAMPLE, SAMPLE_NOW } from '../../support/incident-factory.js';
+import {
+  everyStateIncident,
+  failedWithClosedTasksIncident,
+  incidentState,
+  SAMPLE,
+  SAMPLE_NOW,
+} from '../../support/incident-factory.js';
 import { SCENARIOS, VIEW_OPTIONS } from './scenarios.js';
 
 type Json = Record<string, unknown>;
@@ -46,6 +52,34 @@ describe('renderSlackMessage', () => {
       expect(Object.keys(value).sort()).toEqual(['actionId', 'incidentId']);
       expect(b.action_id).toBe(`${String(b.action_id).split(':')[0]}:${value.actionId}`);
     }
+  });
+
+  it('shows failures first with their reason, then the closed tasks under "Done by your team"', () => {
+    const message = renderSlackMessage(buildIncidentView(failedWithClosedTasksIncident(), VIEW_OPTIONS));
+    const texts = message.blocks.flatMap((b) => (b.type === 'section' && b.text ? [b.text.text] : []));
+    const titles = texts.filter((t) => /^\*[^*]+ \(\d+\)\*$/.test(t));
+    expect(titles).toEqual(['*Failed (1)*', '*Completed by experts (1)*', '*Done by your team (2)*']);
+    const failure = texts[texts.indexOf('*Failed (1)*') + 1];
+    expect(failure).toContain('❌ *Isolate device fin-wks-0142.corp.contoso.com*\nFailed at 10:58 UTC');
+    expect(failure).toContain('• Reason: Defender: Failed (the device has not reported in for 7 days)');
+    const done = texts[texts.indexOf('*Done by your team (2)*') + 1];
+    expect(done).toContain('Skipped by @U0CUSTOMER1 at 11:20 UTC');
+    expect(done).toContain('• Reason: the workstation was reimaged by our IT team');
+    expect(texts.some((t) => t.startsWith('*Pending customer actions'))).toBe(false);
+    expect(message.text).toContain('(In progress)');
+  });
+
+  it('counts open work only in the context line', () => {
+    const context = (state: ReturnType<typeof everyStateIncident>) => {
+      const block = renderSlackMessage(buildIncidentView(state, VIEW_OPTIONS)).blocks.find(
+        (b) => b.type === 'context',
+      );
+      return JSON.stringify(block);
+    };
+    expect(context(everyStateIncident())).toContain(
+      '⏳ *In progress*  ·  1 failed  ·  3 for the experts  ·  1 for your team  ·  Incident',
+    );
+    expect(context(failedWithClosedTasksIncident())).toContain('⏳ *In progress*  ·  1 failed  ·  Incident');
   });
 
   it('asks for confirmation before a destructive approval, naming the asset', () => {

@@ -3,7 +3,12 @@ import { escapeTeamsMarkdown, renderTeamsCard, renderTeamsTaskList } from '../..
 import { validateAdaptiveCard } from '../../../cards/validate.js';
 import { buildIncidentView } from '../../../cards/view-model.js';
 import { taskOf } from '../../../core/tasks.js';
-import { everyStateIncident, incidentState, SAMPLE_NOW } from '../../support/incident-factory.js';
+import {
+  everyStateIncident,
+  failedWithClosedTasksIncident,
+  incidentState,
+  SAMPLE_NOW,
+} from '../../support/incident-factory.js';
 import { SCENARIOS, VIEW_OPTIONS } from './scenarios.js';
 
 type Json = Record<string, unknown>;
@@ -79,6 +84,53 @@ describe('renderTeamsCard', () => {
       executeActions(renderTeamsCard(view, { viewer })).map((a) => `${a.verb}:${(a.data as Json).actionId}`);
     expect(verbs('expert')).toEqual(['approve:act-10', 'reject:act-10', 'markDone:act-5']);
     expect(verbs('customer')).toEqual(['markDone:act-3']);
+  });
+
+  it('shows failures first with their reason, then the closed tasks under "Done by your team"', () => {
+    const card = renderTeamsCard(buildIncidentView(failedWithClosedTasksIncident(), VIEW_OPTIONS), {
+      viewer: 'shared',
+    });
+    const blocks: Json[] = [];
+    walk(card.body, (o) => {
+      if (o.type === 'TextBlock') blocks.push(o);
+    });
+    const titles = blocks.filter(
+      (b) => b.weight === 'Bolder' && b.color !== undefined && /\(\d+\)$/.test(String(b.text)),
+    );
+    expect(titles.map((b) => [b.text, b.color])).toEqual([
+      ['Failed (1)', 'Attention'],
+      ['Completed by experts (1)', 'Good'],
+      ['Done by your team (2)', 'Good'],
+    ]);
+    const texts = blocks.map((b) => String(b.text));
+    const failure = texts.indexOf('Failed at 10:58 UTC');
+    expect(failure).toBeGreaterThan(texts.indexOf('Failed (1)'));
+    expect(texts[failure + 1]).toBe('Reason: Defender: Failed (the device has not reported in for 7 days)');
+    expect(texts).toContain('Skipped by @U0CUSTOMER1 at 11:20 UTC');
+    expect(texts).toContain('Reason: the workstation was reimaged by our IT team');
+    expect(texts.some((t) => t.startsWith('Pending customer actions'))).toBe(false);
+  });
+
+  it('counts open work only in the facts', () => {
+    const facts = (state: ReturnType<typeof everyStateIncident>) => {
+      const out: Json[] = [];
+      walk(renderTeamsCard(buildIncidentView(state, VIEW_OPTIONS), { viewer: 'shared' }).body, (o) => {
+        if (o.type === 'FactSet') out.push(...(o.facts as Json[]));
+      });
+      return out.map((f) => `${f.title}: ${f.value}`);
+    };
+    expect(facts(everyStateIncident())).toEqual([
+      'Status: ⏳ In progress',
+      'Received: 09:05 UTC',
+      'Failed: 1 to retry or hand over',
+      'Experts: 3 awaiting approval or by hand',
+      'Your team: 1 to do',
+    ]);
+    expect(facts(failedWithClosedTasksIncident())).toEqual([
+      'Status: ⏳ In progress',
+      'Received: 09:05 UTC',
+      'Failed: 1 to retry or hand over',
+    ]);
   });
 
   it('adds a refresh section for at most 60 users to the shared card only', () => {

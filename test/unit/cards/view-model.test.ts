@@ -3,6 +3,7 @@ import { buildIncidentView, describeAction, displayIdentity, formatWhen } from '
 import {
   customerTasksOnlyIncident,
   everyStateIncident,
+  failedWithClosedTasksIncident,
   incidentState,
   RECEIVED_AT,
   resolvedIncident,
@@ -71,18 +72,98 @@ describe('buildIncidentView', () => {
   it('puts each state in its group with who and when', () => {
     const view = buildIncidentView(everyStateIncident(), options);
     expect(view.groups.map((g) => [g.key, g.items.map((i) => i.actionId)])).toEqual([
+      ['failed', ['act-7']],
       ['completed', ['act-1', 'act-2']],
       ['awaitingExpert', ['act-4', 'act-9', 'act-10']],
       ['expertTasks', ['act-5']],
-      ['customerTasks', ['act-3', 'act-8']],
-      ['notCarriedOut', ['act-6', 'act-7']],
+      ['customerTasks', ['act-3']],
+      ['customerDone', ['act-8']],
+      ['rejected', ['act-6']],
     ]);
     expect(line(view, 'act-1').status).toBe('Isolated by @U0EXPERT1 at 10:42 UTC');
     expect(line(view, 'act-4').status).toBe('In progress: Defender: InProgress (dry run)');
     expect(line(view, 'act-9').status).toBe('Approved by @U0EXPERT1 at 11:01 UTC, starting');
     expect(line(view, 'act-6').status).toBe('Rejected by @U0EXPERT2 at 10:20 UTC');
-    expect(line(view, 'act-7').status).toBe('Failed: Defender: TimeOut after 15 minutes');
+    expect(line(view, 'act-7').status).toBe('Failed at 10:30 UTC');
     expect(line(view, 'act-8').status).toBe('Done by servicenow at 13 Mar 16:05 UTC');
+  });
+
+  it('puts failures first, each with its reason, and keeps the incident in progress', () => {
+    const view = buildIncidentView(failedWithClosedTasksIncident(), options);
+    expect(view.status.label).toBe('In progress');
+    expect(view.groups[0]).toMatchObject({ key: 'failed', title: 'Failed', total: 1 });
+    const failed = line(view, 'act-1');
+    expect(failed).toMatchObject({ status: 'Failed at 10:58 UTC', tone: 'attention', icon: '❌' });
+    expect(failed.details[0]).toBe('Reason: Defender: Failed (the device has not reported in for 7 days)');
+    expect(line(buildIncidentView(everyStateIncident(), options), 'act-7').details).toEqual([
+      'Reason: Defender: TimeOut after 15 minutes',
+    ]);
+  });
+
+  it('says so when a failure has no recorded reason', () => {
+    const state = incidentState({ states: { 'act-2': { state: 'failed' } } });
+    expect(line(buildIncidentView(state, options), 'act-2').details).toEqual(['Reason: not recorded']);
+  });
+
+  it('keeps failures on a card cut to its last lines', () => {
+    const state = everyStateIncident();
+    const many = Array.from({ length: 40 }, (_, i) => ({
+      ...state.actions[0]!,
+      id: `bulk-${i}`,
+      state: 'proposed' as const,
+    }));
+    const view = buildIncidentView({ ...state, actions: [...many, ...state.actions] }, options);
+    expect(view.groups[0]?.items.map((i) => i.actionId)).toEqual(['act-7']);
+  });
+
+  it('moves done and skipped customer tasks to "Done by your team", the skip with its reason', () => {
+    const view = buildIncidentView(failedWithClosedTasksIncident(), options);
+    expect(view.groups.map((g) => [g.key, g.title, g.total])).toEqual([
+      ['failed', 'Failed', 1],
+      ['completed', 'Completed by experts', 1],
+      ['customerDone', 'Done by your team', 2],
+    ]);
+    expect(line(view, 'act-3')).toMatchObject({
+      status: 'Done by @3b1d9f0e-customer-admin at 11:10 UTC',
+      taskId: '48213:act-3',
+      buttons: [],
+    });
+    const skipped = line(view, 'act-4');
+    expect(skipped).toMatchObject({ status: 'Skipped by @U0CUSTOMER1 at 11:20 UTC', taskId: '48213:act-4' });
+    expect(skipped.details).toEqual([
+      'SHA-1 2d6e8c1b9f4a7e3d5c0b8a6f1e9d2c7b4a3f5e8d',
+      'Reason: the workstation was reimaged by our IT team',
+      'Excluded by device group Finance-Workstations',
+    ]);
+    expect(skipped.buttons).toEqual([]);
+  });
+
+  it('shows a skipped task without a reason when none was recorded', () => {
+    const state = incidentState({ states: { 'act-3': { state: 'skippedByCustomer' } } });
+    const skipped = line(buildIncidentView(state, options), 'act-3');
+    expect(skipped).toMatchObject({ group: 'customerDone', status: 'Skipped' });
+    expect(skipped.details.some((d) => d.startsWith('Reason:'))).toBe(false);
+  });
+
+  it('counts open work only: pending customer tasks, not done or skipped ones', () => {
+    expect(buildIncidentView(failedWithClosedTasksIncident(), options).counts).toEqual({
+      open: 1,
+      failed: 1,
+      needExpert: 0,
+      needCustomer: 0,
+    });
+    const view = buildIncidentView(everyStateIncident(), options);
+    expect(view.counts).toEqual({ open: 6, failed: 1, needExpert: 3, needCustomer: 1 });
+    expect(view.groups.find((g) => g.key === 'customerTasks')).toMatchObject({
+      title: 'Pending customer actions',
+      total: 1,
+    });
+    expect(buildIncidentView(resolvedIncident(), options).counts).toEqual({
+      open: 0,
+      failed: 0,
+      needExpert: 0,
+      needCustomer: 0,
+    });
   });
 
   it('offers Approve and Reject on proposed actions, with a confirmation on destructive ones', () => {
