@@ -36,8 +36,10 @@ type TaskStatus = Task['state'];
 
 /** Task states an action can still reach from each state: an index entry is only dropped when it cannot. */
 const MAY_BECOME: Record<TaskStatus, readonly ActionState[]> = {
-  pending: ['proposed', 'approved', 'customerPending'],
-  done: ['proposed', 'approved', 'customerPending', 'doneByCustomer'],
+  // An executing action becomes a customer task when an exclusion stops it; a failed one when an expert
+  // hands it over (or its retry finds the asset excluded).
+  pending: ['proposed', 'approved', 'executing', 'failed', 'customerPending'],
+  done: ['proposed', 'approved', 'executing', 'failed', 'customerPending', 'doneByCustomer'],
 };
 
 // One slot per script: every key a script touches shares the incident's hash tag.

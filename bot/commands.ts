@@ -9,10 +9,12 @@ import {
 import { type CommandPlace, commandAccess } from '../core/command-access.js';
 import { type Actor, type Decision, type Refusal, recordRefusal } from '../core/decisions.js';
 import { InvalidInputError } from '../core/errors.js';
+import { handOverAction } from '../core/hand-over-action.js';
 import { listTasks } from '../core/list-tasks.js';
 import { markTaskDone } from '../core/mark-task-done.js';
 import type { Exclusions, ExclusionsInForce, Task } from '../core/model.js';
 import type { CoreDeps } from '../core/ports.js';
+import { retryAction } from '../core/retry-action.js';
 import { parseTaskId } from '../core/tasks.js';
 
 /** The chat commands (Slack `/mdr <words>`, Teams: the same words sent to the bot). Names are fixed. */
@@ -21,6 +23,7 @@ export type ChatCommand =
   | { name: 'pending' }
   | { name: 'exclusions' }
   | { name: 'done'; taskId: string }
+  | { name: 'retry' | 'handover'; taskId: string }
   | { name: 'exclude' | 'unexclude'; kind: ExclusionKind; value: string };
 
 /** What a command answered, neutral of platform; `shared` says it changed state others see. */
@@ -29,6 +32,7 @@ export type CommandReply =
   | { kind: 'tasks'; tasks: Task[]; shared: false }
   | { kind: 'exclusions'; exclusions: ExclusionsInForce; shared: false }
   | { kind: 'done'; taskId: string; ref: ActionRef; decision: Decision; shared: boolean }
+  | { kind: 'retry' | 'handover'; taskId: string; ref: ActionRef; decision: Decision; shared: boolean }
   | { kind: 'exclusionChange'; op: 'exclude' | 'unexclude'; result: ExclusionResult; shared: boolean }
   | { kind: 'usage'; text: string; shared: false }
   | { kind: 'refused'; refusal: Refusal; shared: false };
@@ -40,6 +44,8 @@ export const HELP_TEXT = [
   '• help: this list',
   '• pending: pending customer tasks, each with a Mark done button',
   '• done <taskId>: mark a task done (customers and admins), e.g. done 48213:act-3',
+  '• retry <taskId>: run a failed action again, exclusions checked again (experts), e.g. retry 48213:act-1',
+  "• handover <taskId>: hand a failed action to the customer's team, with the failure reason (experts)",
   '• exclusions: the exclusion rules in force and where each comes from',
   `• exclude ${EXCLUSION_KINDS.join('|')} <value>: add an exclusion (admins)`,
   `• unexclude ${EXCLUSION_KINDS.join('|')} <value>: remove one (admins)`,
@@ -66,6 +72,13 @@ export function parseCommand(text: string): ChatCommand | { error: string } {
       if (rest.length !== 1 || !rest[0])
         return { error: 'Usage: done <taskId> (the ids are listed by "pending")' };
       return { name: 'done', taskId: rest[0] };
+    case 'retry':
+    case 'handover': {
+      const name = verb.toLowerCase() as 'retry' | 'handover';
+      if (rest.length !== 1 || !rest[0])
+        return { error: `Usage: ${name} <taskId> (the failed action's id on the card, e.g. 48213:act-1)` };
+      return { name, taskId: rest[0] };
+    }
     case 'exclude':
     case 'unexclude': {
       const [kind, ...value] = rest;
@@ -120,6 +133,14 @@ export async function runCommand(
       const decision = await markTaskDone(deps, ref, actor);
       return { kind: 'done', taskId: command.taskId, ref, decision, shared: decision.ok };
     }
+    case 'retry':
+    case 'handover': {
+      const ref = parseTaskId(command.taskId);
+      if (!ref) return usage(`"${command.taskId}" is not a task id: task ids look like 48213:act-1.`);
+      const run = command.name === 'retry' ? retryAction : handOverAction;
+      const decision = await run(deps, ref, actor);
+      return { kind: command.name, taskId: command.taskId, ref, decision, shared: decision.ok };
+    }
     case 'exclude':
     case 'unexclude': {
       try {
@@ -170,13 +191,21 @@ export function replyText(reply: CommandReply): string {
     case 'tasks':
       return reply.tasks.length === 0
         ? 'No pending customer tasks.'
-        : reply.tasks.map((t) => `• ${t.id}: ${t.type} (${t.excludedBy ?? 'excluded'})`).join('\n');
+        : reply.tasks.map((t) => `• ${t.id}: ${t.type} (${t.excludedBy ?? 'handed over'})`).join('\n');
     case 'exclusions':
       return `Exclusions in force:\n${describeExclusions(reply.exclusions)
         .map((l) => `• ${l}`)
         .join('\n')}`;
     case 'done':
       return reply.decision.ok ? `Task ${reply.taskId} marked done.` : `Not done: ${reply.decision.message}`;
+    case 'retry':
+      return reply.decision.ok
+        ? `Retrying ${reply.taskId}: approved again, it runs now.`
+        : `Not retried: ${reply.decision.message}`;
+    case 'handover':
+      return reply.decision.ok
+        ? `Handed ${reply.taskId} to the customer: it is now a customer task, with the failure reason.`
+        : `Not handed over: ${reply.decision.message}`;
     case 'exclusionChange': {
       if (!reply.result.ok) return `Refused: ${reply.result.message}`;
       if (!reply.result.changed)

@@ -14,7 +14,7 @@ import type {
   Severity,
   Task,
 } from '../core/model.js';
-import { taskIdOf } from '../core/tasks.js';
+import { guidanceOf, taskIdOf } from '../core/tasks.js';
 
 /** A colour both platforms can show: Adaptive Card colour names, with a hex value for HTML previews. */
 export type Tone = 'default' | 'good' | 'warning' | 'attention' | 'accent';
@@ -22,8 +22,8 @@ export type Tone = 'default' | 'good' | 'warning' | 'attention' | 'accent';
 /** Who a button is meant for; the core decides at click time, the card only chooses what to show. */
 export type Audience = 'expert' | 'customer';
 
-/** The three button verbs a card carries (the Teams `verb` and the Slack `action_id` prefix). */
-export type ButtonVerb = 'approve' | 'reject' | 'markDone';
+/** The button verbs a card carries (the Teams `verb` and the Slack `action_id` prefix). */
+export type ButtonVerb = 'approve' | 'reject' | 'markDone' | 'retry' | 'handover';
 
 /** A button on an action line; its payload is only ever the incident id and the action id. */
 export interface ButtonView {
@@ -59,7 +59,7 @@ export interface ActionLineView {
   /** Where to do it by hand (expert tasks). */
   linkUrl?: string;
   linkLabel?: string;
-  /** `48213:act-3` for customer tasks (the id `/mdr done` takes). */
+  /** `48213:act-3` for customer tasks (the id `/mdr done` takes) and failed actions (`retry`, `handover`). */
   taskId?: string;
   buttons: ButtonView[];
 }
@@ -538,6 +538,10 @@ function actionLine(
         '❌',
       );
       details.unshift(`Reason: ${a.error ? detail(a.error) : 'not recorded'}`);
+      // The id `retry` and `handover` take, for experts who answer in chat.
+      taskId = taskIdOf(a.incidentId, a.id);
+      buttons.push({ verb: 'retry', label: 'Retry', audience: 'expert', style: 'primary' });
+      buttons.push({ verb: 'handover', label: 'Hand to customer', audience: 'expert', style: 'default' });
       break;
     case 'rejected':
       shown = line(`Rejected${by}${when}`, 'default', '🚫');
@@ -546,7 +550,7 @@ function actionLine(
       taskId = taskIdOf(a.incidentId, a.id);
       shown = line('Waiting for your team', 'warning', '👤');
       if (a.excludedBy) details.push(`Excluded by ${detail(a.excludedBy)}: the experts may not act on it.`);
-      steps.push(`How: ${spec.guidance}`);
+      steps.push(`How: ${guidanceOf(a)}`);
       buttons.push({ verb: 'markDone', label: 'Mark done', audience: 'customer', style: 'primary' });
       break;
     case 'doneByCustomer':

@@ -10,7 +10,15 @@ import { rolesOf } from './policy.js';
 export type CommandPlace = 'socChannel' | 'direct' | 'elsewhere';
 
 /** The fixed chat command names. */
-export type CommandName = 'help' | 'pending' | 'exclusions' | 'done' | 'exclude' | 'unexclude';
+export type CommandName =
+  | 'help'
+  | 'pending'
+  | 'exclusions'
+  | 'done'
+  | 'retry'
+  | 'handover'
+  | 'exclude'
+  | 'unexclude';
 
 export type CommandAccess = { ok: true } | { ok: false; code: RefusalCode; message: string };
 
@@ -18,7 +26,8 @@ export type CommandAccess = { ok: true } | { ok: false; code: RefusalCode; messa
  * Who may run which command where. Commands answer only in the SOC channel and in direct messages;
  * the exclusion list (the assets the experts will never touch) is for experts and admins only; the
  * customer task list and `done` are for the SOC channel, and in direct messages for the people the
- * policy names. Changing exclusions is further limited to admins by `changeExclusions`.
+ * policy names. Changing exclusions is further limited to admins by `changeExclusions`, retrying and
+ * handing over failed actions to experts by `retryAction` and `handOverAction`.
  */
 export function commandAccess(
   roles: Roles,

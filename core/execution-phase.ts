@@ -19,7 +19,8 @@ export function phaseOf(action: ActionRecord): ExecutionPhase | null {
 export function mayEnter(action: ActionRecord, phase: ExecutionPhase): boolean {
   const now = phaseOf(action);
   if (now === phase) return true;
-  if (action.state === 'proposed') return true;
+  // A failed action may be retried: it goes through every phase again.
+  if (action.state === 'proposed' || action.state === 'failed') return true;
   if (phase === 'approved') return false;
   if (action.state === 'approved') return true;
   return phase === 'submitted' && now === 'starting';

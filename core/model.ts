@@ -90,6 +90,14 @@ export interface ActionRecord {
   result?: string;
   /** Failure reason once failed. */
   error?: string;
+  /**
+   * Which run of the action this is: unset for the first, 2 after an expert's first retry, and so on.
+   * A retried action's execution job is named by its approved version so it never shares the id of
+   * an earlier run's job.
+   */
+  attempt?: number;
+  /** The failure that made an expert hand the action to the customer: the task's guidance says it. */
+  handoverReason?: string;
   /** Why the expert may not act right now (exclusion could not be verified). */
   blockedReason?: string;
   /**

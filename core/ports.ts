@@ -203,8 +203,9 @@ export type CoreJob =
       incidentId: string;
       actionId: string;
       /**
-       * A later run of an action already `executing` (rate-limited, or its holder stopped): the action
-       * version it is for, so it has a job of its own beside the first.
+       * A later run of an action already `executing` (rate-limited, or its holder stopped), or the run of
+       * an action an expert retried after a failure: the action version it is for, so it has a job of its
+       * own beside the earlier ones (whose ids the queue still knows).
        */
       retry?: number;
       /** Run no sooner than this many milliseconds from now. */

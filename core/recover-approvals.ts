@@ -28,7 +28,13 @@ export async function recoverApprovals(
   };
   for (const action of await deps.store.listActionsIn('approved', RECOVERY_SWEEP_LIMIT)) {
     if (Date.parse(action.updatedAt) > cutoff) continue;
-    await reschedule({ kind: 'execute', incidentId: action.incidentId, actionId: action.id });
+    // A retried action's job is named by its approved version (the version it still has while approved).
+    await reschedule({
+      kind: 'execute',
+      incidentId: action.incidentId,
+      actionId: action.id,
+      ...(action.attempt ? { retry: action.version } : {}),
+    });
   }
   for (const action of await deps.store.listActionsIn('starting', RECOVERY_SWEEP_LIMIT)) {
     if (Date.parse(action.updatedAt) > cutoff) continue;

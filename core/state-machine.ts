@@ -12,7 +12,8 @@ export const TRANSITIONS: Readonly<Record<ActionState, readonly ActionState[]>> 
   expertTask: ['succeeded'],
   customerPending: ['doneByCustomer'],
   succeeded: [],
-  failed: [],
+  // A failure is open work: an expert retries it (exclusions checked again) or hands it to the customer.
+  failed: ['approved', 'customerPending'],
   rejected: [],
   doneByCustomer: [],
   skippedByCustomer: [],

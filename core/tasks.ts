@@ -14,6 +14,21 @@ export function parseTaskId(taskId: string): { incidentId: string; actionId: str
   return { incidentId: taskId.slice(0, at), actionId: taskId.slice(at + 1) };
 }
 
+/** Longest failure reason a task's guidance quotes. */
+const REASON_MAX = 300;
+
+/**
+ * What the customer is told to do: the catalogue's steps, preceded, for an action the experts handed
+ * over after it failed, by why it failed (so the customer knows what stopped it and can work around it).
+ */
+export function guidanceOf(action: Pick<ActionRecord, 'type' | 'handoverReason'>): string {
+  const steps = ACTION_CATALOGUE[action.type].guidance;
+  if (!action.handoverReason) return steps;
+  const reason = action.handoverReason.replace(/\s+/g, ' ').trim();
+  const quoted = reason.length > REASON_MAX ? `${reason.slice(0, REASON_MAX - 1)}…` : reason;
+  return `The experts could not carry this out (${quoted}), so it is now for your team. ${steps}`;
+}
+
 /** The customer task behind an action, or null when the action is not one. */
 export function taskOf(action: ActionRecord): Task | null {
   if (action.state !== 'customerPending' && action.state !== 'doneByCustomer') return null;
@@ -25,7 +40,7 @@ export function taskOf(action: ActionRecord): Task | null {
     target: action.target,
     state: action.state === 'customerPending' ? 'pending' : 'done',
     excludedBy: action.excludedBy,
-    guidance: ACTION_CATALOGUE[action.type].guidance,
+    guidance: guidanceOf(action),
     createdAt: action.createdAt,
     ...(action.doneBy ? { doneBy: action.doneBy } : {}),
     ...(action.doneAt ? { doneAt: action.doneAt } : {}),

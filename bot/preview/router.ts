@@ -7,11 +7,13 @@ import { renderTeamsCard } from '../../cards/teams/render.js';
 import { buildIncidentView } from '../../cards/view-model.js';
 import { approveAction } from '../../core/approve-action.js';
 import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
+import { handOverAction } from '../../core/hand-over-action.js';
 import { ingestIncident } from '../../core/ingest-incident.js';
 import { managedStatus } from '../../core/managed-status.js';
 import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
+import { retryAction } from '../../core/retry-action.js';
 import { parseOrThrow } from '../../core/validation.js';
 import sampleIncident from '../../samples/incident-48213.json' with { type: 'json' };
 import { sendError } from '../http-errors.js';
@@ -24,7 +26,7 @@ const SAMPLE = JSON.stringify(sampleIncident);
 const CUSTOMER = 'preview:customer';
 
 const actionBody = z.object({
-  verb: z.enum(['approve', 'reject', 'markDone']),
+  verb: z.enum(['approve', 'reject', 'markDone', 'retry', 'handover']),
   incidentId: z.string().min(1).max(128),
   actionId: z.string().min(1).max(128),
   as: z.string().min(1).max(200),
@@ -116,7 +118,13 @@ export function previewRouter(runtime: Runtime): Router {
       return;
     }
     const ref = { incidentId: body.incidentId, actionId: body.actionId };
-    const run = { approve: approveAction, reject: rejectAction, markDone: markTaskDone }[body.verb];
+    const run = {
+      approve: approveAction,
+      reject: rejectAction,
+      markDone: markTaskDone,
+      retry: retryAction,
+      handover: handOverAction,
+    }[body.verb];
     const decision: Decision = await run(deps, ref, actorFor(body.as));
     res.json(
       decision.ok

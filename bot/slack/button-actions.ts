@@ -3,10 +3,12 @@ import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.j
 import type { ButtonVerb } from '../../cards/view-model.js';
 import { type ActionRef, approveAction } from '../../core/approve-action.js';
 import { type Actor, actionRefSchema, type Decision, recordRefusal } from '../../core/decisions.js';
+import { handOverAction } from '../../core/hand-over-action.js';
 import { listTasks } from '../../core/list-tasks.js';
 import { markTaskDone } from '../../core/mark-task-done.js';
 import type { CoreDeps } from '../../core/ports.js';
 import { rejectAction } from '../../core/reject-action.js';
+import { retryAction } from '../../core/retry-action.js';
 import type { Runtime } from '../runtime.js';
 import { failureText } from './errors.js';
 
@@ -14,14 +16,19 @@ const USE_CASES: Record<ButtonVerb, (deps: CoreDeps, ref: ActionRef, actor: Acto
   approve: approveAction,
   reject: rejectAction,
   markDone: markTaskDone,
+  retry: retryAction,
+  handover: handOverAction,
 };
 
-/** The action ids the card renderer gives decision buttons: `approve:act-1`, `reject:…`, `markDone:…`. */
-export const DECISION_ACTION_ID = /^(approve|reject|markDone):/;
+/**
+ * The action ids the card renderer gives decision buttons: `approve:act-1`, `reject:…`, `markDone:…`,
+ * `retry:…`, `handover:…`.
+ */
+export const DECISION_ACTION_ID = /^(approve|reject|markDone|retry|handover):/;
 /** Link buttons (portal, API, Action center): Slack still sends a click, which only needs an ack. */
 export const LINK_ACTION_ID = /^open[_:]/;
 /** Every action id that is neither a decision nor a link button. */
-const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone):|open[_:])/;
+const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone|retry|handover):|open[_:])/;
 
 /** Read a button's value: JSON naming only the incident and the action; anything else is null. */
 export function parseButtonValue(value: string | undefined): ActionRef | null {

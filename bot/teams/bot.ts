@@ -11,23 +11,27 @@ import { type AdaptiveCardJson, renderTeamsCard, renderTeamsTaskList } from '../
 import { buildIncidentView } from '../../cards/view-model.js';
 import { type ActionRef, approveAction } from '../../core/approve-action.js';
 import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
+import { handOverAction } from '../../core/hand-over-action.js';
 import { listTasks } from '../../core/list-tasks.js';
 import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
+import { retryAction } from '../../core/retry-action.js';
 import { type CommandPlace, replyText, runCommand } from '../commands.js';
 import type { Runtime } from '../runtime.js';
 import { baseConversationId } from './publisher.js';
 import { type TeamsTrust, tenantOf } from './trust.js';
 
 const CARD = 'application/vnd.microsoft.card.adaptive';
-const VERBS = ['approve', 'reject', 'markDone', 'refresh'] as const;
+const VERBS = ['approve', 'reject', 'markDone', 'retry', 'handover', 'refresh'] as const;
 type Verb = (typeof VERBS)[number];
 
 const DECIDE: Record<Exclude<Verb, 'refresh'>, typeof approveAction> = {
   approve: approveAction,
   reject: rejectAction,
   markDone: markTaskDone,
+  retry: retryAction,
+  handover: handOverAction,
 };
 
 /**

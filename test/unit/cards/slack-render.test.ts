@@ -42,6 +42,8 @@ describe('renderSlackMessage', () => {
     const message = renderSlackMessage(buildIncidentView(everyStateIncident(), VIEW_OPTIONS));
     const clickable = buttons(message.blocks).filter((b) => !b.url);
     expect(clickable.map((b) => b.action_id)).toEqual([
+      'retry:act-7',
+      'handover:act-7',
       'approve:act-10',
       'reject:act-10',
       'markDone:act-5',

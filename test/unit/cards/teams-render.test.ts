@@ -65,7 +65,9 @@ describe('renderTeamsCard', () => {
   it('puts only the incident id and the action id in button data', () => {
     const card = renderTeamsCard(buildIncidentView(everyStateIncident(), VIEW_OPTIONS), { viewer: 'shared' });
     const actions = executeActions(card);
-    expect(new Set(actions.map((a) => a.verb))).toEqual(new Set(['approve', 'reject', 'markDone']));
+    expect(new Set(actions.map((a) => a.verb))).toEqual(
+      new Set(['approve', 'reject', 'markDone', 'retry', 'handover']),
+    );
     for (const a of actions) {
       expect(Object.keys(a.data as Json).sort()).toEqual(['actionId', 'incidentId']);
       expect((a.data as Json).incidentId).toBe('48213');
@@ -78,11 +80,17 @@ describe('renderTeamsCard', () => {
     });
   });
 
-  it('shows experts Approve and Reject and customers Mark done', () => {
+  it('shows experts Approve, Reject, Retry and Hand to customer, and customers Mark done', () => {
     const view = buildIncidentView(everyStateIncident(), VIEW_OPTIONS);
     const verbs = (viewer: 'expert' | 'customer') =>
       executeActions(renderTeamsCard(view, { viewer })).map((a) => `${a.verb}:${(a.data as Json).actionId}`);
-    expect(verbs('expert')).toEqual(['approve:act-10', 'reject:act-10', 'markDone:act-5']);
+    expect(verbs('expert')).toEqual([
+      'retry:act-7',
+      'handover:act-7',
+      'approve:act-10',
+      'reject:act-10',
+      'markDone:act-5',
+    ]);
     expect(verbs('customer')).toEqual(['markDone:act-3']);
   });
 

@@ -1,0 +1,105 @@
+import { ACTION_CATALOGUE } from './actions.js';
+import type { ActionRef } from './approve-action.js';
+import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { evaluateExclusion } from './exclusions.js';
+import { rulesInForce } from './exclusions-in-force.js';
+import type { ActionRecord } from './model.js';
+import { rolesOf } from './policy.js';
+import type { CoreDeps } from './ports.js';
+
+/**
+ * What an earlier run left on the action: cleared on retry so the new run starts clean (it sends its
+ * own request, is followed by its own remote id, and never adopts the failed run's operation).
+ */
+const EARLIER_RUN: Partial<ActionRecord> = {
+  externalId: undefined,
+  executionToken: undefined,
+  leaseAt: undefined,
+  submittedAt: undefined,
+  remoteStatus: undefined,
+  error: undefined,
+  result: undefined,
+  progress: undefined,
+  unsent: undefined,
+  executingSince: undefined,
+  resolved: undefined,
+  dryRun: undefined,
+  blockedReason: undefined,
+};
+
+/**
+ * An expert retries a failed action (`failed → approved`), decided like an approval: the clicker must
+ * be an expert, the action still failed, and its asset not excluded (checked again now, failing closed:
+ * excluded since, it becomes a customer task; unverifiable, it stays failed and the expert is told why).
+ * The new run gets an execution job of its own, named by the approved version.
+ */
+export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor): Promise<Decision> {
+  const event = 'retry';
+  const invalid = await checkRef(deps, actor, event, ref);
+  if (invalid) return invalid;
+  if (!rolesOf(deps.policy.roles, actor.id).expert) {
+    return refuse(
+      deps,
+      actor,
+      event,
+      ref,
+      'not_expert',
+      'only the MDR experts named in the policy may retry actions',
+    );
+  }
+  const loaded = await deps.store.loadForDecision(ref.incidentId, ref.actionId);
+  if (!loaded) return refuse(deps, actor, event, ref, 'not_found', 'no such incident or action');
+  const { incident, action } = loaded;
+  if (action.state !== 'failed') {
+    const message = `only a failed action can be retried: ${describeHandled(action)}`;
+    return refuse(deps, actor, event, ref, 'already_handled', message, action);
+  }
+
+  const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
+  const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
+  if (decision.kind === 'excluded') {
+    const message = `${decision.asset} is excluded by ${decision.rule}: this is now a task for your team`;
+    const moved = await transition(
+      deps,
+      action,
+      'customerPending',
+      { excludedBy: decision.rule },
+      { actor, event, outcome: 'refused', detail: `asset_excluded: ${decision.rule}; now customerPending` },
+    );
+    if (!moved.ok) {
+      const current = moved.current ?? action;
+      return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
+    }
+    await scheduleReminder(deps, ref);
+    await deps.notifier.incidentChanged(ref.incidentId);
+    return { ok: false, code: 'asset_excluded', message, action: moved.action };
+  }
+  if (decision.kind === 'unverifiable') {
+    const message = `${ACTION_CATALOGUE[action.type].label} ${decision.asset} was not retried: ${decision.reason}`;
+    return refuse(deps, actor, event, ref, 'exclusion_unverifiable', message, action);
+  }
+
+  const attempt = (action.attempt ?? 1) + 1;
+  const result = await transition(
+    deps,
+    action,
+    'approved',
+    { ...EARLIER_RUN, attempt, decidedBy: actor.id, decidedAt: deps.clock.now().toISOString() },
+    { actor, event, detail: `approved (retry, attempt ${attempt})` },
+  );
+  if (!result.ok) {
+    const current = result.current ?? action;
+    return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
+  }
+  await Promise.all([
+    deps.jobs.schedule({ kind: 'execute', ...ref, retry: result.action.version }),
+    deps.notifier.incidentChanged(ref.incidentId),
+  ]);
+  return result;
+}
+
+/** The first reminder of a new customer task, as for every other one. */
+async function scheduleReminder(deps: CoreDeps, ref: ActionRef): Promise<void> {
+  const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
+  await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+}
