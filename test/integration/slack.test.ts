@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BullMqQueue } from '../../adapters/bullmq-queue.js';
+import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { StaticAssetDirectory } from '../../adapters/static-directory.js';
@@ -30,6 +31,16 @@ import {
   slackSignatureHeaders,
   slashCommand,
 } from '../support/slack.js';
+import {
+  fakeTime,
+  fixture,
+  GRAPH_URL,
+  MDE_ORIGIN,
+  MDE_TOKEN,
+  MDE_URL,
+  nockLogin,
+  testCredential,
+} from './defender-helpers.js';
 
 const EXPERT = 'U0EXPERT1';
 const EXPERT2 = 'U0EXPERT2';
@@ -143,7 +154,7 @@ describe('Slack through the real HTTP endpoint', () => {
   let slack: ReturnType<typeof fakeSlackApi>;
   let responses: ReturnType<typeof fakeResponseUrls>;
 
-  const start = async (parts: Partial<RuntimeParts> = {}) => {
+  const start = async (parts: Partial<RuntimeParts> = {}, env: Record<string, string> = {}) => {
     store = new RedisStore({ url: redis.url }, `${redis.prefix}${Math.random().toString(36).slice(2)}:`);
     executor = new DryRunExecutor();
     bot = await startBot({
@@ -152,6 +163,7 @@ describe('Slack through the real HTTP endpoint', () => {
         SLACK_SIGNING_SECRET,
         SLACK_API_URL,
         POLICY_FILE: join(policyDir, 'policy.yaml'),
+        ...env,
       },
       parts: { store, storeKind: 'redis', executor, ...parts },
       mounts: (rt) => ({ slack: createSlack(rt).handler }),
@@ -226,6 +238,94 @@ describe('Slack through the real HTTP endpoint', () => {
       'approve:act-1',
     );
     expect(responses).toEqual([]);
+  });
+
+  it('retries a failed isolation from the Retry button: one new request to Defender, and the action ends succeeded', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    nockLogin();
+    const machine = '4a1f9c2e7b3d8e06c5a2f1b9d7e3c8a0b6f2d4e1';
+    const defender = nock(MDE_ORIGIN, { reqheaders: { authorization: `Bearer ${MDE_TOKEN}` } }).persist();
+    const posts: string[] = [];
+    // The device was offline: Defender's first isolation failed; the second one succeeds.
+    const statusOf = (id: string) => (id === 'ma-0' ? 'Failed' : 'Succeeded');
+    const machineAction = (id: string, status: string, comment: string) =>
+      fixture('machine-action', { id, status, machineId: machine, requestorComment: comment });
+    defender.post(`/prefix/api/machines/${machine}/isolate`).reply((_uri, body) => {
+      const id = `ma-${posts.length}`;
+      posts.push(id);
+      return [201, machineAction(id, 'Pending', (body as { Comment?: string }).Comment ?? '')];
+    });
+    defender
+      .get('/prefix/api/machineactions')
+      .query((q) => String(q.$filter).startsWith('id in ('))
+      .reply((uri) => {
+        const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
+        const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
+        return [200, { value: ids.map((id) => machineAction(id, statusOf(id), '')) }];
+      });
+    await start(
+      {
+        executor: new DefenderExecutor({
+          credential: testCredential(),
+          defenderApiUrl: MDE_URL,
+          graphApiUrl: GRAPH_URL,
+          sleep: fakeTime().sleep,
+        }),
+      },
+      { DEFENDER_FOLLOW_SECONDS: '1' },
+    );
+    await ingestAndWaitForCard();
+
+    await clickButton(bot.url, EXPERT, approve('act-1'));
+    await vi.waitFor(async () => expect(await state('act-1')).toBe('failed'), {
+      timeout: 10_000,
+      interval: 50,
+    });
+    await vi.waitFor(
+      () => {
+        const ids = buttons(slack.updates.at(-1)?.blocks ?? []).map((b) => b.action_id);
+        expect(ids).toEqual(expect.arrayContaining(['retry:act-1', 'handover:act-1']));
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    expect(posts).toEqual(['ma-0']);
+
+    const refused = await clickButton(bot.url, CUSTOMER, {
+      action_id: 'retry:act-1',
+      value: buttonValue('48213', 'act-1'),
+    });
+    expect(refused.status).toBe(200);
+    await vi.waitFor(() => expect(responses).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    expect(JSON.stringify(responses[0]?.body)).toContain('only the MDR experts');
+    expect(await state('act-1')).toBe('failed');
+
+    const click = await clickButton(bot.url, EXPERT, {
+      action_id: 'retry:act-1',
+      value: buttonValue('48213', 'act-1'),
+    });
+    expect(click.status).toBe(200);
+    await vi.waitFor(async () => expect(await state('act-1')).toBe('succeeded'), {
+      timeout: 10_000,
+      interval: 50,
+    });
+    expect(posts).toEqual(['ma-0', 'ma-1']);
+    const action = await store.getAction('48213', 'act-1');
+    expect(action).toMatchObject({ externalId: 'ma-1', attempt: 2, decidedBy: `slack:${EXPERT}` });
+    expect(action?.error).toBeUndefined();
+    const retries = (await store.listAudit('48213')).filter((e) => e.event === 'retry');
+    expect(retries.map((e) => `${e.actor}:${e.outcome}`)).toEqual([
+      `slack:${CUSTOMER}:refused`,
+      `slack:${EXPERT}:ok`,
+    ]);
+    await vi.waitFor(
+      () => {
+        const last = slack.updates.at(-1);
+        expect(JSON.stringify(last?.blocks)).toContain(`Isolated by @${EXPERT}`);
+        expect(buttons(last?.blocks ?? []).map((b) => b.action_id)).not.toContain('retry:act-1');
+      },
+      { timeout: 5_000, interval: 50 },
+    );
   });
 
   it("refuses a customer's Approve to the customer alone, executes nothing and audits the refusal", async () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseCommand, replyText, runCommand } from '../../../bot/commands.js';
+import { approveAction } from '../../../core/approve-action.js';
+import { executeAction } from '../../../core/execute-action.js';
 import { ingestIncident } from '../../../core/ingest-incident.js';
 import { ADMIN, CUSTOMER, coreHarness, EXPERT, sampleIngestBody } from '../../support/core-harness.js';
 
@@ -25,6 +27,63 @@ describe('chat commands', () => {
     });
     expect(parseCommand('done')).toEqual({ error: expect.stringContaining('Usage: done <taskId>') });
     expect(parseCommand('isolate everything')).toEqual({ error: 'Unknown command "isolate".' });
+    expect(parseCommand('Retry 48213:act-1')).toEqual({ name: 'retry', taskId: '48213:act-1' });
+    expect(parseCommand('handover 48213:act-1')).toEqual({ name: 'handover', taskId: '48213:act-1' });
+    expect(parseCommand('retry')).toEqual({ error: expect.stringContaining('Usage: retry <taskId>') });
+    expect(parseCommand('handover a b')).toEqual({
+      error: expect.stringContaining('Usage: handover <taskId>'),
+    });
+  });
+
+  it('lets an expert retry or hand over a failed action, and refuses everyone else', async () => {
+    const failing = {
+      dryRun: false,
+      submit: async () => ({ kind: 'finished' as const, outcome: { ok: false as const, reason: 'offline' } }),
+      check: async () => [],
+    };
+    const h = coreHarness({ executor: failing });
+    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    for (const actionId of ['act-1', 'act-3']) {
+      await approveAction(h.deps, { incidentId: '48213', actionId }, EXPERT);
+      await executeAction(h.deps, { incidentId: '48213', actionId });
+    }
+
+    const refused = await runCommand(h.deps, 'retry 48213:act-1', CUSTOMER, 'socChannel');
+    expect(refused).toMatchObject({
+      kind: 'retry',
+      shared: false,
+      decision: { ok: false, code: 'not_expert' },
+    });
+    expect(replyText(refused)).toBe(
+      'Not retried: only the MDR experts named in the policy may retry actions',
+    );
+    expect(await runCommand(h.deps, 'handover 48213:act-3', ADMIN, 'direct')).toMatchObject({
+      decision: { ok: false, code: 'not_expert' },
+    });
+    expect(await runCommand(h.deps, 'retry 48213:act-1', EXPERT, 'elsewhere')).toMatchObject({
+      kind: 'refused',
+      refusal: { code: 'wrong_place' },
+    });
+
+    const retried = await runCommand(h.deps, 'retry 48213:act-1', EXPERT, 'direct');
+    expect(retried).toMatchObject({
+      kind: 'retry',
+      shared: true,
+      decision: { ok: true, action: { state: 'approved' } },
+    });
+    expect(replyText(retried)).toBe('Retrying 48213:act-1: approved again, it runs now.');
+    const handed = await runCommand(h.deps, 'handover 48213:act-3', EXPERT, 'socChannel');
+    expect(handed).toMatchObject({ kind: 'handover', shared: true, decision: { ok: true } });
+    expect(replyText(handed)).toContain('Handed 48213:act-3 to the customer');
+    const pending = await runCommand(h.deps, 'pending', CUSTOMER, 'socChannel');
+    expect(replyText(pending)).toBe('• 48213:act-3: softDeleteEmails (handed over)');
+    expect(pending).toMatchObject({ tasks: [{ guidance: expect.stringContaining('offline') }] });
+    expect(replyText(await runCommand(h.deps, 'retry 48213:act-1', EXPERT, 'direct'))).toBe(
+      'Not retried: only a failed action can be retried: this action is already approved by slack:U0EXPERT1',
+    );
+    expect(replyText(await runCommand(h.deps, 'retry nonsense', EXPERT, 'direct'))).toContain(
+      'is not a task id',
+    );
   });
 
   it('lists pending tasks and marks one done as a customer', async () => {
@@ -81,14 +140,22 @@ describe('chat commands', () => {
   it('answers commands only in the SOC channel and direct messages, and audits every refusal', async () => {
     const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
     await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
-    for (const words of ['help', 'pending', 'exclusions', 'done 48213:act-5', 'exclude device-tag VIP']) {
+    for (const words of [
+      'help',
+      'pending',
+      'exclusions',
+      'done 48213:act-5',
+      'exclude device-tag VIP',
+      'retry 48213:act-1',
+      'handover 48213:act-1',
+    ]) {
       const reply = await runCommand(h.deps, words, ADMIN, 'elsewhere');
       expect(reply).toMatchObject({ kind: 'refused', refusal: { code: 'wrong_place' } });
     }
     expect(await h.store.getAction('48213', 'act-5')).toMatchObject({ state: 'customerPending' });
     const audit = await h.store.listAudit();
     expect(audit.filter((e) => e.outcome === 'refused' && e.detail.startsWith('wrong_place'))).toHaveLength(
-      5,
+      7,
     );
   });
 
