@@ -39,11 +39,16 @@ const INCIDENT = '48213';
 /** Delivery is coalesced (1 s window) and may back off: poll for up to 10 s. */
 const WAIT = { timeout: 10_000, interval: 50 };
 
-/** Counts executions (the outward port), delegating to the dry-run executor. */
+/** Counts executions (the outward port), delegating to the dry-run executor; `failing` runs fail first. */
 class CountingExecutor extends DryRunExecutor {
   calls: string[] = [];
+  failing = 0;
   override async submit(action: ActionRecord, context: SubmitContext) {
     this.calls.push(`${action.incidentId}:${action.id}`);
+    if (this.failing > 0) {
+      this.failing -= 1;
+      return { kind: 'finished' as const, outcome: { ok: false as const, reason: 'the device is offline' } };
+    }
     return super.submit(action, context);
   }
 }
@@ -300,6 +305,55 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
       WAIT,
     );
     expect(executor.calls).toEqual([`${INCIDENT}:act-6`]);
+  });
+
+  it('retries a failed action from the Retry button for an expert only, and runs it once more', async () => {
+    await start();
+    executor.failing = 1;
+    const activityId = await postedIncident();
+    await activity(
+      cardAction('approve', { incidentId: INCIDENT, actionId: 'act-1' }, { replyToId: activityId }),
+    );
+    await vi.waitFor(
+      async () => expect((await store.getAction(INCIDENT, 'act-1'))?.state).toBe('failed'),
+      WAIT,
+    );
+    const expertView = await activity(
+      cardAction('refresh', { incidentId: INCIDENT }, { replyToId: activityId }),
+    );
+    expect(buttons(expertView.body.value, 'retry')).toEqual(['act-1']);
+    expect(buttons(expertView.body.value, 'handover')).toEqual(['act-1']);
+    const customerView = await activity(
+      cardAction('refresh', { incidentId: INCIDENT }, { from: CUSTOMER_USER, replyToId: activityId }),
+    );
+    expect(buttons(customerView.body.value, 'retry')).toEqual([]);
+
+    const refused = await activity(
+      cardAction(
+        'retry',
+        { incidentId: INCIDENT, actionId: 'act-1' },
+        { from: CUSTOMER_USER, replyToId: activityId },
+      ),
+    );
+    expect(refused.body).toMatchObject({ statusCode: 200, type: CARD });
+    expect(cardText(refused.body.value)).toContain(
+      'only the MDR experts named in the policy may retry actions',
+    );
+    expect((await store.getAction(INCIDENT, 'act-1'))?.state).toBe('failed');
+
+    const retried = await activity(
+      cardAction('retry', { incidentId: INCIDENT, actionId: 'act-1' }, { replyToId: activityId }),
+    );
+    expect(retried.body).toMatchObject({ statusCode: 200, type: CARD });
+    await vi.waitFor(
+      async () => expect((await store.getAction(INCIDENT, 'act-1'))?.state).toBe('succeeded'),
+      WAIT,
+    );
+    expect(executor.calls).toEqual([`${INCIDENT}:act-1`, `${INCIDENT}:act-1`]);
+    expect((await store.listAudit(INCIDENT)).filter((e) => e.event === 'retry')).toMatchObject([
+      { actor: `teams:${CUSTOMER_USER.aadObjectId}`, outcome: 'refused' },
+      { actor: `teams:${EXPERT_USER.aadObjectId}`, platform: 'teams', outcome: 'ok' },
+    ]);
   });
 
   it('lets a customer mark their task done from the card and refresh their own view', async () => {
@@ -607,6 +661,8 @@ describe('Teams app manifest and package', () => {
       'help',
       'pending',
       'done',
+      'retry',
+      'handover',
       'exclusions',
       'exclude',
       'unexclude',
