@@ -221,19 +221,26 @@ describe('RedisStore execution phase indexes', () => {
     const raw = redis.client();
     const ended = actionRecord('1', 'ended');
     const waiting = actionRecord('1', 'waiting');
-    await store.upsertIncident(incidentRecord('1'), [ended, waiting], []);
-    const approved = moved(ended, 'approved');
-    await store.compareAndSet(approved, 1, auditEntry('approve', { incidentId: '1', actionId: 'ended' }));
-    await store.compareAndSet(
-      moved(approved, 'failed'),
-      2,
-      auditEntry('execute', { incidentId: '1', actionId: 'ended' }),
-    );
+    const failed = actionRecord('1', 'failed');
+    await store.upsertIncident(incidentRecord('1'), [ended, waiting, failed], []);
+    for (const [action, end] of [
+      [ended, 'succeeded'],
+      [failed, 'failed'],
+    ] as const) {
+      const approved = moved(action, 'approved');
+      await store.compareAndSet(approved, 1, auditEntry('approve', { incidentId: '1', actionId: action.id }));
+      await store.compareAndSet(
+        moved(approved, end),
+        2,
+        auditEntry('execute', { incidentId: '1', actionId: action.id }),
+      );
+    }
     // A lost writer's entry ahead of its action (still proposed), one for an action that ended, and junk.
     await raw.zadd(`${prefix}exec:approved`, 5, '1:waiting', 6, '1:missing', 7, 'garbage');
 
     expect(await store.listActionsIn('approved')).toEqual([]);
-    expect(await raw.zrange(`${prefix}exec:approved`, 0, -1)).toEqual(['1:waiting']);
+    // A failed action may be retried (approved again): its entry is kept until it can no longer be.
+    expect(await raw.zrange(`${prefix}exec:approved`, 0, -1)).toEqual(['1:waiting', '1:failed']);
   });
 });
 
