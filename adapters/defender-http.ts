@@ -75,6 +75,8 @@ export interface HttpRequest {
   on429?: 'wait' | 'return';
   /** Retries after the first attempt, instead of the client's `maxRetries` (0: one attempt only). */
   retries?: number;
+  /** Extra request headers (e.g. Graph's `Prefer`); they never replace authorization or accept. */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -284,7 +286,11 @@ export class ApiClient {
         attempts,
       };
     }
-    const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: 'application/json' };
+    const headers: Record<string, string> = {
+      ...request.headers,
+      authorization: `Bearer ${token}`,
+      accept: 'application/json',
+    };
     if (request.body !== undefined) headers['content-type'] = 'application/json';
     let response: Response;
     try {

@@ -6,9 +6,24 @@ import { ApiClient, describeFailure, type RetryOptions } from './defender-http.j
 export interface GraphIncidentSourceOptions extends RetryOptions {
   credential: TokenCredential;
   graphApiUrl: string;
-  /** Pages followed per poll at most (default 20, of `pageSize` incidents each). */
+  /**
+   * A safety bound on the pages followed in one poll (default 1,000 pages of `pageSize` incidents). A
+   * poll that reaches it reports itself incomplete, so the poller keeps its cursor where it was.
+   */
   maxPages?: number;
   pageSize?: number;
+}
+
+/** What Graph can narrow on its side (`$filter`); tags are not filterable there and are matched after. */
+export interface IncidentQuery {
+  assignedTo?: string;
+}
+
+/** One poll's reading: the incidents, and whether every page was read. */
+export interface IncidentBatch {
+  incidents: unknown[];
+  complete: boolean;
+  pages: number;
 }
 
 const page = z.looseObject({
@@ -16,9 +31,15 @@ const page = z.looseObject({
   '@odata.nextLink': z.string().nullish(),
 });
 
+/** OData string literal: single quotes doubled. */
+const odataString = (value: string) => `'${value.replaceAll("'", "''")}'`;
+
 /**
  * Reads `GET /v1.0/security/incidents?$expand=alerts&$filter=lastUpdateDateTime ge ...` page by page
- * (SecurityIncident.Read.All). A failure throws with a readable, secret-free reason.
+ * through `@odata.nextLink` (SecurityIncident.Read.All), with `Prefer: include-unknown-enum-members` so
+ * statuses added after the enum was first published (`awaitingAction`) arrive as such. Graph filters
+ * incidents on `assignedTo`, `lastUpdateDateTime` and a few others, not on tags. A failure throws with
+ * a readable, secret-free reason.
  */
 export class GraphIncidentSource {
   private readonly graph: ApiClient;
@@ -28,21 +49,28 @@ export class GraphIncidentSource {
   constructor(options: GraphIncidentSourceOptions) {
     const { credential, graphApiUrl, ...rest } = options;
     this.graph = new ApiClient(credential, { service: 'Microsoft Graph', baseUrl: graphApiUrl }, rest);
-    this.maxPages = options.maxPages ?? 20;
+    this.maxPages = options.maxPages ?? 1_000;
     this.pageSize = options.pageSize ?? 50;
   }
 
   /** Incidents updated at or after `since`, as Graph returns them (parsed later by the ingest use case). */
-  async updatedSince(since: Date): Promise<unknown[]> {
+  async updatedSince(since: Date, query: IncidentQuery = {}): Promise<IncidentBatch> {
     const incidents: unknown[] = [];
+    const filter = [`lastUpdateDateTime ge ${since.toISOString()}`];
+    if (query.assignedTo !== undefined) filter.push(`assignedTo eq ${odataString(query.assignedTo)}`);
     let path = '/v1.0/security/incidents';
-    let query: Record<string, string> | undefined = {
+    let params: Record<string, string> | undefined = {
       $expand: 'alerts',
-      $filter: `lastUpdateDateTime ge ${since.toISOString()}`,
+      $filter: filter.join(' and '),
       $top: String(this.pageSize),
     };
-    for (let pages = 0; pages < this.maxPages; pages++) {
-      const result = await this.graph.send({ method: 'GET', path, ...(query ? { query } : {}) });
+    for (let pages = 1; ; pages++) {
+      const result = await this.graph.send({
+        method: 'GET',
+        path,
+        headers: { prefer: 'include-unknown-enum-members' },
+        ...(params ? { query: params } : {}),
+      });
       if (result.kind !== 'response' || !result.ok) {
         throw new Error(
           describeFailure('Microsoft Graph', result, {
@@ -57,10 +85,12 @@ export class GraphIncidentSource {
         throw new Error('Microsoft Graph answered the incident list with an unexpected shape');
       incidents.push(...body.data.value);
       const next = body.data['@odata.nextLink'];
-      if (!next || !this.graph.sameOrigin(next)) break;
+      if (!next) return { incidents, complete: true, pages };
+      if (!this.graph.sameOrigin(next))
+        throw new Error('Microsoft Graph answered the incident list with a next page on another origin');
+      if (pages >= this.maxPages) return { incidents, complete: false, pages };
       path = next;
-      query = undefined;
+      params = undefined;
     }
-    return incidents;
   }
 }

@@ -209,6 +209,16 @@ export class MemoryStore implements ActionStore {
     return 0;
   }
 
+  private readonly cursors = new Map<string, string>();
+
+  async getCursor(name: string): Promise<string | null> {
+    return this.cursors.get(name) ?? null;
+  }
+
+  async setCursor(name: string, value: string): Promise<void> {
+    this.cursors.set(name, value);
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {}

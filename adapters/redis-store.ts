@@ -394,6 +394,15 @@ export class RedisStore implements ActionStore {
     return Number.isFinite(until) && until > Date.now() ? until : 0;
   }
 
+  async getCursor(name: string): Promise<string | null> {
+    const [value] = (await this.run([['get', this.key(`cursor:${name}`)]])) as [string | null];
+    return value;
+  }
+
+  async setCursor(name: string, value: string): Promise<void> {
+    await this.run([['set', this.key(`cursor:${name}`), value]]);
+  }
+
   async ping(): Promise<void> {
     await this.run([['ping']]);
   }

@@ -22,6 +22,32 @@ export const exclusionsSchema = z.strictObject({
   users: z.array(userRuleSchema).max(10_000).default([]),
 });
 
+/**
+ * The tag Microsoft Defender Experts puts on the incidents it manages (in the incident's `systemTags`):
+ * without `sources.graph.filter`, the poller takes only those.
+ */
+export const MANAGED_SERVICE_TAG = 'Defender Experts';
+
+/**
+ * Which polled Graph incidents become cards: those carrying one of `tags` (custom or system tags) and,
+ * when `assignedTo` is given, assigned to it. One of the two is required: the poller never takes every
+ * incident of the tenant.
+ */
+export const graphFilterSchema = z
+  .strictObject({
+    tags: z.array(z.string().trim().min(1, 'must not be empty')).min(1).max(100).optional(),
+    assignedTo: z.string().trim().min(1, 'must not be empty').max(256).optional(),
+  })
+  .refine((filter) => filter.tags !== undefined || filter.assignedTo !== undefined, {
+    error: 'needs tags or assignedTo (without them every incident of the tenant would become a card)',
+  });
+
+export type GraphIncidentFilter = z.output<typeof graphFilterSchema>;
+
+const sourcesSchema = z.strictObject({
+  graph: z.strictObject({ filter: graphFilterSchema.optional() }).optional(),
+});
+
 /** The policy file (`POLICY_FILE`); its shape is part of the public contract. */
 export const policySchema = z.strictObject({
   roles: z
@@ -46,9 +72,36 @@ export const policySchema = z.strictObject({
         .default(24),
     })
     .default({ pendingTaskHours: 24 }),
+  sources: sourcesSchema.optional(),
 });
 
 export type Policy = z.output<typeof policySchema>;
+
+/** The Graph poll's filter in force: the policy's, else incidents tagged for the managed service. */
+export function graphFilterOf(policy: Pick<Policy, 'sources'>): GraphIncidentFilter {
+  return policy.sources?.graph?.filter ?? { tags: [MANAGED_SERVICE_TAG] };
+}
+
+/**
+ * Whether a Graph security incident is one the filter selects: a tag among its `customTags`,
+ * `systemTags` (or `tags`, as some documented examples name them), compared without regard to case,
+ * and the owner in `assignedTo`. Anything unreadable does not match.
+ */
+export function selectsIncident(filter: GraphIncidentFilter, incident: unknown): boolean {
+  if (typeof incident !== 'object' || incident === null) return false;
+  const fields = incident as Record<string, unknown>;
+  if (filter.assignedTo !== undefined) {
+    const owner = fields.assignedTo;
+    if (typeof owner !== 'string' || owner.trim().toLowerCase() !== filter.assignedTo.toLowerCase())
+      return false;
+  }
+  if (filter.tags === undefined) return true;
+  const wanted = new Set(filter.tags.map((tag) => tag.toLowerCase()));
+  const carried = [fields.customTags, fields.systemTags, fields.tags].flatMap((list) =>
+    Array.isArray(list) ? list.filter((tag): tag is string => typeof tag === 'string') : [],
+  );
+  return carried.some((tag) => wanted.has(tag.trim().toLowerCase()));
+}
 
 /** What an identity may do: experts approve, admins change exclusions; everyone else is a customer. */
 export interface RoleSet {
