@@ -312,7 +312,7 @@ export class DefenderExecutor implements ResponseExecutor {
     if (type === 'releaseFileFromQuarantine') {
       return finishedWith(
         fail(
-          'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo) and marks it done',
+          'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo), or for a custom-indicator block on the device with "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All" (which restores every file blocked that way in the last 30 days), and marks it done',
         ),
       );
     }
