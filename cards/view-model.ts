@@ -610,12 +610,27 @@ function actionCenterUrl(portalUrl: string | undefined, tenantId: string | undef
 function expertSteps(a: ActionRecord, incident: IncidentRecord, device: string): string[] {
   if (a.type !== 'releaseFileFromQuarantine') return [ACTION_CATALOGUE[a.type].guidance];
   const file = fileName(a.target, incident);
+  const known = knownFileName(a.target, incident);
+  const sha1 = a.target.sha1 ? name(a.target.sha1) : undefined;
+  const identity = [known ? `File: ${known}` : undefined, sha1 ? `SHA-1 ${sha1}` : undefined].filter(Boolean);
   return [
+    ...(identity.length > 0 ? [identity.join(' · ')] : []),
     'Open the Microsoft Defender portal: Action center > History.',
     `Find the quarantine action for ${file} on ${device} and choose Undo.`,
-    'Or, on the device, run "MpCmdRun.exe -Restore -Name <threat name> -All" as administrator.',
+    `If a custom indicator blocked it, on the device as administrator run: ${CUSTOM_INDICATOR_RESTORE}`,
+    'Warning: that command restores every file a custom indicator blocked on the device in the last 30 days, not only this one.',
     'Then click Mark done here.',
   ];
+}
+
+/** Restores what Defender quarantined under the threat name of custom file indicators (block). */
+const CUSTOM_INDICATOR_RESTORE = 'MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All';
+
+/** The file's name, from the action or the incident's file evidence, when either has it. */
+function knownFileName(t: ActionTarget, incident: Pick<IncidentRecord, 'files'>): string | undefined {
+  const known = incident.files.find((f) => t.sha1 && f.sha1?.toLowerCase() === t.sha1.toLowerCase());
+  const label = t.fileName ?? known?.name;
+  return label ? name(label) : undefined;
 }
 
 function assetGroups(incident: IncidentRecord, max: number): AssetGroupView[] {

@@ -89,7 +89,7 @@ export const ACTION_CATALOGUE: Record<ActionType, ActionSpec> = {
     done: 'Released from quarantine',
     destructive: false,
     guidance:
-      'Defender has no API for this. In the Defender portal open Action center > History, find the quarantine action for this file and choose Undo; or on the device run "MpCmdRun.exe -Restore -Name <threat name> -All" as administrator.',
+      'Defender has no API for this. In the Defender portal open Action center > History, find the quarantine action for this file and choose Undo. If a custom indicator blocked it, on the device as administrator run "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All" (it restores every file a custom indicator blocked on that device in the last 30 days, not only this one).',
   },
   restrictAppExecution: {
     kind: 'device',

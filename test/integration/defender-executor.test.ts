@@ -835,12 +835,28 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
 describe('DefenderExecutor: the Microsoft Graph actions', () => {
   const USER = `/msgraph/v1.0/users/${IDS.userId}`;
 
+  const SELECT = { $select: 'id,onPremisesSyncEnabled,onPremisesSecurityIdentifier' };
+  const SID = 'S-1-5-21-989687458-3461180213-172365591-281652';
+  const MDI_ID = '00104216-0539-4838-88b1-55baafdc296b';
+  const AD_ACCOUNT = '256db173-930a-4991-9061-0d51a9a93ba5';
+  const CORRELATION = 'ed2f052b-2a01-4cd9-acb3-f6145f83e1a5';
+  const IDENTITY_ACCOUNTS = '/msgraph/v1.0/security/identities/identityAccounts';
+  const CONFIRM = '/msgraph/v1.0/identityProtection/riskyUsers/confirmCompromised';
+  const ROLES = '/msgraph/v1.0/roleManagement/directory/roleAssignments';
+  const RESET_BODY = {
+    passwordProfile: { forceChangePasswordNextSignIn: true, forceChangePasswordNextSignInWithMfa: true },
+  };
+  /** `GET /v1.0/users/{id}?$select=…` of a cloud-only user (`onPremisesSyncEnabled` null). */
+  const cloudUser = {
+    '@odata.context':
+      'https://graph.microsoft.com/v1.0/$metadata#users(id,onPremisesSyncEnabled,onPremisesSecurityIdentifier)/$entity',
+    id: IDS.userId,
+    onPremisesSyncEnabled: null,
+    onPremisesSecurityIdentifier: null,
+  };
+  const syncedUser = { ...cloudUser, onPremisesSyncEnabled: true, onPremisesSecurityIdentifier: SID };
+
   it.each([
-    {
-      type: 'forcePasswordReset' as const,
-      body: { passwordProfile: { forceChangePasswordNextSignIn: true } },
-      detail: 'password change required at next sign-in',
-    },
     {
       type: 'disableUser' as const,
       body: { accountEnabled: false },
@@ -851,13 +867,9 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       body: { accountEnabled: true },
       detail: 'account enabled (accountEnabled true)',
     },
-    {
-      type: 'unsuspendUser' as const,
-      body: { accountEnabled: true },
-      detail: 'account enabled (accountEnabled true)',
-    },
-  ])('carries out $type as PATCH /v1.0/users/{id}', async ({ type, body, detail }) => {
-    const api = graph().matchHeader('content-type', 'application/json').patch(USER, body).reply(204);
+  ])('carries out $type of a cloud user as PATCH /v1.0/users/{id}', async ({ type, body, detail }) => {
+    const api = graph().get(USER).query(SELECT).reply(200, cloudUser);
+    const patched = graph().matchHeader('content-type', 'application/json').patch(USER, body).reply(204);
 
     const { outcome } = await carryOut(
       executor(),
@@ -866,13 +878,29 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
     );
 
     expect(outcome).toEqual({ ok: true, detail: `${IDS.userId}: ${detail}` });
-    expect(api.isDone()).toBe(true);
+    expect(api.isDone() && patched.isDone()).toBe(true);
     expect(tokenRequests.map((f) => f.get('scope'))).toEqual([`${GRAPH_ORIGIN}/.default`]);
+  });
+
+  it('carries out unsuspendUser as PATCH accountEnabled true', async () => {
+    const api = graph().patch(USER, { accountEnabled: true }).reply(204);
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('unsuspendUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({ ok: true, detail: `${IDS.userId}: account enabled (accountEnabled true)` });
+    expect(api.isDone()).toBe(true);
   });
 
   it('addresses the user by UPN, URL-encoded, when there is no object id', async () => {
     const upn = "o'brien+ops@contoso.com";
     const api = graph()
+      .get(`/msgraph/v1.0/users/${encodeURIComponent(upn)}`)
+      .query(SELECT)
+      .reply(200, cloudUser)
       .patch(`/msgraph/v1.0/users/${encodeURIComponent(upn)}`, { accountEnabled: false })
       .reply(204);
 
@@ -950,8 +978,275 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
     );
   });
 
-  it('names the missing Graph permission on 403', async () => {
-    graph().patch(USER).reply(403, fixture('graph-error-403'));
+  it('forces a password reset: change after MFA, sessions revoked, user confirmed compromised, each step listed', async () => {
+    const log: string[] = [];
+    const api = graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
+      .patch(USER, RESET_BODY)
+      .reply(() => {
+        log.push('PATCH passwordProfile');
+        return [204];
+      })
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(() => {
+        log.push('POST revokeSignInSessions');
+        return [
+          200,
+          { '@odata.context': 'https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean', value: true },
+        ];
+      })
+      .post(CONFIRM, { userIds: [IDS.userId] })
+      .reply(() => {
+        log.push('POST confirmCompromised');
+        return [204];
+      });
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('forcePasswordReset', { userId: IDS.userId, upn: IDS.upn }),
+      fakeContext().context,
+    );
+
+    expect(log).toEqual(['PATCH passwordProfile', 'POST revokeSignInSessions', 'POST confirmCompromised']);
+    expect(outcome).toEqual({
+      ok: true,
+      detail: `${IDS.userId}: password change required at next sign-in, after MFA; sign-in sessions revoked; confirmed compromised in Identity Protection (user risk high)`,
+    });
+    expect(api.isDone()).toBe(true);
+  });
+
+  it('reports confirm compromised as skipped, not failed, when Graph answers 403 (no Entra ID P2)', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
+      .patch(USER, RESET_BODY)
+      .reply(204)
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(204)
+      .post(CONFIRM, { userIds: [IDS.userId] })
+      .reply(403, fixture('graph-error-403'));
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('forcePasswordReset', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: true,
+      detail: `${IDS.userId}: password change required at next sign-in, after MFA; sign-in sessions revoked; confirm compromised skipped (needs Entra ID P2 / IdentityRiskyUser.ReadWrite.All)`,
+    });
+  });
+
+  it('says which steps were done when revoking sessions fails after the password reset', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
+      .patch(USER, RESET_BODY)
+      .reply(204)
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(403, fixture('graph-error-403'));
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('forcePasswordReset', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toMatch(
+      /^5d9a.*: password change required at next sign-in, after MFA; but revoking sign-in sessions failed: .*403.*User\.RevokeSessions\.All/,
+    );
+  });
+
+  it('fails a confirm compromised refused for another reason than 403, saying what was done', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
+      .patch(USER, RESET_BODY)
+      .reply(204)
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(204)
+      .post(CONFIRM)
+      .reply(400, { error: { code: 'BadRequest', message: 'Invalid user id.' } });
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('forcePasswordReset', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toBe(
+      `${IDS.userId}: password change required at next sign-in, after MFA; sign-in sessions revoked; but confirming the user compromised failed: Microsoft Graph answered 400 to POST riskyUsers/confirmCompromised (BadRequest: Invalid user id.)`,
+    );
+  });
+
+  it.each([
+    { type: 'disableUser' as const, mdi: 'disable', detail: 'account disabled' },
+    { type: 'enableUser' as const, mdi: 'enable', detail: 'account enabled' },
+  ])(
+    'carries out $type of an on-premises synced user through Defender for Identity, never PATCH',
+    async ({ type, mdi, detail }) => {
+      let filter: unknown;
+      const api = graph()
+        .get(USER)
+        .query(SELECT)
+        .reply(200, syncedUser)
+        .get(IDENTITY_ACCOUNTS)
+        .query((q) => {
+          filter = q.$filter;
+          return true;
+        })
+        .reply(200, fixture('graph-identity-accounts'));
+      const invoked = graph()
+        .matchHeader('content-type', 'application/json')
+        .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`, {
+          accountId: AD_ACCOUNT,
+          action: mdi,
+          identityProvider: 'activeDirectory',
+        })
+        .reply(
+          200,
+          fixture('graph-invoke-action', {
+            value: {
+              accountId: AD_ACCOUNT,
+              action: mdi,
+              provider: 'activeDirectory',
+              correlationId: CORRELATION,
+            },
+          }),
+        );
+
+      const { outcome } = await carryOut(
+        executor(),
+        executingAction(type, { userId: IDS.userId, upn: IDS.upn }),
+        fakeContext().context,
+      );
+
+      expect(filter).toBe(`onPremisesSecurityIdentifier eq '${SID}'`);
+      expect(outcome).toEqual({
+        ok: true,
+        detail: `${IDS.userId}: ${detail} in Active Directory through Defender for Identity (correlation id ${CORRELATION})`,
+      });
+      expect(api.isDone() && invoked.isDone()).toBe(true);
+    },
+  );
+
+  it('forces the password reset of a synced user through Defender for Identity, then revokes and confirms compromised', async () => {
+    const log: string[] = [];
+    const api = graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, syncedUser)
+      .get(IDENTITY_ACCOUNTS)
+      .query({ $filter: `onPremisesSecurityIdentifier eq '${SID}'` })
+      .reply(200, fixture('graph-identity-accounts'))
+      .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`, {
+        accountId: AD_ACCOUNT,
+        action: 'forcePasswordReset',
+        identityProvider: 'activeDirectory',
+      })
+      .reply(() => {
+        log.push('POST invokeAction forcePasswordReset');
+        return [
+          200,
+          fixture('graph-invoke-action', {
+            value: {
+              accountId: AD_ACCOUNT,
+              action: 'forcePasswordReset',
+              provider: 'activeDirectory',
+              correlationId: CORRELATION,
+            },
+          }),
+        ];
+      })
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(() => {
+        log.push('POST revokeSignInSessions');
+        return [204];
+      })
+      .post(CONFIRM, { userIds: [IDS.userId] })
+      .reply(() => {
+        log.push('POST confirmCompromised');
+        return [204];
+      });
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('forcePasswordReset', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(log).toEqual([
+      'POST invokeAction forcePasswordReset',
+      'POST revokeSignInSessions',
+      'POST confirmCompromised',
+    ]);
+    expect(outcome).toEqual({
+      ok: true,
+      detail: `${IDS.userId}: password reset required at next sign-in in Active Directory through Defender for Identity (correlation id ${CORRELATION}); sign-in sessions revoked; confirmed compromised in Identity Protection (user risk high)`,
+    });
+    expect(api.isDone()).toBe(true);
+  });
+
+  it('sends nothing for a synced user Defender for Identity does not observe in Active Directory', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, syncedUser)
+      .get(IDENTITY_ACCOUNTS)
+      .query(true)
+      .reply(200, { value: [] });
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('disableUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason: `${IDS.userId} is synced from on-premises Active Directory, and Defender for Identity observes no Active Directory account with SID ${SID}, so nothing was sent: disable the account in Active Directory`,
+    });
+  });
+
+  it('names SecurityIdentitiesActions.ReadWrite.All when invokeAction is refused', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, syncedUser)
+      .get(IDENTITY_ACCOUNTS)
+      .query(true)
+      .reply(200, fixture('graph-identity-accounts'))
+      .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`)
+      .reply(403, { error: { code: 'Forbidden', message: 'Missing permissions.' } });
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('disableUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason: `${IDS.userId} is synced from on-premises Active Directory: Microsoft Graph answered 403 Forbidden to POST identityAccounts invokeAction disable: the app registration lacks the application permission SecurityIdentitiesActions.ReadWrite.All (grant it and give admin consent) (Forbidden: Missing permissions.)`,
+    });
+  });
+
+  it('names the missing Graph permission on 403 when the user holds no admin role', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
+      .patch(USER)
+      .reply(403, fixture('graph-error-403'))
+      .get(ROLES)
+      .query({ $filter: `principalId eq '${IDS.userId}'` })
+      .reply(200, { '@odata.context': 'x', value: [] });
 
     const { outcome } = await carryOut(
       executor(),
@@ -966,8 +1261,73 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
     });
   });
 
+  it('says the app needs a privileged Entra role, not a permission, on 403 for a user who holds an admin role', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
+      .patch(USER, { accountEnabled: false })
+      .reply(403, fixture('graph-error-403'))
+      .get(ROLES)
+      .query({ $filter: `principalId eq '${IDS.userId}'` })
+      .reply(200, fixture('graph-role-assignments'));
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('disableUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason: `Microsoft Graph answered 403 Forbidden to PATCH user: ${IDS.userId} holds a Microsoft Entra admin role (Global Administrator), so the app needs a privileged Microsoft Entra role that covers this user (Privileged Authentication Administrator; User Administrator covers only users without an admin role); this is not a missing API permission (Authorization_RequestDenied: Insufficient privileges to complete the operation.)`,
+    });
+  });
+
+  it('names both causes of the 403 when the user roles cannot be read', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
+      .patch(USER)
+      .reply(403, fixture('graph-error-403'))
+      .get(ROLES)
+      .query(true)
+      .reply(403, fixture('graph-error-403'));
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('disableUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toBe(
+      `Microsoft Graph answered 403 Forbidden to PATCH user: the app registration lacks the application permission User.EnableDisableAccount.All (grant it and give admin consent) (Authorization_RequestDenied: Insufficient privileges to complete the operation.); or, if ${IDS.userId} holds a Microsoft Entra admin role, the app needs a privileged Microsoft Entra role that covers this user (Privileged Authentication Administrator; User Administrator covers only users without an admin role) (its roles could not be read: RoleManagement.Read.Directory tells which)`,
+    );
+  });
+
+  it('changes nothing when the user cannot be read first', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(404, { error: { code: 'Request_ResourceNotFound', message: 'Resource does not exist.' } });
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('enableUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(!outcome.ok && outcome.reason).toMatch(
+      /^nothing was changed: user 5d9a.* was not found in Microsoft Entra ID \(Microsoft Graph answered 404 to GET user\)/,
+    );
+  });
+
   it('says the user was not found on 404', async () => {
     graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
       .patch(USER)
       .reply(404, { error: { code: 'Request_ResourceNotFound', message: 'Resource does not exist.' } });
 
@@ -982,6 +1342,9 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
 
   it('retries a Graph 429 after its Retry-After and a 503 with back-off', async () => {
     graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
       .patch(USER)
       .reply(429, fixture('graph-error-429'), { 'Retry-After': '7' })
       .patch(USER)
@@ -1297,7 +1660,7 @@ describe('DefenderExecutor: release from quarantine', () => {
     expect(outcome).toEqual({
       ok: false,
       reason:
-        'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo) and marks it done',
+        'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo), or for a custom-indicator block on the device with "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All" (which restores every file blocked that way in the last 30 days), and marks it done',
     });
     expect(tokenRequests).toEqual([]);
   });

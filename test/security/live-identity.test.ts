@@ -193,6 +193,11 @@ describe('point 3: one user, every identifier; the device as Defender reports it
       sleep: fakeTime().sleep,
     });
     nockUser('a.vance@contoso.com', fixture('graph-user'), 3);
+    // Whether the user is synced from on-premises is read of the resolved id too, before the PATCH.
+    const synced = graph()
+      .get(`/msgraph/v1.0/users/${IDS.userId}`)
+      .query({ $select: 'id,onPremisesSyncEnabled,onPremisesSecurityIdentifier' })
+      .reply(200, { id: IDS.userId, onPremisesSyncEnabled: null, onPremisesSecurityIdentifier: null });
     const disabled = graph().patch(`/msgraph/v1.0/users/${IDS.userId}`, { accountEnabled: false }).reply(204);
 
     await ingestWith('disableUser', { upn: 'a.vance@contoso.com' });
@@ -201,7 +206,7 @@ describe('point 3: one user, every identifier; the device as Defender reports it
 
     expect(result).toMatchObject({ status: 'done', action: { state: 'succeeded' } });
     expect((await h.store.getAction(IDS.incidentId, 'act-9'))?.resolved).toEqual({ userId: IDS.userId });
-    expect(disabled.isDone()).toBe(true);
+    expect(synced.isDone() && disabled.isDone()).toBe(true);
     expect(nock.pendingMocks()).toEqual([]);
   });
 

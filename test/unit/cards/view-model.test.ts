@@ -199,11 +199,34 @@ describe('buildIncidentView', () => {
     const task = line(buildIncidentView(everyStateIncident(), options), 'act-5');
     expect(task.group).toBe('expertTasks');
     expect(task.text).toBe(`Release Invoice_0314.exe from quarantine on ${SAMPLE.server}`);
-    expect(task.steps[0]).toBe('Open the Microsoft Defender portal: Action center > History.');
+    expect(task.steps).toEqual([
+      `File: Invoice_0314.exe · SHA-1 ${SAMPLE.sha1}`,
+      'Open the Microsoft Defender portal: Action center > History.',
+      `Find the quarantine action for Invoice_0314.exe on ${SAMPLE.server} and choose Undo.`,
+      'If a custom indicator blocked it, on the device as administrator run: MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All',
+      'Warning: that command restores every file a custom indicator blocked on the device in the last 30 days, not only this one.',
+      'Then click Mark done here.',
+    ]);
     expect(task.linkUrl).toBe(
       'https://security.microsoft.com/action-center/history?tid=7f3c2a10-5b1e-4c8d-9a6f-2e4b8d1c0a55',
     );
     expect(task.buttons.map((b) => [b.verb, b.audience])).toEqual([['markDone', 'expert']]);
+  });
+
+  it('names the file to release from the incident evidence when the action carries only its SHA-1', () => {
+    const state = everyStateIncident();
+    const evidence = {
+      ...state.incident,
+      files: [{ sha1: SAMPLE.sha1.toUpperCase(), name: 'payroll.xlsm' }],
+    };
+    const actions = state.actions.map((a) =>
+      a.id === 'act-5' ? { ...a, target: { deviceId: SAMPLE.serverId, sha1: SAMPLE.sha1 } } : a,
+    );
+    const task = line(buildIncidentView({ ...state, incident: evidence, actions }, options), 'act-5');
+    expect(task.steps[0]).toBe(`File: payroll.xlsm · SHA-1 ${SAMPLE.sha1}`);
+    expect(task.steps).toContain(
+      'If a custom indicator blocked it, on the device as administrator run: MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All',
+    );
   });
 
   it('cuts long lists with "and N more", actionable groups first', () => {
