@@ -73,7 +73,10 @@ export async function measureApprovalRoundTrips(url: string, prefix: string): Pr
   const queue = new BullMqQueue({ url: proxy.url, keyPrefix: prefix });
   const jobs = {
     async schedule(job: CoreJob) {
-      await queue.add(job.kind, job, { id: `${job.kind}-${job.incidentId}-${job.actionId}`, attempts: 3 });
+      await queue.add(job.kind, job, {
+        id: `${job.kind}-${job.incidentId}-${'actionId' in job ? job.actionId : job.event}`,
+        attempts: 3,
+      });
     },
   };
   const deps: CoreDeps = {

@@ -4,13 +4,14 @@ import { DefenderAssetDirectory } from '../adapters/defender-directory.js';
 import { DefenderExecutor } from '../adapters/defender-executor.js';
 import { DefenderPacer } from '../adapters/defender-pacer.js';
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
+import { GraphMailer, PreviewOutbox } from '../adapters/graph-mailer.js';
 import type { JobQueue } from '../adapters/job-queue.js';
 import { LocalQueue } from '../adapters/local-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
 import { createRedisCluster, createRedisConnection } from '../adapters/redis-connection.js';
 import { RedisStore } from '../adapters/redis-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
-import type { ActionStore, AssetDirectory, DirectoryUser, ResponseExecutor } from '../core/ports.js';
+import type { ActionStore, AssetDirectory, DirectoryUser, Mailer, ResponseExecutor } from '../core/ports.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import { assembleRuntime, JOB_LANES, type Runtime, type RuntimeParts } from './runtime.js';
@@ -57,6 +58,10 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
 
   let executor: ResponseExecutor;
   let directory: AssetDirectory;
+  // Local mode shows the emails on the preview page; elsewhere MAIL_SENDER sends them through Graph.
+  let mailer: Mailer | undefined = config.localMode
+    ? new PreviewOutbox(config.mailSender ?? 'mdr-bot@localhost')
+    : undefined;
   if (config.defender) {
     const credential = createAzureCredential(config.defender);
     const endpoints = {
@@ -66,6 +71,13 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
       logger,
     };
     directory = parts.directory ?? new DefenderAssetDirectory(endpoints);
+    if (config.mailSender)
+      mailer = new GraphMailer({
+        credential,
+        graphApiUrl: config.defender.graphUrl,
+        sender: config.mailSender,
+        logger,
+      });
     // Machine actions are paced to Defender's per-tenant limits, counted in Redis across replicas.
     const pacedExecutor = () => {
       const redis = config.redis
@@ -104,6 +116,7 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
     queue,
     executor,
     directory,
+    ...((parts.mailer ?? mailer) ? { mailer: parts.mailer ?? mailer } : {}),
   });
   const close = runtime.close;
   runtime.close = async () => {
@@ -131,6 +144,11 @@ export function describeRuntime(runtime: Runtime): string[] {
       : config.localMode
         ? 'teams: local mode, without authentication, for this machine only (set MicrosoftAppId, MicrosoftAppPassword and MicrosoftAppTenantId for a real tenant)'
         : 'teams: off (set MicrosoftAppId, MicrosoftAppPassword and MicrosoftAppTenantId to turn it on)',
+    runtime.deps.mailer instanceof PreviewOutbox
+      ? 'email: shown on the preview page, not sent (local mode)'
+      : runtime.deps.mailer
+        ? `email: as ${config.mailSender} to ${(config.policy.notifications?.email ?? []).length} address(es) of the policy`
+        : 'email: off (set MAIL_SENDER and notifications.email in the policy)',
     config.ingestToken ? 'ingest API: on' : 'ingest API: off (set INGEST_TOKEN)',
     config.adminToken ? 'exclusions API: on' : 'exclusions API: off (set ADMIN_TOKEN)',
     config.policyFile

@@ -119,6 +119,11 @@ const envSchema = z.object({
     1_500,
   ),
   LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
+  MAIL_SENDER: optional(
+    z
+      .email('must be the address of a mailbox the app may send as, e.g. mdr-notifications@contoso.com')
+      .transform((v) => v.toLowerCase()),
+  ),
   PUBLIC_URL: optional(httpUrl('the address users reach the bot at, e.g. https://mdr-bot.example.com')),
 });
 
@@ -170,6 +175,8 @@ export interface Config {
     actionsPerHour: number;
   };
   graphPollSeconds?: number;
+  /** `MAIL_SENDER`: the mailbox customer-task email is sent as (Graph sendMail); unset: no email. */
+  mailSender?: string;
   logLevel: Env['LOG_LEVEL'];
   publicUrl?: string;
   /** `ALLOW_INSECURE_URLS=true` (tests only): `http://` base URLs allowed outside local mode. */
@@ -192,6 +199,7 @@ export const DEMO_POLICY: Policy = {
   },
   channels: {},
   reminders: { pendingTaskHours: 24 },
+  notifications: { email: ['soc@contoso.com'] },
 };
 
 /**
@@ -247,6 +255,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         `${name}: must be https:// outside local mode (bearer tokens must not travel in clear); for a test server set ALLOW_INSECURE_URLS=true`,
       );
     }
+  }
+
+  if (e.MAIL_SENDER && !local && !(e.DEFENDER_CLIENT_ID && e.DEFENDER_TENANT_ID)) {
+    problems.push(
+      'MAIL_SENDER: needs the app registration that sends it (DEFENDER_TENANT_ID, DEFENDER_CLIENT_ID, DEFENDER_CLIENT_SECRET) with the Mail.Send application permission',
+    );
   }
 
   let policy: Policy = DEMO_POLICY;
@@ -306,6 +320,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       actionsPerHour: e.DEFENDER_ACTIONS_PER_HOUR,
     },
     graphPollSeconds: e.GRAPH_POLL_SECONDS,
+    ...(e.MAIL_SENDER ? { mailSender: e.MAIL_SENDER } : {}),
     logLevel: e.LOG_LEVEL,
     publicUrl: e.PUBLIC_URL,
     allowInsecureUrls: e.ALLOW_INSECURE_URLS,

@@ -4,6 +4,7 @@ import type { JobQueue, Lanes } from '../adapters/job-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
 import { systemClock } from '../adapters/system-clock.js';
+import { emailCustomerTasks } from '../core/email-customer-tasks.js';
 import { executeAction } from '../core/execute-action.js';
 import { followActions } from '../core/follow-actions.js';
 import type {
@@ -14,6 +15,7 @@ import type {
   CoreJob,
   IngestRules,
   JobScheduler,
+  Mailer,
   ResponseExecutor,
 } from '../core/ports.js';
 import { remindTask } from '../core/remind-task.js';
@@ -64,11 +66,14 @@ export interface RuntimeParts {
   directory?: AssetDirectory;
   clock?: Clock;
   publishers?: CardPublisher[];
+  /** Sends the customer-task emails; unset: none are sent. */
+  mailer?: Mailer;
 }
 
 export const EXECUTE_JOB = 'execute';
 export const FOLLOW_JOB = 'follow';
 export const REMIND_JOB = 'remind';
+export const EMAIL_JOB = 'email';
 
 /**
  * The queue's lanes: execution never holds the slots card delivery needs, and neither holds reminders
@@ -78,6 +83,7 @@ export const JOB_LANES: Lanes = {
   execute: { jobs: [EXECUTE_JOB, FOLLOW_JOB], concurrency: 20 },
   deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
+  notify: { jobs: [EMAIL_JOB], concurrency: 5 },
   // One periodic run at a time per process; the job schedulers make it one per interval in all.
   maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB], concurrency: 1 },
 };
@@ -87,6 +93,8 @@ export const JOB_LANES: Lanes = {
  * part contains), so `2025-1`/`act-1` and `2025`/`1-act-1` never share an id.
  */
 export function jobIdOf(job: CoreJob): string {
+  if (job.kind === 'email')
+    return [job.kind, job.incidentId, job.event].map((p) => encodeURIComponent(p)).join('/');
   const parts = [job.kind, job.incidentId, job.actionId];
   if (job.kind === 'execute' && job.retry !== undefined) parts.push(`v${job.retry}`);
   if (job.kind === 'remind') parts.push(job.dueAt);
@@ -115,12 +123,18 @@ class QueueScheduler implements JobScheduler {
       );
       return;
     }
+    if (job.kind === 'email') {
+      // Attempts beyond the first only for a store fault: the mailer spends its own retries on Graph.
+      await this.queue.add(EMAIL_JOB, job, { id: jobIdOf(job), attempts: 3 });
+      return;
+    }
     const delayMs = Math.max(0, new Date(job.dueAt).getTime() - this.clock.now().getTime());
     await this.queue.add(REMIND_JOB, job, { id: jobIdOf(job), delayMs });
   }
 
   scheduled(job: CoreJob): Promise<boolean> {
-    return this.queue.has(job.kind === 'execute' ? EXECUTE_JOB : REMIND_JOB, jobIdOf(job));
+    const name = job.kind === 'execute' ? EXECUTE_JOB : job.kind === 'email' ? EMAIL_JOB : REMIND_JOB;
+    return this.queue.has(name, jobIdOf(job));
   }
 }
 
@@ -149,6 +163,7 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     jobs: new QueueScheduler(queue, clock),
     policy: config.policy,
     ingest: ingestRules(config),
+    ...(parts.mailer ? { mailer: parts.mailer } : {}),
   };
   const metrics = new Metrics();
 
@@ -181,8 +196,26 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   queue.process(
     REMIND_JOB,
     track(REMIND_JOB, async (data) => {
-      const { incidentId, actionId } = data as { incidentId: string; actionId: string };
-      await remindTask(deps, { incidentId, actionId });
+      const { incidentId, actionId, dueAt } = data as {
+        incidentId: string;
+        actionId: string;
+        dueAt?: string;
+      };
+      await remindTask(deps, { incidentId, actionId }, dueAt);
+    }),
+  );
+  queue.process(
+    EMAIL_JOB,
+    track(EMAIL_JOB, async (data) => {
+      const { incidentId, event } = data as { incidentId: string; event: string };
+      const result = await emailCustomerTasks(deps, { incidentId, event });
+      if (result.status === 'failed') {
+        // Audited on the incident already; the card is not held back by it.
+        logger.error(
+          { incidentId, event, reason: result.reason },
+          'customer task email not sent: check MAIL_SENDER, the Mail.Send permission and the policy addresses',
+        );
+      } else logger.info({ incidentId, event, ...result }, 'customer task email job finished');
     }),
   );
   queue.process(

@@ -1,4 +1,5 @@
 import { type Actor, transition } from './decisions.js';
+import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
 import type { ActionRecord, Exclusions } from './model.js';
 import type { CoreDeps } from './ports.js';
@@ -47,6 +48,7 @@ export async function applyExclusions(
         dueAt: dueAt.toISOString(),
       });
     }
+    if (changed) await requestTaskEmail(deps, summary.id, FIRST_TASK_EVENT);
     if (changed) await deps.notifier.incidentChanged(summary.id);
   }
   return moved;

@@ -1,5 +1,6 @@
 import { ACTION_CATALOGUE } from './actions.js';
 import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { assetOf, evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
 import { rolesOf } from './policy.js';
@@ -55,6 +56,7 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
     if (moved.ok) {
       const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
       await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+      await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
       await deps.notifier.incidentChanged(ref.incidentId);
       return { ok: false, code: 'asset_excluded', message, action: moved.action };
     }

@@ -1,5 +1,6 @@
 import type { ActionRef } from './approve-action.js';
 import { type Actor, transition } from './decisions.js';
+import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { StoreUnavailableError } from './errors.js';
 import { assetOf, type DecisionSubject, type ExclusionDecision, evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
@@ -346,6 +347,7 @@ async function notRun(
   if (moved.ok && moved.action.state === 'customerPending') {
     const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
     await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+    await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
   }
   await deps.notifier.incidentChanged(ref.incidentId);
   return moved.ok

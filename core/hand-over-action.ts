@@ -1,5 +1,6 @@
 import type { ActionRef } from './approve-action.js';
 import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
@@ -50,6 +51,7 @@ export async function handOverAction(deps: CoreDeps, ref: ActionRef, actor: Acto
   const dueAt = new Date(now.getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
   await Promise.all([
     deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() }),
+    requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT),
     deps.notifier.incidentChanged(ref.incidentId),
   ]);
   return result;

@@ -73,6 +73,14 @@ export const policySchema = z.strictObject({
     })
     .default({ pendingTaskHours: 24 }),
   sources: sourcesSchema.optional(),
+  notifications: z
+    .strictObject({
+      email: z
+        .array(z.email('must be an email address, e.g. soc@contoso.com'))
+        .max(100, 'at most 100 addresses')
+        .default([]),
+    })
+    .optional(),
 });
 
 export type Policy = z.output<typeof policySchema>;

@@ -216,7 +216,9 @@ export type CoreJob =
       /** The job of this id ran and finished without the action moving on: run it again. */
       rerun?: boolean;
     }
-  | { kind: 'remind'; incidentId: string; actionId: string; dueAt: string };
+  | { kind: 'remind'; incidentId: string; actionId: string; dueAt: string }
+  /** One notification email about an incident's customer tasks; `event` names it (`first-task`, `reminder-<dueAt>`). */
+  | { kind: 'email'; incidentId: string; event: string };
 
 export interface JobScheduler {
   schedule(job: CoreJob): Promise<void>;
@@ -238,6 +240,24 @@ export interface CoreDeps {
   policy: PolicyView;
   /** What ingest accepts beyond the body's shape (from the configuration); unset: any tenant. */
   ingest?: IngestRules;
+  /** Sends notification email (MAIL_SENDER, or the preview in local mode); unset: no email. */
+  mailer?: Mailer;
+}
+
+/** A plain-text notification email. */
+export interface EmailMessage {
+  to: string[];
+  subject: string;
+  text: string;
+}
+
+/** What sending one email came to, retries spent. */
+export type MailResult = { ok: true } | { ok: false; reason: string };
+
+/** Sends notification email (Graph `sendMail` as MAIL_SENDER; in local mode, the preview's outbox). */
+export interface Mailer {
+  /** Sends once, retrying throttling and server faults itself; never throws for a refusal or a fault. */
+  send(message: EmailMessage): Promise<MailResult>;
 }
 
 /** Ingest rules set by the configuration: the core never reads it itself. */
@@ -254,4 +274,6 @@ export interface PolicyView {
   /** Exclusions from the policy file; the store keeps run-time additions and removals against them. */
   exclusions: Exclusions;
   reminders: { pendingTaskHours: number };
+  /** Who is emailed about customer tasks; unset or empty: nobody. */
+  notifications?: { email?: string[] };
 }

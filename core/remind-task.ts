@@ -1,13 +1,18 @@
 import type { ActionRef } from './approve-action.js';
+import { reminderEvent, requestTaskEmail } from './email-customer-tasks.js';
 import type { CoreDeps } from './ports.js';
 import { taskOf } from './tasks.js';
 
-/** A reminder job fired: if the task is still pending, tell the channel and schedule the next one. */
-export async function remindTask(deps: CoreDeps, ref: ActionRef): Promise<boolean> {
+/**
+ * A reminder job fired: if the task is still pending, tell the channel, ask for the reminder email of
+ * this due time (one per incident for the tasks due together) and schedule the next reminder.
+ */
+export async function remindTask(deps: CoreDeps, ref: ActionRef, firedDueAt?: string): Promise<boolean> {
   const action = await deps.store.getAction(ref.incidentId, ref.actionId);
   const task = action ? taskOf(action) : null;
   if (task?.state !== 'pending') return false;
   await deps.notifier.taskOverdue(task);
+  if (firedDueAt) await requestTaskEmail(deps, ref.incidentId, reminderEvent(firedDueAt));
   const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
   await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
   return true;

@@ -1,6 +1,7 @@
 import { ACTION_CATALOGUE } from './actions.js';
 import type { ActionRef } from './approve-action.js';
 import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
 import type { ActionRecord } from './model.js';
@@ -102,4 +103,5 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
 async function scheduleReminder(deps: CoreDeps, ref: ActionRef): Promise<void> {
   const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
   await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+  await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
 }

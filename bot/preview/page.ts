@@ -28,6 +28,10 @@ main{padding:0 20px 40px}
 .pane h3{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:#605e5c;margin:0 0 6px}
 .pane.slack .frame{background:#fff;border:1px solid #ddd;border-radius:8px;padding:8px 0}
 .empty{padding:40px;text-align:center;color:#605e5c}
+#emails{padding:0 20px 40px}
+#emails h2{font-size:16px}
+.email{background:#fff;border:1px solid #ddd;border-radius:8px;padding:8px 12px;margin:0 0 12px}
+.email pre{white-space:pre-wrap;font:inherit;font-size:13px;margin:8px 0 0}
 ${TEAMS_HTML_CSS}
 ${SLACK_HTML_CSS}
 </style></head>
@@ -38,6 +42,7 @@ ${SLACK_HTML_CSS}
 <span id="mode"></span></header>
 <div id="notice" role="status"></div>
 <main id="incidents"><p class="empty">Loading…</p></main>
+<section id="emails" aria-label="Emails that would have been sent"></section>
 <script>
 (function(){
   var AC = window.AdaptiveCards;
@@ -113,6 +118,21 @@ ${SLACK_HTML_CSS}
         panes.appendChild(teams); panes.appendChild(slack); section.appendChild(panes);
         list.appendChild(section);
       });
+      renderEmails(state.emails || []);
+    });
+  }
+  function renderEmails(emails){
+    var box = document.getElementById('emails');
+    box.textContent = '';
+    var h = document.createElement('h2');
+    h.textContent = 'Emails that would have been sent (' + emails.length + ')';
+    box.appendChild(h);
+    emails.forEach(function(m){
+      var div = document.createElement('div'); div.className = 'email';
+      var head = document.createElement('div');
+      head.textContent = m.at + ' · from ' + m.from + ' to ' + m.to.join(', ') + ' · ' + m.subject;
+      var pre = document.createElement('pre'); pre.textContent = m.text;
+      div.appendChild(head); div.appendChild(pre); box.appendChild(div);
     });
   }
   list.addEventListener('click', function(e){

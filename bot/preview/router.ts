@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import { z } from 'zod';
+import { PreviewOutbox } from '../../adapters/graph-mailer.js';
 import { slackBlocksToHtml } from '../../cards/slack/html.js';
 import { renderSlackMessage } from '../../cards/slack/render.js';
 import { renderTeamsCard } from '../../cards/teams/render.js';
@@ -108,7 +109,9 @@ export function previewRouter(runtime: Runtime): Router {
         slackHtml: slackBlocksToHtml(renderSlackMessage(view).blocks),
       });
     }
-    res.json({ as, identities: identities(), incidents });
+    // Local mode keeps the customer-task emails here instead of sending them.
+    const emails = deps.mailer instanceof PreviewOutbox ? deps.mailer.list() : [];
+    res.json({ as, identities: identities(), incidents, emails });
   });
 
   router.post('/preview/api/action', express.json({ limit: '16kb' }), async (req, res) => {

@@ -37,7 +37,7 @@ export class RecordingScheduler implements JobScheduler {
     const same = (j: CoreJob) =>
       j.kind === job.kind &&
       j.incidentId === job.incidentId &&
-      j.actionId === job.actionId &&
+      ('actionId' in j ? j.actionId : j.event) === ('actionId' in job ? job.actionId : job.event) &&
       (j.kind !== 'execute' || job.kind !== 'execute' || j.retry === job.retry);
     return this.jobs.some(same);
   }

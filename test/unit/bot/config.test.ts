@@ -149,4 +149,36 @@ reminders:
     });
     expect(config.localMode).toBe(false);
   });
+
+  it('takes MAIL_SENDER with the app registration that sends it, and refuses it otherwise', () => {
+    const app = {
+      DEFENDER_TENANT_ID: '7f3c2a10-5b1e-4c8d-9a6f-2e4b8d1c0a55',
+      DEFENDER_CLIENT_ID: '3c9f0e21-7a4b-4d8e-b5c6-1f2a3b4c5d6e',
+      DEFENDER_CLIENT_SECRET: 'test-secret-value',
+    };
+    expect(loadConfig({ ...app, MAIL_SENDER: 'MDR-Notifications@contoso.com' }).mailSender).toBe(
+      'mdr-notifications@contoso.com',
+    );
+    expect(problemsOf({ ...app, MAIL_SENDER: 'not a mailbox' })[0]).toMatch(
+      /^MAIL_SENDER: must be the address/,
+    );
+    expect(
+      problemsOf({
+        SLACK_BOT_TOKEN: 'xoxb-1-2-3',
+        SLACK_SIGNING_SECRET: 'signing-secret-value',
+        MAIL_SENDER: 'mdr@contoso.com',
+      }),
+    ).toEqual([expect.stringMatching(/^MAIL_SENDER: needs the app registration .*Mail\.Send/)]);
+  });
+
+  it('reads notifications.email from the policy and names a bad address', () => {
+    const good = policyFile('notifications:\n  email: [soc@contoso.com, it-oncall@contoso.com]\n');
+    expect(loadConfig({ POLICY_FILE: good }).policy.notifications).toEqual({
+      email: ['soc@contoso.com', 'it-oncall@contoso.com'],
+    });
+    const bad = policyFile('notifications:\n  email: [soc-at-contoso]\n');
+    expect(problemsOf({ POLICY_FILE: bad })[0]).toMatch(
+      /notifications\.email\[0\]: must be an email address/,
+    );
+  });
 });

@@ -1,0 +1,112 @@
+import { ACTION_CATALOGUE } from './actions.js';
+import { type Actor, auditEntry } from './decisions.js';
+import { assetOf } from './exclusions.js';
+import type { IncidentRecord, Task } from './model.js';
+import type { CoreDeps, EmailMessage } from './ports.js';
+import { taskOf } from './tasks.js';
+
+const SYSTEM: Actor = { id: 'system', platform: 'system' };
+
+/** The event of an incident's first customer task: one email, whatever else follows. */
+export const FIRST_TASK_EVENT = 'first-task';
+
+/** The event of the reminder due at `dueAt` (tasks created together share it, so they share one email). */
+export function reminderEvent(dueAt: string): string {
+  return `reminder-${dueAt}`;
+}
+
+/** The policy's notification addresses, or none. */
+function recipientsOf(deps: CoreDeps): string[] {
+  return deps.policy.notifications?.email ?? [];
+}
+
+/**
+ * Ask for one notification email about an incident's customer tasks. The job is named by incident and
+ * event, so every replica and every task of the same batch asks for the same one. Nothing is asked
+ * when there is no mailer or no address in the policy.
+ */
+export async function requestTaskEmail(deps: CoreDeps, incidentId: string, event: string): Promise<void> {
+  if (!deps.mailer || recipientsOf(deps).length === 0) return;
+  await deps.jobs.schedule({ kind: 'email', incidentId, event });
+}
+
+/** What one email job came to. */
+export type TaskEmailResult =
+  | { status: 'sent'; tasks: number }
+  | { status: 'skipped'; reason: string }
+  | { status: 'failed'; reason: string };
+
+/**
+ * Run one email job: the incident's pending customer tasks, with their guidance and where to mark them
+ * done, sent once to the policy's addresses. An event already sent (its audit entry exists) is not sent
+ * again, so a job added anew after the queue forgot the first still sends one email. A final failure is
+ * audited on the incident and returned for the operators' log; it never touches the card.
+ */
+export async function emailCustomerTasks(
+  deps: CoreDeps,
+  job: { incidentId: string; event: string },
+): Promise<TaskEmailResult> {
+  const to = recipientsOf(deps);
+  if (!deps.mailer || to.length === 0) return { status: 'skipped', reason: 'no mailer or no addresses' };
+  const state = await deps.store.getIncident(job.incidentId);
+  if (!state) return { status: 'skipped', reason: 'no such incident' };
+  const detailOf = (outcome: string) => `${job.event}: ${outcome}`;
+  const audit = await deps.store.listAudit(job.incidentId);
+  if (audit.some((e) => e.event === 'email' && e.outcome === 'ok' && e.detail.startsWith(`${job.event}:`)))
+    return { status: 'skipped', reason: 'already sent' };
+  const tasks = state.actions.map(taskOf).filter((t): t is Task => t?.state === 'pending');
+  if (tasks.length === 0) return { status: 'skipped', reason: 'no pending customer task' };
+
+  const message = composeTaskEmail(state.incident, tasks, to, job.event);
+  const result = await deps.mailer.send(message);
+  const ids = { incidentId: job.incidentId };
+  if (result.ok) {
+    const sent = detailOf(`sent to ${to.length} address(es), ${tasks.length} task(s)`);
+    await deps.store.appendAudit(auditEntry(deps, SYSTEM, 'email', 'ok', sent, ids));
+    return { status: 'sent', tasks: tasks.length };
+  }
+  const failed = detailOf(`not sent: ${result.reason}`).slice(0, 500);
+  await deps.store.appendAudit(auditEntry(deps, SYSTEM, 'email', 'failed', failed, ids));
+  return { status: 'failed', reason: result.reason };
+}
+
+/** The email itself: severity and title in the subject; link, tasks, guidance and how to close them. */
+export function composeTaskEmail(
+  incident: IncidentRecord,
+  tasks: Task[],
+  to: string[],
+  event: string,
+): EmailMessage {
+  const severity = incident.severity.charAt(0).toUpperCase() + incident.severity.slice(1);
+  const reminder = event !== FIRST_TASK_EVENT;
+  const title = oneLine(incident.title, 150);
+  const subject = `${reminder ? 'Reminder: ' : ''}[${severity}] ${title}: ${tasks.length} action(s) for your team`;
+  const lines = [
+    reminder
+      ? `These actions on incident ${incident.id} are still waiting for your team.`
+      : `Incident ${incident.id} needs actions your team must carry out: the experts may not act on these assets.`,
+    '',
+    `Incident: ${title} (severity ${incident.severity})`,
+    `Open it in Microsoft Defender: ${incident.portalUrl}`,
+    '',
+  ];
+  tasks.forEach((task, i) => {
+    const label = ACTION_CATALOGUE[task.type].label;
+    lines.push(`${i + 1}. ${label} ${oneLine(assetOf(task.target, incident), 200)}`);
+    lines.push(`   Task id: ${task.id}`);
+    if (task.excludedBy) lines.push(`   Why it is yours: excluded by ${task.excludedBy}`);
+    lines.push(`   What to do: ${oneLine(task.guidance, 2000)}`);
+    lines.push('');
+  });
+  lines.push(
+    'When a task is done, mark it done:',
+    '  - in Teams or Slack: the Mark done button on the incident card, or the command "done <task id>" (Slack: /mdr done <task id>)',
+    '  - through the API: POST /api/tasks/<task id>/done with the body {"by": "your name"}',
+  );
+  return { to, subject, text: lines.join('\n') };
+}
+
+function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
