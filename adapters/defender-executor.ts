@@ -1,6 +1,6 @@
 import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
-import type { ActionType } from '../core/actions.js';
+import type { ActionType, ScanType } from '../core/actions.js';
 import type { ActionRecord } from '../core/model.js';
 import type {
   ExecutionOutcome,
@@ -61,7 +61,7 @@ interface MdeSpec {
   type: string;
   permission: string;
   /** Words used in the comment: "isolate". */
-  verb: string;
+  verb: string | ((action: ActionRecord) => string);
   extra?: (action: ActionRecord) => Record<string, string>;
 }
 
@@ -83,8 +83,9 @@ const MDE_ACTIONS: Record<MdeActionType, MdeSpec> = {
     path: 'runAntiVirusScan',
     type: 'RunAntiVirusScan',
     permission: 'Machine.Scan',
-    verb: 'quick antivirus scan',
-    extra: () => ({ ScanType: 'Quick' }),
+    verb: (action) => `${scanTypeOf(action).toLowerCase()} antivirus scan`,
+    // The expert's choice, recorded at approval and only ever Quick or Full; Quick when none was recorded.
+    extra: (action) => ({ ScanType: scanTypeOf(action) }),
   },
   stopAndQuarantineFile: {
     path: 'StopAndQuarantineFile',
@@ -108,6 +109,11 @@ const MDE_ACTIONS: Record<MdeActionType, MdeSpec> = {
 };
 
 const isMdeAction = (type: ActionType): type is MdeActionType => type in MDE_ACTIONS;
+
+/** The scan the record asks for: Full only when the expert chose it, Quick otherwise. */
+function scanTypeOf(action: ActionRecord): ScanType {
+  return action.scanType === 'Full' ? 'Full' : 'Quick';
+}
 
 const POLL_PERMISSION = 'Machine.Read.All';
 const TERMINAL = new Set(['succeeded', 'failed', 'timeout', 'cancelled']);
@@ -404,7 +410,7 @@ export class DefenderExecutor implements ResponseExecutor {
     context: SubmitContext,
   ): Promise<SubmitResult> {
     const body = {
-      Comment: `MDR: ${spec.verb}${actionMarker(action)}approved by ${context.approvedBy})`,
+      Comment: `MDR: ${typeof spec.verb === 'string' ? spec.verb : spec.verb(action)}${actionMarker(action)}approved by ${context.approvedBy})`,
       ...(spec.extra?.(action) ?? {}),
     };
     const what = `POST ${spec.path}`;

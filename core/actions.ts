@@ -162,6 +162,14 @@ export const ACTION_CATALOGUE: Record<ActionType, ActionSpec> = {
   },
 };
 
+/**
+ * The antivirus scans Defender runs (`ScanType` of `runAntiVirusScan`): the expert chooses one when
+ * approving, Quick unless they choose Full.
+ */
+export const SCAN_TYPES = ['Quick', 'Full'] as const;
+
+export type ScanType = (typeof SCAN_TYPES)[number];
+
 /** Whether a value names one of the 14 actions. */
 export function isActionType(value: string): value is ActionType {
   return (ACTION_TYPES as readonly string[]).includes(value);

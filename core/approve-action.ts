@@ -1,5 +1,14 @@
-import { ACTION_CATALOGUE } from './actions.js';
-import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import { z } from 'zod';
+import { ACTION_CATALOGUE, SCAN_TYPES, type ScanType } from './actions.js';
+import {
+  type Actor,
+  checkRef,
+  type Decision,
+  decidedByOf,
+  describeHandled,
+  refuse,
+  transition,
+} from './decisions.js';
 import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { assetOf, evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
@@ -11,16 +20,42 @@ export interface ActionRef {
   actionId: string;
 }
 
+/** What the approving expert chose with the approval: the antivirus scan (`runAntivirusScan` only). */
+export interface ApproveChoices {
+  scanType?: ScanType;
+}
+
+/** A choice sent with an approval: only the scan types Defender knows, nothing else. */
+export const approveChoicesSchema = z.strictObject({ scanType: z.enum(SCAN_TYPES).optional() });
+
 /**
  * An expert approves a proposed action. Decided from the store and the policy only: the clicker must be
  * an expert, the action still proposed, and its asset not excluded (checked now, failing closed).
  * An action on an asset excluded since ingest becomes a customer task. On success the execution is
- * scheduled as a durable job.
+ * scheduled as a durable job. A scan type is taken for `runAntivirusScan` only (Quick unless Full is
+ * chosen) and recorded on the action, where the executor reads it.
  */
-export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor): Promise<Decision> {
+export async function approveAction(
+  deps: CoreDeps,
+  ref: ActionRef,
+  actor: Actor,
+  choices: ApproveChoices = {},
+): Promise<Decision> {
   const event = 'approve';
   const invalid = await checkRef(deps, actor, event, ref);
   if (invalid) return invalid;
+  const chosen = approveChoicesSchema.safeParse(choices);
+  if (!chosen.success) {
+    const detail = chosen.error.issues.map((i) => `${i.path.join('.') || 'choice'}: ${i.message}`).join('; ');
+    return refuse(
+      deps,
+      actor,
+      event,
+      ref,
+      'invalid_choice',
+      `not approved: ${detail} (scan type is Quick or Full)`,
+    );
+  }
   if (!rolesOf(deps.policy.roles, actor.id).expert) {
     return refuse(
       deps,
@@ -40,6 +75,11 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
   }
   if (action.state !== 'proposed') {
     return refuse(deps, actor, event, ref, 'already_handled', describeHandled(action), action);
+  }
+  const scanType = chosen.data.scanType;
+  if (scanType && action.type !== 'runAntivirusScan') {
+    const message = `not approved: a scan type is chosen only for an antivirus scan, not for ${ACTION_CATALOGUE[action.type].label.toLowerCase()}`;
+    return refuse(deps, actor, event, ref, 'invalid_choice', message, action);
   }
 
   const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
@@ -90,8 +130,16 @@ export async function approveAction(deps: CoreDeps, ref: ActionRef, actor: Actor
     deps,
     action,
     'approved',
-    { decidedBy: actor.id, decidedAt: now, blockedReason: undefined },
-    { actor, event },
+    {
+      ...decidedByOf(actor, now),
+      blockedReason: undefined,
+      ...(action.type === 'runAntivirusScan' ? { scanType: scanType ?? 'Quick' } : {}),
+    },
+    {
+      actor,
+      event,
+      ...(action.type === 'runAntivirusScan' ? { detail: `approved (${scanType ?? 'Quick'} scan)` } : {}),
+    },
   );
   if (!result.ok) {
     const current = result.current ?? action;

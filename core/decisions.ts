@@ -9,6 +9,31 @@ import { canTransition } from './state-machine.js';
 export interface Actor {
   id: Identity;
   platform: Platform;
+  /**
+   * The person's name as the platform gave it (Teams `from.name`): shown on cards, never used to decide
+   * anything; the audit trail names `id`.
+   */
+  name?: string;
+}
+
+/** The longest name kept for a card. */
+const NAME_MAX = 100;
+
+/** The actor's name fit for a record: trimmed and bounded; undefined when there is none. */
+export function nameOf(actor: Actor): string | undefined {
+  const name = actor.name?.trim().slice(0, NAME_MAX);
+  return name ? name : undefined;
+}
+
+/**
+ * Who decided, as an action record keeps it: the identity, and the name beside it (cleared when this
+ * decider has none, so an earlier decider's name never stands next to a later id).
+ */
+export function decidedByOf(
+  actor: Actor,
+  at: string,
+): Pick<ActionRecord, 'decidedBy' | 'decidedByName' | 'decidedAt'> {
+  return { decidedBy: actor.id, decidedByName: nameOf(actor), decidedAt: at };
 }
 
 /** Why a request was refused; shown to the person who asked and written to the audit trail. */
@@ -20,6 +45,8 @@ export type RefusalCode =
   | 'exclusion_unverifiable'
   | 'already_handled'
   | 'not_found'
+  /** A choice sent with a decision that the action does not take (a scan type other than Quick or Full). */
+  | 'invalid_choice'
   /** The request came from somewhere this bot does not answer it (a chat command outside the SOC channel). */
   | 'wrong_place'
   /** The person may not see or do this (a customer asking for the exclusion list). */
@@ -121,8 +148,9 @@ export async function transition(
   return deps.store.compareAndSet(next, action.version, entry);
 }
 
-/** "already approved by slack:U0EXPERT1" */
+/** "already approved by slack:U0EXPERT1", or by the decider's name when their platform gave one. */
 export function describeHandled(action: ActionRecord): string {
-  const by = action.decidedBy ? ` by ${action.decidedBy}` : '';
+  const who = action.decidedByName ?? action.decidedBy;
+  const by = who ? ` by ${who}` : '';
   return `this action is already ${action.state}${by}`;
 }

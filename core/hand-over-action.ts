@@ -1,5 +1,13 @@
 import type { ActionRef } from './approve-action.js';
-import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import {
+  type Actor,
+  checkRef,
+  type Decision,
+  decidedByOf,
+  describeHandled,
+  refuse,
+  transition,
+} from './decisions.js';
 import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
@@ -36,8 +44,7 @@ export async function handOverAction(deps: CoreDeps, ref: ActionRef, actor: Acto
     'customerPending',
     {
       handoverReason: reason,
-      decidedBy: actor.id,
-      decidedAt: now.toISOString(),
+      ...decidedByOf(actor, now.toISOString()),
       progress: undefined,
       executionToken: undefined,
       leaseAt: undefined,

@@ -1,5 +1,13 @@
 import type { ActionRef } from './approve-action.js';
-import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import {
+  type Actor,
+  checkRef,
+  type Decision,
+  describeHandled,
+  nameOf,
+  refuse,
+  transition,
+} from './decisions.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
@@ -34,7 +42,12 @@ export async function markTaskDone(deps: CoreDeps, ref: ActionRef, actor: Actor)
       deps,
       action,
       'succeeded',
-      { doneBy: actor.id, doneAt: now, result: `Done by hand, marked by ${actor.id}` },
+      {
+        doneBy: actor.id,
+        doneByName: nameOf(actor),
+        doneAt: now,
+        result: `Done by hand, marked by ${nameOf(actor) ?? actor.id}`,
+      },
       { actor, event },
     );
     if (!result.ok)
@@ -69,7 +82,7 @@ export async function markTaskDone(deps: CoreDeps, ref: ActionRef, actor: Actor)
     deps,
     action,
     'doneByCustomer',
-    { doneBy: actor.id, doneAt: now },
+    { doneBy: actor.id, doneByName: nameOf(actor), doneAt: now },
     { actor, event },
   );
   if (!result.ok) {

@@ -1,4 +1,4 @@
-import type { ActionState, ActionType } from './actions.js';
+import type { ActionState, ActionType, ScanType } from './actions.js';
 
 /** An identity as the policy names it: `slack:U0EXPERT1`, `teams:<aadObjectId>`, `api:<name>`, `system`. */
 export type Identity = string;
@@ -81,6 +81,11 @@ export interface ActionRecord {
   excludedBy: string | null;
   /** Who made the last decision (approve, reject, done). */
   decidedBy: Identity | null;
+  /**
+   * The decider's name as their platform gave it at decision time (Teams `from.name`), for cards only:
+   * the audit trail and every permission check use `decidedBy`.
+   */
+  decidedByName?: string;
   decidedAt?: string;
   createdAt: string;
   updatedAt: string;
@@ -136,7 +141,11 @@ export interface ActionRecord {
   unsent?: boolean;
   /** Set while the action is executed by the dry-run executor. */
   dryRun?: boolean;
+  /** The antivirus scan the approving expert chose (`runAntivirusScan` only); unset means Quick. */
+  scanType?: ScanType;
   doneBy?: Identity;
+  /** The name of `doneBy` as their platform gave it, for cards only (see `decidedByName`). */
+  doneByName?: string;
   doneAt?: string;
   /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
   skippedBy?: Identity;

@@ -1,5 +1,13 @@
 import type { ActionRef } from './approve-action.js';
-import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import {
+  type Actor,
+  checkRef,
+  type Decision,
+  decidedByOf,
+  describeHandled,
+  refuse,
+  transition,
+} from './decisions.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
@@ -26,7 +34,7 @@ export async function rejectAction(deps: CoreDeps, ref: ActionRef, actor: Actor)
     deps,
     action,
     'rejected',
-    { decidedBy: actor.id, decidedAt: deps.clock.now().toISOString() },
+    decidedByOf(actor, deps.clock.now().toISOString()),
     { actor, event },
   );
   if (!result.ok) {

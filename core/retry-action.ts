@@ -1,6 +1,14 @@
 import { ACTION_CATALOGUE } from './actions.js';
 import type { ActionRef } from './approve-action.js';
-import { type Actor, checkRef, type Decision, describeHandled, refuse, transition } from './decisions.js';
+import {
+  type Actor,
+  checkRef,
+  type Decision,
+  decidedByOf,
+  describeHandled,
+  refuse,
+  transition,
+} from './decisions.js';
 import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
@@ -85,7 +93,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
     deps,
     action,
     'approved',
-    { ...EARLIER_RUN, attempt, decidedBy: actor.id, decidedAt: deps.clock.now().toISOString() },
+    { ...EARLIER_RUN, attempt, ...decidedByOf(actor, deps.clock.now().toISOString()) },
     { actor, event, detail: `approved (retry, attempt ${attempt})` },
   );
   if (!result.ok) {
