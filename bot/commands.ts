@@ -1,3 +1,4 @@
+import { describeAction, taskIdentifiers } from '../cards/view-model.js';
 import type { ActionRef } from '../core/approve-action.js';
 import {
   changeExclusions,
@@ -180,6 +181,14 @@ export function describeExclusions(exclusions: Exclusions | ExclusionsInForce): 
   return lines.length > 0 ? lines : ['(no exclusions: the experts may act on every asset)'];
 }
 
+/** One task of the `pending` answer as text: what, why it is the customer's, and the asset's identifiers. */
+function taskText(t: Task): string {
+  const what = describeAction(t.type, t.target).text;
+  const lines = [`• ${t.id}: ${what} (${t.excludedBy ? `excluded by ${t.excludedBy}` : 'handed over'})`];
+  for (const id of taskIdentifiers(t)) lines.push(`   ${id}`);
+  return lines.join('\n');
+}
+
 /** The text answer to a command, for platforms that show text (Teams messages, Slack fallbacks). */
 export function replyText(reply: CommandReply): string {
   switch (reply.kind) {
@@ -189,9 +198,7 @@ export function replyText(reply: CommandReply): string {
     case 'refused':
       return `Refused: ${reply.refusal.message}.`;
     case 'tasks':
-      return reply.tasks.length === 0
-        ? 'No pending customer tasks.'
-        : reply.tasks.map((t) => `• ${t.id}: ${t.type} (${t.excludedBy ?? 'handed over'})`).join('\n');
+      return reply.tasks.length === 0 ? 'No pending customer tasks.' : reply.tasks.map(taskText).join('\n');
     case 'exclusions':
       return `Exclusions in force:\n${describeExclusions(reply.exclusions)
         .map((l) => `• ${l}`)

@@ -1,4 +1,4 @@
-import { ACTION_CATALOGUE, type ActionState, type ActionType } from '../core/actions.js';
+import { ACTION_CATALOGUE, type ActionState, type ActionType, type ScanType } from '../core/actions.js';
 import { portalUrlOf } from '../core/incident.js';
 import {
   CUSTOMER_OPEN_STATES,
@@ -33,7 +33,30 @@ export interface ButtonView {
   style: 'primary' | 'danger' | 'default';
   /** Asked before a destructive approval: names the action and the asset. */
   confirm?: { title: string; text: string; confirm: string; deny: string };
+  /**
+   * A choice sent with the click (the antivirus scan to run), the first option the default: Teams shows
+   * a choice set beside the button, Slack one button per option.
+   */
+  choice?: ButtonChoice;
 }
+
+/** What a button lets the clicker choose; the core validates the value again. */
+export interface ButtonChoice {
+  /** The name the value travels under (a Teams input id is this plus the action id). */
+  input: 'scanType';
+  label: string;
+  options: { value: ScanType; label: string }[];
+}
+
+/** The antivirus scans an expert may approve, Quick (the default) first. */
+const SCAN_CHOICE: ButtonChoice = {
+  input: 'scanType',
+  label: 'Scan',
+  options: [
+    { value: 'Quick', label: 'Quick scan' },
+    { value: 'Full', label: 'Full scan' },
+  ],
+};
 
 /** One managed-response action as a person reads it: what, on which asset, and its live state. */
 export interface ActionLineView {
@@ -340,6 +363,15 @@ export function describeAction(
   return { text: `${spec.label} ${asset}`, asset };
 }
 
+/**
+ * How a person is shown: by the name their platform gave (Teams `from.name`) when the record has one,
+ * otherwise by identity (`slack:U0EXPERT1` -> "@U0EXPERT1").
+ */
+export function displayPerson(identity: string, personName: string | undefined): string {
+  const shown = personName ? name(personName) : '';
+  return shown || displayIdentity(identity);
+}
+
 /** How a decider is shown: `slack:U0EXPERT1` -> "@U0EXPERT1", `api:ticket-bot` -> "ticket-bot". */
 export function displayIdentity(identity: string): string {
   const at = identity.indexOf(':');
@@ -475,8 +507,12 @@ function actionLine(
   portalUrl: string | undefined,
 ): ActionLineView {
   const spec = ACTION_CATALOGUE[a.type];
-  const { text, asset } = describeAction(a.type, a.target, incident);
-  const by = a.decidedBy ? ` by ${displayIdentity(a.decidedBy)}` : '';
+  const described = describeAction(a.type, a.target, incident);
+  const { asset } = described;
+  // Once an expert chose the scan, the line says which one runs (or ran).
+  const text =
+    a.type === 'runAntivirusScan' && a.scanType ? `${a.scanType} antivirus scan on ${asset}` : described.text;
+  const by = a.decidedBy ? ` by ${displayPerson(a.decidedBy, a.decidedByName)}` : '';
   const at = a.decidedAt ?? a.updatedAt;
   const when = at ? ` at ${formatWhen(at, now)}` : '';
   const dry = a.dryRun ? ' (dry run)' : '';
@@ -517,6 +553,7 @@ function actionLine(
               },
             }
           : {}),
+        ...(a.type === 'runAntivirusScan' ? { choice: SCAN_CHOICE } : {}),
       });
       buttons.push({ verb: 'reject', label: 'Reject', audience: 'expert', style: 'default' });
       break;
@@ -550,13 +587,14 @@ function actionLine(
       taskId = taskIdOf(a.incidentId, a.id);
       shown = line('Waiting for your team', 'warning', '👤');
       if (a.excludedBy) details.push(`Excluded by ${detail(a.excludedBy)}: the experts may not act on it.`);
+      details.push(...identifierLines(a.type, a.target, incident, { sha1: false }));
       steps.push(`How: ${guidanceOf(a)}`);
       buttons.push({ verb: 'markDone', label: 'Mark done', audience: 'customer', style: 'primary' });
       break;
     case 'doneByCustomer':
       taskId = taskIdOf(a.incidentId, a.id);
       shown = line(
-        `Done${a.doneBy ? ` by ${displayIdentity(a.doneBy)}` : by}${a.doneAt ? ` at ${formatWhen(a.doneAt, now)}` : when}`,
+        `Done${a.doneBy ? ` by ${displayPerson(a.doneBy, a.doneByName)}` : by}${a.doneAt ? ` at ${formatWhen(a.doneAt, now)}` : when}`,
         'good',
         '☑️',
       );
@@ -574,6 +612,7 @@ function actionLine(
       break;
     case 'expertTask':
       shown = line('To do by hand (no Defender API)', 'warning', '🛠️');
+      details.push(...identifierLines(a.type, a.target, incident, { sha1: false }));
       steps.push(...expertSteps(a, incident, asset));
       link = { linkUrl: actionCenterUrl(portalUrl, incident.tenantId), linkLabel: 'Open Action center' };
       buttons.push({ verb: 'markDone', label: 'Mark done', audience: 'expert', style: 'primary' });
@@ -631,6 +670,53 @@ function knownFileName(t: ActionTarget, incident: Pick<IncidentRecord, 'files'>)
   const known = incident.files.find((f) => t.sha1 && f.sha1?.toLowerCase() === t.sha1.toLowerCase());
   const label = t.fileName ?? known?.name;
   return label ? name(label) : undefined;
+}
+
+/**
+ * The identifiers a person needs to find the asset in the portal or on the device: the device's name and
+ * id, the user's sign-in name and object id, the email's network message id, the file's SHA-1 (left out
+ * where the line already shows it).
+ */
+function identifierLines(
+  type: ActionType,
+  t: ActionTarget,
+  incident: Pick<IncidentRecord, 'devices'> | undefined,
+  options: { sha1: boolean },
+): string[] {
+  const lines: string[] = [];
+  const joined = (parts: (string | undefined)[]) => parts.filter(Boolean).join(' · ');
+  switch (ACTION_CATALOGUE[type].kind) {
+    case 'device':
+    case 'deviceFile': {
+      const dns = t.deviceName ?? incident?.devices.find((d) => d.id === t.deviceId)?.dnsName;
+      const device = joined([
+        dns ? `Device ${name(dns)}` : undefined,
+        t.deviceId ? `device id ${name(t.deviceId)}` : undefined,
+      ]);
+      if (device) lines.push(device);
+      if (options.sha1 && t.sha1)
+        lines.push(joined([t.fileName ? `File ${name(t.fileName)}` : undefined, `SHA-1 ${name(t.sha1)}`]));
+      break;
+    }
+    case 'user': {
+      const user = joined([
+        t.upn ? `User ${name(t.upn)}` : undefined,
+        t.userId ? `object id ${name(t.userId)}` : undefined,
+      ]);
+      if (user) lines.push(user);
+      break;
+    }
+    case 'message':
+      if (t.networkMessageId) lines.push(`Network message id ${name(t.networkMessageId)}`);
+      if (t.recipient) lines.push(`Recipient ${name(t.recipient)}`);
+      break;
+  }
+  return lines;
+}
+
+/** The identifiers of a task's asset (device name and id, user, network message id, SHA-1), as text lines. */
+export function taskIdentifiers(t: Pick<Task, 'type' | 'target'>): string[] {
+  return identifierLines(t.type, t.target, undefined, { sha1: true });
 }
 
 function assetGroups(incident: IncidentRecord, max: number): AssetGroupView[] {
@@ -706,11 +792,12 @@ export function buildTaskListView(
         text: describeAction(t.type, t.target).text,
         done,
         status: done
-          ? `Done${t.doneBy ? ` by ${displayIdentity(t.doneBy)}` : ''}${t.doneAt ? ` at ${formatWhen(t.doneAt, now)}` : ''}`
+          ? `Done${t.doneBy ? ` by ${displayPerson(t.doneBy, t.doneByName)}` : ''}${t.doneAt ? ` at ${formatWhen(t.doneAt, now)}` : ''}`
           : `Pending since ${formatWhen(t.createdAt, now)}`,
         tone: done ? 'good' : 'warning',
         details: [
           `Incident ${t.incidentId} · task ${t.id}`,
+          ...taskIdentifiers(t),
           ...(t.excludedBy ? [`Excluded by ${detail(t.excludedBy)}`] : []),
           ...(done ? [] : [`How: ${detail(t.guidance)}`]),
         ],

@@ -232,6 +232,8 @@ export interface Task {
   guidance: string;
   createdAt: string;
   doneBy?: Identity;
+  /** The name of `doneBy` as their platform gave it, for chat answers only. */
+  doneByName?: string;
   doneAt?: string;
   /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
   skippedBy?: Identity;

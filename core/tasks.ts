@@ -43,6 +43,7 @@ export function taskOf(action: ActionRecord): Task | null {
     guidance: guidanceOf(action),
     createdAt: action.createdAt,
     ...(action.doneBy ? { doneBy: action.doneBy } : {}),
+    ...(action.doneByName ? { doneByName: action.doneByName } : {}),
     ...(action.doneAt ? { doneAt: action.doneAt } : {}),
   };
 }

@@ -66,7 +66,11 @@ ${SLACK_HTML_CSS}
   function act(verb, data){
     if (!data || !data.incidentId) return;
     if (verb === 'refresh') { load(); return; }
-    post('/preview/api/action', {verb: verb, incidentId: data.incidentId, actionId: data.actionId, as: select.value})
+    var body = {verb: verb, incidentId: data.incidentId, actionId: data.actionId, as: select.value};
+    // The scan chosen on the card: a Slack button's value, or the Teams choice set of this action.
+    var scanType = data.scanType || data['scanType:' + data.actionId];
+    if (verb === 'approve' && scanType) body.scanType = scanType;
+    post('/preview/api/action', body)
       .then(function(r){ show(r.message, r.ok); load(); });
   }
   function renderTeams(cardJson){

@@ -6,6 +6,7 @@ import { slackBlocksToHtml } from '../../cards/slack/html.js';
 import { renderSlackMessage } from '../../cards/slack/render.js';
 import { renderTeamsCard } from '../../cards/teams/render.js';
 import { buildIncidentView } from '../../cards/view-model.js';
+import { SCAN_TYPES } from '../../core/actions.js';
 import { approveAction } from '../../core/approve-action.js';
 import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
 import { handOverAction } from '../../core/hand-over-action.js';
@@ -31,6 +32,8 @@ const actionBody = z.object({
   incidentId: z.string().min(1).max(128),
   actionId: z.string().min(1).max(128),
   as: z.string().min(1).max(200),
+  /** The antivirus scan chosen on the card (approve only): Quick or Full, nothing else. */
+  scanType: z.enum(SCAN_TYPES).optional(),
 });
 
 const PREVIEW_ACTOR: Actor = { id: 'preview:unverified', platform: 'preview' };
@@ -121,6 +124,10 @@ export function previewRouter(runtime: Runtime): Router {
       return;
     }
     const ref = { incidentId: body.incidentId, actionId: body.actionId };
+    if (body.scanType && body.verb !== 'approve') {
+      sendError(res, 400, 'invalid_body', 'scanType: only an approval chooses a scan');
+      return;
+    }
     const run = {
       approve: approveAction,
       reject: rejectAction,
@@ -128,7 +135,12 @@ export function previewRouter(runtime: Runtime): Router {
       retry: retryAction,
       handover: handOverAction,
     }[body.verb];
-    const decision: Decision = await run(deps, ref, actorFor(body.as));
+    const decision: Decision = await run(
+      deps,
+      ref,
+      actorFor(body.as),
+      body.scanType ? { scanType: body.scanType } : {},
+    );
     res.json(
       decision.ok
         ? {

@@ -1,7 +1,12 @@
 import type { App, BlockAction, ButtonAction, RespondArguments } from '@slack/bolt';
 import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
 import type { ButtonVerb } from '../../cards/view-model.js';
-import { type ActionRef, approveAction } from '../../core/approve-action.js';
+import {
+  type ActionRef,
+  type ApproveChoices,
+  approveAction,
+  approveChoicesSchema,
+} from '../../core/approve-action.js';
 import { type Actor, actionRefSchema, type Decision, recordRefusal } from '../../core/decisions.js';
 import { handOverAction } from '../../core/hand-over-action.js';
 import { listTasks } from '../../core/list-tasks.js';
@@ -12,7 +17,10 @@ import { retryAction } from '../../core/retry-action.js';
 import type { Runtime } from '../runtime.js';
 import { failureText } from './errors.js';
 
-const USE_CASES: Record<ButtonVerb, (deps: CoreDeps, ref: ActionRef, actor: Actor) => Promise<Decision>> = {
+const USE_CASES: Record<
+  ButtonVerb,
+  (deps: CoreDeps, ref: ActionRef, actor: Actor, choices?: ApproveChoices) => Promise<Decision>
+> = {
   approve: approveAction,
   reject: rejectAction,
   markDone: markTaskDone,
@@ -30,15 +38,43 @@ export const LINK_ACTION_ID = /^open[_:]/;
 /** Every action id that is neither a decision nor a link button. */
 const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone|retry|handover):|open[_:])/;
 
+/** An approval button's value: the ids and, on an antivirus scan, the scan chosen (Quick or Full only). */
+const approveValueSchema = actionRefSchema.extend(approveChoicesSchema.shape);
+
 /** Read a button's value: JSON naming only the incident and the action; anything else is null. */
 export function parseButtonValue(value: string | undefined): ActionRef | null {
-  if (!value) return null;
+  const parsed = parseClick('reject', value);
+  return parsed.ok ? parsed.ref : null;
+}
+
+/**
+ * Read a click's value for its verb: the ids, plus the scan type on an approval. Any other key, or a
+ * scan type other than Quick or Full, makes the value invalid, with the reason.
+ */
+export function parseClick(
+  verb: ButtonVerb,
+  value: string | undefined,
+): { ok: true; ref: ActionRef; choices: ApproveChoices } | { ok: false; reason: string } {
+  if (!value) return { ok: false, reason: 'no value' };
+  let json: unknown;
   try {
-    const parsed = actionRefSchema.safeParse(JSON.parse(value));
-    return parsed.success ? parsed.data : null;
+    json = JSON.parse(value);
   } catch {
-    return null;
+    return { ok: false, reason: 'not JSON' };
   }
+  if (verb !== 'approve') {
+    const parsed = actionRefSchema.safeParse(json);
+    return parsed.success
+      ? { ok: true, ref: parsed.data, choices: {} }
+      : { ok: false, reason: 'invalid ids' };
+  }
+  const parsed = approveValueSchema.safeParse(json);
+  if (!parsed.success) {
+    const reason = parsed.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ');
+    return { ok: false, reason };
+  }
+  const { scanType, ...ref } = parsed.data;
+  return { ok: true, ref, choices: scanType ? { scanType } : {} };
 }
 
 /** An answer only the clicker sees, leaving the card as it is. */
@@ -57,28 +93,31 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
     async ({ ack, action, body, respond }) => {
       const verb = action.action_id.slice(0, action.action_id.indexOf(':')) as ButtonVerb;
       const run = USE_CASES[verb];
-      const ref = parseButtonValue(action.value);
-      if (!ref) {
+      const click = parseClick(verb, action.value);
+      if (!click.ok) {
         await recordRefusal(
           runtime.deps,
           { id: `slack:${body.user.id}`, platform: 'slack' },
           verb,
-          `not_found: invalid button value ${JSON.stringify(action.value ?? '')}`,
+          `not_found: invalid button value (${click.reason}) ${JSON.stringify((action.value ?? '').slice(0, 300))}`,
         );
         await ack();
         runtime.logger.warn(
-          { actionId: action.action_id, user: body.user.id },
+          { actionId: action.action_id, user: body.user.id, reason: click.reason },
           'slack: invalid button value',
         );
         await respond(
-          ephemeral('That button is not valid (it names no action of this bot): nothing was done.'),
+          ephemeral(
+            'That button is not valid (it names no action of this bot, or a scan type other than Quick or Full): nothing was done.',
+          ),
         );
         return;
       }
+      const { ref, choices } = click;
       const actor: Actor = { id: `slack:${body.user.id}`, platform: 'slack' };
       let decision: Decision;
       try {
-        decision = await run(runtime.deps, ref, actor);
+        decision = await run(runtime.deps, ref, actor, choices);
       } catch (error) {
         await ack();
         runtime.logger.error({ err: error, ...ref, verb, actor: actor.id }, 'slack: button decision failed');

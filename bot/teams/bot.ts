@@ -5,11 +5,22 @@ import {
   type ChannelAccount,
   MessageFactory,
   TeamsActivityHandler,
+  TeamsInfo,
   TurnContext,
 } from 'botbuilder';
-import { type AdaptiveCardJson, renderTeamsCard, renderTeamsTaskList } from '../../cards/teams/render.js';
+import {
+  type AdaptiveCardJson,
+  renderTeamsCard,
+  renderTeamsTaskList,
+  teamsInputId,
+} from '../../cards/teams/render.js';
 import { buildIncidentView } from '../../cards/view-model.js';
-import { type ActionRef, approveAction } from '../../core/approve-action.js';
+import {
+  type ActionRef,
+  type ApproveChoices,
+  approveAction,
+  approveChoicesSchema,
+} from '../../core/approve-action.js';
 import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
 import { handOverAction } from '../../core/hand-over-action.js';
 import { listTasks } from '../../core/list-tasks.js';
@@ -26,7 +37,10 @@ const CARD = 'application/vnd.microsoft.card.adaptive';
 const VERBS = ['approve', 'reject', 'markDone', 'retry', 'handover', 'refresh'] as const;
 type Verb = (typeof VERBS)[number];
 
-const DECIDE: Record<Exclude<Verb, 'refresh'>, typeof approveAction> = {
+const DECIDE: Record<
+  Exclude<Verb, 'refresh'>,
+  (deps: Runtime['deps'], ref: ActionRef, actor: Actor, choices?: ApproveChoices) => Promise<Decision>
+> = {
   approve: approveAction,
   reject: rejectAction,
   markDone: markTaskDone,
@@ -87,7 +101,24 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     let decision: Decision | undefined;
     if (verb !== 'refresh') {
       const ref: ActionRef = { incidentId: data.incidentId, actionId: data.actionId as string };
-      decision = await DECIDE[verb](deps, ref, actor);
+      let choices: ApproveChoices = {};
+      if (verb === 'approve') {
+        // The card's choice set for this action (Teams sends every input of the card with the click).
+        const raw = (data as Record<string, unknown>)[teamsInputId('scanType', ref.actionId)];
+        const parsed = approveChoicesSchema.safeParse(raw === undefined ? {} : { scanType: raw });
+        if (!parsed.success) {
+          const reason = 'the scan type must be Quick or Full';
+          await recordRefusal(
+            deps,
+            actor,
+            verb,
+            `invalid_choice: ${reason}: ${JSON.stringify(raw).slice(0, 100)}`,
+          );
+          return invokeError(400, 'BadRequest', `Not approved: ${reason}.`);
+        }
+        choices = parsed.data;
+      }
+      decision = await DECIDE[verb](deps, ref, await this.withName(ctx, actor), choices);
     }
     const notice = decision && !decision.ok ? decision.message : undefined;
     if (verb === 'markDone' && !(await this.isIncidentCard(ctx, data.incidentId))) {
@@ -115,7 +146,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
       .replace(/&nbsp;/g, ' ')
       .trim();
     const place = await this.placeOf(ctx);
-    const reply = await runCommand(this.runtime.deps, text, actor, place);
+    const reply = await runCommand(this.runtime.deps, text, await this.withName(ctx, actor), place);
     if (reply.kind === 'tasks') {
       const card = renderTeamsTaskList(reply.tasks, this.viewOptions());
       await ctx.sendActivity(MessageFactory.attachment(CardFactory.adaptiveCard(card)));
@@ -129,6 +160,32 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     const message = MessageFactory.text(`${replyText(reply)}${where}`);
     message.textFormat = 'plain';
     await ctx.sendActivity(message);
+  }
+
+  /**
+   * The actor with their name, for the cards: the activity's `from.name`, or, when Teams sent none, the
+   * member's name from the conversation's roster (`TeamsInfo.getMember`). Without either the card shows
+   * the identity; the name is never needed to decide.
+   */
+  private async withName(ctx: TurnContext, actor: Actor): Promise<Actor> {
+    const given = ctx.activity.from?.name?.trim();
+    if (given) return { ...actor, name: given };
+    const memberId = ctx.activity.from?.id;
+    if (!memberId) return actor;
+    try {
+      const member = await TeamsInfo.getMember(ctx, memberId);
+      const name = member.name?.trim();
+      // Only a member with the same Entra identity names this actor (the Bot Connector calls it
+      // `objectId`, the SDK types `aadObjectId`).
+      const objectId = member.aadObjectId ?? (member as { objectId?: string }).objectId;
+      if (name && objectId === ctx.activity.from?.aadObjectId) return { ...actor, name };
+    } catch (error) {
+      this.runtime.logger.warn(
+        { err: error, actor: actor.id },
+        'Teams: could not read the member name (the card shows the identity instead)',
+      );
+    }
+    return actor;
   }
 
   /** Who the audit names when the platform could not vouch for the sender (foreign tenant, no Entra id). */

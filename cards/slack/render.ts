@@ -1,4 +1,5 @@
 import type { Button, ContextBlock, KnownBlock, SectionBlock } from '@slack/types';
+import type { ScanType } from '../../core/actions.js';
 import type { Task } from '../../core/model.js';
 import { checkSlackLimits } from '../validate.js';
 import {
@@ -18,10 +19,14 @@ export interface SlackMessage {
   blocks: KnownBlock[];
 }
 
-/** What every Slack button carries: only the ids, everything else is looked up at click time. */
+/**
+ * What every Slack button carries: only the ids, everything else is looked up at click time; an approval
+ * with a choice (the antivirus scan) carries the chosen value too.
+ */
 export interface SlackButtonValue {
   incidentId: string;
   actionId: string;
+  scanType?: ScanType;
 }
 
 /** Total block text the renderers aim for (Slack starts refusing around 13.2k). */
@@ -80,9 +85,28 @@ export function renderSlackTaskList(
 }
 
 /** The JSON a button's `value` holds. */
-export function buttonValue(incidentId: string, actionId: string): string {
-  const value: SlackButtonValue = { incidentId, actionId };
+export function buttonValue(incidentId: string, actionId: string, scanType?: ScanType): string {
+  const value: SlackButtonValue = { incidentId, actionId, ...(scanType ? { scanType } : {}) };
   return JSON.stringify(value);
+}
+
+/**
+ * A card button as Slack buttons: one, or one per option of its choice ("Approve quick scan",
+ * "Approve full scan"), each carrying its option in the value and its own action id.
+ */
+function actionButtons(b: ButtonView, ids: { incidentId: string; actionId: string }): Button[] {
+  if (!b.choice) return [actionButton(b, ids)];
+  return b.choice.options.map((o, i) => {
+    const button = actionButton(
+      { ...b, label: `${b.label} ${o.label.toLowerCase()}`, style: i === 0 ? b.style : 'default' },
+      ids,
+    );
+    return {
+      ...button,
+      action_id: `${b.verb}:${ids.actionId}:${o.value}`.slice(0, 255),
+      value: buttonValue(ids.incidentId, ids.actionId, o.value),
+    };
+  });
 }
 
 function taskListMessage(view: TaskListView): SlackMessage {
@@ -192,7 +216,7 @@ function incidentMessage(view: IncidentCardView, notice: string | undefined): Sl
         type: 'actions',
         block_id: `action:${item.actionId}`.slice(0, 255),
         elements: [
-          ...item.buttons.map((b) => actionButton(b, item)),
+          ...item.buttons.flatMap((b) => actionButtons(b, item)),
           ...(item.linkUrl
             ? [linkButton(`open:${item.actionId}`, item.linkLabel ?? 'Open', item.linkUrl)]
             : []),

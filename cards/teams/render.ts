@@ -96,6 +96,14 @@ export function renderTeamsTaskList(
   return expand(expandTaskListTemplate, data);
 }
 
+/**
+ * The id of a choice's input on a card: one per action, since Teams sends every input of the card with
+ * a click and a card may carry several choices of the same kind.
+ */
+export function teamsInputId(input: string, actionId: string): string {
+  return `${input}:${actionId}`;
+}
+
 function byteLength(card: AdaptiveCardJson): number {
   return Buffer.byteLength(JSON.stringify(card), 'utf8');
 }
@@ -168,8 +176,9 @@ function expandIncident(view: IncidentCardView, options: TeamsCardOptions): Adap
       color: COLOR[GROUP_TONE[g.key]],
       more: more(g.more),
       items: g.items.map((a) => {
+        const buttons = buttonsFor(options.viewer, a.buttons);
         const actions = [
-          ...buttonsFor(options.viewer, a.buttons).map((b) => ({
+          ...buttons.map((b) => ({
             kind: 'execute',
             title: b.label,
             verb: b.verb,
@@ -187,6 +196,20 @@ function expandIncident(view: IncidentCardView, options: TeamsCardOptions): Adap
           color: COLOR[a.tone],
           details: [...a.details, ...(a.taskId ? [`Task ${a.taskId}`] : [])].map((d) => ({ text: md(d) })),
           steps: a.steps.map((s, i) => ({ text: md(a.steps.length > 1 ? `${i + 1}. ${s}` : s) })),
+          // A choice (the antivirus scan) sits beside the button it goes with; Teams sends its value
+          // with that button's data under the input's id.
+          choices: buttons.flatMap((b) =>
+            b.choice
+              ? [
+                  {
+                    id: teamsInputId(b.choice.input, a.actionId),
+                    label: b.choice.label,
+                    value: b.choice.options[0]?.value ?? '',
+                    options: b.choice.options.map((o) => ({ title: o.label, value: o.value })),
+                  },
+                ]
+              : [],
+          ),
           actions,
         };
       }),

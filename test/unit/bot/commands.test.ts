@@ -76,7 +76,13 @@ describe('chat commands', () => {
     expect(handed).toMatchObject({ kind: 'handover', shared: true, decision: { ok: true } });
     expect(replyText(handed)).toContain('Handed 48213:act-3 to the customer');
     const pending = await runCommand(h.deps, 'pending', CUSTOMER, 'socChannel');
-    expect(replyText(pending)).toBe('• 48213:act-3: softDeleteEmails (handed over)');
+    expect(replyText(pending)).toBe(
+      [
+        '• 48213:act-3: Soft-delete email to bea.ortiz@contoso.com (handed over)',
+        '   Network message id 0c8e4a2f-6b1d-4f3e-9a70-08dd62d1c4b5',
+        '   Recipient bea.ortiz@contoso.com',
+      ].join('\n'),
+    );
     expect(pending).toMatchObject({ tasks: [{ guidance: expect.stringContaining('offline') }] });
     expect(replyText(await runCommand(h.deps, 'retry 48213:act-1', EXPERT, 'direct'))).toBe(
       'Not retried: only a failed action can be retried: this action is already approved by slack:U0EXPERT1',
