@@ -234,6 +234,35 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
     },
   );
 
+  it.each([
+    { recorded: 'Full', sent: 'Full' },
+    { recorded: 'Quick', sent: 'Quick' },
+    { recorded: undefined, sent: 'Quick' },
+    // A record edited outside the bot is never trusted beyond the two scans Defender knows.
+    { recorded: 'Boot', sent: 'Quick' },
+  ])('sends ScanType $sent for a scan recorded as $recorded', async ({ recorded, sent }) => {
+    const bodies: unknown[] = [];
+    mde()
+      .post(`${MACHINE}/runAntiVirusScan`, (b) => {
+        bodies.push(b);
+        return true;
+      })
+      .reply(201, machineAction({ type: 'RunAntiVirusScan' }))
+      .get(LIST)
+      .query(byId())
+      .reply(200, listOf(machineAction({ type: 'RunAntiVirusScan', status: 'Succeeded' })));
+    const action = executingAction(
+      'runAntivirusScan',
+      { deviceId: IDS.machineId },
+      recorded ? { scanType: recorded as ActionRecord['scanType'] } : {},
+    );
+
+    const { outcome } = await carryOut(executor(), action, fakeContext().context);
+
+    expect(outcome.ok).toBe(true);
+    expect(bodies).toEqual([{ Comment: COMMENT(`${sent.toLowerCase()} antivirus scan`), ScanType: sent }]);
+  });
+
   it('asks for a token for the Defender host of the base URL, not its path prefix', async () => {
     mde()
       .post(`${MACHINE}/isolate`)
