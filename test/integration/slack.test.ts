@@ -328,6 +328,109 @@ describe('Slack through the real HTTP endpoint', () => {
     );
   });
 
+  it('runs the antivirus scan the expert chose: Approve full scan ends in a POST with ScanType Full; a forged scan type is refused', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    nockLogin();
+    const machine = '4a1f9c2e7b3d8e06c5a2f1b9d7e3c8a0b6f2d4e1';
+    const defender = nock(MDE_ORIGIN, { reqheaders: { authorization: `Bearer ${MDE_TOKEN}` } }).persist();
+    const sent: { Comment: string; ScanType: string }[] = [];
+    const machineAction = (id: string, status: string) =>
+      fixture('machine-action', { id, type: 'RunAntiVirusScan', status, machineId: machine });
+    defender.post(`/prefix/api/machines/${machine}/runAntiVirusScan`).reply((_uri, body) => {
+      sent.push(body as { Comment: string; ScanType: string });
+      return [201, machineAction(`ma-${sent.length}`, 'Pending')];
+    });
+    defender
+      .get('/prefix/api/machineactions')
+      .query((q) => String(q.$filter).startsWith('id in ('))
+      .reply((uri) => {
+        const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
+        const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
+        return [200, { value: ids.map((id) => machineAction(id, 'Succeeded')) }];
+      });
+    await start(
+      {
+        executor: new DefenderExecutor({
+          credential: testCredential(),
+          defenderApiUrl: MDE_URL,
+          graphApiUrl: GRAPH_URL,
+          sleep: fakeTime().sleep,
+        }),
+      },
+      { DEFENDER_FOLLOW_SECONDS: '1' },
+    );
+    const body = sampleIngestBody();
+    body.managedResponse.actions.push({
+      id: 'act-7',
+      type: 'runAntivirusScan',
+      status: 'proposed',
+      target: { deviceId: machine, deviceName: 'fin-wks-0142.corp.contoso.com' },
+      reason: 'look for other payloads',
+    });
+    await ingest(body);
+    await vi.waitFor(() => expect(slack.posts).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    await vi.waitFor(async () => expect((await store.getCardRefs('48213')).slack).toBeDefined(), {
+      timeout: 5_000,
+      interval: 25,
+    });
+
+    const scanButtons = buttons(slack.posts[0]?.blocks ?? []).filter((b) =>
+      b.action_id.startsWith('approve:act-7'),
+    ) as { action_id: string; value: string; text: { text: string } }[];
+    expect(scanButtons.map((b) => [b.action_id, b.text.text, JSON.parse(b.value)])).toEqual([
+      [
+        'approve:act-7:Quick',
+        'Approve quick scan',
+        { incidentId: '48213', actionId: 'act-7', scanType: 'Quick' },
+      ],
+      [
+        'approve:act-7:Full',
+        'Approve full scan',
+        { incidentId: '48213', actionId: 'act-7', scanType: 'Full' },
+      ],
+    ]);
+
+    const forged = await clickButton(bot.url, EXPERT, {
+      action_id: 'approve:act-7:Full',
+      value: JSON.stringify({ incidentId: '48213', actionId: 'act-7', scanType: 'Boot' }),
+    });
+    expect(forged.status).toBe(200);
+    await vi.waitFor(() => expect(responses).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    expect(JSON.stringify(responses[0]?.body)).toContain('a scan type other than Quick or Full');
+    expect(await state('act-7')).toBe('proposed');
+    expect(
+      (await store.listAudit()).map((e) => `${e.actor} ${e.event} ${e.outcome} ${e.detail}`),
+    ).toContainEqual(
+      expect.stringMatching(/^slack:U0EXPERT1 approve refused not_found: invalid button value \(scanType: /),
+    );
+
+    const full = scanButtons[1] as { action_id: string; value: string };
+    expect((await clickButton(bot.url, EXPERT, full)).status).toBe(200);
+    await vi.waitFor(async () => expect(await state('act-7')).toBe('succeeded'), {
+      timeout: 10_000,
+      interval: 50,
+    });
+    expect(sent).toEqual([
+      {
+        Comment: `MDR: full antivirus scan per incident 48213, action act-7 (approved by slack:${EXPERT})`,
+        ScanType: 'Full',
+      },
+    ]);
+    expect(await store.getAction('48213', 'act-7')).toMatchObject({
+      scanType: 'Full',
+      decidedBy: `slack:${EXPERT}`,
+    });
+    await vi.waitFor(
+      () => {
+        const last = JSON.stringify(slack.updates.at(-1)?.blocks);
+        expect(last).toContain('Full antivirus scan on fin-wks-0142.corp.contoso.com');
+        expect(last).toContain(`Scanned by @${EXPERT}`);
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+  });
+
   it("refuses a customer's Approve to the customer alone, executes nothing and audits the refusal", async () => {
     slack = fakeSlackApi();
     responses = fakeResponseUrls();
