@@ -8,6 +8,7 @@ import { AppManifestUtils } from '@microsoft/app-manifest';
 import JSZip from 'jszip';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { createHttpApp } from '../../bot/server.js';
@@ -32,7 +33,18 @@ import {
   mentionMessage,
   TEAMS_AUTH_ENV,
   TEAMS_SERVICE_URL,
+  TENANT_ID,
 } from '../support/teams.js';
+import {
+  fakeTime,
+  fixture,
+  GRAPH_URL,
+  MDE_ORIGIN,
+  MDE_TOKEN,
+  MDE_URL,
+  nockLogin,
+  testCredential,
+} from './defender-helpers.js';
 
 const CARD = 'application/vnd.microsoft.card.adaptive';
 const INCIDENT = '48213';
@@ -149,13 +161,17 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
   let executor: CountingExecutor;
   let connector: ReturnType<typeof fakeConnector>;
 
-  const start = async (env: Record<string, string> = {}, options: { callTimeoutMs?: number } = {}) => {
+  const start = async (
+    env: Record<string, string> = {},
+    options: { callTimeoutMs?: number } = {},
+    parts: { executor?: DefenderExecutor } = {},
+  ) => {
     store = new RedisStore({ url: redis.url }, `${redis.prefix}${randomUUID().slice(0, 8)}:`);
     executor = new CountingExecutor();
     connector = fakeConnector();
     bot = await startBot({
       env,
-      parts: { store, storeKind: 'redis', executor },
+      parts: { store, storeKind: 'redis', executor, ...parts },
       config: (c) => ({
         ...c,
         policy: {
@@ -353,6 +369,155 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
     expect((await store.listAudit(INCIDENT)).filter((e) => e.event === 'retry')).toMatchObject([
       { actor: `teams:${CUSTOMER_USER.aadObjectId}`, outcome: 'refused' },
       { actor: `teams:${EXPERT_USER.aadObjectId}`, platform: 'teams', outcome: 'ok' },
+    ]);
+  });
+
+  it('approves the antivirus scan chosen on the card: Full ends in a POST with ScanType Full, Quick by default, a forged scan type refused', async () => {
+    nockLogin();
+    const machine = '4a1f9c2e7b3d8e06c5a2f1b9d7e3c8a0b6f2d4e1';
+    const defender = nock(MDE_ORIGIN, { reqheaders: { authorization: `Bearer ${MDE_TOKEN}` } }).persist();
+    const sent: { Comment: string; ScanType: string }[] = [];
+    const machineAction = (id: string, status: string) =>
+      fixture('machine-action', { id, type: 'RunAntiVirusScan', status, machineId: machine });
+    defender.post(`/prefix/api/machines/${machine}/runAntiVirusScan`).reply((_uri, body) => {
+      sent.push(body as { Comment: string; ScanType: string });
+      return [201, machineAction(`ma-${sent.length}`, 'Pending')];
+    });
+    defender
+      .get('/prefix/api/machineactions')
+      .query((q) => String(q.$filter).startsWith('id in ('))
+      .reply((uri) => {
+        const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
+        const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
+        return [200, { value: ids.map((id) => machineAction(id, 'Succeeded')) }];
+      });
+    await start(
+      { DEFENDER_FOLLOW_SECONDS: '1' },
+      {},
+      {
+        executor: new DefenderExecutor({
+          credential: testCredential(),
+          defenderApiUrl: MDE_URL,
+          graphApiUrl: GRAPH_URL,
+          sleep: fakeTime().sleep,
+        }),
+      },
+    );
+    expect((await activity(botAddedToTeam())).status).toBe(200);
+    const body = sampleIngestBody();
+    for (const id of ['act-7', 'act-8'])
+      body.managedResponse.actions.push({
+        id,
+        type: 'runAntivirusScan',
+        status: 'proposed',
+        target: { deviceId: machine, deviceName: 'fin-wks-0142.corp.contoso.com' },
+      });
+    expect((await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body })).status).toBe(201);
+    await vi.waitFor(async () => expect(connector.cardPosts()).toHaveLength(1), WAIT);
+    const card = connector.cardPosts()[0]!.body.attachments[0].content;
+    const choiceSets = JSON.stringify(card).match(/"type":"Input\.ChoiceSet"/g) ?? [];
+    expect(choiceSets).toHaveLength(2);
+    expect(cardText(card)).toContain(
+      '"id":"scanType:act-7","label":"Scan","style":"compact","value":"Quick","spacing":"Small","choices":[{"title":"Quick scan","value":"Quick"},{"title":"Full scan","value":"Full"}]',
+    );
+    const activityId = (await store.getCardRefs(INCIDENT)).teams![0]!.activityId;
+
+    // Teams sends every input of the card with the click, keyed by the input's id.
+    const click = (actionId: string, inputs: Record<string, unknown>) =>
+      activity(
+        cardAction('approve', { incidentId: INCIDENT, actionId, ...inputs }, { replyToId: activityId }),
+      );
+    const forged = await click('act-7', { 'scanType:act-7': 'Boot', 'scanType:act-8': 'Quick' });
+    expect(forged.body).toMatchObject({
+      statusCode: 400,
+      value: { code: 'BadRequest', message: 'Not approved: the scan type must be Quick or Full.' },
+    });
+    expect((await store.getAction(INCIDENT, 'act-7'))?.state).toBe('proposed');
+    expect((await store.listAudit()).at(-1)).toMatchObject({
+      actor: `teams:${EXPERT_USER.aadObjectId}`,
+      event: 'approve',
+      outcome: 'refused',
+      detail: expect.stringContaining('invalid_choice'),
+    });
+
+    expect(
+      (await click('act-7', { 'scanType:act-7': 'Full', 'scanType:act-8': 'Quick' })).body,
+    ).toMatchObject({
+      statusCode: 200,
+      type: CARD,
+    });
+    await vi.waitFor(
+      async () => expect((await store.getAction(INCIDENT, 'act-7'))?.state).toBe('succeeded'),
+      WAIT,
+    );
+    expect((await click('act-8', {})).body).toMatchObject({ statusCode: 200 });
+    await vi.waitFor(
+      async () => expect((await store.getAction(INCIDENT, 'act-8'))?.state).toBe('succeeded'),
+      WAIT,
+    );
+    expect(sent.map((b) => b.ScanType)).toEqual(['Full', 'Quick']);
+    expect(sent[0]?.Comment).toContain('MDR: full antivirus scan per incident 48213, action act-7 (');
+    await vi.waitFor(() => {
+      const shared = cardText(connector.puts().at(-1)?.body.attachments[0].content);
+      expect(shared).toContain('Full antivirus scan on fin-wks-0142.corp.contoso.com');
+      expect(shared).toContain('Quick antivirus scan on fin-wks-0142.corp.contoso.com');
+      expect(shared).toContain(`Scanned by ${EXPERT_USER.name}`);
+    }, WAIT);
+  });
+
+  it("shows who acted by name: the activity's from.name, else the member's name from the Bot Connector", async () => {
+    await start();
+    const activityId = await postedIncident();
+    const origin = new URL(TEAMS_SERVICE_URL).origin;
+    const member = nock(origin)
+      .get(
+        `/amer/v3/conversations/${encodeURIComponent(CHANNEL_ID)}/members/${encodeURIComponent(EXPERT_USER.id)}`,
+      )
+      .reply(200, {
+        id: EXPERT_USER.id,
+        name: 'Morgan Lee',
+        objectId: EXPERT_USER.aadObjectId,
+        givenName: 'Morgan',
+        surname: 'Lee',
+        email: 'morgan.lee@mdr.example',
+        userPrincipalName: 'morgan.lee@mdr.example',
+        tenantId: TENANT_ID,
+        userRole: 'user',
+      });
+    const nameless = { id: EXPERT_USER.id, aadObjectId: EXPERT_USER.aadObjectId } as typeof EXPERT_USER;
+    const approved = await activity(
+      cardAction(
+        'approve',
+        { incidentId: INCIDENT, actionId: 'act-1' },
+        { from: nameless, replyToId: activityId },
+      ),
+    );
+    expect(approved.body).toMatchObject({ statusCode: 200, type: CARD });
+    expect(member.isDone()).toBe(true);
+    await vi.waitFor(
+      async () => expect((await store.getAction(INCIDENT, 'act-1'))?.state).toBe('succeeded'),
+      WAIT,
+    );
+    expect(await store.getAction(INCIDENT, 'act-1')).toMatchObject({
+      decidedBy: `teams:${EXPERT_USER.aadObjectId}`,
+      decidedByName: 'Morgan Lee',
+    });
+    await vi.waitFor(() => {
+      const shared = cardText(connector.puts().at(-1)?.body.attachments[0].content);
+      expect(shared).toContain('Isolated by Morgan Lee');
+      expect(shared).not.toContain(EXPERT_USER.aadObjectId);
+    }, WAIT);
+
+    const rejected = await activity(
+      cardAction('reject', { incidentId: INCIDENT, actionId: 'act-3' }, { replyToId: activityId }),
+    );
+    expect(cardText(rejected.body.value)).toContain(`Rejected by ${EXPERT_USER.name}`);
+    // The audit trail keeps the identity, never the display name.
+    expect(
+      (await store.listAudit(INCIDENT)).filter((e) => e.event === 'approve' || e.event === 'reject'),
+    ).toMatchObject([
+      { actor: `teams:${EXPERT_USER.aadObjectId}`, outcome: 'ok' },
+      { actor: `teams:${EXPERT_USER.aadObjectId}`, outcome: 'ok' },
     ]);
   });
 
