@@ -58,6 +58,15 @@ const incidentData = fc.record({
           color,
           details: lines,
           steps: lines,
+          choices: fc.array(
+            fc.record({
+              id: text,
+              label: text,
+              value: text,
+              options: fc.array(fc.record({ title: text, value: text }), { maxLength: 3 }),
+            }),
+            { maxLength: 1 },
+          ),
           actions: fc.array(action, { maxLength: 3 }),
         }),
         { maxLength: 3 },
