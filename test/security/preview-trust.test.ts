@@ -1,7 +1,8 @@
 import { request } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { previewRouter } from '../../bot/preview/router.js';
-import { type BotServer, send, startBot } from '../support/bot-server.js';
+import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
+import { sampleIngestBody } from '../support/incident-factory.js';
 
 let bot: BotServer;
 let port: string;
@@ -90,5 +91,48 @@ describe('the preview page (local mode)', () => {
     const own = await raw('POST', '/preview/api/action', { origin: `http://127.0.0.1:${port}` }, approve);
     expect(JSON.parse(own.text)).toMatchObject({ ok: true });
     expect((await send(`${bot.url}/preview/api/sample`, { method: 'POST' })).status).toBe(201);
+  });
+
+  it('takes the scan an expert chose (Quick or Full only) and refuses any other value', async () => {
+    const body = sampleIngestBody({
+      actions: [
+        {
+          id: 'act-7',
+          type: 'runAntivirusScan',
+          status: 'proposed',
+          target: { deviceId: '4a1f9c2e7b3d8e06c5a2f1b9d7e3c8a0b6f2d4e1' },
+        },
+        {
+          id: 'act-8',
+          type: 'isolateDevice',
+          status: 'proposed',
+          target: { deviceId: '4a1f9c2e7b3d8e06c5a2f1b9d7e3c8a0b6f2d4e1' },
+        },
+      ],
+    });
+    expect((await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body })).status).toBe(201);
+    const act = (actionId: string, scanType: string) =>
+      raw(
+        'POST',
+        '/preview/api/action',
+        {},
+        {
+          verb: 'approve',
+          incidentId: '48213',
+          actionId,
+          as: 'slack:U0EXPERT1',
+          scanType,
+        },
+      );
+
+    const forged = await act('act-7', 'Boot');
+    expect(forged.status).toBe(400);
+    expect(forged.text).toContain('scanType');
+    const notAScan = JSON.parse((await act('act-8', 'Full')).text);
+    expect(notAScan).toMatchObject({ ok: false, code: 'invalid_choice' });
+    expect((await bot.runtime.store.getAction('48213', 'act-8'))?.state).toBe('proposed');
+
+    expect(JSON.parse((await act('act-7', 'Full')).text)).toMatchObject({ ok: true });
+    expect(await bot.runtime.store.getAction('48213', 'act-7')).toMatchObject({ scanType: 'Full' });
   });
 });
