@@ -104,15 +104,15 @@ describe('renderTeamsCard', () => {
       if (o.type === 'Action.ShowCard') shown.push(o);
     });
     expect(shown.map((a) => a.title)).toEqual(['Run it myself', 'Skip']);
-    const [run, skip] = shown.map((a) => a.card as Json);
-    expect(JSON.stringify(run?.body)).toContain('as your team');
-    expect((run?.actions as Json[])[0]).toMatchObject({ type: 'Action.Execute', verb: 'runMyself' });
-    expect((skip?.body as Json[])[0]).toMatchObject({
+    const [run = {}, skip = {}] = shown.map((a) => a.card as Json);
+    expect(JSON.stringify(run.body)).toContain('as your team');
+    expect((run.actions as Json[])[0]).toMatchObject({ type: 'Action.Execute', verb: 'runMyself' });
+    expect((skip.body as Json[])[0]).toMatchObject({
       type: 'Input.Text',
       id: 'reason-act-3',
       isRequired: true,
     });
-    expect((skip?.actions as Json[])[0]).toMatchObject({ type: 'Action.Execute', verb: 'skip' });
+    expect((skip.actions as Json[])[0]).toMatchObject({ type: 'Action.Execute', verb: 'skip' });
   });
 
   it('shows failures first with their reason, then the closed tasks under "Done by your team"', () => {
