@@ -19,11 +19,14 @@ import { guidanceOf, taskIdOf } from '../core/tasks.js';
 /** A colour both platforms can show: Adaptive Card colour names, with a hex value for HTML previews. */
 export type Tone = 'default' | 'good' | 'warning' | 'attention' | 'accent';
 
-/** Who a button is meant for; the core decides at click time, the card only chooses what to show. */
-export type Audience = 'expert' | 'customer';
+/**
+ * Who a button is meant for; the core decides at click time, the card only chooses what to show.
+ * `admin`: the customer's admins (who are customers too, so they also see the customer's buttons).
+ */
+export type Audience = 'expert' | 'customer' | 'admin';
 
 /** The button verbs a card carries (the Teams `verb` and the Slack `action_id` prefix). */
-export type ButtonVerb = 'approve' | 'reject' | 'markDone' | 'retry' | 'handover';
+export type ButtonVerb = 'approve' | 'reject' | 'markDone' | 'retry' | 'handover' | 'runMyself' | 'skip';
 
 /** A button on an action line; its payload is only ever the incident id and the action id. */
 export interface ButtonView {
@@ -33,6 +36,12 @@ export interface ButtonView {
   style: 'primary' | 'danger' | 'default';
   /** Asked before a destructive approval: names the action and the asset. */
   confirm?: { title: string; text: string; confirm: string; deny: string };
+  /**
+   * A step before the click is sent: `confirm` shows `confirm` first on every platform (Teams: a card
+   * that opens under the button with the confirming button); `reason` asks for a reason, sent with it
+   * (Teams: a text input under the button; Slack takes it through the `skip` command instead).
+   */
+  ask?: 'confirm' | 'reason';
 }
 
 /** One managed-response action as a person reads it: what, on which asset, and its live state. */
@@ -552,6 +561,25 @@ function actionLine(
       if (a.excludedBy) details.push(`Excluded by ${detail(a.excludedBy)}: the experts may not act on it.`);
       steps.push(`How: ${guidanceOf(a)}`);
       buttons.push({ verb: 'markDone', label: 'Mark done', audience: 'customer', style: 'primary' });
+      if (a.type !== 'releaseFileFromQuarantine') {
+        buttons.push({
+          verb: 'runMyself',
+          label: 'Run it myself',
+          audience: 'admin',
+          style: 'default',
+          ask: 'confirm',
+          confirm: {
+            title: 'Run it yourself?',
+            text: cut(
+              `${text}. The bot carries this out at once as your team's decision, although the asset is excluded from the experts' actions.`,
+              300,
+            ),
+            confirm: 'Run it',
+            deny: 'Cancel',
+          },
+        });
+      }
+      buttons.push({ verb: 'skip', label: 'Skip', audience: 'customer', style: 'default', ask: 'reason' });
       break;
     case 'doneByCustomer':
       taskId = taskIdOf(a.incidentId, a.id);

@@ -82,6 +82,12 @@ export interface ActionRecord {
   /** Who made the last decision (approve, reject, done). */
   decidedBy: Identity | null;
   decidedAt?: string;
+  /**
+   * Set when a customer admin had the bot carry out their own task (`customerPending → approved`): the
+   * run is the customer's decision, so the exclusions (which bind the experts) do not stop it; the
+   * target is still resolved live and acted on as resolved. Cleared when an expert decides again.
+   */
+  decidedAs?: 'customer';
   createdAt: string;
   updatedAt: string;
   /** Progress while executing ("Defender: InProgress"). */

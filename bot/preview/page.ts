@@ -66,7 +66,7 @@ ${SLACK_HTML_CSS}
   function act(verb, data){
     if (!data || !data.incidentId) return;
     if (verb === 'refresh') { load(); return; }
-    post('/preview/api/action', {verb: verb, incidentId: data.incidentId, actionId: data.actionId, as: select.value})
+    post('/preview/api/action', {verb: verb, incidentId: data.incidentId, actionId: data.actionId, reason: typeof data['reason-' + data.actionId] === 'string' ? data['reason-' + data.actionId] : undefined, as: select.value})
       .then(function(r){ show(r.message, r.ok); load(); });
   }
   function renderTeams(cardJson){

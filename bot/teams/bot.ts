@@ -7,7 +7,12 @@ import {
   TeamsActivityHandler,
   TurnContext,
 } from 'botbuilder';
-import { type AdaptiveCardJson, renderTeamsCard, renderTeamsTaskList } from '../../cards/teams/render.js';
+import {
+  type AdaptiveCardJson,
+  reasonInputId,
+  renderTeamsCard,
+  renderTeamsTaskList,
+} from '../../cards/teams/render.js';
 import { buildIncidentView } from '../../cards/view-model.js';
 import { type ActionRef, approveAction } from '../../core/approve-action.js';
 import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
@@ -17,21 +22,24 @@ import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
 import { retryAction } from '../../core/retry-action.js';
+import { runMyself } from '../../core/run-myself.js';
+import { skipTask } from '../../core/skip-task.js';
 import { type CommandPlace, replyText, runCommand } from '../commands.js';
 import type { Runtime } from '../runtime.js';
 import { baseConversationId } from './publisher.js';
 import { type TeamsTrust, tenantOf } from './trust.js';
 
 const CARD = 'application/vnd.microsoft.card.adaptive';
-const VERBS = ['approve', 'reject', 'markDone', 'retry', 'handover', 'refresh'] as const;
+const VERBS = ['approve', 'reject', 'markDone', 'retry', 'handover', 'runMyself', 'skip', 'refresh'] as const;
 type Verb = (typeof VERBS)[number];
 
-const DECIDE: Record<Exclude<Verb, 'refresh'>, typeof approveAction> = {
+const DECIDE: Record<Exclude<Verb, 'refresh' | 'skip'>, typeof approveAction> = {
   approve: approveAction,
   reject: rejectAction,
   markDone: markTaskDone,
   retry: retryAction,
   handover: handOverAction,
+  runMyself,
 };
 
 /**
@@ -72,7 +80,8 @@ export class MdrTeamsBot extends TeamsActivityHandler {
   ): Promise<AdaptiveCardInvokeResponse> {
     const { deps, store, logger } = this.runtime;
     const verb = value.action?.verb as Verb;
-    const data = (value.action?.data ?? {}) as { incidentId?: unknown; actionId?: unknown };
+    // Button data names the incident and the action; under Skip, the reason typed comes with it.
+    const data = (value.action?.data ?? {}) as Record<string, unknown>;
     if (!VERBS.includes(verb) || typeof data.incidentId !== 'string')
       return invokeError(400, 'BadRequest', 'unknown card action');
     if (verb !== 'refresh' && typeof data.actionId !== 'string')
@@ -87,7 +96,10 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     let decision: Decision | undefined;
     if (verb !== 'refresh') {
       const ref: ActionRef = { incidentId: data.incidentId, actionId: data.actionId as string };
-      decision = await DECIDE[verb](deps, ref, actor);
+      decision =
+        verb === 'skip'
+          ? await skipTask(deps, ref, actor, typedReason(data, ref.actionId))
+          : await DECIDE[verb](deps, ref, actor);
     }
     const notice = decision && !decision.ok ? decision.message : undefined;
     if (verb === 'markDone' && !(await this.isIncidentCard(ctx, data.incidentId))) {
@@ -97,7 +109,8 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     }
     const state = await store.getIncident(data.incidentId);
     if (!state) return invokeError(404, 'NotFound', 'no such incident');
-    const viewer = rolesOf(deps.policy.roles, actor.id).expert ? 'expert' : 'customer';
+    const roles = rolesOf(deps.policy.roles, actor.id);
+    const viewer = roles.expert ? 'expert' : roles.admin ? 'admin' : 'customer';
     const card = renderTeamsCard(buildIncidentView(state, this.viewOptions()), { viewer, notice });
     return cardResponse(card);
   }
@@ -228,6 +241,12 @@ export class MdrTeamsBot extends TeamsActivityHandler {
 
 function isBotAmong(ctx: TurnContext, members: ChannelAccount[] | undefined): boolean {
   return (members ?? []).some((m) => m.id === ctx.activity.recipient?.id);
+}
+
+/** The reason typed under an action's Skip button, or '' (refused by the core: a reason is required). */
+function typedReason(data: Record<string, unknown>, actionId: string): string {
+  const typed = data[reasonInputId(actionId)];
+  return typeof typed === 'string' ? typed : '';
 }
 
 function cardResponse(card: AdaptiveCardJson): AdaptiveCardInvokeResponse {
