@@ -37,9 +37,17 @@ type TaskStatus = Task['state'];
 /** Task states an action can still reach from each state: an index entry is only dropped when it cannot. */
 const MAY_BECOME: Record<TaskStatus, readonly ActionState[]> = {
   // An executing action becomes a customer task when an exclusion stops it; a failed one when an expert
-  // hands it over (or its retry finds the asset excluded).
+  // hands it over (or its retry finds the asset excluded). A skipped task is filed with the done ones.
   pending: ['proposed', 'approved', 'executing', 'failed', 'customerPending'],
-  done: ['proposed', 'approved', 'executing', 'failed', 'customerPending', 'doneByCustomer'],
+  done: [
+    'proposed',
+    'approved',
+    'executing',
+    'failed',
+    'customerPending',
+    'doneByCustomer',
+    'skippedByCustomer',
+  ],
 };
 
 // One slot per script: every key a script touches shares the incident's hash tag.

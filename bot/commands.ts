@@ -16,6 +16,7 @@ import { markTaskDone } from '../core/mark-task-done.js';
 import type { Exclusions, ExclusionsInForce, Task } from '../core/model.js';
 import type { CoreDeps } from '../core/ports.js';
 import { retryAction } from '../core/retry-action.js';
+import { skipTask } from '../core/skip-task.js';
 import { parseTaskId } from '../core/tasks.js';
 
 /** The chat commands (Slack `/mdr <words>`, Teams: the same words sent to the bot). Names are fixed. */
@@ -24,6 +25,7 @@ export type ChatCommand =
   | { name: 'pending' }
   | { name: 'exclusions' }
   | { name: 'done'; taskId: string }
+  | { name: 'skip'; taskId: string; reason: string }
   | { name: 'retry' | 'handover'; taskId: string }
   | { name: 'exclude' | 'unexclude'; kind: ExclusionKind; value: string };
 
@@ -33,6 +35,7 @@ export type CommandReply =
   | { kind: 'tasks'; tasks: Task[]; shared: false }
   | { kind: 'exclusions'; exclusions: ExclusionsInForce; shared: false }
   | { kind: 'done'; taskId: string; ref: ActionRef; decision: Decision; shared: boolean }
+  | { kind: 'skip'; taskId: string; ref: ActionRef; decision: Decision; shared: boolean }
   | { kind: 'retry' | 'handover'; taskId: string; ref: ActionRef; decision: Decision; shared: boolean }
   | { kind: 'exclusionChange'; op: 'exclude' | 'unexclude'; result: ExclusionResult; shared: boolean }
   | { kind: 'usage'; text: string; shared: false }
@@ -45,6 +48,7 @@ export const HELP_TEXT = [
   '• help: this list',
   '• pending: pending customer tasks, each with a Mark done button',
   '• done <taskId>: mark a task done (customers and admins), e.g. done 48213:act-3',
+  '• skip <taskId> <reason>: close a task without doing it, saying why (customers and admins)',
   '• retry <taskId>: run a failed action again, exclusions checked again (experts), e.g. retry 48213:act-1',
   "• handover <taskId>: hand a failed action to the customer's team, with the failure reason (experts)",
   '• exclusions: the exclusion rules in force and where each comes from',
@@ -73,6 +77,12 @@ export function parseCommand(text: string): ChatCommand | { error: string } {
       if (rest.length !== 1 || !rest[0])
         return { error: 'Usage: done <taskId> (the ids are listed by "pending")' };
       return { name: 'done', taskId: rest[0] };
+    case 'skip':
+      if (rest.length < 2 || !rest[0])
+        return {
+          error: 'Usage: skip <taskId> <reason> (a reason is required, e.g. skip 48213:act-3 handled by IT)',
+        };
+      return { name: 'skip', taskId: rest[0], reason: rest.slice(1).join(' ') };
     case 'retry':
     case 'handover': {
       const name = verb.toLowerCase() as 'retry' | 'handover';
@@ -133,6 +143,12 @@ export async function runCommand(
       if (!ref) return usage(`"${command.taskId}" is not a task id: task ids look like 48213:act-3.`);
       const decision = await markTaskDone(deps, ref, actor);
       return { kind: 'done', taskId: command.taskId, ref, decision, shared: decision.ok };
+    }
+    case 'skip': {
+      const ref = parseTaskId(command.taskId);
+      if (!ref) return usage(`"${command.taskId}" is not a task id: task ids look like 48213:act-3.`);
+      const decision = await skipTask(deps, ref, actor, command.reason);
+      return { kind: 'skip', taskId: command.taskId, ref, decision, shared: decision.ok };
     }
     case 'retry':
     case 'handover': {
@@ -205,6 +221,10 @@ export function replyText(reply: CommandReply): string {
         .join('\n')}`;
     case 'done':
       return reply.decision.ok ? `Task ${reply.taskId} marked done.` : `Not done: ${reply.decision.message}`;
+    case 'skip':
+      return reply.decision.ok
+        ? `Task ${reply.taskId} skipped: ${reply.decision.action.skipReason ?? ''}`
+        : `Not skipped: ${reply.decision.message}`;
     case 'retry':
       return reply.decision.ok
         ? `Retrying ${reply.taskId}: approved again, it runs now.`

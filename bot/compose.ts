@@ -4,6 +4,7 @@ import { DefenderAssetDirectory } from '../adapters/defender-directory.js';
 import { DefenderExecutor } from '../adapters/defender-executor.js';
 import { DefenderPacer } from '../adapters/defender-pacer.js';
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
+import { GraphIncidentWriter, type IncidentWriter } from '../adapters/graph-incident-writer.js';
 import { GraphMailer, PreviewOutbox } from '../adapters/graph-mailer.js';
 import type { JobQueue } from '../adapters/job-queue.js';
 import { LocalQueue } from '../adapters/local-queue.js';
@@ -62,6 +63,7 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
   let mailer: Mailer | undefined = config.localMode
     ? new PreviewOutbox(config.mailSender ?? 'mdr-bot@localhost')
     : undefined;
+  let incidentWriter: IncidentWriter | undefined;
   if (config.defender) {
     const credential = createAzureCredential(config.defender);
     const endpoints = {
@@ -78,6 +80,8 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
         sender: config.mailSender,
         logger,
       });
+    if (config.incidentWriteback)
+      incidentWriter = new GraphIncidentWriter({ credential, graphApiUrl: config.defender.graphUrl, logger });
     // Machine actions are paced to Defender's per-tenant limits, counted in Redis across replicas.
     const pacedExecutor = () => {
       const redis = config.redis
@@ -117,6 +121,9 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
     executor,
     directory,
     ...((parts.mailer ?? mailer) ? { mailer: parts.mailer ?? mailer } : {}),
+    ...((parts.incidentWriter ?? incidentWriter)
+      ? { incidentWriter: parts.incidentWriter ?? incidentWriter }
+      : {}),
   });
   const close = runtime.close;
   runtime.close = async () => {
@@ -149,6 +156,11 @@ export function describeRuntime(runtime: Runtime): string[] {
       : runtime.deps.mailer
         ? `email: as ${config.mailSender} to ${(config.policy.notifications?.email ?? []).length} address(es) of the policy`
         : 'email: off (set MAIL_SENDER and notifications.email in the policy)',
+    config.incidentWriteback
+      ? config.localMode
+        ? 'incident write-back: off in local mode (no Graph incidents to update)'
+        : `incident write-back: on, MDR: tags${config.policy.notifications?.assignTo ? ` and assignedTo "${config.policy.notifications.assignTo}" while customer tasks are open` : ''} (SecurityIncident.ReadWrite.All)`
+      : 'incident write-back: off (set INCIDENT_WRITEBACK=true)',
     config.ingestToken ? 'ingest API: on' : 'ingest API: off (set INGEST_TOKEN)',
     config.adminToken ? 'exclusions API: on' : 'exclusions API: off (set ADMIN_TOKEN)',
     config.policyFile

@@ -124,6 +124,7 @@ const envSchema = z.object({
       .email('must be the address of a mailbox the app may send as, e.g. mdr-notifications@contoso.com')
       .transform((v) => v.toLowerCase()),
   ),
+  INCIDENT_WRITEBACK: withDefault(bool, 'false'),
   PUBLIC_URL: optional(httpUrl('the address users reach the bot at, e.g. https://mdr-bot.example.com')),
 });
 
@@ -177,6 +178,11 @@ export interface Config {
   graphPollSeconds?: number;
   /** `MAIL_SENDER`: the mailbox customer-task email is sent as (Graph sendMail); unset: no email. */
   mailSender?: string;
+  /**
+   * `INCIDENT_WRITEBACK=true`: the Graph incident's `MDR: …` custom tag and `assignedTo` are kept in step
+   * with the managed status (SecurityIncident.ReadWrite.All).
+   */
+  incidentWriteback: boolean;
   logLevel: Env['LOG_LEVEL'];
   publicUrl?: string;
   /** `ALLOW_INSECURE_URLS=true` (tests only): `http://` base URLs allowed outside local mode. */
@@ -263,6 +269,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
 
+  if (e.INCIDENT_WRITEBACK && !local && !(e.DEFENDER_CLIENT_ID && e.DEFENDER_TENANT_ID)) {
+    problems.push(
+      'INCIDENT_WRITEBACK: needs the app registration that updates the incidents (DEFENDER_TENANT_ID, DEFENDER_CLIENT_ID, DEFENDER_CLIENT_SECRET) with the SecurityIncident.ReadWrite.All application permission',
+    );
+  }
+
   let policy: Policy = DEMO_POLICY;
   if (e.POLICY_FILE) {
     try {
@@ -321,6 +333,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     graphPollSeconds: e.GRAPH_POLL_SECONDS,
     ...(e.MAIL_SENDER ? { mailSender: e.MAIL_SENDER } : {}),
+    incidentWriteback: e.INCIDENT_WRITEBACK,
     logLevel: e.LOG_LEVEL,
     publicUrl: e.PUBLIC_URL,
     allowInsecureUrls: e.ALLOW_INSECURE_URLS,

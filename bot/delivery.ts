@@ -131,6 +131,7 @@ export async function requestDelivery(queue: JobQueue, job: DeliverJob, delayMs:
  */
 export class DeliveryNotifier implements Notifier {
   private readonly listeners = new Set<(incidentId: string) => void>();
+  private readonly followers: ((incidentId: string) => Promise<void>)[] = [];
 
   constructor(
     private readonly queue: JobQueue,
@@ -144,8 +145,14 @@ export class DeliveryNotifier implements Notifier {
     return () => this.listeners.delete(listener);
   }
 
+  /** Durable work that follows every change as the cards do (the Graph incident write-back). */
+  follow(follower: (incidentId: string) => Promise<void>): void {
+    this.followers.push(follower);
+  }
+
   async incidentChanged(incidentId: string, change: { created?: boolean } = {}): Promise<void> {
     for (const listener of this.listeners) listener(incidentId);
+    for (const follower of this.followers) await follower(incidentId);
     if (this.publishers.length === 0) return;
     await requestDelivery(this.queue, { incidentId }, change.created ? 0 : UPDATE_GATHER_MS);
   }

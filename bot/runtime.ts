@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
+import type { IncidentWriter } from '../adapters/graph-incident-writer.js';
 import type { JobQueue, Lanes } from '../adapters/job-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
@@ -29,6 +30,7 @@ import {
   runDelivery,
 } from './delivery.js';
 import { GRAPH_POLL_JOB } from './incident-poller.js';
+import { requestWriteback, runWriteback, WRITEBACK_JOB, type WritebackJob } from './incident-writeback.js';
 import type { Logger } from './logger.js';
 import { MAINTENANCE_EVERY_MS, MAINTENANCE_JOB, Maintenance } from './maintenance.js';
 import { Metrics } from './metrics.js';
@@ -68,6 +70,8 @@ export interface RuntimeParts {
   publishers?: CardPublisher[];
   /** Sends the customer-task emails; unset: none are sent. */
   mailer?: Mailer;
+  /** Updates the Graph incidents with INCIDENT_WRITEBACK; unset: nothing is written back. */
+  incidentWriter?: IncidentWriter;
 }
 
 export const EXECUTE_JOB = 'execute';
@@ -83,7 +87,7 @@ export const JOB_LANES: Lanes = {
   execute: { jobs: [EXECUTE_JOB, FOLLOW_JOB], concurrency: 20 },
   deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
-  notify: { jobs: [EMAIL_JOB], concurrency: 5 },
+  notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB], concurrency: 5 },
   // One periodic run at a time per process; the job schedulers make it one per interval in all.
   maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB], concurrency: 1 },
 };
@@ -218,6 +222,35 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
       } else logger.info({ incidentId, event, ...result }, 'customer task email job finished');
     }),
   );
+  // The Graph incident follows the managed status (INCIDENT_WRITEBACK); a job left by an earlier
+  // configuration does nothing while it is off.
+  const writer = config.incidentWriteback ? parts.incidentWriter : undefined;
+  queue.process(
+    WRITEBACK_JOB,
+    track(WRITEBACK_JOB, async (data) => {
+      if (!writer) return;
+      const job = data as WritebackJob;
+      const outcome = await runWriteback(job, {
+        store,
+        queue,
+        writer,
+        clock,
+        logger,
+        ...(config.policy.notifications?.assignTo ? { assignTo: config.policy.notifications.assignTo } : {}),
+      });
+      logger.info({ incidentId: job.incidentId, ...outcome }, 'incident write-back job finished');
+    }),
+  );
+  if (writer) {
+    notifier.follow(async (incidentId) => {
+      try {
+        await requestWriteback(queue, incidentId);
+      } catch (error) {
+        // The write-back never holds up a decision or a card; the next change asks for it again.
+        logger.warn({ incidentId, err: (error as Error).message }, 'incident write-back not queued');
+      }
+    });
+  }
   queue.process(
     DELIVER_JOB,
     track(DELIVER_JOB, async (data) => runDelivery(data as DeliverJob, { store, queue, publishers, logger })),

@@ -19,11 +19,14 @@ import { guidanceOf, taskIdOf } from '../core/tasks.js';
 /** A colour both platforms can show: Adaptive Card colour names, with a hex value for HTML previews. */
 export type Tone = 'default' | 'good' | 'warning' | 'attention' | 'accent';
 
-/** Who a button is meant for; the core decides at click time, the card only chooses what to show. */
-export type Audience = 'expert' | 'customer';
+/**
+ * Who a button is meant for; the core decides at click time, the card only chooses what to show.
+ * `admin`: the customer's admins (who are customers too, so they also see the customer's buttons).
+ */
+export type Audience = 'expert' | 'customer' | 'admin';
 
 /** The button verbs a card carries (the Teams `verb` and the Slack `action_id` prefix). */
-export type ButtonVerb = 'approve' | 'reject' | 'markDone' | 'retry' | 'handover';
+export type ButtonVerb = 'approve' | 'reject' | 'markDone' | 'retry' | 'handover' | 'runMyself' | 'skip';
 
 /** A button on an action line; its payload is only ever the incident id and the action id. */
 export interface ButtonView {
@@ -38,6 +41,12 @@ export interface ButtonView {
    * a choice set beside the button, Slack one button per option.
    */
   choice?: ButtonChoice;
+  /**
+   * A step before the click is sent: `confirm` shows `confirm` first on every platform (Teams: a card
+   * that opens under the button with the confirming button); `reason` asks for a reason, sent with it
+   * (Teams: a text input under the button; Slack takes it through the `skip` command instead).
+   */
+  ask?: 'confirm' | 'reason';
 }
 
 /** What a button lets the clicker choose; the core validates the value again. */
@@ -590,6 +599,25 @@ function actionLine(
       details.push(...identifierLines(a.type, a.target, incident, { sha1: false }));
       steps.push(`How: ${guidanceOf(a)}`);
       buttons.push({ verb: 'markDone', label: 'Mark done', audience: 'customer', style: 'primary' });
+      if (a.type !== 'releaseFileFromQuarantine') {
+        buttons.push({
+          verb: 'runMyself',
+          label: 'Run it myself',
+          audience: 'admin',
+          style: 'default',
+          ask: 'confirm',
+          confirm: {
+            title: 'Run it yourself?',
+            text: cut(
+              `${text}. The bot carries this out at once as your team's decision, although the asset is excluded from the experts' actions.`,
+              300,
+            ),
+            confirm: 'Run it',
+            deny: 'Cancel',
+          },
+        });
+      }
+      buttons.push({ verb: 'skip', label: 'Skip', audience: 'customer', style: 'default', ask: 'reason' });
       break;
     case 'doneByCustomer':
       taskId = taskIdOf(a.incidentId, a.id);
@@ -603,7 +631,7 @@ function actionLine(
     case 'skippedByCustomer':
       taskId = taskIdOf(a.incidentId, a.id);
       shown = line(
-        `Skipped${a.skippedBy ? ` by ${displayIdentity(a.skippedBy)}` : ''}${a.skippedAt ? ` at ${formatWhen(a.skippedAt, now)}` : ''}`,
+        `Skipped${a.skippedBy ? ` by ${displayPerson(a.skippedBy, a.skippedByName)}` : ''}${a.skippedAt ? ` at ${formatWhen(a.skippedAt, now)}` : ''}`,
         'default',
         '⏭️',
       );

@@ -15,6 +15,7 @@ export type CommandName =
   | 'pending'
   | 'exclusions'
   | 'done'
+  | 'skip'
   | 'retry'
   | 'handover'
   | 'exclude'
@@ -25,7 +26,7 @@ export type CommandAccess = { ok: true } | { ok: false; code: RefusalCode; messa
 /**
  * Who may run which command where. Commands answer only in the SOC channel and in direct messages;
  * the exclusion list (the assets the experts will never touch) is for experts and admins only; the
- * customer task list and `done` are for the SOC channel, and in direct messages for the people the
+ * customer task list, `done` and `skip` are for the SOC channel, and in direct messages for the people the
  * policy names. Changing exclusions is further limited to admins by `changeExclusions`, retrying and
  * handing over failed actions to experts by `retryAction` and `handOverAction`.
  */
@@ -50,7 +51,12 @@ export function commandAccess(
       message: 'only the MDR experts and the admins named in the policy may see the exclusion list',
     };
   }
-  if ((command === 'pending' || command === 'done') && place === 'direct' && !expert && !admin) {
+  if (
+    (command === 'pending' || command === 'done' || command === 'skip') &&
+    place === 'direct' &&
+    !expert &&
+    !admin
+  ) {
     return {
       ok: false,
       code: 'wrong_place',

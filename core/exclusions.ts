@@ -83,43 +83,10 @@ async function evaluateDevice(
       return { kind: 'excluded', rule: describeDeviceRule(rule), asset };
     }
   }
-  if (target.deviceId === undefined && target.deviceName === undefined) {
-    return {
-      kind: 'unverifiable',
-      asset,
-      reason: 'the action names no device, so the exclusion policy cannot be checked',
-    };
-  }
-  // Everything else is matched against the device as Defender reports it, never against the body's names.
-  let facts: DeviceFacts;
-  try {
-    facts = await directory.deviceFacts(target, incident);
-  } catch (error) {
-    return {
-      kind: 'unverifiable',
-      asset,
-      reason: lookupReason(error, `the name, group and tags of ${asset}`),
-    };
-  }
-  asset = facts.dnsName ?? asset;
-  if (target.deviceId !== undefined && !same(facts.id, target.deviceId)) {
-    return {
-      kind: 'unverifiable',
-      asset,
-      reason: `Defender answered device ${facts.id} when asked for ${target.deviceId}, so the exclusion policy cannot be checked`,
-    };
-  }
-  if (
-    target.deviceName !== undefined &&
-    facts.dnsName !== undefined &&
-    !sameHost(target.deviceName, facts.dnsName)
-  ) {
-    return {
-      kind: 'unverifiable',
-      asset,
-      reason: `the action names device ${target.deviceName}, but Defender knows ${facts.id} as ${facts.dnsName}: they are two different devices, so the exclusion policy cannot be checked`,
-    };
-  }
+  const found = await identifyDevice(target, incident, directory, POLICY_UNCHECKED);
+  if (found.kind === 'unverifiable') return found;
+  const { facts } = found;
+  asset = found.asset;
   for (const rule of rules) {
     if ('id' in rule && same(rule.id, facts.id)) {
       return { kind: 'excluded', rule: describeDeviceRule(rule), asset };
@@ -142,6 +109,63 @@ async function evaluateDevice(
     };
   }
   return { kind: 'allowed', subject: { deviceId: facts.id } };
+}
+
+/** Why a decision cannot be made when a fact is missing: the exclusion policy, or the asset itself. */
+const POLICY_UNCHECKED = 'so the exclusion policy cannot be checked';
+const SUBJECT_UNKNOWN = 'so the asset to act on cannot be identified';
+
+type Unverifiable = Extract<ExclusionDecision, { kind: 'unverifiable' }>;
+
+/**
+ * The device as Defender reports it, checked to be the one the action names (same id, same host name).
+ * `because` ends each reason: what cannot be done without it.
+ */
+async function identifyDevice(
+  target: { deviceId?: string; deviceName?: string },
+  incident: IncidentRecord,
+  directory: AssetDirectory,
+  because: string,
+): Promise<{ kind: 'found'; facts: DeviceFacts; asset: string } | Unverifiable> {
+  let asset = assetOf(target, incident);
+  if (target.deviceId === undefined && target.deviceName === undefined) {
+    return {
+      kind: 'unverifiable',
+      asset,
+      reason: `the action names no device, ${because}`,
+    };
+  }
+  // Everything else is matched against the device as Defender reports it, never against the body's names.
+  let facts: DeviceFacts;
+  try {
+    facts = await directory.deviceFacts(target, incident);
+  } catch (error) {
+    return {
+      kind: 'unverifiable',
+      asset,
+      reason: lookupReason(error, `the name, group and tags of ${asset}`, because),
+    };
+  }
+  asset = facts.dnsName ?? asset;
+  if (target.deviceId !== undefined && !same(facts.id, target.deviceId)) {
+    return {
+      kind: 'unverifiable',
+      asset,
+      reason: `Defender answered device ${facts.id} when asked for ${target.deviceId}, ${because}`,
+    };
+  }
+  if (
+    target.deviceName !== undefined &&
+    facts.dnsName !== undefined &&
+    !sameHost(target.deviceName, facts.dnsName)
+  ) {
+    return {
+      kind: 'unverifiable',
+      asset,
+      reason: `the action names device ${target.deviceName}, but Defender knows ${facts.id} as ${facts.dnsName}: they are two different devices, ${because}`,
+    };
+  }
+  return { kind: 'found', facts, asset };
 }
 
 /** A short host name names the same device as its FQDN (`ws-042` and `ws-042.contoso.com`). */
@@ -176,52 +200,10 @@ async function evaluateUser(
       return { kind: 'excluded', rule: describeUserRule(rule), asset };
     }
   }
-  const reference: UserReference | undefined =
-    address !== undefined
-      ? { address }
-      : userId !== undefined
-        ? { userId }
-        : upn !== undefined
-          ? { upn }
-          : undefined;
-  if (!reference) {
-    return {
-      kind: 'unverifiable',
-      asset,
-      reason: 'the action names no user, so the exclusion policy cannot be checked',
-    };
-  }
-  let user: DirectoryUser;
-  try {
-    user = await directory.resolveUser(reference, incident);
-  } catch (error) {
-    return {
-      kind: 'unverifiable',
-      asset,
-      reason: lookupReason(error, `who ${asset} is in Microsoft Entra ID`),
-    };
-  }
-  const addresses = userAddresses(user);
-  const mismatch =
-    'userId' in reference
-      ? !same(user.id, reference.userId)
-      : !addresses.some((a) => same(a, 'upn' in reference ? reference.upn : reference.address));
-  if (mismatch) {
-    return {
-      kind: 'unverifiable',
-      asset,
-      reason: `Microsoft Entra ID answered ${user.userPrincipalName} (${user.id}) when asked for ${asset}, so the exclusion policy cannot be checked`,
-    };
-  }
-  // Both an object id and a UPN: the UPN must be one of that user's addresses, or they name two people.
-  if (userId !== undefined && upn !== undefined && !addresses.some((a) => same(a, upn))) {
-    return {
-      kind: 'unverifiable',
-      asset,
-      reason: `the action names ${upn} and user id ${user.id}, which is ${user.userPrincipalName}: they name two different users, so the exclusion policy cannot be checked`,
-    };
-  }
-  asset = user.userPrincipalName;
+  const found = await identifyUser(named, asset, incident, directory, POLICY_UNCHECKED);
+  if (found.kind === 'unverifiable') return found;
+  const { user, addresses } = found;
+  asset = found.asset;
   for (const rule of rules) {
     if ('upn' in rule && addresses.some((a) => same(rule.upn, a))) {
       return { kind: 'excluded', rule: describeUserRule(rule), asset };
@@ -250,7 +232,95 @@ async function evaluateUser(
   return { kind: 'allowed', subject: { userId: user.id } };
 }
 
-function lookupReason(error: unknown, what: string): string {
+/**
+ * The user as Microsoft Entra ID reports it, checked to be the one the action names (the object id, or
+ * one of its addresses). `because` ends each reason: what cannot be done without it.
+ */
+async function identifyUser(
+  named: NamedUser,
+  asset: string,
+  incident: IncidentRecord,
+  directory: AssetDirectory,
+  because: string,
+): Promise<{ kind: 'found'; user: DirectoryUser; addresses: string[]; asset: string } | Unverifiable> {
+  const byAddress = 'address' in named;
+  const upn = byAddress ? undefined : named.upn;
+  const userId = byAddress ? undefined : named.userId;
+  const address = byAddress ? named.address : undefined;
+  const reference: UserReference | undefined =
+    address !== undefined
+      ? { address }
+      : userId !== undefined
+        ? { userId }
+        : upn !== undefined
+          ? { upn }
+          : undefined;
+  if (!reference) {
+    return {
+      kind: 'unverifiable',
+      asset,
+      reason: `the action names no user, ${because}`,
+    };
+  }
+  let user: DirectoryUser;
+  try {
+    user = await directory.resolveUser(reference, incident);
+  } catch (error) {
+    return {
+      kind: 'unverifiable',
+      asset,
+      reason: lookupReason(error, `who ${asset} is in Microsoft Entra ID`, because),
+    };
+  }
+  const addresses = userAddresses(user);
+  const mismatch =
+    'userId' in reference
+      ? !same(user.id, reference.userId)
+      : !addresses.some((a) => same(a, 'upn' in reference ? reference.upn : reference.address));
+  if (mismatch) {
+    return {
+      kind: 'unverifiable',
+      asset,
+      reason: `Microsoft Entra ID answered ${user.userPrincipalName} (${user.id}) when asked for ${asset}, ${because}`,
+    };
+  }
+  // Both an object id and a UPN: the UPN must be one of that user's addresses, or they name two people.
+  if (userId !== undefined && upn !== undefined && !addresses.some((a) => same(a, upn))) {
+    return {
+      kind: 'unverifiable',
+      asset,
+      reason: `the action names ${upn} and user id ${user.id}, which is ${user.userPrincipalName}: they name two different users, ${because}`,
+    };
+  }
+  return { kind: 'found', user, addresses, asset: user.userPrincipalName };
+}
+
+/**
+ * Resolve the identity an action's target names (the Defender device, the Entra user), with no exclusion
+ * rule applied: a customer's own decision on their asset is not bound by the exclusions, but the bot
+ * still acts only on the identity it resolved live. `allowed` always carries the subject; a fact that
+ * cannot be read is `unverifiable` (fail closed: the action is not run).
+ */
+export async function resolveSubject(
+  action: Pick<ActionRecord, 'type' | 'target'>,
+  incident: IncidentRecord,
+  directory: AssetDirectory,
+): Promise<Exclude<ExclusionDecision, { kind: 'excluded' }>> {
+  const kind = ACTION_CATALOGUE[action.type].kind;
+  if (kind === 'device' || kind === 'deviceFile') {
+    const found = await identifyDevice(action.target, incident, directory, SUBJECT_UNKNOWN);
+    return found.kind === 'found' ? { kind: 'allowed', subject: { deviceId: found.facts.id } } : found;
+  }
+  const named: NamedUser =
+    kind === 'message'
+      ? { address: action.target.recipient }
+      : { userId: action.target.userId, upn: action.target.upn };
+  const asset = ('address' in named ? named.address : (named.upn ?? named.userId)) ?? 'unknown user';
+  const found = await identifyUser(named, asset, incident, directory, SUBJECT_UNKNOWN);
+  return found.kind === 'found' ? { kind: 'allowed', subject: { userId: found.user.id } } : found;
+}
+
+function lookupReason(error: unknown, what: string, because = POLICY_UNCHECKED): string {
   const detail = error instanceof AssetLookupError || error instanceof Error ? error.message : String(error);
-  return `could not verify ${what} (${detail}), so the exclusion policy cannot be checked`;
+  return `could not verify ${what} (${detail}), ${because}`;
 }

@@ -2,7 +2,13 @@ import type { ActionRef } from './approve-action.js';
 import { type Actor, transition } from './decisions.js';
 import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
 import { StoreUnavailableError } from './errors.js';
-import { assetOf, type DecisionSubject, type ExclusionDecision, evaluateExclusion } from './exclusions.js';
+import {
+  assetOf,
+  type DecisionSubject,
+  type ExclusionDecision,
+  evaluateExclusion,
+  resolveSubject,
+} from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
 import type { ActionRecord, ExclusionChanges, IncidentRecord } from './model.js';
 import type { CasResult, CoreDeps, ExecutionOutcome, SubmitResult } from './ports.js';
@@ -50,8 +56,7 @@ export async function executeAction(
   let resume: boolean;
 
   if (action.state === 'approved') {
-    const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
-    const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
+    const decision = await decide(deps, action, incident, loaded.exclusionChanges);
     if (decision.kind !== 'allowed') return notRun(deps, ref, action, decision, '');
     if (action.type === 'releaseFileFromQuarantine') {
       const moved = await transition(
@@ -88,8 +93,9 @@ export async function executeAction(
     // now that no one else can start the action, read the exclusions' version again (one GET; it lives
     // in another slot than the action, so no script can read both on Redis Cluster) and, if it moved,
     // check again with the rules now in force before anything is called.
-    const latest = await deps.store.getExclusionChanges();
-    if (latest.version !== loaded.exclusionChanges.version) {
+    // A customer's own run is not bound by the exclusions: nothing to read again.
+    const latest = action.decidedAs === 'customer' ? null : await deps.store.getExclusionChanges();
+    if (latest && latest.version !== loaded.exclusionChanges.version) {
       const stop = await checkAgain(deps, ref, action, incident, latest, decision.subject);
       if (stop) return stop;
     }
@@ -162,12 +168,7 @@ async function checkAgain(
   changes: ExclusionChanges,
   subject: DecisionSubject | undefined,
 ): Promise<ExecuteResult | null> {
-  const again = await evaluateExclusion(
-    rulesInForce(deps.policy.exclusions, changes),
-    action,
-    incident,
-    deps.directory,
-  );
+  const again = await decide(deps, action, incident, changes);
   if (again.kind !== 'allowed')
     return notRun(deps, ref, action, again, ' (exclusions changed while it was being started)');
   if (!sameSubject(again.subject, subject)) {
@@ -300,6 +301,20 @@ export function finish(
         { error: outcome.reason, progress: undefined, ...ids },
         { actor: SYSTEM, event: 'execute', outcome: 'failed', detail: `failed: ${outcome.reason}` },
       );
+}
+
+/**
+ * May the action run, and on which identity? An expert's decision is bound by the exclusions in force;
+ * a customer admin's own run (`decidedAs: 'customer'`) is not, but its target is still resolved live.
+ */
+function decide(
+  deps: CoreDeps,
+  action: ActionRecord,
+  incident: IncidentRecord,
+  changes: ExclusionChanges,
+): Promise<ExclusionDecision> {
+  if (action.decidedAs === 'customer') return resolveSubject(action, incident, deps.directory);
+  return evaluateExclusion(rulesInForce(deps.policy.exclusions, changes), action, incident, deps.directory);
 }
 
 /** A random execution token. */

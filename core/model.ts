@@ -87,6 +87,12 @@ export interface ActionRecord {
    */
   decidedByName?: string;
   decidedAt?: string;
+  /**
+   * Set when a customer admin had the bot carry out their own task (`customerPending → approved`): the
+   * run is the customer's decision, so the exclusions (which bind the experts) do not stop it; the
+   * target is still resolved live and acted on as resolved. Cleared when an expert decides again.
+   */
+  decidedAs?: 'customer';
   createdAt: string;
   updatedAt: string;
   /** Progress while executing ("Defender: InProgress"). */
@@ -149,6 +155,8 @@ export interface ActionRecord {
   doneAt?: string;
   /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
   skippedBy?: Identity;
+  /** The name of `skippedBy` as their platform gave it, for cards only (see `doneByName`). */
+  skippedByName?: string;
   skippedAt?: string;
   skipReason?: string;
   /** Bumped on every write; the store's compare-and-set checks it. */
@@ -237,6 +245,8 @@ export interface Task {
   doneAt?: string;
   /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
   skippedBy?: Identity;
+  /** The name of `skippedBy` as their platform gave it, for cards only (see `doneByName`). */
+  skippedByName?: string;
   skippedAt?: string;
   skipReason?: string;
 }

@@ -79,6 +79,11 @@ export const policySchema = z.strictObject({
         .array(z.email('must be an email address, e.g. soc@contoso.com'))
         .max(100, 'at most 100 addresses')
         .default([]),
+      /**
+       * With INCIDENT_WRITEBACK: the Graph incident's `assignedTo` while customer tasks are open (the
+       * customer's queue, free text as Defender shows it, e.g. "Contoso SOC").
+       */
+      assignTo: z.string().trim().min(1, 'must not be empty').max(256, 'at most 256 characters').optional(),
     })
     .optional(),
 });

@@ -34,6 +34,8 @@ const EARLIER_RUN: Partial<ActionRecord> = {
   resolved: undefined,
   dryRun: undefined,
   blockedReason: undefined,
+  // A retry is the expert's decision, bound by the exclusions again, whoever decided the failed run.
+  decidedAs: undefined,
 };
 
 /**

@@ -10,7 +10,8 @@ export const TRANSITIONS: Readonly<Record<ActionState, readonly ActionState[]>> 
   // action before the executor is called (a customer task if now excluded, failed if unverifiable).
   executing: ['succeeded', 'failed', 'customerPending'],
   expertTask: ['succeeded'],
-  customerPending: ['doneByCustomer'],
+  // A customer admin may have the bot carry the task out (`approved`), or the customer may skip it.
+  customerPending: ['doneByCustomer', 'skippedByCustomer', 'approved'],
   succeeded: [],
   // A failure is open work: an expert retries it (exclusions checked again) or hands it to the customer.
   failed: ['approved', 'customerPending'],

@@ -31,7 +31,8 @@ export function guidanceOf(action: Pick<ActionRecord, 'type' | 'handoverReason'>
 
 /** The customer task behind an action, or null when the action is not one. */
 export function taskOf(action: ActionRecord): Task | null {
-  if (action.state !== 'customerPending' && action.state !== 'doneByCustomer') return null;
+  const closed = action.state === 'doneByCustomer' || action.state === 'skippedByCustomer';
+  if (action.state !== 'customerPending' && !closed) return null;
   return {
     id: taskIdOf(action.incidentId, action.id),
     incidentId: action.incidentId,
@@ -45,5 +46,13 @@ export function taskOf(action: ActionRecord): Task | null {
     ...(action.doneBy ? { doneBy: action.doneBy } : {}),
     ...(action.doneByName ? { doneByName: action.doneByName } : {}),
     ...(action.doneAt ? { doneAt: action.doneAt } : {}),
+    ...(action.state === 'skippedByCustomer' && action.skippedBy
+      ? {
+          skippedBy: action.skippedBy,
+          ...(action.skippedByName ? { skippedByName: action.skippedByName } : {}),
+          skippedAt: action.skippedAt,
+          skipReason: action.skipReason,
+        }
+      : {}),
   };
 }

@@ -70,6 +70,9 @@ ${SLACK_HTML_CSS}
     // The scan chosen on the card: a Slack button's value, or the Teams choice set of this action.
     var scanType = data.scanType || data['scanType:' + data.actionId];
     if (verb === 'approve' && scanType) body.scanType = scanType;
+    // What was typed under Skip.
+    var reason = data['reason-' + data.actionId];
+    if (verb === 'skip' && typeof reason === 'string') body.reason = reason;
     post('/preview/api/action', body)
       .then(function(r){ show(r.message, r.ok); load(); });
   }

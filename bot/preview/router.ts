@@ -16,6 +16,8 @@ import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
 import { retryAction } from '../../core/retry-action.js';
+import { runMyself } from '../../core/run-myself.js';
+import { skipTask } from '../../core/skip-task.js';
 import { parseOrThrow } from '../../core/validation.js';
 import sampleIncident from '../../samples/incident-48213.json' with { type: 'json' };
 import { sendError } from '../http-errors.js';
@@ -28,12 +30,14 @@ const SAMPLE = JSON.stringify(sampleIncident);
 const CUSTOMER = 'preview:customer';
 
 const actionBody = z.object({
-  verb: z.enum(['approve', 'reject', 'markDone', 'retry', 'handover']),
+  verb: z.enum(['approve', 'reject', 'markDone', 'retry', 'handover', 'runMyself', 'skip']),
   incidentId: z.string().min(1).max(128),
   actionId: z.string().min(1).max(128),
   as: z.string().min(1).max(200),
   /** The antivirus scan chosen on the card (approve only): Quick or Full, nothing else. */
   scanType: z.enum(SCAN_TYPES).optional(),
+  /** What the clicker typed under Skip. */
+  reason: z.string().max(2_000).optional(),
 });
 
 const PREVIEW_ACTOR: Actor = { id: 'preview:unverified', platform: 'preview' };
@@ -98,7 +102,7 @@ export function previewRouter(runtime: Runtime): Router {
         ? req.query.as
         : (identities()[0]?.id ?? CUSTOMER);
     const roles = rolesOf(config.policy.roles, as);
-    const viewer = roles.expert ? 'expert' : 'customer';
+    const viewer = roles.expert ? 'expert' : roles.admin ? 'admin' : 'customer';
     const incidents = [];
     for (const summary of await store.listIncidents(20)) {
       const state = await store.getIncident(summary.id);
@@ -128,19 +132,18 @@ export function previewRouter(runtime: Runtime): Router {
       sendError(res, 400, 'invalid_body', 'scanType: only an approval chooses a scan');
       return;
     }
-    const run = {
-      approve: approveAction,
-      reject: rejectAction,
-      markDone: markTaskDone,
-      retry: retryAction,
-      handover: handOverAction,
-    }[body.verb];
-    const decision: Decision = await run(
-      deps,
-      ref,
-      actorFor(body.as),
-      body.scanType ? { scanType: body.scanType } : {},
-    );
+    const actor = actorFor(body.as);
+    const decision: Decision =
+      body.verb === 'skip'
+        ? await skipTask(deps, ref, actor, body.reason ?? '')
+        : await {
+            approve: approveAction,
+            reject: rejectAction,
+            markDone: markTaskDone,
+            retry: retryAction,
+            handover: handOverAction,
+            runMyself,
+          }[body.verb](deps, ref, actor, body.scanType ? { scanType: body.scanType } : {});
     res.json(
       decision.ok
         ? {

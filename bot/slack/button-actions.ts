@@ -14,11 +14,15 @@ import { markTaskDone } from '../../core/mark-task-done.js';
 import type { CoreDeps } from '../../core/ports.js';
 import { rejectAction } from '../../core/reject-action.js';
 import { retryAction } from '../../core/retry-action.js';
+import { runMyself } from '../../core/run-myself.js';
 import type { Runtime } from '../runtime.js';
 import { failureText } from './errors.js';
 
+/** The Slack buttons; skipping takes a reason, so Slack takes it through the `skip` command. */
+type SlackVerb = Exclude<ButtonVerb, 'skip'>;
+
 const USE_CASES: Record<
-  ButtonVerb,
+  SlackVerb,
   (deps: CoreDeps, ref: ActionRef, actor: Actor, choices?: ApproveChoices) => Promise<Decision>
 > = {
   approve: approveAction,
@@ -26,17 +30,18 @@ const USE_CASES: Record<
   markDone: markTaskDone,
   retry: retryAction,
   handover: handOverAction,
+  runMyself,
 };
 
 /**
  * The action ids the card renderer gives decision buttons: `approve:act-1`, `reject:…`, `markDone:…`,
- * `retry:…`, `handover:…`.
+ * `retry:…`, `handover:…`, `runMyself:…` (its confirm dialog is Slack's own, shown before the click is sent).
  */
-export const DECISION_ACTION_ID = /^(approve|reject|markDone|retry|handover):/;
+export const DECISION_ACTION_ID = /^(approve|reject|markDone|retry|handover|runMyself):/;
 /** Link buttons (portal, API, Action center): Slack still sends a click, which only needs an ack. */
 export const LINK_ACTION_ID = /^open[_:]/;
 /** Every action id that is neither a decision nor a link button. */
-const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone|retry|handover):|open[_:])/;
+const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone|retry|handover|runMyself):|open[_:])/;
 
 /** An approval button's value: the ids and, on an antivirus scan, the scan chosen (Quick or Full only). */
 const approveValueSchema = actionRefSchema.extend(approveChoicesSchema.shape);
@@ -91,7 +96,7 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
   app.action<BlockAction<ButtonAction>>(
     { type: 'block_actions', action_id: DECISION_ACTION_ID },
     async ({ ack, action, body, respond }) => {
-      const verb = action.action_id.slice(0, action.action_id.indexOf(':')) as ButtonVerb;
+      const verb = action.action_id.slice(0, action.action_id.indexOf(':')) as SlackVerb;
       const run = USE_CASES[verb];
       const click = parseClick(verb, action.value);
       if (!click.ok) {

@@ -10,6 +10,7 @@ import {
 } from 'botbuilder';
 import {
   type AdaptiveCardJson,
+  reasonInputId,
   renderTeamsCard,
   renderTeamsTaskList,
   teamsInputId,
@@ -28,17 +29,19 @@ import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
 import { retryAction } from '../../core/retry-action.js';
+import { runMyself } from '../../core/run-myself.js';
+import { skipTask } from '../../core/skip-task.js';
 import { type CommandPlace, replyText, runCommand } from '../commands.js';
 import type { Runtime } from '../runtime.js';
 import { baseConversationId } from './publisher.js';
 import { type TeamsTrust, tenantOf } from './trust.js';
 
 const CARD = 'application/vnd.microsoft.card.adaptive';
-const VERBS = ['approve', 'reject', 'markDone', 'retry', 'handover', 'refresh'] as const;
+const VERBS = ['approve', 'reject', 'markDone', 'retry', 'handover', 'runMyself', 'skip', 'refresh'] as const;
 type Verb = (typeof VERBS)[number];
 
 const DECIDE: Record<
-  Exclude<Verb, 'refresh'>,
+  Exclude<Verb, 'refresh' | 'skip'>,
   (deps: Runtime['deps'], ref: ActionRef, actor: Actor, choices?: ApproveChoices) => Promise<Decision>
 > = {
   approve: approveAction,
@@ -46,6 +49,7 @@ const DECIDE: Record<
   markDone: markTaskDone,
   retry: retryAction,
   handover: handOverAction,
+  runMyself,
 };
 
 /**
@@ -86,7 +90,8 @@ export class MdrTeamsBot extends TeamsActivityHandler {
   ): Promise<AdaptiveCardInvokeResponse> {
     const { deps, store, logger } = this.runtime;
     const verb = value.action?.verb as Verb;
-    const data = (value.action?.data ?? {}) as { incidentId?: unknown; actionId?: unknown };
+    // Button data names the incident and the action; under Skip, the reason typed comes with it.
+    const data = (value.action?.data ?? {}) as Record<string, unknown>;
     if (!VERBS.includes(verb) || typeof data.incidentId !== 'string')
       return invokeError(400, 'BadRequest', 'unknown card action');
     if (verb !== 'refresh' && typeof data.actionId !== 'string')
@@ -104,7 +109,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
       let choices: ApproveChoices = {};
       if (verb === 'approve') {
         // The card's choice set for this action (Teams sends every input of the card with the click).
-        const raw = (data as Record<string, unknown>)[teamsInputId('scanType', ref.actionId)];
+        const raw = data[teamsInputId('scanType', ref.actionId)];
         const parsed = approveChoicesSchema.safeParse(raw === undefined ? {} : { scanType: raw });
         if (!parsed.success) {
           const reason = 'the scan type must be Quick or Full';
@@ -118,7 +123,11 @@ export class MdrTeamsBot extends TeamsActivityHandler {
         }
         choices = parsed.data;
       }
-      decision = await DECIDE[verb](deps, ref, await this.withName(ctx, actor), choices);
+      const named = await this.withName(ctx, actor);
+      decision =
+        verb === 'skip'
+          ? await skipTask(deps, ref, named, typedReason(data, ref.actionId))
+          : await DECIDE[verb](deps, ref, named, choices);
     }
     const notice = decision && !decision.ok ? decision.message : undefined;
     if (verb === 'markDone' && !(await this.isIncidentCard(ctx, data.incidentId))) {
@@ -128,7 +137,8 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     }
     const state = await store.getIncident(data.incidentId);
     if (!state) return invokeError(404, 'NotFound', 'no such incident');
-    const viewer = rolesOf(deps.policy.roles, actor.id).expert ? 'expert' : 'customer';
+    const roles = rolesOf(deps.policy.roles, actor.id);
+    const viewer = roles.expert ? 'expert' : roles.admin ? 'admin' : 'customer';
     const card = renderTeamsCard(buildIncidentView(state, this.viewOptions()), { viewer, notice });
     return cardResponse(card);
   }
@@ -285,6 +295,12 @@ export class MdrTeamsBot extends TeamsActivityHandler {
 
 function isBotAmong(ctx: TurnContext, members: ChannelAccount[] | undefined): boolean {
   return (members ?? []).some((m) => m.id === ctx.activity.recipient?.id);
+}
+
+/** The reason typed under an action's Skip button, or '' (refused by the core: a reason is required). */
+function typedReason(data: Record<string, unknown>, actionId: string): string {
+  const typed = data[reasonInputId(actionId)];
+  return typeof typed === 'string' ? typed : '';
 }
 
 function cardResponse(card: AdaptiveCardJson): AdaptiveCardInvokeResponse {

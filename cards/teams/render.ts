@@ -21,7 +21,7 @@ const expandTaskListTemplate = compileTemplate(taskListTemplate);
 export type AdaptiveCardJson = Record<string, unknown>;
 
 /** Who the card is drawn for: `shared` is the channel copy everybody sees before their own refresh. */
-export type TeamsViewer = 'expert' | 'customer' | 'other' | 'shared';
+export type TeamsViewer = 'expert' | 'customer' | 'admin' | 'other' | 'shared';
 
 /** Options of renderTeamsCard. */
 export interface TeamsCardOptions {
@@ -108,15 +108,47 @@ function byteLength(card: AdaptiveCardJson): number {
   return Buffer.byteLength(JSON.stringify(card), 'utf8');
 }
 
+/**
+ * The buttons one viewer sees. The shared copy (everybody's until their own refresh) leaves out the
+ * admins' own buttons, so an expert never sees them; admins see them on their refreshed card, with the
+ * customer's buttons.
+ */
 function buttonsFor(viewer: TeamsViewer, buttons: ButtonView[]): ButtonView[] {
   switch (viewer) {
     case 'shared':
-      return buttons;
+      return buttons.filter((b) => b.audience !== 'admin');
     case 'other':
       return [];
+    case 'admin':
+      return buttons.filter((b) => b.audience === 'admin' || b.audience === 'customer');
     default:
       return buttons.filter((b) => b.audience === viewer);
   }
+}
+
+/**
+ * The id of the reason input under an action's Skip button (input ids are unique within a card): its
+ * value arrives in the click's data under this name.
+ */
+export function reasonInputId(actionId: string): string {
+  return `reason-${actionId}`;
+}
+
+/** A button as the template draws it: a plain `Action.Execute`, or a card with a step before it. */
+function teamsButton(b: ButtonView, ids: { incidentId: string; actionId: string }) {
+  const base = { title: b.label, verb: b.verb, style: BUTTON_STYLE[b.style], ...ids, url: '' };
+  if (b.ask === 'confirm') {
+    return {
+      ...base,
+      kind: 'confirm',
+      prompt: escapeTeamsMarkdown(b.confirm?.text ?? `${b.label}?`),
+      confirmTitle: b.confirm?.confirm ?? b.label,
+    };
+  }
+  if (b.ask === 'reason') {
+    return { ...base, kind: 'reason', inputId: reasonInputId(ids.actionId), confirmTitle: b.label };
+  }
+  return { ...base, kind: 'execute' };
 }
 
 /** The colour of a group's title: failures stand out, closed work is quiet, open work is a warning. */
@@ -178,15 +210,7 @@ function expandIncident(view: IncidentCardView, options: TeamsCardOptions): Adap
       items: g.items.map((a) => {
         const buttons = buttonsFor(options.viewer, a.buttons);
         const actions = [
-          ...buttons.map((b) => ({
-            kind: 'execute',
-            title: b.label,
-            verb: b.verb,
-            style: BUTTON_STYLE[b.style],
-            incidentId: a.incidentId,
-            actionId: a.actionId,
-            url: '',
-          })),
+          ...buttons.map((b) => teamsButton(b, { incidentId: a.incidentId, actionId: a.actionId })),
           ...(a.linkUrl ? [{ kind: 'link', title: a.linkLabel ?? 'Open', url: a.linkUrl }] : []),
         ];
         return {

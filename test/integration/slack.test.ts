@@ -644,6 +644,61 @@ describe('Slack through the real HTTP endpoint', () => {
     });
   });
 
+  it('runs a task from Run it myself for an admin once, after a confirm dialog; an expert or a plain customer is refused alone', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    const card = await ingestAndWaitForCard();
+    const run = buttons(card.blocks ?? []).find((b) => b.action_id === 'runMyself:act-5') as any;
+    expect(run?.confirm?.confirm?.text).toBe('Run it');
+    const runMyself = { action_id: 'runMyself:act-5', value: buttonValue('48213', 'act-5') };
+
+    await clickButton(bot.url, EXPERT, runMyself);
+    await clickButton(bot.url, CUSTOMER, runMyself);
+    await vi.waitFor(() => expect(responses).toHaveLength(2), { timeout: 5_000, interval: 25 });
+    expect(responses.map((r) => r.body.response_type)).toEqual(['ephemeral', 'ephemeral']);
+    expect(responses.map((r) => r.body.text).join('\n')).toContain(
+      "Run it myself is the customer's own decision",
+    );
+    expect(responses.map((r) => r.body.text).join('\n')).toContain('only the admins named in the policy');
+    expect(await state('act-5')).toBe('customerPending');
+
+    expect((await clickButton(bot.url, ADMIN, runMyself)).status).toBe(200);
+    await vi.waitFor(async () => expect(await state('act-5')).toBe('succeeded'), {
+      timeout: 5_000,
+      interval: 25,
+    });
+    expect(executor.records.map((r) => r.actionId)).toEqual(['act-5']);
+    expect(await store.getAction('48213', 'act-5')).toMatchObject({
+      decidedBy: `slack:${ADMIN}`,
+      decidedAs: 'customer',
+    });
+  });
+
+  it('skips a task with /mdr skip and a reason: out of /mdr pending, and the card says why', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    await start();
+    const card = await ingestAndWaitForCard();
+    expect(JSON.stringify(card.blocks)).toContain('/mdr skip 48213:act-5 the reason');
+
+    const bare = await slashCommand(bot.url, CUSTOMER, 'skip 48213:act-5');
+    expect(bare.body.text).toMatch(/^Usage: skip &lt;taskId&gt; &lt;reason&gt; \(a reason is required/);
+    const skipped = await slashCommand(bot.url, CUSTOMER, 'skip 48213:act-5 server rebuilt from image');
+    expect(skipped.body).toMatchObject({
+      response_type: 'in_channel',
+      text: 'Task 48213:act-5 skipped: server rebuilt from image',
+    });
+    expect(await state('act-5')).toBe('skippedByCustomer');
+    await vi.waitFor(
+      () =>
+        expect(JSON.stringify(slack.updates.at(-1)?.blocks)).toContain('Reason: server rebuilt from image'),
+      { timeout: 5_000, interval: 50 },
+    );
+    const after = await slashCommand(bot.url, CUSTOMER, 'pending');
+    expect(after.body.text).toBe('No pending customer tasks.');
+  });
+
   it("answers /mdr done in the channel, and refreshes the clicker's own /mdr pending list after Mark done there", async () => {
     slack = fakeSlackApi();
     responses = fakeResponseUrls();

@@ -48,6 +48,12 @@ import {
 
 const CARD = 'application/vnd.microsoft.card.adaptive';
 const INCIDENT = '48213';
+/** A customer admin (named in the policy's `admins`). */
+const ADMIN_USER = {
+  id: '29:1adminMriAbCdEfGhIjKlMnOpQrStUvWxYz0123456789',
+  name: 'Avery Admin',
+  aadObjectId: '6f2c0a4e-3333-4aad-9d7e-000000000a01',
+};
 /** Delivery is coalesced (1 s window) and may back off: poll for up to 10 s. */
 const WAIT = { timeout: 10_000, interval: 50 };
 
@@ -176,7 +182,10 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
         ...c,
         policy: {
           ...c.policy,
-          roles: { experts: [`teams:${EXPERT_USER.aadObjectId}`], admins: [] },
+          roles: {
+            experts: [`teams:${EXPERT_USER.aadObjectId}`],
+            admins: [`teams:${ADMIN_USER.aadObjectId}`],
+          },
           exclusions: { devices: [{ group: 'Finance-Servers' }], users: [] },
         },
       }),
@@ -539,6 +548,68 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
     expect(done.status).toBe(200);
     expect(buttons(done.body.value, 'markDone')).toEqual([]);
     expect((await store.getAction(INCIDENT, 'act-5'))?.state).toBe('doneByCustomer');
+  });
+
+  it('shows Run it myself to admins only and runs the task once as their decision; an expert click is refused', async () => {
+    await start();
+    const activityId = await postedIncident();
+    const view = async (from: typeof EXPERT_USER) =>
+      (await activity(cardAction('refresh', { incidentId: INCIDENT }, { from, replyToId: activityId }))).body
+        .value;
+    expect(buttons(await view(ADMIN_USER), 'runMyself')).toEqual(['act-5']);
+    expect(buttons(await view(CUSTOMER_USER), 'runMyself')).toEqual([]);
+    expect(buttons(await view(EXPERT_USER), 'runMyself')).toEqual([]);
+    const shared = connector.cardPosts()[0]?.body.attachments[0].content;
+    expect(buttons(shared, 'runMyself')).toEqual([]);
+
+    const click = (from: typeof EXPERT_USER) =>
+      activity(
+        cardAction('runMyself', { incidentId: INCIDENT, actionId: 'act-5' }, { from, replyToId: activityId }),
+      );
+    const refused = await click(EXPERT_USER);
+    expect(cardText(refused.body.value)).toContain("Run it myself is the customer's own decision");
+    expect((await store.getAction(INCIDENT, 'act-5'))?.state).toBe('customerPending');
+
+    expect((await click(ADMIN_USER)).body).toMatchObject({ statusCode: 200, type: CARD });
+    await vi.waitFor(
+      async () => expect((await store.getAction(INCIDENT, 'act-5'))?.state).toBe('succeeded'),
+      WAIT,
+    );
+    expect(executor.calls).toEqual([`${INCIDENT}:act-5`]);
+    expect(await store.getAction(INCIDENT, 'act-5')).toMatchObject({
+      decidedBy: `teams:${ADMIN_USER.aadObjectId}`,
+      decidedAs: 'customer',
+    });
+    expect((await store.listAudit(INCIDENT)).filter((e) => e.event === 'runMyself')).toMatchObject([
+      { actor: `teams:${EXPERT_USER.aadObjectId}`, outcome: 'refused' },
+      { actor: `teams:${ADMIN_USER.aadObjectId}`, platform: 'teams', outcome: 'ok' },
+    ]);
+  });
+
+  it('lets a customer skip a task with the reason typed under Skip, and refuses it without one', async () => {
+    await start();
+    const activityId = await postedIncident();
+    const skip = (data: Record<string, unknown>) =>
+      activity(
+        cardAction(
+          'skip',
+          { incidentId: INCIDENT, actionId: 'act-5', ...data },
+          { from: CUSTOMER_USER, replyToId: activityId },
+        ),
+      );
+    const refused = await skip({});
+    expect(cardText(refused.body.value)).toContain('say why the task is skipped');
+    expect((await store.getAction(INCIDENT, 'act-5'))?.state).toBe('customerPending');
+
+    const skipped = await skip({ 'reason-act-5': 'the server is being rebuilt' });
+    expect(skipped.body).toMatchObject({ statusCode: 200, type: CARD });
+    expect(buttons(skipped.body.value, 'skip')).toEqual([]);
+    expect(await store.getAction(INCIDENT, 'act-5')).toMatchObject({
+      state: 'skippedByCustomer',
+      skippedBy: `teams:${CUSTOMER_USER.aadObjectId}`,
+      skipReason: 'the server is being rebuilt',
+    });
+    expect(await store.listTasks('pending')).toEqual([]);
   });
 
   it('refuses clicks from another tenant than MicrosoftAppTenantId and from users without an Entra id', async () => {

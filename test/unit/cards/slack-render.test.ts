@@ -48,7 +48,10 @@ describe('renderSlackMessage', () => {
       'reject:act-10',
       'markDone:act-5',
       'markDone:act-3',
+      'runMyself:act-3',
     ]);
+    // Slack's own confirm dialog comes before Run it myself; Skip is the `skip` command (it needs a reason).
+    expect(clickable.at(-1)?.confirm).toBeDefined();
     for (const b of clickable) {
       const value = JSON.parse(b.value as string);
       expect(Object.keys(value).sort()).toEqual(['actionId', 'incidentId']);

@@ -41,7 +41,7 @@ describe('renderTeamsCard', () => {
 
     it('gives each viewer their own buttons', () => {
       const verbs = Object.fromEntries(
-        (['shared', 'expert', 'customer', 'other'] as const).map((viewer) => [
+        (['shared', 'expert', 'customer', 'admin', 'other'] as const).map((viewer) => [
           viewer,
           executeActions(renderTeamsCard(view, { viewer })).map(
             (a) => `${a.verb}:${(a.data as Json).actionId}`,
@@ -53,7 +53,7 @@ describe('renderTeamsCard', () => {
     });
 
     it('is a valid Adaptive Card 1.5 for every viewer', () => {
-      for (const viewer of ['shared', 'expert', 'customer', 'other'] as const) {
+      for (const viewer of ['shared', 'expert', 'customer', 'admin', 'other'] as const) {
         const card = renderTeamsCard(view, { viewer, notice: 'Done.' });
         expect(card.version).toBe('1.5');
         expect(validateAdaptiveCard(card)).toEqual([]);
@@ -63,10 +63,11 @@ describe('renderTeamsCard', () => {
   });
 
   it('puts only the incident id and the action id in button data', () => {
-    const card = renderTeamsCard(buildIncidentView(everyStateIncident(), VIEW_OPTIONS), { viewer: 'shared' });
-    const actions = executeActions(card);
+    const view = buildIncidentView(everyStateIncident(), VIEW_OPTIONS);
+    const card = renderTeamsCard(view, { viewer: 'shared' });
+    const actions = [...executeActions(card), ...executeActions(renderTeamsCard(view, { viewer: 'admin' }))];
     expect(new Set(actions.map((a) => a.verb))).toEqual(
-      new Set(['approve', 'reject', 'markDone', 'retry', 'handover']),
+      new Set(['approve', 'reject', 'markDone', 'retry', 'handover', 'skip', 'runMyself']),
     );
     for (const a of actions) {
       expect(Object.keys(a.data as Json).sort()).toEqual(['actionId', 'incidentId']);
@@ -80,9 +81,9 @@ describe('renderTeamsCard', () => {
     });
   });
 
-  it('shows experts Approve, Reject, Retry and Hand to customer, and customers Mark done', () => {
+  it('shows experts Approve, Reject, Retry and Hand to customer, customers Mark done and Skip, admins also Run it myself', () => {
     const view = buildIncidentView(everyStateIncident(), VIEW_OPTIONS);
-    const verbs = (viewer: 'expert' | 'customer') =>
+    const verbs = (viewer: 'expert' | 'customer' | 'admin' | 'shared') =>
       executeActions(renderTeamsCard(view, { viewer })).map((a) => `${a.verb}:${(a.data as Json).actionId}`);
     expect(verbs('expert')).toEqual([
       'retry:act-7',
@@ -91,7 +92,27 @@ describe('renderTeamsCard', () => {
       'reject:act-10',
       'markDone:act-5',
     ]);
-    expect(verbs('customer')).toEqual(['markDone:act-3']);
+    expect(verbs('customer')).toEqual(['markDone:act-3', 'skip:act-3']);
+    expect(verbs('admin')).toEqual(['markDone:act-3', 'runMyself:act-3', 'skip:act-3']);
+    expect(verbs('shared')).not.toContain('runMyself:act-3');
+  });
+
+  it('asks to confirm Run it myself and asks for the reason of Skip in cards that open under the buttons', () => {
+    const card = renderTeamsCard(buildIncidentView(everyStateIncident(), VIEW_OPTIONS), { viewer: 'admin' });
+    const shown: Json[] = [];
+    walk(card.body, (o) => {
+      if (o.type === 'Action.ShowCard') shown.push(o);
+    });
+    expect(shown.map((a) => a.title)).toEqual(['Run it myself', 'Skip']);
+    const [run = {}, skip = {}] = shown.map((a) => a.card as Json);
+    expect(JSON.stringify(run.body)).toContain('as your team');
+    expect((run.actions as Json[])[0]).toMatchObject({ type: 'Action.Execute', verb: 'runMyself' });
+    expect((skip.body as Json[])[0]).toMatchObject({
+      type: 'Input.Text',
+      id: 'reason-act-3',
+      isRequired: true,
+    });
+    expect((skip.actions as Json[])[0]).toMatchObject({ type: 'Action.Execute', verb: 'skip' });
   });
 
   it('shows failures first with their reason, then the closed tasks under "Done by your team"', () => {

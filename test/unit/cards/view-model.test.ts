@@ -184,15 +184,18 @@ describe('buildIncidentView', () => {
     );
   });
 
-  it('gives a customer task its exclusion rule, guidance, task id and a Mark done button', () => {
+  it('gives a customer task its exclusion rule, guidance, task id and Mark done, Run it myself and Skip buttons', () => {
     const view = buildIncidentView(everyStateIncident(), options);
     const task = line(view, 'act-3');
     expect(task.details).toContain('Excluded by user group Executives: the experts may not act on it.');
     expect(task.steps[0]).toMatch(/^How: In the Microsoft Defender portal open Email & collaboration/);
     expect(task.taskId).toBe('48213:act-3');
-    expect(task.buttons).toEqual([
-      { verb: 'markDone', label: 'Mark done', audience: 'customer', style: 'primary' },
+    expect(task.buttons.map((b) => [b.verb, b.audience, b.ask])).toEqual([
+      ['markDone', 'customer', undefined],
+      ['runMyself', 'admin', 'confirm'],
+      ['skip', 'customer', 'reason'],
     ]);
+    expect(task.buttons[1]?.confirm?.confirm).toBe('Run it');
   });
 
   it('guides the expert through releasing a file from quarantine by hand', () => {

@@ -1,0 +1,125 @@
+import type { TokenCredential } from '@azure/identity';
+import { z } from 'zod';
+import type { GraphIncidentView, IncidentPatch } from '../core/incident-writeback.js';
+import {
+  type AdapterLogger,
+  ApiClient,
+  describeFailure,
+  type HttpResult,
+  type RetryOptions,
+  retryAfterMs,
+} from './defender-http.js';
+
+/** A call that did not succeed: whether to try again, and when Graph asked to. */
+export interface WriteFailure {
+  ok: false;
+  reason: string;
+  /** 429, 5xx or no answer: worth another try later. */
+  transient: boolean;
+  /** A 429: Graph did not act on the request and asks every call of the app to wait. */
+  throttled?: boolean;
+  /** A 429's (or 503's) `Retry-After`, in ms. */
+  retryAfterMs?: number;
+}
+
+export type ReadResult = { ok: true; incident: GraphIncidentView } | WriteFailure;
+export type PatchResult = { ok: true } | WriteFailure;
+
+/** Reads and updates Graph security incidents (the managed status write-back). */
+export interface IncidentWriter {
+  read(incidentId: string): Promise<ReadResult>;
+  update(incidentId: string, patch: IncidentPatch): Promise<PatchResult>;
+}
+
+export interface GraphIncidentWriterOptions extends RetryOptions {
+  credential: TokenCredential;
+  graphApiUrl: string;
+  logger?: AdapterLogger;
+}
+
+const incidentView = z.looseObject({
+  customTags: z
+    .array(z.string())
+    .nullish()
+    .transform((v) => v ?? []),
+  assignedTo: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? null),
+});
+
+const PERMISSION = 'SecurityIncident.ReadWrite.All';
+
+/**
+ * The Graph incident's custom tags and owner, kept in step with the managed status:
+ * - `GET /v1.0/security/incidents/{id}` reads `customTags` and `assignedTo` (security-incident-get.md);
+ * - `PATCH /v1.0/security/incidents/{id}` with only the properties to change, of `assignedTo` (string,
+ *   free text), `classification`, `determination`, `status`, `customTags` (string collection, sent
+ *   whole), answered `200 OK` with the incident; application permission SecurityIncident.ReadWrite.All
+ *   (checked against security-incident-update.md,
+ *   https://learn.microsoft.com/en-us/graph/api/security-incident-update?view=graph-rest-1.0).
+ * Each call is one attempt: the caller re-queues after a 429 (its Retry-After) or a 5xx (back-off), so
+ * no worker waits on Graph.
+ */
+export class GraphIncidentWriter implements IncidentWriter {
+  private readonly graph: ApiClient;
+
+  constructor(options: GraphIncidentWriterOptions) {
+    const { credential, graphApiUrl, ...rest } = options;
+    this.graph = new ApiClient(credential, { service: 'Microsoft Graph', baseUrl: graphApiUrl }, rest);
+  }
+
+  async read(incidentId: string): Promise<ReadResult> {
+    const result = await this.graph.send({
+      method: 'GET',
+      path: this.path(incidentId),
+      retries: 0,
+      on429: 'return',
+    });
+    if (result.kind === 'response' && result.ok) {
+      const parsed = incidentView.safeParse(result.body);
+      if (parsed.success) return { ok: true, incident: parsed.data };
+      return {
+        ok: false,
+        transient: false,
+        reason: 'Microsoft Graph returned an incident without readable customTags',
+      };
+    }
+    return this.failure(result, incidentId, 'GET security incident');
+  }
+
+  async update(incidentId: string, patch: IncidentPatch): Promise<PatchResult> {
+    const result = await this.graph.send({
+      method: 'PATCH',
+      path: this.path(incidentId),
+      body: patch,
+      retries: 0,
+      on429: 'return',
+    });
+    if (result.kind === 'response' && result.ok) return { ok: true };
+    return this.failure(result, incidentId, 'PATCH security incident');
+  }
+
+  private path(incidentId: string): string {
+    return `/v1.0/security/incidents/${encodeURIComponent(incidentId)}`;
+  }
+
+  private failure(result: HttpResult, incidentId: string, what: string): WriteFailure {
+    const reason = describeFailure(this.graph.service, result, {
+      permission: PERMISSION,
+      notFound: `the security incident ${incidentId} was not found in Microsoft Graph`,
+      what,
+    });
+    if (result.kind === 'network') return { ok: false, reason, transient: true };
+    if (result.kind === 'token') return { ok: false, reason, transient: false };
+    const transient = result.status === 429 || result.status >= 500;
+    const wait = transient ? retryAfterMs(result.headers) : undefined;
+    return {
+      ok: false,
+      reason,
+      transient,
+      ...(result.status === 429 ? { throttled: true } : {}),
+      ...(wait !== undefined ? { retryAfterMs: wait } : {}),
+    };
+  }
+}
