@@ -63,7 +63,7 @@ function requireJson(req: Request, res: Response, next: NextFunction): void {
   next();
 }
 
-const taskQuery = z.object({ status: z.enum(['pending', 'done']).default('pending') });
+const taskQuery = z.object({ status: z.enum(['pending', 'done', 'skipped']).default('pending') });
 const doneBody = z.object({ by: z.string().trim().min(1, 'is required: who did it').max(200) });
 
 /** The REST API: ingest, incident state, customer tasks and exclusions, each behind its bearer token. */

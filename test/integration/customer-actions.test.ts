@@ -7,6 +7,7 @@ import { runCommand } from '../../bot/commands.js';
 import { buildIncidentView } from '../../cards/view-model.js';
 import { approveAction } from '../../core/approve-action.js';
 import { executeAction } from '../../core/execute-action.js';
+import { listTasks } from '../../core/list-tasks.js';
 import { managedStatus } from '../../core/managed-status.js';
 import { retryAction } from '../../core/retry-action.js';
 import { runMyself } from '../../core/run-myself.js';
@@ -218,6 +219,11 @@ describe('Skip', () => {
         skippedBy: CUSTOMER.id,
         skipReason: 'isolated by our own IT already',
       },
+    ]);
+    // The API lists it under skipped, with the reason as DESIGN names it, and not under done.
+    expect(await listTasks(h.deps, 'done')).toEqual([]);
+    expect(await listTasks(h.deps, 'skipped')).toMatchObject([
+      { id: '48213:act-1', skippedBy: CUSTOMER.id, reason: 'isolated by our own IT already' },
     ]);
     const state = await h.store.getIncident('48213');
     expect(managedStatus(state?.actions ?? [])).toBe('resolved');
