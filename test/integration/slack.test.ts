@@ -9,7 +9,7 @@ import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { StaticAssetDirectory } from '../../adapters/static-directory.js';
 import { createLogger } from '../../bot/logger.js';
-import { JOB_LANES, type RuntimeParts } from '../../bot/runtime.js';
+import { EXECUTE_JOB, JOB_LANES, jobIdOf, type RuntimeParts } from '../../bot/runtime.js';
 import { createSlack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import type { AssetDirectory } from '../../core/ports.js';
@@ -543,7 +543,12 @@ describe('Slack through the real HTTP endpoint', () => {
     expect(
       refusals.every((e) => e.actor === `slack:${EXPERT}` && e.detail.includes('invalid button value')),
     ).toBe(true);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // An approval queues its execution before the click is answered: with the answers in, no execution
+    // job waits or runs for either action, and none ran.
+    for (const actionId of ['act-1', 'act-5']) {
+      const id = jobIdOf({ kind: 'execute', incidentId: '48213', actionId });
+      expect(await bot.runtime.queue.has(EXECUTE_JOB, id)).toBe(false);
+    }
     expect(executor.records).toEqual([]);
     expect(await state('act-5')).toBe('customerPending');
     expect(await state('act-1')).toBe('proposed');

@@ -76,6 +76,7 @@ it(`loses none of ${INCIDENTS} ingests when Redis is restarted during the stream
       finalAnswers[i] = again[k]!;
     });
     retryAnswers.push(...again);
+    // The sender's back-off between retry rounds (as a real sender would wait), not a wait before an assertion.
     if (again.some((a) => a.status === 503)) await new Promise((r) => setTimeout(r, 200));
   }
 
