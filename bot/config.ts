@@ -126,6 +126,10 @@ const envSchema = z.object({
   ),
   INCIDENT_WRITEBACK: withDefault(bool, 'false'),
   PUBLIC_URL: optional(httpUrl('the address users reach the bot at, e.g. https://mdr-bot.example.com')),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optional(
+    httpUrl('the OTLP/HTTP address of your collector, e.g. http://otel-collector:4318'),
+  ),
+  OTEL_SERVICE_NAME: withDefault(z.string().trim().min(1, 'must not be empty').max(255), 'mdr-bot'),
 });
 
 type Env = z.output<typeof envSchema>;
@@ -185,6 +189,11 @@ export interface Config {
   incidentWriteback: boolean;
   logLevel: Env['LOG_LEVEL'];
   publicUrl?: string;
+  /**
+   * `OTEL_EXPORTER_OTLP_ENDPOINT`: traces are exported there (OTLP/HTTP, JSON) as `serviceName`
+   * (`OTEL_SERVICE_NAME`); unset: no tracing, and no OpenTelemetry SDK is loaded.
+   */
+  tracing?: { endpoint: string; serviceName: string };
   /** `ALLOW_INSECURE_URLS=true` (tests only): `http://` base URLs allowed outside local mode. */
   allowInsecureUrls: boolean;
   /** The variables of SECURE_URL_VARIABLES that are `http://` under ALLOW_INSECURE_URLS (named in the log). */
@@ -336,6 +345,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     incidentWriteback: e.INCIDENT_WRITEBACK,
     logLevel: e.LOG_LEVEL,
     publicUrl: e.PUBLIC_URL,
+    ...(e.OTEL_EXPORTER_OTLP_ENDPOINT
+      ? { tracing: { endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME } }
+      : {}),
     allowInsecureUrls: e.ALLOW_INSECURE_URLS,
     insecureUrls: localMode ? [] : insecure,
     localMode,
