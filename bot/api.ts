@@ -1,5 +1,6 @@
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import { z } from 'zod';
+import { ATTR, annotate } from '../adapters/tracing.js';
 import { changeExclusions, currentExclusions } from '../core/change-exclusions.js';
 import type { Actor } from '../core/decisions.js';
 import { incidentView } from '../core/incident-view.js';
@@ -77,6 +78,7 @@ export function apiRouter(options: ApiOptions): Router {
   router.post('/api/incidents', ingestAuth, requireJson, json, async (req, res) => {
     const actor: Actor = { id: 'api:ingest', platform: 'api' };
     const result = await ingestIncident(deps, req.body, actor);
+    annotate({ [ATTR.incidentId]: result.state.incident.id, [ATTR.platform]: 'api' });
     res.status(result.created ? 201 : 200).json({
       ...incidentView(result.state),
       added: result.added.map((a) => a.id),

@@ -34,6 +34,7 @@ import { requestWriteback, runWriteback, WRITEBACK_JOB, type WritebackJob } from
 import type { Logger } from './logger.js';
 import { MAINTENANCE_EVERY_MS, MAINTENANCE_JOB, Maintenance } from './maintenance.js';
 import { Metrics } from './metrics.js';
+import { traceExecutor, traceQueue } from './tracing.js';
 
 /** Everything one bot process runs with, built once from the configuration. */
 export interface Runtime {
@@ -153,10 +154,10 @@ export function ingestRules(config: Config): IngestRules {
 export function assembleRuntime(config: Config, logger: Logger, parts: RuntimeParts): Runtime {
   const store = parts.store ?? new MemoryStore();
   const clock = parts.clock ?? systemClock;
-  const executor = parts.executor ?? new DryRunExecutor();
+  const executor = traceExecutor(config, parts.executor ?? new DryRunExecutor());
   const directory = parts.directory ?? new StaticAssetDirectory();
   const publishers = parts.publishers ?? [];
-  const queue = parts.queue;
+  const queue = traceQueue(config, parts.queue);
   const notifier = new DeliveryNotifier(queue, publishers, clock);
   const deps: CoreDeps = {
     store,

@@ -1,4 +1,5 @@
 import type { App, BlockAction, ButtonAction, RespondArguments } from '@slack/bolt';
+import { ATTR, annotate } from '../../adapters/tracing.js';
 import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
 import type { ButtonVerb } from '../../cards/view-model.js';
 import {
@@ -119,6 +120,7 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
         return;
       }
       const { ref, choices } = click;
+      annotate({ [ATTR.incidentId]: ref.incidentId, [ATTR.actionId]: ref.actionId, [ATTR.verb]: verb });
       const actor: Actor = { id: `slack:${body.user.id}`, platform: 'slack' };
       let decision: Decision;
       try {
@@ -130,6 +132,7 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
         return;
       }
       await ack();
+      if (decision.ok) annotate({ [ATTR.actionType]: decision.action.type });
       if (!decision.ok) {
         await respond(ephemeral(decision.message));
         return;

@@ -7,6 +7,7 @@ import { registerButtonActions } from './button-actions.js';
 import { SlackCardPublisher } from './card-publisher.js';
 import { slackPayloadGuard } from './payload-guard.js';
 import { registerSlashCommand } from './slash-command.js';
+import { traceSlackRequests } from './trace-requests.js';
 import { type AuthRetry, SlackWorkspace, workspaceGuard } from './workspace.js';
 
 /** The Slack side of the bot: the request handler for `POST /slack/events`, the card publisher, the Bolt app. */
@@ -64,6 +65,7 @@ export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry }
     runtime.logger.error({ err: error, component: 'slack' }, 'slack listener failed');
   });
   const workspace = new SlackWorkspace(app.client, botToken, runtime.logger, options.authRetry);
+  app.use(traceSlackRequests);
   app.use(workspaceGuard(workspace, runtime));
   registerButtonActions(app, runtime);
   registerSlashCommand(app, runtime);
