@@ -130,6 +130,9 @@ const envSchema = z.object({
 
 type Env = z.output<typeof envSchema>;
 
+/** Every environment variable the configuration reads: deployment files may name these and no others. */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
+
 /** Base URLs that carry bearer tokens or the bot token: `https://` outside local mode. */
 export const SECURE_URL_VARIABLES = [
   'SLACK_API_URL',
