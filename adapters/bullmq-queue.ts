@@ -1,4 +1,4 @@
-import { type Job, Queue, Worker } from 'bullmq';
+import { type Job, type JobsOptions, Queue, Worker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
   DEFAULT_LANE,
@@ -46,6 +46,22 @@ export interface BullMqQueueOptions {
   maxStalledCount?: number;
   /** How long completed job ids are kept (and so the same id is refused). */
   keepCompletedSeconds?: number;
+}
+
+/** Backoff type of jobs with `maxBackoffMs`: `capped-exponential:<max ms>`. */
+const CAPPED = 'capped-exponential:';
+
+/** Exponential backoff that stops growing at the cap named in its type (BullMQ's custom strategy). */
+function cappedBackoff(
+  attemptsMade: number,
+  type?: string,
+  _err?: Error,
+  job?: { opts: JobsOptions },
+): number {
+  const backoff = job?.opts.backoff;
+  const delay = typeof backoff === 'object' ? (backoff.delay ?? 1_000) : 1_000;
+  const cap = type?.startsWith(CAPPED) ? Number(type.slice(CAPPED.length)) : Number.POSITIVE_INFINITY;
+  return Math.min(Math.round(2 ** (attemptsMade - 1) * delay), Number.isFinite(cap) ? cap : Infinity);
 }
 
 /** Job states after which the id is free to run again (`unknown`: no such job, or removed). */
@@ -148,7 +164,10 @@ export class BullMqQueue implements JobQueue {
         ? { deduplication: { id: options.coalesce, keepLastIfActive: true } }
         : {}),
       attempts: Math.max(1, options.attempts ?? 5),
-      backoff: { type: 'exponential', delay: this.backoffMs },
+      backoff:
+        options.maxBackoffMs !== undefined
+          ? { type: `${CAPPED}${Math.max(0, Math.round(options.maxBackoffMs))}`, delay: this.backoffMs }
+          : { type: 'exponential', delay: this.backoffMs },
       removeOnComplete: { age: this.keepCompletedSeconds },
       removeOnFail: { age: 4 * this.keepCompletedSeconds },
     });
@@ -177,6 +196,7 @@ export class BullMqQueue implements JobQueue {
         stalledInterval: this.options.stalledIntervalMs ?? 30_000,
         maxStalledCount: this.options.maxStalledCount ?? 2,
         autorun: false,
+        settings: { backoffStrategy: cappedBackoff },
       });
       worker.on('error', (err) => {
         if (!isConnectionError(err)) this.logger.error({ err, lane }, 'job worker error');

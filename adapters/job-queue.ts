@@ -6,6 +6,8 @@ export interface JobOptions {
   delayMs?: number;
   /** Total attempts including the first (default 5), with exponential backoff between them. */
   attempts?: number;
+  /** The longest wait between two attempts: the exponential backoff stops growing there. */
+  maxBackoffMs?: number;
   /**
    * With `id`: a job of that id that already finished (completed, or failed for good) is removed and the
    * job added again. A job of that id that is still waiting or running is kept, as always.

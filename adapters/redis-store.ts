@@ -13,7 +13,7 @@ import type {
   IncidentState,
   Task,
 } from '../core/model.js';
-import type { ActionStore, CasResult, ExecutionPhase } from '../core/ports.js';
+import type { ActionStore, AuditFeedEntry, CasResult, ExecutionPhase } from '../core/ports.js';
 import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
 import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
 
@@ -23,6 +23,8 @@ export { createRedisCluster, createRedisConnection } from './redis-connection.js
 export interface RedisStoreOptions {
   /** Approximate cap of each audit stream (XADD MAXLEN ~). */
   auditMaxLen?: number;
+  /** Approximate cap of the audit feed, every incident's entries in one stream (XADD MAXLEN ~). */
+  auditFeedMaxLen?: number;
   /** How long a call waits for a (re)connecting client before failing with StoreUnavailableError. */
   readyTimeoutMs?: number;
 }
@@ -31,6 +33,9 @@ export interface RedisStoreOptions {
 export type RedisStoreConnection = Redis | Cluster | { url: string; options?: RedisOptions };
 
 type Arg = string | number;
+
+/** The audit feed: every audit entry, all incidents together, in the order written (`GET /api/audit`). */
+const FEED = 'audit:feed';
 type Command = [name: string, ...args: Arg[]];
 type TaskStatus = Task['state'];
 
@@ -57,6 +62,18 @@ if not current then return {0} end
 if tonumber(cjson.decode(current)['version']) ~= tonumber(ARGV[2]) then return {0, current} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4]) end
+return {1, ARGV[3]}
+`;
+
+// The same compare-and-set, also appending the entry to the audit feed (KEYS[3]): one step on a single
+// Redis server. On Redis Cluster the feed lives in another slot, so it is written right after instead.
+const CAS_FEED_SCRIPT = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return {0} end
+if tonumber(cjson.decode(current)['version']) ~= tonumber(ARGV[2]) then return {0, current} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4]) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[7])
 return {1, ARGV[3]}
 `;
 
@@ -122,12 +139,15 @@ return 1
  * `mdr:exec:approved|starting|submitted`) live in other slots, so
  * they are written in the same pipeline right after the script and every task is checked against its
  * action when listed: an index cut short never shows a wrong task (a done task left in `pending` is
- * moved to `done` on read). Every failure to reach Redis is a `StoreUnavailableError`.
+ * moved to `done` on read). The audit feed (`mdr:audit:feed`, a stream of every audit entry) is written
+ * by the transition script itself on one server, and right after the incident's own entry on a cluster
+ * (and at ingest). Every failure to reach Redis is a `StoreUnavailableError`.
  */
 export class RedisStore implements ActionStore {
   private readonly redis: Redis | Cluster;
   private readonly owned: boolean;
   private readonly auditMaxLen: number;
+  private readonly auditFeedMaxLen: number;
   private readonly readyTimeoutMs: number;
   private lastScore = 0;
   /** Leases this instance holds, by name, with the token that proves it. */
@@ -146,12 +166,14 @@ export class RedisStore implements ActionStore {
     // An error event without a listener would crash the process; failures surface on each call instead.
     if (this.owned) client.on('error', () => {});
     client.defineCommand('mdrCas', { numberOfKeys: 2, lua: CAS_SCRIPT });
+    client.defineCommand('mdrCasFeed', { numberOfKeys: 3, lua: CAS_FEED_SCRIPT });
     client.defineCommand('mdrUpsert', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
     client.defineCommand('mdrUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT });
     client.defineCommand('mdrExclusionsCas', { numberOfKeys: 2, lua: EXCLUSIONS_CAS_SCRIPT });
     client.defineCommand('mdrPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT });
     this.redis = client;
     this.auditMaxLen = options.auditMaxLen ?? 10_000;
+    this.auditFeedMaxLen = options.auditFeedMaxLen ?? 100_000;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 500;
   }
 
@@ -181,8 +203,11 @@ export class RedisStore implements ActionStore {
     for (const action of actions) {
       if (addedIds.delete(action.id)) added.push(action);
     }
-    const late = foreign.filter((e) => e.actionId === undefined || reply[1].includes(e.actionId));
-    if (late.length > 0) await this.run(late.map((e) => this.auditCommand(e)));
+    const written = (e: AuditEntry) => e.actionId === undefined || reply[1].includes(e.actionId);
+    const late = foreign.filter(written);
+    // The feed lives in another slot than the incident: its lines follow the script, in the order written.
+    const feed = [...own.filter(written), ...late].map((e) => this.feedCommand(e));
+    if (late.length + feed.length > 0) await this.run([...late.map((e) => this.auditCommand(e)), ...feed]);
     return { created: reply[0] === 1, added: structuredClone(added) };
   }
 
@@ -234,27 +259,46 @@ export class RedisStore implements ActionStore {
     const stored: ActionRecord = { ...next, version: expectedVersion + 1 };
     const keys = this.incidentKeys(next.incidentId);
     const sameSlot = audit.incidentId === next.incidentId;
+    // On one server the feed line is written by the script itself, so a transition stays one round trip.
+    const feedInScript = sameSlot && !(this.redis instanceof Cluster);
     const cas: Command = [
-      'mdrCas',
+      feedInScript ? 'mdrCasFeed' : 'mdrCas',
       keys.actions,
       keys.audit,
+      ...(feedInScript ? [this.key(FEED)] : []),
       next.id,
       expectedVersion,
       JSON.stringify(stored),
       sameSlot ? JSON.stringify(audit) : '',
       this.auditMaxLen,
+      ...(feedInScript ? [this.auditFeedMaxLen, JSON.stringify(audit)] : []),
     ];
     const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?]];
     if (reply[0] !== 1) {
       return { ok: false, current: reply[1] === undefined ? null : (JSON.parse(reply[1]) as ActionRecord) };
     }
     // An audit entry filed elsewhere (no incident id) cannot share the script's slot: it follows it.
-    if (!sameSlot) await this.run([this.auditCommand(audit)]);
+    const after: Command[] = [
+      ...(sameSlot ? [] : [this.auditCommand(audit)]),
+      ...(feedInScript ? [] : [this.feedCommand(audit)]),
+    ];
+    if (after.length > 0) await this.run(after);
     return { ok: true, action: stored };
   }
 
   async appendAudit(entry: AuditEntry): Promise<void> {
-    await this.run([this.auditCommand(entry)]);
+    await this.run([this.auditCommand(entry), this.feedCommand(entry)]);
+  }
+
+  async listAuditFeed(since: string | null, limit: number): Promise<AuditFeedEntry[]> {
+    if (limit <= 0) return [];
+    const [entries] = (await this.run([
+      ['xrange', this.key(FEED), since === null ? '-' : `(${since}`, '+', 'COUNT', limit],
+    ])) as [[string, string[]][]];
+    return entries.map(([cursor, fields]) => ({
+      cursor,
+      entry: JSON.parse(fields[1] ?? 'null') as AuditEntry,
+    }));
   }
 
   async listAudit(incidentId?: string, limit = 1_000): Promise<AuditEntry[]> {
@@ -330,6 +374,7 @@ export class RedisStore implements ActionStore {
       ],
     ]);
     if (won !== 1) return false;
+    await this.run([this.feedCommand(audit)]);
     // The whole list of an earlier version was read as changes and is now replaced by them. Once the
     // changes exist it is never read again, so a failure to delete it loses nothing.
     if (expectedVersion === 0) await this.run([['del', this.key('exclusions')]]).catch(() => undefined);
@@ -465,6 +510,11 @@ export class RedisStore implements ActionStore {
     const stream =
       entry.incidentId === undefined ? this.key('audit:policy') : this.incidentKeys(entry.incidentId).audit;
     return ['xadd', stream, 'MAXLEN', '~', this.auditMaxLen, '*', 'e', JSON.stringify(entry)];
+  }
+
+  /** The audit feed's line for an entry (every incident's and the policy's, in one stream). */
+  private feedCommand(entry: AuditEntry): Command {
+    return ['xadd', this.key(FEED), 'MAXLEN', '~', this.auditFeedMaxLen, '*', 'e', JSON.stringify(entry)];
   }
 
   /**

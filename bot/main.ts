@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { createPlatforms } from './platforms.js';
 import { createHttpApp } from './server.js';
+import { STOP_LIMIT_MS } from './stop.js';
 import { startTracing } from './tracing.js';
 
 /** Process entry: configuration, runtime, one HTTP port, graceful stop on SIGINT/SIGTERM. */
@@ -48,6 +49,10 @@ async function main(): Promise<void> {
 
   const stop = async (signal: string) => {
     logger.info({ signal }, 'stopping');
+    setTimeout(() => {
+      logger.error({ limitMs: STOP_LIMIT_MS }, 'not stopped in time: exiting now');
+      process.exit(1);
+    }, STOP_LIMIT_MS).unref();
     server.close();
     // Closing the queue waits for running jobs: a poll or an upkeep run is finished, never cut short.
     await runtime.close().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));

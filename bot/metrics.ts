@@ -23,6 +23,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly webhookEvents = new Counter({
+    name: 'mdr_webhook_events_total',
+    help: 'Webhook deliveries queued (one per event and webhook), or events that could not be queued',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookDeliveries = new Counter({
+    name: 'mdr_webhook_deliveries_total',
+    help: 'Webhook delivery tries by outcome: delivered, retried, failed (given up), refused (address not in the policy)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'mdr_' });
   }

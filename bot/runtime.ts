@@ -35,6 +35,13 @@ import type { Logger } from './logger.js';
 import { MAINTENANCE_EVERY_MS, MAINTENANCE_JOB, Maintenance } from './maintenance.js';
 import { Metrics } from './metrics.js';
 import { traceExecutor, traceQueue } from './tracing.js';
+import {
+  deliverWebhook,
+  WEBHOOK_JOB,
+  WebhookEvents,
+  type WebhookJob,
+  WebhookRetryError,
+} from './webhooks.js';
 
 /** Everything one bot process runs with, built once from the configuration. */
 export interface Runtime {
@@ -88,7 +95,7 @@ export const JOB_LANES: Lanes = {
   execute: { jobs: [EXECUTE_JOB, FOLLOW_JOB], concurrency: 20 },
   deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
-  notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB], concurrency: 5 },
+  notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB, WEBHOOK_JOB], concurrency: 5 },
   // One periodic run at a time per process; the job schedulers make it one per interval in all.
   maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB], concurrency: 1 },
 };
@@ -159,6 +166,10 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   const publishers = parts.publishers ?? [];
   const queue = traceQueue(config, parts.queue);
   const notifier = new DeliveryNotifier(queue, publishers, clock);
+  const metrics = new Metrics();
+  const webhooks = config.webhooks ?? [];
+  const events =
+    webhooks.length > 0 ? new WebhookEvents({ store, queue, clock, logger, metrics, webhooks }) : undefined;
   const deps: CoreDeps = {
     store,
     directory,
@@ -169,8 +180,8 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     policy: config.policy,
     ingest: ingestRules(config),
     ...(parts.mailer ? { mailer: parts.mailer } : {}),
+    ...(events ? { events } : {}),
   };
-  const metrics = new Metrics();
 
   const track = (name: string, run: (data: unknown) => Promise<void>) => async (data: unknown) => {
     try {
@@ -252,6 +263,28 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
       }
     });
   }
+  // Always served: a delivery queued under an earlier policy is refused (and audited) if its address is
+  // not a webhook of this one.
+  queue.process(
+    WEBHOOK_JOB,
+    track(WEBHOOK_JOB, async (data) => {
+      const job = data as WebhookJob;
+      try {
+        const outcome = await deliverWebhook(job, { store, clock, webhooks });
+        metrics.webhookDeliveries.inc({ outcome: outcome.status });
+        const details = { eventId: job.eventId, type: job.type, incidentId: job.incidentId, ...outcome };
+        if (outcome.status === 'delivered') logger.info(details, 'webhook delivered');
+        else
+          logger.error(
+            details,
+            'webhook not delivered: audited on the incident; check the receiver and the policy',
+          );
+      } catch (error) {
+        if (error instanceof WebhookRetryError) metrics.webhookDeliveries.inc({ outcome: 'retried' });
+        throw error;
+      }
+    }),
+  );
   queue.process(
     DELIVER_JOB,
     track(DELIVER_JOB, async (data) => runDelivery(data as DeliverJob, { store, queue, publishers, logger })),

@@ -16,8 +16,8 @@ import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 
 /**
- * Flushing the last spans at shutdown waits at most this long, well inside the 10 s the bot has to
- * stop on SIGTERM (an unreachable collector never holds the stop up).
+ * Flushing the last spans at shutdown waits at most this long, well inside STOP_LIMIT_MS (bot/stop.ts):
+ * an unreachable collector never holds the stop up.
  */
 export const TRACING_SHUTDOWN_MS = 2_000;
 

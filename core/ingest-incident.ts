@@ -104,5 +104,6 @@ export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor
   // The state as this ingest left it, without reading it back: the incident as written, the actions
   // read before it plus the new ones (an action another replica added at the same moment is in `fresh`).
   const state: IncidentState = { incident, actions: [...(existing?.actions ?? []), ...fresh] };
+  if (added.length > 0) await deps.events?.actionsAdded(state, added);
   return { created, added, state };
 }

@@ -15,6 +15,12 @@ import type {
  */
 export type ExecutionPhase = 'approved' | 'starting' | 'submitted';
 
+/** One line of the audit feed: the entry and the cursor that resumes after it. */
+export interface AuditFeedEntry {
+  cursor: string;
+  entry: AuditEntry;
+}
+
 /** Result of a compare-and-set: the winner gets `ok`, the loser sees what is there now. */
 export type CasResult = { ok: true; action: ActionRecord } | { ok: false; current: ActionRecord | null };
 
@@ -52,6 +58,12 @@ export interface ActionStore {
   appendAudit(entry: AuditEntry): Promise<void>;
   /** Audit entries of one incident, oldest first; without an incident id, the policy audit trail. */
   listAudit(incidentId?: string, limit?: number): Promise<AuditEntry[]>;
+  /**
+   * Every audit entry (all incidents and the policy trail) in the order written, oldest first, after the
+   * cursor `since` (null: from the oldest kept). Cursors look like `1712345678901-0`; the feed keeps the
+   * latest entries only (the store's bound), so a cursor older than the oldest kept starts there.
+   */
+  listAuditFeed(since: string | null, limit: number): Promise<AuditFeedEntry[]>;
   /** Customer tasks in creation order, oldest first. */
   listTasks(status: 'pending' | 'done', limit?: number): Promise<Task[]>;
   /**
@@ -242,6 +254,19 @@ export interface CoreDeps {
   ingest?: IngestRules;
   /** Sends notification email (MAIL_SENDER, or the preview in local mode); unset: no email. */
   mailer?: Mailer;
+  /** Told of facts once the store has them (webhooks); unset: nobody is told. */
+  events?: DomainEvents;
+}
+
+/**
+ * Told of action writes right after the store accepted them, by the writer that won: each write once.
+ * Implementations never throw for a delivery problem (the decision is already made).
+ */
+export interface DomainEvents {
+  /** An action changed state (`transition`). */
+  actionMoved(before: ActionRecord, after: ActionRecord): Promise<void>;
+  /** Ingest added `added` to the incident; `state` is the incident as this ingest left it. */
+  actionsAdded(state: IncidentState, added: ActionRecord[]): Promise<void>;
 }
 
 /** A plain-text notification email. */
