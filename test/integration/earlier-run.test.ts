@@ -122,7 +122,7 @@ describe('a new run of an action', () => {
     const decision = await retryAction(h.deps, { incidentId: '48213', actionId: 'act-3' }, EXPERT);
 
     expect(decision).toMatchObject({ ok: true, action: { state: 'approved', attempt: 2 } });
-    const stored = (await h.store.getAction('48213', 'act-3')) as Record<string, unknown>;
+    const stored: Record<string, unknown> = { ...(await h.store.getAction('48213', 'act-3')) };
     const survivors = RUN_FIELDS.filter((field) => stored[field] !== undefined);
     expect(survivors).toEqual([]);
     expect(stored).toMatchObject({ target: { networkMessageId: 'nm-1' }, decidedBy: EXPERT.id });
@@ -134,7 +134,7 @@ describe('a new run of an action', () => {
     const decision = await runMyself(h.deps, { incidentId: '48213', actionId: 'act-3' }, ADMIN);
 
     expect(decision).toMatchObject({ ok: true, action: { state: 'approved', decidedAs: 'customer' } });
-    const stored = (await h.store.getAction('48213', 'act-3')) as Record<string, unknown>;
+    const stored: Record<string, unknown> = { ...(await h.store.getAction('48213', 'act-3')) };
     const survivors = RUN_FIELDS.filter((field) => stored[field] !== undefined);
     expect(survivors).toEqual([]);
     expect(stored).toMatchObject({ handoverReason: 'remediation failed', decidedBy: ADMIN.id });
