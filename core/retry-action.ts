@@ -10,9 +10,10 @@ import {
   transition,
 } from './decisions.js';
 import { clearEarlierRun } from './earlier-run.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
+import type { ActionRecord } from './model.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
@@ -59,7 +60,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
       const current = moved.current ?? action;
       return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
     }
-    await scheduleReminder(deps, ref);
+    await scheduleReminder(deps, ref, moved.action);
     await deps.notifier.incidentChanged(ref.incidentId);
     return { ok: false, code: 'asset_excluded', message, action: moved.action };
   }
@@ -93,9 +94,9 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
   return result;
 }
 
-/** The first reminder of a new customer task, as for every other one. */
-async function scheduleReminder(deps: CoreDeps, ref: ActionRef): Promise<void> {
+/** The first reminder and the email of a new customer task, as for every other one. */
+async function scheduleReminder(deps: CoreDeps, ref: ActionRef, task: ActionRecord): Promise<void> {
   const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
   await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
-  await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
+  await requestBatchEmail(deps, ref.incidentId, [task]);
 }
