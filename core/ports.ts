@@ -229,7 +229,7 @@ export type CoreJob =
       rerun?: boolean;
     }
   | { kind: 'remind'; incidentId: string; actionId: string; dueAt: string }
-  /** One notification email about an incident's customer tasks; `event` names it (`first-task`, `reminder-<dueAt>`). */
+  /** One notification email about an incident's customer tasks; `event` names it (a batch of new tasks `tasks-<id>@<version>+…`, `reminder-<dueAt>`). */
   | { kind: 'email'; incidentId: string; event: string };
 
 export interface JobScheduler {
