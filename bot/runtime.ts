@@ -92,8 +92,10 @@ export const EMAIL_JOB = 'email';
  * or upkeep. Concurrency is per process.
  */
 export const JOB_LANES: Lanes = {
-  execute: { jobs: [EXECUTE_JOB, FOLLOW_JOB], concurrency: 20 },
-  deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20 },
+  // Light lanes: an approval's execute job and its card updates cost a few Redis commands each, not ~45.
+  execute: { jobs: [EXECUTE_JOB], concurrency: 20, light: { attempts: 3 } },
+  deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20, light: { attempts: 10 } },
+  follow: { jobs: [FOLLOW_JOB], concurrency: 1 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
   notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB, WEBHOOK_JOB], concurrency: 5 },
   // One periodic run at a time per process; the job schedulers make it one per interval in all.
@@ -122,17 +124,12 @@ class QueueScheduler implements JobScheduler {
 
   async schedule(job: CoreJob): Promise<void> {
     if (job.kind === 'execute') {
-      const { incidentId, actionId } = job;
-      await this.queue.add(
-        EXECUTE_JOB,
-        { kind: 'execute', incidentId, actionId },
-        {
-          id: jobIdOf(job),
-          attempts: 3,
-          ...(job.delayMs ? { delayMs: job.delayMs } : {}),
-          ...(job.rerun ? { replaceFinished: true } : {}),
-        },
-      );
+      await this.queue.add(EXECUTE_JOB, executeData(job), {
+        id: jobIdOf(job),
+        attempts: 3,
+        ...(job.delayMs ? { delayMs: job.delayMs } : {}),
+        ...(job.rerun ? { replaceFinished: true } : {}),
+      });
       return;
     }
     if (job.kind === 'email') {
@@ -145,9 +142,14 @@ class QueueScheduler implements JobScheduler {
   }
 
   scheduled(job: CoreJob): Promise<boolean> {
-    const name = job.kind === 'execute' ? EXECUTE_JOB : job.kind === 'email' ? EMAIL_JOB : REMIND_JOB;
-    return this.queue.has(name, jobIdOf(job));
+    if (job.kind === 'execute') return this.queue.has(EXECUTE_JOB, jobIdOf(job), executeData(job));
+    return this.queue.has(job.kind === 'email' ? EMAIL_JOB : REMIND_JOB, jobIdOf(job), job);
   }
+}
+
+/** The data of an execute job (the same whenever it is added or looked for). */
+function executeData(job: CoreJob & { kind: 'execute' }) {
+  return { kind: 'execute', incidentId: job.incidentId, actionId: job.actionId };
 }
 
 /** The ingest rules of the configuration: the tenant of DEFENDER_TENANT_ID, PUBLIC_URL's host for portal links. */
@@ -287,7 +289,15 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   );
   queue.process(
     DELIVER_JOB,
-    track(DELIVER_JOB, async (data) => runDelivery(data as DeliverJob, { store, queue, publishers, logger })),
+    track(DELIVER_JOB, async (data) =>
+      runDelivery(data as DeliverJob, {
+        store,
+        queue,
+        publishers,
+        logger,
+        exclusive: queue.exclusive?.(DELIVER_JOB) ?? false,
+      }),
+    ),
   );
   queue.process(
     REMIND_POST_JOB,

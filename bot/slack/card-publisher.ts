@@ -35,7 +35,7 @@ export class SlackCardPublisher implements CardPublisher {
 
   async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
     const incidentId = state.incident.id;
-    const refs = await this.runtime.store.getCardRefs(incidentId);
+    const refs = await (context.cardRefs?.() ?? this.runtime.store.getCardRefs(incidentId));
     const unrecorded = this.unrecorded.get(incidentId);
     if (unrecorded && !refs.slack) {
       await this.runtime.store.setCardRefs(incidentId, { slack: unrecorded });

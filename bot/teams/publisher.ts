@@ -140,7 +140,7 @@ export class TeamsPublisher implements CardPublisher {
   async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
     const { store } = this.deps;
     const incidentId = state.incident.id;
-    let plan = (await store.getCardRefs(incidentId)).teams;
+    let plan = (await (context.cardRefs?.() ?? store.getCardRefs(incidentId))).teams;
     if (!plan || plan.length === 0) {
       const targets = await this.targets();
       if (targets.length === 0) return;
