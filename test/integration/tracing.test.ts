@@ -3,14 +3,13 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Queue } from 'bullmq';
 import nock from 'nock';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
-import { BullMqQueue, bullJobId } from '../../adapters/bullmq-queue.js';
+import { BullMqQueue } from '../../adapters/bullmq-queue.js';
 import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { createLogger } from '../../bot/logger.js';
-import { JOB_LANES, jobIdOf } from '../../bot/runtime.js';
+import { JOB_LANES } from '../../bot/runtime.js';
 import { createSlack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import { ADMIN_TOKEN, type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
@@ -203,7 +202,6 @@ it('exports one trace from ingest to the card post, and one from a click to the 
     },
     mounts: (rt) => ({ slack: createSlack(rt).handler }),
   });
-  const lane = new Queue('execute', { connection: { url: redis.url }, prefix: `${prefix}{bull}` });
   try {
     const ingested = await send(`${bot.url}/api/incidents`, {
       token: INGEST_TOKEN,
@@ -230,10 +228,6 @@ it('exports one trace from ingest to the card post, and one from a click to the 
       timeout: 5_000,
       interval: 50,
     });
-    const executeJob = await lane.getJob(
-      bullJobId(jobIdOf({ kind: 'execute', incidentId: '48213', actionId: 'act-1' })),
-    );
-    const traceparent = executeJob?.data?.traceparent as string | undefined;
 
     // Closing the bot flushes the spans still buffered to the collector.
     await bot.close();
@@ -283,7 +277,8 @@ it('exports one trace from ingest to the card post, and one from a click to the 
     expect(approval?.traceId).not.toBe(ingest?.traceId);
     const execute = spans.find((s) => s.name === 'job execute' && s.traceId === approval?.traceId);
     expect(execute?.attributes).toMatchObject({ 'mdr.incident.id': '48213', 'mdr.action.id': 'act-1' });
-    expect(traceparent).toMatch(new RegExp(`^00-${approval?.traceId}-[0-9a-f]{16}-01$`));
+    // The execute job ran on whichever worker took it, in the click's trace: the context crossed the queue.
+    expect(execute && approval && descendsFrom(execute, approval)).toBe(true);
     const submit = named('submit isolateDevice').find((s) => s.traceId === approval?.traceId);
     expect(submit?.attributes).toMatchObject({
       'mdr.incident.id': '48213',
@@ -330,6 +325,5 @@ it('exports one trace from ingest to the card post, and one from a click to the 
     expect(values.filter((v) => typeof v === 'string' && /xox[bp]-|Bearer |secret/i.test(v))).toEqual([]);
   } finally {
     await bot?.close();
-    await lane.close();
   }
 });
