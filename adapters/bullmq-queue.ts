@@ -82,6 +82,12 @@ export function bullJobId(id: string): string {
   return `j${id.replace(/%/g, '%25').replace(/:/g, '%3A')}`;
 }
 
+/** The id a job was added with, from its BullMQ id (`bullJobId`); an id not made by it is kept as is. */
+export function fromBullJobId(jobId: string): string {
+  if (!jobId.startsWith('j')) return jobId;
+  return jobId.slice(1).replace(/%3A/g, ':').replace(/%25/g, '%');
+}
+
 /**
  * Durable jobs on BullMQ: one Queue and one Worker per lane and process, every process on the same Redis
  * and prefix sharing the work. The same id is added once; attempts back off exponentially; delayed jobs
@@ -206,6 +212,7 @@ export class BullMqQueue implements JobQueue {
     for (const lane of lanes) {
       const light = this.lightLaneOf(lane, true);
       if (light) {
+        await this.moveEarlierJobs(lane, light);
         light.start();
         continue;
       }
@@ -245,6 +252,45 @@ export class BullMqQueue implements JobQueue {
     ]);
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     await Promise.allSettled(this.connections.map((c) => c.quit()));
+  }
+
+  /**
+   * Jobs an earlier version left waiting or delayed in the lane's BullMQ queue (of the same name), moved
+   * into the light lane, then removed there: each keeps its id (or coalescing key), its data and the time
+   * it was due. Adding is idempotent (a job id or key is one member of the lane), so replicas starting at
+   * once move each job once; a job an earlier replica is running (locked) is left to it.
+   */
+  async moveEarlierJobs(lane: string, light: RedisWorkLane): Promise<number> {
+    const groupOf = this.lanes[lane]?.light?.groupOf;
+    let moved = 0;
+    try {
+      await waitUntilReady(this.queueConnection);
+      const queue = this.queueByLane(lane);
+      const jobs = await queue.getJobs(['wait', 'delayed', 'paused', 'prioritized'], 0, -1, true);
+      for (const job of jobs) {
+        if (!job?.id) continue;
+        const group = groupOf?.(job.name, job.data);
+        const dedup = job.opts.deduplication?.id;
+        const options: JobOptions = {
+          ...(job.opts.jobId !== undefined
+            ? { id: fromBullJobId(job.opts.jobId) }
+            : dedup !== undefined
+              ? { coalesce: dedup }
+              : { id: `bullmq/${lane}/${job.id}` }),
+          delayMs: Math.max(0, job.timestamp + (job.delay ?? 0) - Date.now()),
+          ...(group !== undefined ? { group } : {}),
+        };
+        await light.add(job.name, job.data, options);
+        await job.remove().catch(() => undefined);
+        moved++;
+      }
+      if (moved > 0)
+        this.logger.warn({ lane, jobs: moved }, 'jobs an earlier version queued moved into the light lane');
+    } catch (error) {
+      // Not reachable now: the next start moves them; the maintenance sweep re-queues approvals meanwhile.
+      this.logger.error({ err: error, lane }, 'jobs an earlier version queued not moved');
+    }
+    return moved;
   }
 
   /** The BullMQ queue of the lane that runs job `name` (opened on first use, on the shared connection). */

@@ -27,7 +27,16 @@ export interface JobOptions {
   group?: string;
 }
 
-export type JobHandler = (data: unknown) => Promise<void>;
+/** What a queue tells a running job. */
+export interface JobContext {
+  /**
+   * Aborts when the run must stop: its lease ended without being extended (a light lane), so the job is
+   * another run's. A job checks it before each step with effects outside (a platform call).
+   */
+  signal?: AbortSignal;
+}
+
+export type JobHandler = (data: unknown, context?: JobContext) => Promise<void>;
 
 /**
  * A lane: a queue of its own, with its own workers, so a slow kind of work (execution) never holds the
@@ -44,7 +53,14 @@ export interface Lane {
    * instead of about 45): for frequent small jobs. Such a lane has no `every`, no finished-id memory (an
    * id added again after its job finished runs again) and one number of attempts for all its jobs.
    */
-  light?: { attempts: number };
+  light?: {
+    attempts: number;
+    /**
+     * The group of a job of this lane (see `JobOptions.group`), for jobs an earlier version left in the
+     * lane's BullMQ queue, which are moved into the light lane on start.
+     */
+    groupOf?(name: string, data: unknown): string | undefined;
+  };
 }
 
 /** The lanes of a queue, by lane name (also the BullMQ queue name). */

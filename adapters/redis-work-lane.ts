@@ -40,24 +40,24 @@ redis.call('HSET', KEYS[2], unpack(leases))
 return {taken, tries}
 `;
 
-// KEYS: due, state. ARGV: job, claim score, group field, had tries ('1'/'0'). Ends the group's run and
-// removes the job unless it was added again while it ran (its score moved: it runs again at that time).
+// KEYS: due, state. ARGV: job, lease end, group field, had tries ('1'/'0'). Ends the group's run (when its
+// lease is still this run's) and removes the job unless it was added again while it ran (its score moved:
+// it runs again at that time).
 const FINISH_SCRIPT = `
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
-if ARGV[4] == '1' then
-  redis.call('HDEL', KEYS[2], ARGV[3], 't:' .. ARGV[1])
-else
-  redis.call('HDEL', KEYS[2], ARGV[3])
-end
+local held = redis.call('HGET', KEYS[2], ARGV[3])
+if held and tonumber(held) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], ARGV[3]) end
+if ARGV[4] == '1' then redis.call('HDEL', KEYS[2], 't:' .. ARGV[1]) end
 return 0
 `;
 
-// KEYS: due, state. ARGV: job, claim score, group field, now, backoff ms, attempts. Ends the group's run
-// and counts a failure; the job runs again after back-off, or is dropped after its last attempt (unless
-// it was added again while it ran).
+// KEYS: due, state. ARGV: job, lease end, group field, now, backoff ms, attempts. Ends the group's run
+// (when its lease is still this run's) and counts a failure; the job runs again after back-off, or is
+// dropped after its last attempt (unless it was added again while it ran).
 const FAIL_SCRIPT = `
-redis.call('HDEL', KEYS[2], ARGV[3])
+local held = redis.call('HGET', KEYS[2], ARGV[3])
+if held and tonumber(held) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], ARGV[3]) end
 local n = redis.call('HINCRBY', KEYS[2], 't:' .. ARGV[1], 1)
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local mine = s and tonumber(s) == tonumber(ARGV[2])
@@ -71,6 +71,26 @@ if mine then
 end
 return n
 `;
+
+// KEYS: due, state. ARGV: job, lease end, group field, new lease end. Extends a running job's lease while
+// it is still this run's (the group's run under way, and the job's score unless it was added again):
+// 1, or 0 when the lease is no longer this run's (it ended and another run took the job).
+const EXTEND_SCRIPT = `
+local held = redis.call('HGET', KEYS[2], ARGV[3])
+if not held or tonumber(held) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZADD', KEYS[1], 'XX', ARGV[4], ARGV[1]) end
+return 1
+`;
+
+/** Why a run's signal aborted: its lease ended (or was taken) without being extended. */
+export class LeaseLostError extends Error {
+  constructor(lane: string, job: string) {
+    super(`the lease of job "${job}" in lane "${lane}" ended before the job did`);
+    this.name = 'LeaseLostError';
+  }
+}
 
 /** A job running in this process, and the run taken after it (the latest claim) if any. */
 interface ActiveJob {
@@ -138,6 +158,7 @@ export class RedisWorkLane {
     redis.defineCommand('mdrLaneClaim', { numberOfKeys: 2, lua: CLAIM_SCRIPT });
     redis.defineCommand('mdrLaneFinish', { numberOfKeys: 2, lua: FINISH_SCRIPT });
     redis.defineCommand('mdrLaneFail', { numberOfKeys: 2, lua: FAIL_SCRIPT });
+    redis.defineCommand('mdrLaneExtend', { numberOfKeys: 2, lua: EXTEND_SCRIPT });
   }
 
   /** The member of a job: its name, id (or coalescing key) and data. */
@@ -196,18 +217,25 @@ export class RedisWorkLane {
     this.schedule();
   }
 
-  private schedule(): void {
+  /**
+   * Sets the next look for jobs: at the earliest local due time, or after `pollMs`. Due times up to
+   * `claimedAt` (the claim just made, which took what was due then) need no look of their own; a due time
+   * after it, already past, wakes the loop at once.
+   */
+  private schedule(claimedAt = Number.NEGATIVE_INFINITY): void {
     const now = Date.now();
     let next = now + this.pollMs;
+    let dueNow = false;
     for (let i = this.localDue.length - 1; i >= 0; i--) {
       const at = this.localDue[i] as number;
       if (at <= now) {
         this.localDue.splice(i, 1);
-        next = now;
+        if (at > claimedAt) dueNow = true;
       } else if (at < next) next = at;
     }
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.signal(), Math.max(0, next - now));
+    if (dueNow) this.signal();
   }
 
   /** Wakes the loop, or has its next wait end at once. */
@@ -223,14 +251,16 @@ export class RedisWorkLane {
     while (!this.closing) {
       const free = this.options.concurrency - this.running.size;
       let full = false;
+      let claimedAt = Number.NEGATIVE_INFINITY;
       if (free > 0) {
-        const claimed = await this.claim(free);
+        claimedAt = Date.now();
+        const claimed = await this.claim(free, claimedAt);
         full = claimed === free;
       }
       if (this.closing) break;
       // A full batch: more may be due, look again as soon as a slot is free.
       if (full && this.running.size < this.options.concurrency) continue;
-      if (!full) this.schedule();
+      if (!full) this.schedule(claimedAt);
       if (this.woken) {
         this.woken = false;
         continue;
@@ -242,8 +272,7 @@ export class RedisWorkLane {
     }
   }
 
-  private async claim(most: number): Promise<number> {
-    const now = Date.now();
+  private async claim(most: number, now: number): Promise<number> {
     const leaseEnd = now + this.leaseMs;
     let reply: [string[], string[]];
     try {
@@ -302,14 +331,18 @@ export class RedisWorkLane {
       (...args: (string | number)[]) => Promise<unknown>
     >;
     let group = `r:${member}`;
+    const lease = new RunLease(this, member, claimScore);
     try {
       const [jobName, , data, inGroup] = JSON.parse(member) as [string, string, unknown, string?];
       name = jobName;
       if (typeof inGroup === 'string') group = `r:${inGroup}`;
       const handler = this.options.handler(jobName);
       if (!handler) throw new Error(`no handler registered for job "${jobName}"`);
-      await handler(data);
+      lease.keep(group, jobName);
+      await handler(data, { signal: lease.signal });
     } catch (error) {
+      lease.stop();
+      if (lease.lost) return this.leftToNextRun(name);
       const attempt = failures + 1;
       const final = attempt >= this.options.attempts;
       const details = { job: name, lane: this.options.lane, attempt, err: error };
@@ -322,7 +355,7 @@ export class RedisWorkLane {
           this.dueKey,
           this.stateKey,
           member,
-          claimScore,
+          lease.end,
           group,
           now,
           this.options.backoffMs,
@@ -332,8 +365,97 @@ export class RedisWorkLane {
       if (typeof tries === 'number' && tries > 0) this.dueAt(now + this.options.backoffMs * 2 ** (tries - 1));
       return;
     }
+    lease.stop();
+    if (lease.lost) return this.leftToNextRun(name);
     await redis
-      .mdrLaneFinish?.(this.dueKey, this.stateKey, member, claimScore, group, failures > 0 ? '1' : '0')
+      .mdrLaneFinish?.(this.dueKey, this.stateKey, member, lease.end, group, failures > 0 ? '1' : '0')
       .catch(() => undefined);
+  }
+
+  /** A run whose lease ended: the job is another run's now (or runs again when it is taken). */
+  private leftToNextRun(name: string): void {
+    this.options.logger.warn(
+      { job: name, lane: this.options.lane },
+      'job lease ended before the job did: the run was told to stop and the job is left to its next run',
+    );
+  }
+
+  /** Extends a run's lease (see EXTEND_SCRIPT): true while it is still this run's. */
+  async extend(member: string, end: number, group: string, newEnd: number): Promise<boolean> {
+    const redis = this.options.redis as unknown as {
+      mdrLaneExtend(...args: (string | number)[]): Promise<number>;
+    };
+    return (await redis.mdrLaneExtend(this.dueKey, this.stateKey, member, end, group, newEnd)) === 1;
+  }
+
+  get lease(): { ms: number; lane: string } {
+    return { ms: this.leaseMs, lane: this.options.lane };
+  }
+}
+
+/**
+ * The lease of one run: extended every third of the lease while the job runs, so a long job keeps it; if
+ * it cannot be extended in time (Redis unreachable, or the process stalled and another run took the job),
+ * the run's signal aborts a sixth of the lease before it ends, and the run neither finishes nor fails
+ * the job, which belongs to its next run. A job never runs on past its lease unextended.
+ */
+class RunLease {
+  /** The current end of the lease (the job's score while it was not added again, and the group's run). */
+  end: number;
+  lost = false;
+  private readonly controller = new AbortController();
+  private renewTimer: NodeJS.Timeout | undefined;
+  private abortTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly lane: RedisWorkLane,
+    private readonly member: string,
+    claimScore: number,
+  ) {
+    this.end = claimScore;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  keep(group: string, name: string): void {
+    const { ms, lane } = this.lane.lease;
+    const renewEvery = Math.max(1, Math.floor(ms / 3));
+    const margin = Math.floor(ms / 6);
+    const armAbort = () => {
+      if (this.abortTimer) clearTimeout(this.abortTimer);
+      this.abortTimer = setTimeout(() => this.lose(lane, name), Math.max(0, this.end - margin - Date.now()));
+    };
+    const renew = async () => {
+      if (this.stopped) return;
+      const newEnd = Date.now() + ms;
+      try {
+        const kept = await this.lane.extend(this.member, this.end, group, newEnd);
+        if (this.stopped) return;
+        if (!kept) return this.lose(lane, name);
+        this.end = newEnd;
+        armAbort();
+      } catch {
+        // Not reachable now: tried again at the next renewal; the abort timer stands meanwhile.
+      }
+      if (!this.stopped) this.renewTimer = setTimeout(renew, renewEvery);
+    };
+    armAbort();
+    this.renewTimer = setTimeout(renew, renewEvery);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    if (this.abortTimer) clearTimeout(this.abortTimer);
+  }
+
+  private lose(lane: string, name: string): void {
+    if (this.stopped || this.lost) return;
+    this.lost = true;
+    this.stop();
+    this.controller.abort(new LeaseLostError(lane, name));
   }
 }

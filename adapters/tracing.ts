@@ -115,9 +115,9 @@ export class TracedQueue implements JobQueue {
   }
 
   process(name: string, handler: JobHandler): void {
-    this.inner.process(name, (data) => {
+    this.inner.process(name, (data, context) => {
       if (!isRecord(data)) {
-        return withSpan(`job ${name}`, { [ATTR.job]: name }, () => handler(data), {
+        return withSpan(`job ${name}`, { [ATTR.job]: name }, () => handler(data, context), {
           kind: SpanKind.CONSUMER,
         });
       }
@@ -127,7 +127,7 @@ export class TracedQueue implements JobQueue {
       if (typeof tracestate === 'string') carrier.tracestate = tracestate;
       // No traceparent (a periodic job, or one queued before tracing was on): a trace of its own.
       const parent = propagation.extract(ROOT_CONTEXT, carrier);
-      return withSpan(`job ${name}`, jobAttributes(name, rest), () => handler(rest), {
+      return withSpan(`job ${name}`, jobAttributes(name, rest), () => handler(rest, context), {
         kind: SpanKind.CONSUMER,
         parent,
       });

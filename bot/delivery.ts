@@ -184,6 +184,8 @@ export interface DeliveryDeps {
    * our own is taken.
    */
   exclusive?: boolean;
+  /** Aborts when the run's lease in the queue ended: no platform call starts after that. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -232,6 +234,7 @@ async function deliverOn(
   const deferred: { target: string; at: number; reason: DeferralReason }[] = [];
   try {
     const state = await read();
+    deps.signal?.throwIfAborted();
     if (!state) {
       logger.warn({ incidentId: job.incidentId }, 'card delivery for an unknown incident skipped');
       return;
@@ -247,6 +250,7 @@ async function deliverOn(
   } finally {
     if (!deps.exclusive) await store.unlock(lease);
   }
+  deps.signal?.throwIfAborted();
   await deferDeliveries(deps, job, deferred);
 }
 

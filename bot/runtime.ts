@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DryRunExecutor } from '../adapters/dry-run-executor.js';
 import type { IncidentWriter } from '../adapters/graph-incident-writer.js';
-import type { JobQueue, Lanes } from '../adapters/job-queue.js';
+import type { JobContext, JobQueue, Lanes } from '../adapters/job-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
 import { StaticAssetDirectory } from '../adapters/static-directory.js';
 import { systemClock } from '../adapters/system-clock.js';
@@ -94,13 +94,23 @@ export const EMAIL_JOB = 'email';
 export const JOB_LANES: Lanes = {
   // Light lanes: an approval's execute job and its card updates cost a few Redis commands each, not ~45.
   execute: { jobs: [EXECUTE_JOB], concurrency: 20, light: { attempts: 3 } },
-  deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20, light: { attempts: 10 } },
+  deliver: {
+    jobs: [DELIVER_JOB, REMIND_POST_JOB],
+    concurrency: 20,
+    // A card delivery left in the BullMQ queue by an earlier version keeps its incident's group.
+    light: { attempts: 10, groupOf: (name, data) => (name === DELIVER_JOB ? incidentOf(data) : undefined) },
+  },
   follow: { jobs: [FOLLOW_JOB], concurrency: 1 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
   notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB, WEBHOOK_JOB], concurrency: 5 },
   // One periodic run at a time per process; the job schedulers make it one per interval in all.
   maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB], concurrency: 1 },
 };
+
+function incidentOf(data: unknown): string | undefined {
+  const id = (data as { incidentId?: unknown } | null)?.incidentId;
+  return typeof id === 'string' ? id : undefined;
+}
 
 /**
  * The job id of a core job: its kind and each id part percent-encoded, joined by '/' (which no encoded
@@ -185,15 +195,17 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     ...(events ? { events } : {}),
   };
 
-  const track = (name: string, run: (data: unknown) => Promise<void>) => async (data: unknown) => {
-    try {
-      await run(data);
-      metrics.jobs.inc({ name, outcome: 'ok' });
-    } catch (error) {
-      metrics.jobs.inc({ name, outcome: 'error' });
-      throw error;
-    }
-  };
+  const track =
+    (name: string, run: (data: unknown, context?: JobContext) => Promise<void>) =>
+    async (data: unknown, context?: JobContext) => {
+      try {
+        await run(data, context);
+        metrics.jobs.inc({ name, outcome: 'ok' });
+      } catch (error) {
+        metrics.jobs.inc({ name, outcome: 'error' });
+        throw error;
+      }
+    };
   queue.process(
     EXECUTE_JOB,
     track(EXECUTE_JOB, async (data) => {
@@ -289,13 +301,14 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   );
   queue.process(
     DELIVER_JOB,
-    track(DELIVER_JOB, async (data) =>
+    track(DELIVER_JOB, async (data, context) =>
       runDelivery(data as DeliverJob, {
         store,
         queue,
         publishers,
         logger,
         exclusive: queue.exclusive?.(DELIVER_JOB) ?? false,
+        ...(context?.signal ? { signal: context.signal } : {}),
       }),
     ),
   );

@@ -1,6 +1,9 @@
+import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BullMqQueue } from '../../adapters/bullmq-queue.js';
+import { BullMqQueue, bullJobId } from '../../adapters/bullmq-queue.js';
 import type { QueueLogger } from '../../adapters/local-queue.js';
+import { createRedisConnection } from '../../adapters/redis-connection.js';
+import { LeaseLostError, RedisWorkLane } from '../../adapters/redis-work-lane.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -139,17 +142,28 @@ describe('a light lane of the Redis queue', () => {
 
   it('has a job whose process stopped mid-run run again by another process after the lease', async () => {
     const prefix = `${redis.prefix}lease-${n++}:`;
-    // One slot, held: this process takes nothing more, as if it had stopped.
-    const stuck = lightQueue(prefix, {
-      lanes: { light: { jobs: ['work'], concurrency: 1, light: { attempts: 3 } } },
-    }).queue;
+    // A process that stops mid-run: its connection to Redis is gone, its job never returns by itself.
+    const gone = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
+    gone.on('error', () => {});
     const hold = gate();
     let took = 0;
-    stuck.process('work', async () => {
-      took++;
-      await hold.opened;
+    const stuck = new RedisWorkLane({
+      redis: gone,
+      prefix,
+      lane: 'light',
+      concurrency: 1,
+      attempts: 3,
+      backoffMs: 50,
+      leaseMs: 1_000,
+      logger: recordingLogger(),
+      handler: () => async () => {
+        took++;
+        gone.disconnect();
+        await hold.opened;
+      },
     });
-    await stuck.start();
+    stuck.start();
+    const since = Date.now();
     await stuck.add('work', { i: 1 }, { id: 'w1' });
     await expect.poll(() => took).toBe(1);
 
@@ -158,11 +172,11 @@ describe('a light lane of the Redis queue', () => {
     other.process('work', async () => {
       done.push(Date.now());
     });
-    const since = Date.now();
     await other.start();
     await expect.poll(() => done.length, { timeout: 5_000 }).toBe(1);
-    expect((done[0] ?? 0) - since).toBeGreaterThanOrEqual(500);
+    expect((done[0] ?? 0) - since).toBeGreaterThanOrEqual(1_000);
     hold.open();
+    await stuck.close();
   });
 
   it('shares the jobs among processes, each run once', async () => {
@@ -216,5 +230,166 @@ describe('groups of a light lane', () => {
     expect(done.filter((d) => d.startsWith('g1:')).sort()).toEqual(
       [...Array(8).keys()].map((i) => `g1:${i}`),
     );
+  });
+});
+
+describe('the lease of a light-lane job', () => {
+  it('is extended while the job runs: a job longer than its lease runs once, never beside itself', async () => {
+    const prefix = `${redis.prefix}extend-${n++}:`;
+    const runs: string[] = [];
+    let aborted = false;
+    // Lease 600 ms, job 2.5 s: without renewal the other process would take it after about 0.6 s.
+    for (const name of ['a', 'b']) {
+      const { queue } = lightQueue(prefix, { lockDurationMs: 600 });
+      queue.process('work', async (_data, context) => {
+        runs.push(name);
+        await sleep(2_500);
+        aborted ||= context?.signal?.aborted ?? false;
+      });
+      await queue.start();
+    }
+    const producer = lightQueue(prefix).queue;
+    await producer.add('work', { long: true }, { id: 'long' });
+    await expect.poll(() => runs.length).toBe(1);
+    await expect.poll(() => producer.has('work', 'long', { long: true }), { timeout: 8_000 }).toBe(false);
+    expect(runs).toHaveLength(1);
+    expect(aborted).toBe(false);
+  });
+
+  it('tells a run to stop before its lease ends when it cannot be extended, and the job runs again elsewhere', async () => {
+    const prefix = `${redis.prefix}lost-${n++}:`;
+    const logger = recordingLogger();
+    const leaseMs = 900;
+    const cut = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
+    cut.on('error', () => {});
+    const events: { what: string; at: number; reason?: unknown }[] = [];
+    const stopped = gate();
+    const lane = new RedisWorkLane({
+      redis: cut,
+      prefix,
+      lane: 'light',
+      concurrency: 1,
+      attempts: 3,
+      backoffMs: 50,
+      leaseMs,
+      logger,
+      handler: () => async (_data, context) => {
+        events.push({ what: 'a started', at: Date.now() });
+        // Redis goes away for this process: its lease cannot be renewed.
+        cut.disconnect();
+        const signal = context?.signal as AbortSignal;
+        await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+        events.push({ what: 'a told to stop', at: Date.now(), reason: signal.reason });
+        stopped.open();
+      },
+    });
+    lane.start();
+    await lane.add('work', { i: 1 }, { id: 'cut' });
+    await stopped.opened;
+
+    const other = lightQueue(prefix, { lockDurationMs: leaseMs }).queue;
+    other.process('work', async () => {
+      events.push({ what: 'b ran', at: Date.now() });
+    });
+    await other.start();
+    await expect.poll(() => events.map((e) => e.what), { timeout: 6_000 }).toContain('b ran');
+    await lane.close();
+    expect(events.map((e) => e.what)).toEqual(['a started', 'a told to stop', 'b ran']);
+    const [started, told, ran] = events as [(typeof events)[0], (typeof events)[0], (typeof events)[0]];
+    expect(told.reason).toBeInstanceOf(LeaseLostError);
+    // Told to stop while its lease still stood; the job ran again only once the lease had ended.
+    expect(told.at - started.at).toBeLessThan(leaseMs);
+    expect(ran.at - started.at).toBeGreaterThanOrEqual(leaseMs);
+    expect(logger.warnings).toContain(
+      'job lease ended before the job did: the run was told to stop and the job is left to its next run',
+    );
+    await expect.poll(() => other.has('work', 'cut', { i: 1 })).toBe(false);
+  });
+
+  it('ends a run whose lease another run took without touching that run', async () => {
+    const prefix = `${redis.prefix}taken-${n++}:`;
+    const { queue, logger } = lightQueue(prefix, { lockDurationMs: 900 });
+    const admin = redis.client();
+    const member = RedisWorkLane.member('work', 'taken', { t: 1 });
+    const state = `${prefix}{lane:light}:state`;
+    const signals: AbortSignal[] = [];
+    queue.process('work', async (_data, context) => {
+      const signal = context?.signal as AbortSignal;
+      signals.push(signal);
+      // Another run took the job (its lease end in the group's field): this run's renewal finds it gone.
+      await admin.hset(state, `r:${member}`, String(Date.now() + 60_000));
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
+    });
+    await queue.start();
+    await queue.add('work', { t: 1 }, { id: 'taken' });
+    await expect.poll(() => signals[0]?.aborted ?? false, { timeout: 3_000 }).toBe(true);
+    await expect.poll(() => logger.warnings.length).toBe(1);
+    // The other run's lease and the job are left as they were.
+    expect(Number(await admin.hget(state, `r:${member}`))).toBeGreaterThan(Date.now() + 30_000);
+    expect(await queue.has('work', 'taken', { t: 1 })).toBe(true);
+  });
+});
+
+describe('jobs an earlier version left in the BullMQ queue of a light lane', () => {
+  it('are moved into the light lane on start, once across replicas, keeping id, key, group and time', async () => {
+    const keyPrefix = `${redis.prefix}upgrade-${n++}:`;
+    const legacy = new Queue('light', { connection: redis.client(), prefix: `${keyPrefix}{bull}` });
+    const addedAt = Date.now();
+    await legacy.add('work', { incidentId: 'i1', kind: 'id' }, { jobId: bullJobId('execute/i1/a:1') });
+    await legacy.add('work', { incidentId: 'i2', kind: 'delayed' }, { jobId: bullJobId('d/1'), delay: 700 });
+    await legacy.add('work', { incidentId: 'i3', kind: 'key' }, { deduplication: { id: 'deliver|*|i3' } });
+    await legacy.add('work', { incidentId: 'i4', kind: 'plain' });
+    expect(await legacy.count()).toBe(4);
+
+    const runs: { kind: string; at: number }[] = [];
+    const replicas: BullMqQueue[] = [];
+    const groups: (string | undefined)[] = [];
+    const held = gate();
+    for (let r = 0; r < 2; r++) {
+      const { queue } = lightQueue(keyPrefix, {
+        lanes: {
+          light: {
+            jobs: ['work'],
+            concurrency: 4,
+            light: {
+              attempts: 3,
+              // Like the execute lane, the job of the kept id has no group.
+              groupOf: (_name, data) => {
+                const { incidentId, kind } = data as { incidentId: string; kind: string };
+                if (kind === 'id') return undefined;
+                groups.push(incidentId);
+                return `g-${incidentId}`;
+              },
+            },
+          },
+        },
+      });
+      queue.process('work', async (data) => {
+        const { kind } = data as { kind: string };
+        if (kind === 'id') await held.opened;
+        runs.push({ kind, at: Date.now() });
+      });
+      replicas.push(queue);
+    }
+    await Promise.all(replicas.map((q) => q.start()));
+    // The id kept: the job is known under the id it was added with.
+    const [first] = replicas as [BullMqQueue];
+    await expect.poll(() => first.has('work', 'execute/i1/a:1', { incidentId: 'i1', kind: 'id' })).toBe(true);
+    held.open();
+    await expect.poll(() => runs.length, { timeout: 5_000 }).toBe(4);
+
+    const admin = redis.client();
+    const due = `${keyPrefix}{lane:light}:due`;
+    await expect.poll(() => admin.zcard(due)).toBe(0);
+    expect(runs.map((r) => r.kind).sort()).toEqual(['delayed', 'id', 'key', 'plain']);
+    expect((runs.find((r) => r.kind === 'delayed')?.at ?? 0) - addedAt).toBeGreaterThanOrEqual(690);
+    expect(await legacy.getJobCounts('wait', 'delayed', 'paused', 'prioritized')).toEqual({
+      wait: 0,
+      delayed: 0,
+      paused: 0,
+      prioritized: 0,
+    });
+    expect(new Set(groups)).toEqual(new Set(['i2', 'i3', 'i4']));
+    await legacy.close();
   });
 });
