@@ -1,4 +1,3 @@
-import { createAzureCredential } from '../adapters/azure-credential.js';
 import { BullMqQueue } from '../adapters/bullmq-queue.js';
 import { DefenderAssetDirectory } from '../adapters/defender-directory.js';
 import { DefenderExecutor } from '../adapters/defender-executor.js';
@@ -7,6 +6,7 @@ import { DryRunExecutor } from '../adapters/dry-run-executor.js';
 import { GraphIncidentWriter, type IncidentWriter } from '../adapters/graph-incident-writer.js';
 import { GraphMailer, PreviewOutbox } from '../adapters/graph-mailer.js';
 import type { JobQueue } from '../adapters/job-queue.js';
+import { lazyAzureCredential } from '../adapters/lazy-credential.js';
 import { LocalQueue } from '../adapters/local-queue.js';
 import { MemoryStore } from '../adapters/memory-store.js';
 import { createRedisCluster, createRedisConnection } from '../adapters/redis-connection.js';
@@ -65,7 +65,7 @@ export function buildRuntime(config: Config, logger: Logger, parts: Partial<Runt
     : undefined;
   let incidentWriter: IncidentWriter | undefined;
   if (config.defender) {
-    const credential = createAzureCredential(config.defender);
+    const credential = lazyAzureCredential(config.defender);
     const endpoints = {
       credential,
       defenderApiUrl: config.defender.apiUrl,

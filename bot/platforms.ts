@@ -4,6 +4,7 @@ import { GRAPH_POLL_JOB, type IncidentPoller } from './incident-poller.js';
 import type { Logger } from './logger.js';
 import type { Runtime } from './runtime.js';
 import type { Mounts } from './server.js';
+import type { TeamsWiring } from './teams/index.js';
 
 /** The chat platforms and extras a configuration turns on, ready to mount on the one HTTP port. */
 export interface Platforms {
@@ -28,9 +29,7 @@ export async function createPlatforms(
   const { config } = runtime;
   const slack = config.slack ? (await import('./slack/create-slack.js')).createSlack(runtime) : undefined;
   const teamsOff = !config.teams.authEnabled && !config.localMode;
-  const teams = teamsOff
-    ? { handler: teamsOffHandler(runtime.logger) }
-    : (await import('./teams/index.js')).createTeams(runtime, env);
+  const teams = teamsOff ? { handler: teamsOffHandler(runtime.logger) } : teamsOnFirstUse(runtime, env);
   let poller: IncidentPoller | undefined;
   if (config.graphPollSeconds) {
     if (config.defender) {
@@ -60,6 +59,36 @@ export async function createPlatforms(
       ...(config.localMode ? { preview: (await import('./preview/router.js')).previewRouter(runtime) } : {}),
     },
     ...(poller ? { poller } : {}),
+  };
+}
+
+/**
+ * Teams on, with Bot Framework (about 50 MB of modules) loaded on first use: the first activity on
+ * `/api/messages` or the first card to deliver to Teams, not at start. The app id is checked at once.
+ */
+function teamsOnFirstUse(runtime: Runtime, env: NodeJS.ProcessEnv): { handler: RequestHandler } {
+  const appId = runtime.config.teams.appId ?? '';
+  if ((env.MicrosoftAppId?.trim() ?? '') !== appId)
+    throw new Error('createTeams: the environment names another MicrosoftAppId than the configuration');
+  let wiring: Promise<TeamsWiring> | undefined;
+  const load = () => {
+    wiring ??= import('./teams/index.js').then((m) => m.createTeams(runtime, env, { register: false }));
+    return wiring;
+  };
+  const publisher = async () => {
+    const loaded = (await load()).publisher;
+    if (!loaded) throw new Error('Teams is on but its wiring made no card publisher');
+    return loaded;
+  };
+  runtime.publishers.push({
+    platform: 'teams',
+    deliver: async (state, context) => (await publisher()).deliver(state, context),
+    remind: async (task, state) => (await publisher()).remind(task, state),
+  });
+  return {
+    handler: (req, res, next) => {
+      load().then((w) => w.handler(req, res, next), next);
+    },
   };
 }
 

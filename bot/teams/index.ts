@@ -23,12 +23,13 @@ const blank = (v: string | undefined) => (v?.trim() ? v.trim() : undefined);
  * to Bot Framework unchanged and must name the same app id. Teams is on with an app id, or in local mode
  * for this machine only; otherwise `/api/messages` answers 401 and no card is delivered. When on, the
  * publisher is added to `runtime.publishers`, so incident changes reach Teams. `options.callTimeoutMs`
- * bounds each Bot Connector call (default PLATFORM_CALL_TIMEOUT_MS).
+ * bounds each Bot Connector call (default PLATFORM_CALL_TIMEOUT_MS); `options.register: false` leaves adding the
+ * publisher to the caller.
  */
 export function createTeams(
   runtime: Runtime,
   env: TeamsEnv = process.env,
-  options: { callTimeoutMs?: number } = {},
+  options: { callTimeoutMs?: number; register?: boolean } = {},
 ): TeamsWiring {
   const { config, logger } = runtime;
   const appId = config.teams.appId ?? '';
@@ -58,7 +59,7 @@ export function createTeams(
     logger,
     ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}),
   });
-  runtime.publishers.push(publisher);
+  if (options.register !== false) runtime.publishers.push(publisher);
   if (trust.authEnabled) {
     logger.info(
       { appId, tenantId: trust.tenantId, extraServiceUrlHosts: trust.serviceUrlHosts },
