@@ -5,12 +5,13 @@
  * activities, the bot's own token for the connector). Prints a table, writes bench/results/latest.json,
  * and prints one JSON object as its last line. Settings: BENCH_INCIDENTS, BENCH_POST_STORM,
  * BENCH_DEFENDER_DELAY_MS, BENCH_DEFENDER_LIMITS, BENCH_TIMEOUT_S, BENCH_SENDERS, BENCH_CLICKS_C1,
- * BENCH_TEAMS_CLICKS, BENCH_TEAMS, BENCH_REDIS_URL, BENCH_CPU_PROF, BENCH_SKIP_BUILD (see
+ * BENCH_TEAMS_CLICKS, BENCH_TEAMS, BENCH_REDIS_URL, BENCH_CPU_PROF, BENCH_CPU_PROF_DIR, BENCH_SKIP_BUILD (see
  * docs/performance.md).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -592,6 +593,9 @@ async function main(): Promise<void> {
 
     await bot.stop(15_000);
     const profile = SETTINGS.cpuProfile ? summariseCpuProfiles(profileDir, ROOT) : undefined;
+    // BENCH_CPU_PROF_DIR: keep the .cpuprofile files there (for a closer look, or Chrome DevTools).
+    const keepProfile = process.env.BENCH_CPU_PROF_DIR;
+    if (profile && keepProfile) cpSync(profileDir, keepProfile, { recursive: true });
 
     // ---- report ----
     const ack = (r: Exchange[]) => summary(r.map((x) => x.ms));
@@ -798,6 +802,9 @@ async function main(): Promise<void> {
         console.log(`  ${String(f.ms).padStart(7)} ms ${String(f.share).padStart(5)}%  ${f.name}`);
       console.log('  by function:');
       for (const f of profile.functions)
+        console.log(`  ${String(f.ms).padStart(7)} ms ${String(f.share).padStart(5)}%  ${f.name}`);
+      console.log('  inclusive (the package or file anywhere on the stack):');
+      for (const f of profile.inclusive)
         console.log(`  ${String(f.ms).padStart(7)} ms ${String(f.share).padStart(5)}%  ${f.name}`);
     }
     console.log(
