@@ -1,10 +1,12 @@
 import type { Cluster, Redis } from 'ioredis';
-import {
-  type RateLimiterAbstract,
-  RateLimiterMemory,
-  RateLimiterRedis,
-  RateLimiterRes,
-} from 'rate-limiter-flexible';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+
+type Limiters = typeof import('rate-limiter-flexible');
+interface Window {
+  limiter: RateLimiterAbstract;
+  points: number;
+  per: string;
+}
 
 /** Whether a request may be sent now, and if not, when a slot is free. */
 export type SlotAnswer = { ok: true } | { ok: false; retryAfterMs: number; reason: string };
@@ -41,28 +43,37 @@ const UNREACHABLE_RETRY_MS = 5_000;
  * Defender's limit on machine actions (100 a minute and 1,500 an hour per tenant and API), counted in Redis by
  * `rate-limiter-flexible` so every replica draws from the same slots (in memory in local mode). A slot
  * is taken from both windows or from neither. A 429 from Defender blocks the minute window for as long
- * as its Retry-After says, on every replica.
+ * as its Retry-After says, on every replica. The library is loaded on the first request paced, not at start.
  */
 export class DefenderPacer implements SubmissionPacer {
-  private readonly windows: { limiter: RateLimiterAbstract; points: number; per: string }[];
+  private loading: Promise<{ lib: Limiters; windows: Window[] }> | undefined;
 
-  constructor(private readonly options: DefenderPacerOptions) {
-    const make = (points: number, duration: number, name: string): RateLimiterAbstract => {
-      const keyPrefix = `${options.keyPrefix ?? 'mdr:'}rate:defender-actions:${name}`;
-      return options.redis
-        ? new RateLimiterRedis({ storeClient: options.redis, keyPrefix, points, duration })
-        : new RateLimiterMemory({ keyPrefix, points, duration });
-    };
-    this.windows = [
-      { limiter: make(options.perMinute, 60, 'minute'), points: options.perMinute, per: 'a minute' },
-      { limiter: make(options.perHour, 3_600, 'hour'), points: options.perHour, per: 'an hour' },
-    ];
+  constructor(private readonly options: DefenderPacerOptions) {}
+
+  private load(): Promise<{ lib: Limiters; windows: Window[] }> {
+    const { options } = this;
+    this.loading ??= import('rate-limiter-flexible').then((lib) => {
+      const make = (points: number, duration: number, name: string): RateLimiterAbstract => {
+        const keyPrefix = `${options.keyPrefix ?? 'mdr:'}rate:defender-actions:${name}`;
+        return options.redis
+          ? new lib.RateLimiterRedis({ storeClient: options.redis, keyPrefix, points, duration })
+          : new lib.RateLimiterMemory({ keyPrefix, points, duration });
+      };
+      const windows = [
+        { limiter: make(options.perMinute, 60, 'minute'), points: options.perMinute, per: 'a minute' },
+        { limiter: make(options.perHour, 3_600, 'hour'), points: options.perHour, per: 'an hour' },
+      ];
+      return { lib, windows };
+    });
+    return this.loading;
   }
 
   async take(api: string): Promise<SlotAnswer> {
     const key = this.keyOf(api);
+    const { lib, windows } = await this.load();
+    const { RateLimiterRes } = lib;
     const taken: RateLimiterAbstract[] = [];
-    for (const { limiter, points, per } of this.windows) {
+    for (const { limiter, points, per } of windows) {
       try {
         await limiter.consume(key);
         taken.push(limiter);
@@ -88,8 +99,9 @@ export class DefenderPacer implements SubmissionPacer {
   }
 
   async pause(api: string, ms: number): Promise<void> {
-    const minute = this.windows[0]?.limiter;
-    if (!minute || ms <= 0) return;
+    if (ms <= 0) return;
+    const minute = (await this.load()).windows[0]?.limiter;
+    if (!minute) return;
     await minute.block(this.keyOf(api), Math.ceil(ms / 1000)).catch(() => undefined);
   }
 

@@ -9,6 +9,7 @@ import { send } from '../../support/bot-server.js';
 const root = new URL('../../../', import.meta.url).pathname;
 const BOT_FRAMEWORK = /node_modules\/(botbuilder|botframework-connector)\//;
 const AZURE_IDENTITY = /node_modules\/@azure\/identity\//;
+const RATE_LIMITER = /node_modules\/rate-limiter-flexible\//;
 let child: ChildProcess | undefined;
 const dirs: string[] = [];
 
@@ -73,10 +74,11 @@ async function modulesLoaded(
 }
 
 describe('modules loaded on first use', () => {
-  it('the Azure identity library is not loaded at start with Defender configured', async () => {
+  it('the Azure identity library and the rate limiter are not loaded at start with Defender configured', async () => {
     const loaded = await modulesLoaded(DEFENDER);
     expect(loaded.length).toBeGreaterThan(100);
     expect(loaded.filter((m) => AZURE_IDENTITY.test(m))).toEqual([]);
+    expect(loaded.filter((m) => RATE_LIMITER.test(m))).toEqual([]);
   });
 
   it('Bot Framework is not loaded at start with Teams on', async () => {
