@@ -41,13 +41,17 @@ return {taken, tries}
 `;
 
 // KEYS: due, state. ARGV: job, lease end, group field, had tries ('1'/'0'). Ends the group's run (when its
-// lease is still this run's) and removes the job unless it was added again while it ran (its score moved:
+// lease is still this run's: the job's score unmoved says so without a read, since any other claim moves it) and removes the job unless it was added again while it ran (its score moved:
 // it runs again at that time).
 const FINISH_SCRIPT = `
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
-local held = redis.call('HGET', KEYS[2], ARGV[3])
-if held and tonumber(held) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], ARGV[3]) end
+if s and tonumber(s) == tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[3])
+else
+  local held = redis.call('HGET', KEYS[2], ARGV[3])
+  if held and tonumber(held) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], ARGV[3]) end
+end
 if ARGV[4] == '1' then redis.call('HDEL', KEYS[2], 't:' .. ARGV[1]) end
 return 0
 `;
@@ -56,11 +60,15 @@ return 0
 // (when its lease is still this run's) and counts a failure; the job runs again after back-off, or is
 // dropped after its last attempt (unless it was added again while it ran).
 const FAIL_SCRIPT = `
-local held = redis.call('HGET', KEYS[2], ARGV[3])
-if held and tonumber(held) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], ARGV[3]) end
-local n = redis.call('HINCRBY', KEYS[2], 't:' .. ARGV[1], 1)
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local mine = s and tonumber(s) == tonumber(ARGV[2])
+if mine then
+  redis.call('HDEL', KEYS[2], ARGV[3])
+else
+  local held = redis.call('HGET', KEYS[2], ARGV[3])
+  if held and tonumber(held) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], ARGV[3]) end
+end
+local n = redis.call('HINCRBY', KEYS[2], 't:' .. ARGV[1], 1)
 if n >= tonumber(ARGV[6]) then
   redis.call('HDEL', KEYS[2], 't:' .. ARGV[1])
   if mine then redis.call('ZREM', KEYS[1], ARGV[1]) end
@@ -447,6 +455,10 @@ class RunLease {
   }
 
   stop(): void {
+    // A run that ends past its abort time (the process was too busy for the timer) lost its lease too.
+    if (!this.stopped && !this.lost && Date.now() >= this.end - Math.floor(this.lane.lease.ms / 6)) {
+      this.lost = true;
+    }
     this.stopped = true;
     if (this.renewTimer) clearTimeout(this.renewTimer);
     if (this.abortTimer) clearTimeout(this.abortTimer);
