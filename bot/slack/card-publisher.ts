@@ -5,6 +5,7 @@ import { buildIncidentView, describeAction } from '../../cards/view-model.js';
 import type { IncidentState, Task } from '../../core/model.js';
 import { type CardPublisher, type DeliveryContext, recordPosted } from '../delivery.js';
 import type { Runtime } from '../runtime.js';
+import type { SlackCardCalls } from './card-api.js';
 import { classifySlackFailure } from './errors.js';
 
 /** The pause name of a Slack channel (shared by every replica through the store). */
@@ -26,12 +27,20 @@ export class SlackCardPublisher implements CardPublisher {
    * posting a second card.
    */
   private readonly unrecorded = new Map<string, { channel: string; ts: string }>();
+  /** The card posts and updates (`SlackCardApi` in the bot; the Web API client when not given). */
+  private readonly cards: SlackCardCalls;
 
   constructor(
     private readonly client: webApi.WebClient,
     private readonly token: string,
     private readonly runtime: Pick<Runtime, 'config' | 'store' | 'logger'>,
-  ) {}
+    cards?: SlackCardCalls,
+  ) {
+    this.cards = cards ?? {
+      postMessage: (args) => client.chat.postMessage(args as never),
+      update: (args) => client.chat.update(args as never),
+    };
+  }
 
   async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
     const incidentId = state.incident.id;
@@ -58,12 +67,12 @@ export class SlackCardPublisher implements CardPublisher {
       if (refs.slack) {
         const { channel: updated, ts } = refs.slack;
         await withClientSpan(`slack ${call}`, traced, () =>
-          this.client.chat.update({ token: this.token, channel: updated, ts, ...message }),
+          this.cards.update({ token: this.token, channel: updated, ts, ...message }),
         );
         return;
       }
       const posted = await withClientSpan(`slack ${call}`, traced, () =>
-        this.client.chat.postMessage({
+        this.cards.postMessage({
           token: this.token,
           channel,
           ...message,

@@ -4,6 +4,7 @@ import { type CardPublisher, PLATFORM_CALL_TIMEOUT_MS } from '../delivery.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { registerButtonActions } from './button-actions.js';
+import { SlackCardApi } from './card-api.js';
 import { SlackCardPublisher } from './card-publisher.js';
 import { slackPayloadGuard } from './payload-guard.js';
 import { registerSkipModal } from './skip-modal.js';
@@ -72,7 +73,12 @@ export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry }
   registerSkipModal(app, runtime);
   registerSlashCommand(app, runtime);
 
-  const publisher = new SlackCardPublisher(app.client, botToken, runtime);
+  const publisher = new SlackCardPublisher(
+    app.client,
+    botToken,
+    runtime,
+    new SlackCardApi(apiUrl, botToken, WEB_API_TIMEOUT_MS),
+  );
   runtime.publishers.push(publisher);
   workspace.start();
   const close = runtime.close;

@@ -1,0 +1,77 @@
+import { stringify } from 'node:querystring';
+import { webApi } from '@slack/bolt';
+
+/** The Web API methods the card publisher calls, with their answers' fields it reads. */
+export interface SlackCardCalls {
+  postMessage(args: Record<string, unknown>): Promise<{ ok?: boolean; channel?: string; ts?: string }>;
+  update(args: Record<string, unknown>): Promise<{ ok?: boolean; channel?: string; ts?: string }>;
+}
+
+/**
+ * `chat.postMessage` and `chat.update` for the card deliveries, straight over `fetch`, with the request
+ * `@slack/web-api` sends (form-encoded, objects as JSON, the bot token as a Bearer header) and its errors
+ * (`WebAPIRateLimitedError` for a 429 with Retry-After, `WebAPIHTTPError`, `WebAPIPlatformError` for
+ * `ok: false`), so failures are classified as before. Without the client's request queue, retry layer
+ * and the redacted JSON copies of every request and answer it builds for its debug log at any level: a
+ * delivery makes one or two such calls per incident change, the hottest Slack path.
+ */
+export class SlackCardApi implements SlackCardCalls {
+  private readonly base: string;
+
+  constructor(
+    apiUrl: string,
+    private readonly token: string,
+    private readonly timeoutMs: number,
+  ) {
+    this.base = apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/`;
+  }
+
+  postMessage(args: Record<string, unknown>) {
+    return this.call('chat.postMessage', args);
+  }
+
+  update(args: Record<string, unknown>) {
+    return this.call('chat.update', args);
+  }
+
+  private async call(method: string, args: Record<string, unknown>) {
+    const form: Record<string, string> = {};
+    for (const [key, value] of Object.entries(args)) {
+      if (value === undefined || value === null || key === 'token') continue;
+      form[key] = typeof value === 'object' ? JSON.stringify(value) : String(value);
+    }
+    let response: Response;
+    try {
+      response = await fetch(`${this.base}${method}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
+        body: stringify(form),
+        redirect: 'error',
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (error) {
+      throw new webApi.WebAPIRequestError(error instanceof Error ? error : new Error(String(error)));
+    }
+    if (response.status === 429) {
+      const retryAfter = Number.parseInt(response.headers.get('retry-after') ?? '', 10);
+      await response.body?.cancel();
+      if (!Number.isNaN(retryAfter)) throw new webApi.WebAPIRateLimitedError(retryAfter);
+      throw new Error(`Slack answered 429 to ${method} without a valid Retry-After`);
+    }
+    if (response.status !== 200) {
+      const body = await response.text();
+      throw new webApi.WebAPIHTTPError(
+        response.status,
+        response.statusText,
+        Object.fromEntries(response.headers.entries()),
+        body,
+      );
+    }
+    const result = (await response.json()) as webApi.WebAPICallResult & { error?: string };
+    if (!result.ok) throw new webApi.WebAPIPlatformError({ ...result, error: result.error ?? 'unknown' });
+    return result as { ok?: boolean; channel?: string; ts?: string };
+  }
+}
