@@ -1,6 +1,6 @@
 import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
-import type { ActionType, ScanType } from '../core/actions.js';
+import { type ActionType, releaseFromQuarantineSteps, type ScanType } from '../core/actions.js';
 import type { ActionRecord } from '../core/model.js';
 import type {
   ExecutionOutcome,
@@ -318,7 +318,7 @@ export class DefenderExecutor implements ResponseExecutor {
     if (type === 'releaseFileFromQuarantine') {
       return finishedWith(
         fail(
-          'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo), or for a custom-indicator block on the device with "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All" (which restores every file blocked that way in the last 30 days), and marks it done',
+          `Defender has no API to release a file from quarantine: an expert does it by hand and marks it done. ${releaseFromQuarantineSteps('the file', 'the device').join(' ')}`,
         ),
       );
     }

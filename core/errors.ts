@@ -42,13 +42,6 @@ export class AssetLookupError extends MdrError {
   }
 }
 
-/** Something named by id does not exist. */
-export class NotFoundError extends MdrError {
-  constructor(message: string) {
-    super('not_found', message);
-  }
-}
-
 /** A compare-and-set kept losing to concurrent writers: nothing was changed, the caller may retry. */
 export class ConflictError extends MdrError {
   constructor(message: string) {
