@@ -82,6 +82,42 @@ describe('loadConfig', () => {
     expect(String(new ConfigError(problems).message)).toMatch(/Invalid configuration:\n {2}- /);
   });
 
+  it('reports a bad value together with the problems across variables and in the policy file', () => {
+    const problems = problemsOf({
+      PORT: 'eighty',
+      SLACK_BOT_TOKEN: 'xoxb-1-2-3',
+      DEFENDER_CLIENT_SECRET: 'test-secret-value',
+      GRAPH_API_URL: 'http://graph.example',
+      POLICY_FILE: '/nonexistent/policy.yaml',
+    });
+    expect(problems.map((p) => p.slice(0, p.indexOf(':')))).toEqual([
+      'PORT',
+      'SLACK_SIGNING_SECRET',
+      'DEFENDER_TENANT_ID',
+      'DEFENDER_CLIENT_ID',
+      'GRAPH_API_URL',
+      'POLICY_FILE',
+    ]);
+    expect(problems[0]).toBe('PORT: must be a port number from 0 to 65535 (default 3978)');
+    expect(problems[5]).toBe('POLICY_FILE: cannot read /nonexistent/policy.yaml (ENOENT)');
+  });
+
+  it('says what is wrong in its own words, never in the validator’s', () => {
+    const problems = problemsOf({
+      PORT: '3978.5',
+      GRAPH_POLL_SECONDS: 'often',
+      DEFENDER_FOLLOW_SECONDS: 'soon',
+      DEFENDER_ACTIONS_PER_MINUTE: 'many',
+      DEFENDER_ACTIONS_PER_HOUR: '-1',
+      LOG_LEVEL: 'loud',
+    });
+    expect(problems).toHaveLength(6);
+    for (const problem of problems) {
+      expect(problem).toMatch(/^[A-Z_]+: must be /);
+      expect(problem).not.toMatch(/Invalid input|expected|received|NaN/i);
+    }
+  });
+
   it('says how to fix a half-configured Slack', () => {
     const [problem] = problemsOf({ SLACK_BOT_TOKEN: 'xoxb-1-2-3' });
     expect(problem).toContain('Signing Secret');
