@@ -1,5 +1,6 @@
 import { type Job, Queue, Worker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
+import { MdrError } from '../core/errors.js';
 import {
   DEFAULT_LANE,
   type JobHandler,
@@ -216,7 +217,7 @@ export class BullMqQueue implements JobQueue {
 
   private async run(job: Job): Promise<void> {
     const handler = this.handlers.get(job.name);
-    if (!handler) throw new Error(`no handler registered for job "${job.name}"`);
+    if (!handler) throw new MdrError('internal', `no handler registered for job "${job.name}"`);
     await handler(job.data);
   }
 

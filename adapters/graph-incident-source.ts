@@ -1,5 +1,6 @@
 import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
+import { MdrError } from '../core/errors.js';
 import { ApiClient, describeFailure, type RetryOptions } from './defender-http.js';
 
 /** Where the poller reads incidents: Microsoft Graph security incidents with their alerts. */
@@ -72,7 +73,8 @@ export class GraphIncidentSource {
         ...(params ? { query: params } : {}),
       });
       if (result.kind !== 'response' || !result.ok) {
-        throw new Error(
+        throw new MdrError(
+          'upstream_failed',
           describeFailure('Microsoft Graph', result, {
             what: 'listing security incidents',
             permission: 'SecurityIncident.Read.All',
@@ -82,12 +84,18 @@ export class GraphIncidentSource {
       }
       const body = page.safeParse(result.body);
       if (!body.success)
-        throw new Error('Microsoft Graph answered the incident list with an unexpected shape');
+        throw new MdrError(
+          'upstream_failed',
+          'Microsoft Graph answered the incident list with an unexpected shape',
+        );
       incidents.push(...body.data.value);
       const next = body.data['@odata.nextLink'];
       if (!next) return { incidents, complete: true, pages };
       if (!this.graph.sameOrigin(next))
-        throw new Error('Microsoft Graph answered the incident list with a next page on another origin');
+        throw new MdrError(
+          'upstream_failed',
+          'Microsoft Graph answered the incident list with a next page on another origin',
+        );
       if (pages >= this.maxPages) return { incidents, complete: false, pages };
       path = next;
       params = undefined;

@@ -1,5 +1,6 @@
 import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
 import type { RequestHandler } from 'express';
+import { MdrError } from '../../core/errors.js';
 import { type CardPublisher, PLATFORM_CALL_TIMEOUT_MS } from '../delivery.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
@@ -34,7 +35,10 @@ const WEB_API_TIMEOUT_MS = PLATFORM_CALL_TIMEOUT_MS;
 export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry } = {}): Slack {
   const { config } = runtime;
   if (!config.slack) {
-    throw new Error('Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET');
+    throw new MdrError(
+      'config_invalid',
+      'Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET',
+    );
   }
   const { botToken, signingSecret, apiUrl } = config.slack;
   const logger = boltLogger(runtime.logger.child({ component: 'slack' }));

@@ -1,6 +1,7 @@
 import type { AllMiddlewareArgs, AnyMiddlewareArgs, RespondArguments, webApi } from '@slack/bolt';
 import { renderSlackText } from '../../cards/slack/render.js';
 import { type Actor, recordRefusal } from '../../core/decisions.js';
+import { MdrError } from '../../core/errors.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { classifySlackFailure } from './errors.js';
@@ -72,7 +73,7 @@ export class SlackWorkspace {
     try {
       const answer = await this.client.auth.test({ token: this.botToken });
       if (typeof answer.team_id !== 'string' || answer.team_id === '')
-        throw new Error('auth.test answered without a team_id');
+        throw new MdrError('upstream_failed', 'auth.test answered without a team_id');
       this.team = answer.team_id;
       this.failures = 0;
       this.logger.info(
