@@ -10,8 +10,8 @@ import {
   recordRefusal,
 } from '../../core/decisions.js';
 import { listTasks } from '../../core/list-tasks.js';
+import { failureText } from '../failures.js';
 import type { Runtime } from '../runtime.js';
-import { failureText } from './errors.js';
 
 /** The Slack buttons; skipping takes a reason, so Slack takes it through the `skip` command. */
 type SlackVerb = Exclude<ButtonVerb, 'skip'>;
