@@ -173,9 +173,10 @@ return 1
  * `mdr:exec:approved|starting|submitted`) live in other slots, so
  * they are written in the same pipeline right after the script and every task is checked against its
  * action when listed: an index cut short never shows a wrong task (a done task left in `pending` is
- * moved to `done` on read). The audit feed (`mdr:audit:feed`, a stream of every audit entry) is written
- * by the transition script itself on one server, and right after the incident's own entry on a cluster
- * (and at ingest). Every failure to reach Redis is a `StoreUnavailableError`.
+ * moved to `done` on read). The audit feed (`mdr:audit:feed`, a stream of every audit entry, each action
+ * write's line with its facts: the webhook outbox) is written by the transition and ingest scripts
+ * themselves on one server, and right after them on a cluster (another slot). Every failure to reach
+ * Redis is a `StoreUnavailableError`.
  */
 export class RedisStore implements ActionStore {
   private readonly redis: Redis | Cluster;

@@ -97,8 +97,9 @@ export interface WebhookEventsDeps {
 
 /**
  * Turns the facts the core reports (each write once, by its winner) into events, and queues one durable
- * delivery per event and subscribed webhook. Never throws: a decision already made is not undone by a
- * queue that cannot be reached (the event is then logged as not queued and counted).
+ * delivery per event and subscribed webhook: the fast path. `actionMoved` and `actionsAdded` never throw:
+ * a decision already made is not undone by a queue that cannot be reached (the event is then logged as
+ * not queued, counted, and sent by `WebhookRelay` from the audit feed).
  */
 export class WebhookEvents implements DomainEvents {
   constructor(private readonly deps: WebhookEventsDeps) {}
