@@ -200,9 +200,12 @@ export class RedisStore implements ActionStore {
     this.owned = !(connection instanceof Redis || connection instanceof Cluster);
     // An error event without a listener would crash the process; failures surface on each call instead.
     if (this.owned) client.on('error', () => {});
-    // Without a fixed number of keys: the first argument says how many (the feed is a key on one server).
-    client.defineCommand('mdrCas', { lua: CAS_SCRIPT });
-    client.defineCommand('mdrUpsert', { lua: UPSERT_SCRIPT });
+    // One script each, named twice: with the audit feed as a last key (one server) or without (a
+    // cluster). A fixed key count keeps ioredis routing by the first key (its auto-pipelining on a cluster).
+    client.defineCommand('mdrCas', { numberOfKeys: 2, lua: CAS_SCRIPT });
+    client.defineCommand('mdrCasFeed', { numberOfKeys: 3, lua: CAS_SCRIPT });
+    client.defineCommand('mdrUpsert', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
+    client.defineCommand('mdrUpsertFeed', { numberOfKeys: 5, lua: UPSERT_SCRIPT });
     client.defineCommand('mdrUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT });
     client.defineCommand('mdrExclusionsCas', { numberOfKeys: 2, lua: EXCLUSIONS_CAS_SCRIPT });
     client.defineCommand('mdrPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT });
@@ -218,7 +221,6 @@ export class RedisStore implements ActionStore {
     const foreign = audit.filter((e) => e.incidentId !== incident.id);
     const feedInScript = !(this.redis instanceof Cluster);
     const args: Arg[] = [
-      feedInScript ? 5 : 4,
       keys.meta,
       keys.actions,
       keys.order,
@@ -232,7 +234,7 @@ export class RedisStore implements ActionStore {
       ...own.flatMap((e) => [e.actionId ?? '', JSON.stringify(e)]),
     ];
     const commands: Command[] = [
-      ['mdrUpsert', ...args],
+      [feedInScript ? 'mdrUpsertFeed' : 'mdrUpsert', ...args],
       ['zadd', this.key('incidents'), Date.parse(incident.receivedAt) || 0, incident.id],
       ...actions.flatMap((a) => this.indexCommands(a)),
     ];
@@ -303,8 +305,7 @@ export class RedisStore implements ActionStore {
     // On one server the feed line is written by the script itself, in the same step as the write.
     const feedInScript = sameSlot && !(this.redis instanceof Cluster);
     const cas: Command = [
-      'mdrCas',
-      feedInScript ? 3 : 2,
+      feedInScript ? 'mdrCasFeed' : 'mdrCas',
       keys.actions,
       keys.audit,
       ...(feedInScript ? [this.key(FEED)] : []),
