@@ -8,7 +8,13 @@ import type {
   IncidentState,
   Task,
 } from '../core/model.js';
-import type { ActionStore, AuditFeedEntry, CasResult, ExecutionPhase } from '../core/ports.js';
+import type {
+  ActionStore,
+  ActionsWritten,
+  AuditFeedEntry,
+  CasResult,
+  ExecutionPhase,
+} from '../core/ports.js';
 import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
 
 const clone = <T>(value: T): T => structuredClone(value);
@@ -22,6 +28,11 @@ function parseCursor(cursor: string): [number, number] | null {
 function compareCursors(cursor: string, other: [number, number]): number {
   const [ms, seq] = parseCursor(cursor) ?? [0, 0];
   return ms - other[0] || seq - other[1];
+}
+
+/** Every action of an incident as a write's facts record them. */
+function summaries(actions: Map<string, ActionRecord>): ActionsWritten['actions'] {
+  return [...actions.values()].map(({ id, version, state }) => ({ id, version, state }));
 }
 
 /** What the store holds before the first run-time change. */
@@ -46,6 +57,8 @@ export class MemoryStore implements ActionStore {
   /** Every audit entry in the order written, with its cursor (`<ms>-<seq>`, as a Redis stream id). */
   private readonly feed: AuditFeedEntry[] = [];
   private feedLast = { ms: 0, seq: 0 };
+  /** Whether the bound ever dropped feed lines (a cursor older than the oldest kept then has a gap). */
+  private feedDropped = false;
   /** Task id -> creation sequence, per status, to list in creation order. */
   private readonly taskIndex = { pending: new Map<string, number>(), done: new Map<string, number>() };
   private taskSeq = 0;
@@ -73,8 +86,15 @@ export class MemoryStore implements ActionStore {
       added.push(clone(action));
     }
     const addedIds = new Set(added.map((a) => a.id));
+    // The facts of the ingest go with its first feed line, as the Redis store writes them.
+    let written: ActionsWritten | undefined =
+      added.length > 0
+        ? { changed: added.map((after) => ({ before: null, after })), actions: summaries(known) }
+        : undefined;
     for (const entry of audit) {
-      if (entry.actionId === undefined || addedIds.has(entry.actionId)) this.pushAudit(entry);
+      if (entry.actionId !== undefined && !addedIds.has(entry.actionId)) continue;
+      this.pushAudit(entry, written);
+      written = undefined;
     }
     return { created, added };
   }
@@ -121,7 +141,10 @@ export class MemoryStore implements ActionStore {
     known.set(next.id, stored);
     this.indexTask(stored);
     this.indexPhase(stored);
-    this.pushAudit(audit);
+    this.pushAudit(audit, {
+      changed: [{ before: current.state, after: clone(stored) }],
+      actions: summaries(known),
+    });
     return { ok: true, action: clone(stored) };
   }
 
@@ -139,6 +162,14 @@ export class MemoryStore implements ActionStore {
     const start = after === null ? 0 : this.feed.findIndex((f) => compareCursors(f.cursor, after) > 0);
     if (start < 0 || limit <= 0) return [];
     return this.feed.slice(start, start + limit).map(clone);
+  }
+
+  async auditFeedGap(since: string): Promise<boolean> {
+    const oldest = this.feed[0];
+    const after = parseCursor(since);
+    return (
+      this.feedDropped && oldest !== undefined && after !== null && compareCursors(oldest.cursor, after) > 0
+    );
   }
 
   async listTasks(status: 'pending' | 'done', limit = 500): Promise<Task[]> {
@@ -247,11 +278,18 @@ export class MemoryStore implements ActionStore {
 
   async close(): Promise<void> {}
 
-  private pushAudit(entry: AuditEntry): void {
+  private pushAudit(entry: AuditEntry, written?: ActionsWritten): void {
     const ms = Math.max(Date.now(), this.feedLast.ms);
     this.feedLast = { ms, seq: ms === this.feedLast.ms ? this.feedLast.seq + 1 : 0 };
-    this.feed.push({ cursor: `${ms}-${this.feedLast.seq}`, entry: clone(entry) });
-    if (this.feed.length > this.feedMaxLen) this.feed.splice(0, this.feed.length - this.feedMaxLen);
+    this.feed.push({
+      cursor: `${ms}-${this.feedLast.seq}`,
+      entry: clone(entry),
+      ...(written ? { written } : {}),
+    });
+    if (this.feed.length > this.feedMaxLen) {
+      this.feed.splice(0, this.feed.length - this.feedMaxLen);
+      this.feedDropped = true;
+    }
     if (entry.incidentId === undefined) {
       this.policyAudit.push(clone(entry));
       return;

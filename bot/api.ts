@@ -125,11 +125,16 @@ export function apiRouter(options: ApiOptions): Router {
 
   // The audit feed for SIEM collectors: NDJSON, oldest first, one entry per line with its cursor; the
   // cursor to ask with next is in X-Next-Cursor (the request's own `since` when nothing is new).
+  // X-Cursor-Gap: true when `since` is older than the oldest line kept: lines were dropped unread.
   router.get('/api/audit', readAuth, async (req, res) => {
     const { since, limit } = parseOrThrow(auditFeedQuery, req.query, 'query');
-    const page = await deps.store.listAuditFeed(since ?? null, limit);
+    const [page, gap] = await Promise.all([
+      deps.store.listAuditFeed(since ?? null, limit),
+      since === undefined ? false : deps.store.auditFeedGap(since),
+    ]);
     const next = page.at(-1)?.cursor ?? since;
     if (next !== undefined) res.setHeader('X-Next-Cursor', next);
+    res.setHeader('X-Cursor-Gap', String(gap));
     res.setHeader('Cache-Control', 'no-store');
     res.type('application/x-ndjson');
     res.send(page.map(({ cursor, entry }) => `${JSON.stringify({ cursor, ...entry })}\n`).join(''));

@@ -38,8 +38,11 @@ import { traceExecutor, traceQueue } from './tracing.js';
 import {
   deliverWebhook,
   WEBHOOK_JOB,
+  WEBHOOK_RELAY_EVERY_MS,
+  WEBHOOK_RELAY_JOB,
   WebhookEvents,
   type WebhookJob,
+  WebhookRelay,
   WebhookRetryError,
 } from './webhooks.js';
 
@@ -99,7 +102,7 @@ export const JOB_LANES: Lanes = {
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
   notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB, WEBHOOK_JOB], concurrency: 5 },
   // One periodic run at a time per process; the job schedulers make it one per interval in all.
-  maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB], concurrency: 1 },
+  maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB, WEBHOOK_RELAY_JOB], concurrency: 1 },
 };
 
 /**
@@ -354,6 +357,15 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   };
   const maintenance = new Maintenance(runtime);
   every(MAINTENANCE_JOB, MAINTENANCE_EVERY_MS, () => maintenance.runOnce());
+  // Webhook events whose writer could not queue them (it died, or the queue was down) are relayed from
+  // the audit feed, one run per interval across every replica.
+  if (events) {
+    const relay = new WebhookRelay({ store, logger, events });
+    every(WEBHOOK_RELAY_JOB, WEBHOOK_RELAY_EVERY_MS, async () => {
+      const { queued } = await relay.runOnce();
+      if (queued > 0) logger.info({ queued }, 'webhook relay queued deliveries from the audit feed');
+    });
+  }
   // Submitted actions are followed in batches, one round per interval across every replica.
   every(FOLLOW_JOB, config.execution.followSeconds * 1000, async () => {
     const report = await followActions(deps, { roundMs: config.execution.followSeconds * 1000 });
