@@ -2,6 +2,7 @@ import express, { type Express, type Request, type RequestHandler } from 'expres
 import { apiRouter } from './api.js';
 import { errorHandler, sendError } from './http-errors.js';
 import type { Runtime } from './runtime.js';
+import { traceRequests } from './tracing.js';
 
 /** Extra handlers mounted on the one port: Slack, Teams, the preview page. */
 export interface Mounts {
@@ -32,6 +33,7 @@ export function createHttpApp(runtime: Runtime, mounts: Mounts = {}): Express {
   // fetched again conditionally.
   app.set('etag', false);
 
+  if (config.tracing) app.use(traceRequests(routeLabel));
   app.use((req, res, next) => {
     const stop = metrics.httpDuration.startTimer();
     res.on('finish', () => {

@@ -12,7 +12,7 @@ import {
   refuse,
   transition,
 } from './decisions.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
@@ -93,7 +93,7 @@ export async function approveAction(
     );
     if (moved.ok) {
       await scheduleReminder(deps, ref);
-      await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
+      await requestBatchEmail(deps, ref.incidentId, [moved.action]);
       await deps.notifier.incidentChanged(ref.incidentId);
       return { ok: false, code: 'asset_excluded', message, action: moved.action };
     }

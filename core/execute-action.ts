@@ -1,7 +1,7 @@
 import { assetOf } from './asset-name.js';
 import { currentExclusions } from './change-exclusions.js';
 import { type ActionRef, type Actor, transition } from './decisions.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { StoreUnavailableError } from './errors.js';
 import {
   type DecisionSubject,
@@ -361,7 +361,7 @@ async function notRun(
         );
   if (moved.ok && moved.action.state === 'customerPending') {
     await scheduleReminder(deps, ref);
-    await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
+    await requestBatchEmail(deps, ref.incidentId, [moved.action]);
   }
   await deps.notifier.incidentChanged(ref.incidentId);
   return moved.ok

@@ -1,4 +1,5 @@
 import type { App, BlockAction, ButtonAction, RespondArguments } from '@slack/bolt';
+import { ATTR, annotate } from '../../adapters/tracing.js';
 import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
 import { type ApproveChoices, approveChoicesSchema } from '../../core/approve-action.js';
 import { BUTTON_VERBS, type ButtonVerb, USE_CASE_OF } from '../../core/button-verbs.js';
@@ -13,7 +14,7 @@ import { listTasks } from '../../core/list-tasks.js';
 import { failureText } from '../failures.js';
 import type { Runtime } from '../runtime.js';
 
-/** The Slack buttons; skipping takes a reason, so Slack takes it through the `skip` command. */
+/** The Slack buttons decided at once; Skip asks for a reason first, in a modal (skip-modal.ts). */
 type SlackVerb = Exclude<ButtonVerb, 'skip'>;
 const SLACK_VERBS = BUTTON_VERBS.filter((verb): verb is SlackVerb => verb !== 'skip').join('|');
 
@@ -24,11 +25,17 @@ const SLACK_VERBS = BUTTON_VERBS.filter((verb): verb is SlackVerb => verb !== 's
 export const DECISION_ACTION_ID = new RegExp(`^(${SLACK_VERBS}):`);
 /** Link buttons (portal, API, Action center): Slack still sends a click, which only needs an ack. */
 export const LINK_ACTION_ID = /^open[_:]/;
-/** Every action id that is neither a decision nor a link button. */
-const UNKNOWN_ACTION_ID = new RegExp(`^(?!(${SLACK_VERBS}):|open[_:])`);
+/** Every action id that is neither a decision, the Skip button (it opens a modal) nor a link button. */
+const UNKNOWN_ACTION_ID = new RegExp(`^(?!(${BUTTON_VERBS.join('|')}):|open[_:])`);
 
 /** An approval button's value: the ids and, on an antivirus scan, the scan chosen (Quick or Full only). */
 const approveValueSchema = actionRefSchema.extend(approveChoicesSchema.shape);
+
+/** Read a button's value: JSON naming only the incident and the action; anything else is null. */
+export function parseButtonValue(value: string | undefined): ActionRef | null {
+  const parsed = parseClick('reject', value);
+  return parsed.ok ? parsed.ref : null;
+}
 
 /**
  * Read a click's value for its verb: the ids, plus the scan type on an approval. Any other key, or a
@@ -97,6 +104,7 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
         return;
       }
       const { ref, choices } = click;
+      annotate({ [ATTR.incidentId]: ref.incidentId, [ATTR.actionId]: ref.actionId, [ATTR.verb]: verb });
       const actor: Actor = { id: `slack:${body.user.id}`, platform: 'slack' };
       let decision: Decision;
       try {
@@ -108,6 +116,7 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
         return;
       }
       await ack();
+      if (decision.ok) annotate({ [ATTR.actionType]: decision.action.type });
       if (!decision.ok) {
         await respond(ephemeral(decision.message));
         return;

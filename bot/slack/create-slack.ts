@@ -7,7 +7,9 @@ import type { Runtime } from '../runtime.js';
 import { registerButtonActions } from './button-actions.js';
 import { SlackCardPublisher } from './card-publisher.js';
 import { slackPayloadGuard } from './payload-guard.js';
+import { registerSkipModal } from './skip-modal.js';
 import { registerSlashCommand } from './slash-command.js';
+import { traceSlackRequests } from './trace-requests.js';
 import { type AuthRetry, SlackWorkspace, workspaceGuard } from './workspace.js';
 
 /** The Slack side of the bot: the request handler for `POST /slack/events`, the card publisher, the Bolt app. */
@@ -29,7 +31,7 @@ const WEB_API_TIMEOUT_MS = PLATFORM_CALL_TIMEOUT_MS;
  * Build the Slack app from `runtime.config.slack`: Bolt with signature verification (401 on a missing,
  * forged or over five minutes old signature), a guard that serves only the bot token's workspace
  * (read with `auth.test`, retried in the background with `options.authRetry`), listeners for buttons
- * and `/mdr`, and a card publisher, which it adds to `runtime.publishers`. Mount `handler` at
+ * and `/mdr`, the Skip modal, and a card publisher, which it adds to `runtime.publishers`. Mount `handler` at
  * `POST /slack/events`.
  */
 export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry } = {}): Slack {
@@ -68,8 +70,10 @@ export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry }
     runtime.logger.error({ err: error, component: 'slack' }, 'slack listener failed');
   });
   const workspace = new SlackWorkspace(app.client, botToken, runtime.logger, options.authRetry);
+  app.use(traceSlackRequests);
   app.use(workspaceGuard(workspace, runtime));
   registerButtonActions(app, runtime);
+  registerSkipModal(app, runtime);
   registerSlashCommand(app, runtime);
 
   const publisher = new SlackCardPublisher(app.client, botToken, runtime);
