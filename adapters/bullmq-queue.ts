@@ -138,7 +138,8 @@ export class BullMqQueue implements JobQueue {
   }
 
   async every(name: string, everyMs: number, data: unknown = {}): Promise<void> {
-    if (this.lightLaneOf(name)) throw new Error(`job "${name}" runs in a light lane, which has no \`every\``);
+    if (this.lightLaneOf(name))
+      throw new MdrError('internal', `job "${name}" runs in a light lane, which has no \`every\``);
     try {
       await waitUntilReady(this.queueConnection);
       // A schedule an earlier version kept in another lane would run there too: one lane only.
