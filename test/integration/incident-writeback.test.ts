@@ -14,7 +14,7 @@ import type { Policy } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
 import graphIncident from '../fixtures/graph-incident.json' with { type: 'json' };
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { GRAPH_ORIGIN, GRAPH_TOKEN, GRAPH_URL, nockLogin, testCredential } from './defender-helpers.js';
 
@@ -154,7 +154,10 @@ const writebackAudit = async (server: BotServer) =>
   (await server.runtime.store.listAudit('48213')).filter((e) => e.event === 'writeback');
 
 async function ingest(server: BotServer): Promise<void> {
-  const r = await send(`${server.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+  const r = await send(`${server.url}/api/incidents`, {
+    token: INGEST_TOKEN,
+    body: sampleIngestBody(shippedSample()),
+  });
   expect(r.status).toBeLessThan(300);
 }
 

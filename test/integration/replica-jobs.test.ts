@@ -11,7 +11,7 @@ import { MAINTENANCE_JOB, Maintenance } from '../../bot/maintenance.js';
 import { JOB_LANES } from '../../bot/runtime.js';
 import { createTeams } from '../../bot/teams/index.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { botAddedToTeam, CHANNEL_ID, TEAMS_SERVICE_URL } from '../support/teams.js';
 import { GRAPH_ORIGIN, GRAPH_URL, nockLogin, testCredential } from './defender-helpers.js';
@@ -58,7 +58,7 @@ async function replica(prefix: string, teams = true): Promise<BotServer> {
 const uniquePrefix = () => `${redis.prefix}${Math.random().toString(36).slice(2, 10)}:`;
 
 function incidentBody(id: string): Record<string, any> {
-  const body = sampleIngestBody();
+  const body = sampleIngestBody(shippedSample());
   body.incident.id = id;
   body.incident.incidentWebUrl = `https://security.microsoft.com/incidents/${id}`;
   return body;

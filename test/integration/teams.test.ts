@@ -17,7 +17,7 @@ import type { ActionRecord } from '../../core/model.js';
 import type { SubmitContext } from '../../core/ports.js';
 import { fillManifest, packageTeamsApp } from '../../scripts/package-teams.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   BOT,
@@ -201,7 +201,10 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
   /** Bot added to the team, sample incident ingested, its card posted: returns the card's activity id. */
   const postedIncident = async () => {
     expect((await activity(botAddedToTeam())).status).toBe(200);
-    const ingest = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const ingest = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(ingest.status).toBe(201);
     await vi.waitFor(
       async () => expect((await store.getCardRefs(INCIDENT)).teams?.[0]?.activityId).toBeTruthy(),
@@ -413,7 +416,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
       },
     );
     expect((await activity(botAddedToTeam())).status).toBe(200);
-    const body = sampleIngestBody();
+    const body = sampleIngestBody(shippedSample());
     for (const id of ['act-7', 'act-8'])
       body.managedResponse.actions.push({
         id,
@@ -614,7 +617,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
 
   it('refuses clicks from another tenant than MicrosoftAppTenantId and from users without an Entra id', async () => {
     await start({ MicrosoftAppTenantId: '11111111-2222-3333-4444-555555555555' });
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
     const foreign = await activity(cardAction('approve', { incidentId: INCIDENT, actionId: 'act-1' }));
     expect(foreign.status).toBe(403);
     expect(foreign.body).toMatchObject({ error: { code: 'forbidden' } });
@@ -630,7 +633,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
     await bot.close();
 
     await start();
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
     const anonymous = await activity(
       cardAction(
         'approve',
@@ -685,7 +688,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
     expect(connector.cardPosts()).toHaveLength(2);
     expect(activityId).toBe('card-1');
 
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
     await activity(
       cardAction('reject', { incidentId: INCIDENT, actionId: 'act-3' }, { replyToId: activityId }),
     );
@@ -743,7 +746,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
       body: { error: { code: 'MessageWritesBlocked', message: 'bot blocked' } },
     });
     await activity(botAddedToTeam());
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
     await vi.waitFor(async () => expect(await store.listConversations()).toEqual([]), WAIT);
     expect(connector.posts()).toHaveLength(1);
   });

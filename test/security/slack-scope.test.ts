@@ -8,7 +8,7 @@ import { MemoryStore } from '../../adapters/memory-store.js';
 import { createSlack, type Slack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import {
   AUTH_TEST_RESPONSE,
   clickButton,
@@ -99,7 +99,10 @@ describe('Slack requests from another workspace than the bot token', () => {
   it("refuses an expert's Approve from another workspace (or by a user of another one): nothing reaches the core, the refusal is audited", async () => {
     fakeAuthTest();
     await start();
-    const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const res = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(res.status).toBe(201);
     const approve = { action_id: 'approve:act-1', value: buttonValue('48213', 'act-1') };
 

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
 import { MemoryStore } from '../../adapters/memory-store.js';
 import { StaticAssetDirectory } from '../../adapters/static-directory.js';
@@ -98,9 +97,4 @@ export function coreHarness(
     policy: { ...TEST_POLICY, ...overrides.policy },
   };
   return { deps, store, executor, clock, jobs, notifier };
-}
-
-/** The sample ingest body (samples/incident-48213.json: the reference Graph incident plus a managed-response block), fresh each call. */
-export function sampleIngestBody(): Record<string, any> {
-  return JSON.parse(readFileSync(new URL('../../samples/incident-48213.json', import.meta.url), 'utf8'));
 }

@@ -153,3 +153,31 @@ describe('LocalQueue (fake time)', () => {
     await expect(queue.add('remind', {})).rejects.toThrow('the job queue is closed');
   });
 });
+
+describe('LocalQueue.idle', () => {
+  it('resolves only once delayed and retried jobs have run', async () => {
+    const queue = localQueue();
+    const done: string[] = [];
+    let failures = 1;
+    queue.process('later', async () => {
+      done.push('later');
+    });
+    queue.process('flaky', async () => {
+      if (failures-- > 0) throw new Error('once');
+      done.push('flaky');
+    });
+    await queue.start();
+    await queue.add('later', {}, { delayMs: 500 });
+    await queue.add('flaky', {}, { attempts: 2 });
+
+    let idle = false;
+    const waiting = queue.idle().then(() => {
+      idle = true;
+    });
+    await vi.advanceTimersByTimeAsync(499);
+    expect(idle).toBe(false);
+    await vi.advanceTimersByTimeAsync(20);
+    await waiting;
+    expect(done.sort()).toEqual(['flaky', 'later']);
+  });
+});

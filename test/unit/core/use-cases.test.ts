@@ -11,7 +11,8 @@ import { markTaskDone } from '../../../core/mark-task-done.js';
 import type { AssetDirectory, ResponseExecutor } from '../../../core/ports.js';
 import { rejectAction } from '../../../core/reject-action.js';
 import { remindTask } from '../../../core/remind-task.js';
-import { ADMIN, CUSTOMER, coreHarness, EXPERT, sampleIngestBody } from '../../support/core-harness.js';
+import { ADMIN, CUSTOMER, coreHarness, EXPERT } from '../../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../../support/incident-factory.js';
 
 const INGEST = { id: 'api:ingest', platform: 'api' } as const;
 const ref = (actionId: string) => ({ incidentId: '48213', actionId });
@@ -20,7 +21,7 @@ const FIN_SERVERS = { devices: [{ group: 'Finance-Servers' }], users: [] };
 describe('ingest', () => {
   it('stores the incident, turns actions on excluded assets into customer tasks, keeps completed ones done', async () => {
     const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
-    const result = await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    const result = await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     const states = Object.fromEntries(result.state.actions.map((a) => [a.id, a.state]));
     expect(states).toEqual({
       'act-1': 'proposed',
@@ -42,9 +43,9 @@ describe('ingest', () => {
 
   it('is idempotent: a re-sent incident keeps known actions and adds new ones', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     await approveAction(h.deps, ref('act-1'), EXPERT);
-    const body = sampleIngestBody();
+    const body = sampleIngestBody(shippedSample());
     body.managedResponse.actions.push({
       id: 'act-7',
       type: 'runAntivirusScan',
@@ -60,7 +61,7 @@ describe('ingest', () => {
 describe('approve, reject, execute', () => {
   it('approves, schedules one execution, and the job carries it out', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     const decision = await approveAction(h.deps, ref('act-1'), EXPERT);
     expect(decision).toMatchObject({ ok: true, action: { state: 'approved', decidedBy: 'slack:U0EXPERT1' } });
     expect(h.jobs.jobs).toContainEqual({ kind: 'execute', incidentId: '48213', actionId: 'act-1' });
@@ -75,7 +76,7 @@ describe('approve, reject, execute', () => {
 
   it('refuses a customer and audits the refusal', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     const decision = await approveAction(h.deps, ref('act-1'), CUSTOMER);
     expect(decision).toMatchObject({ ok: false, code: 'not_expert' });
     expect((await h.store.getAction('48213', 'act-1'))?.state).toBe('proposed');
@@ -90,7 +91,7 @@ describe('approve, reject, execute', () => {
 
   it('makes proposed actions on a newly excluded asset customer tasks at once, and refuses their approval', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     const change = await changeExclusions(
       h.deps,
       { op: 'add', kind: 'device', value: 'FIN-WKS-0142.corp.contoso.com' },
@@ -113,7 +114,7 @@ describe('approve, reject, execute', () => {
       directory: new StaticAssetDirectory(groups),
       policy: { exclusions: { devices: [], users: [{ group: 'Executives' }] } },
     });
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     groups['alex.vance@contoso.com'] = ['Executives'];
     const decision = await approveAction(h.deps, ref('act-6'), EXPERT);
     expect(decision).toMatchObject({
@@ -138,7 +139,7 @@ describe('approve, reject, execute', () => {
       directory: down,
       policy: { exclusions: { devices: [], users: [{ group: 'Executives' }] } },
     });
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     const decision = await approveAction(h.deps, ref('act-6'), EXPERT);
     expect(decision).toMatchObject({ ok: false, code: 'exclusion_unverifiable' });
     const action = await h.store.getAction('48213', 'act-6');
@@ -148,7 +149,7 @@ describe('approve, reject, execute', () => {
 
   it('re-checks exclusions when the job runs: an asset excluded after approval is not touched', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     await approveAction(h.deps, ref('act-1'), EXPERT);
     await changeExclusions(h.deps, { op: 'add', kind: 'device-group', value: 'Finance-Workstations' }, ADMIN);
     const run = await executeAction(h.deps, ref('act-1'));
@@ -170,7 +171,7 @@ describe('approve, reject, execute', () => {
         check: async () => [],
       },
     });
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     await approveAction(h.deps, ref('act-1'), EXPERT);
     expect(await executeAction(h.deps, ref('act-1'))).toMatchObject({
       action: { state: 'failed', error: 'Defender answered 403: the app lacks Machine.Isolate' },
@@ -179,7 +180,7 @@ describe('approve, reject, execute', () => {
 
   it('leaves an action submitted before a crash to its follower: a second run sends nothing again', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     await approveAction(h.deps, ref('act-1'), EXPERT);
     const sent: string[] = [];
     const remote: ResponseExecutor = {
@@ -221,7 +222,7 @@ describe('approve, reject, execute', () => {
 
   it('refuses malformed action references before reading the store, and audits them', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     const bad = [
       { incidentId: '48213}x', actionId: 'act-1' },
       { incidentId: '48213', actionId: 'act 1' },
@@ -254,7 +255,7 @@ describe('approve, reject, execute', () => {
 
   it('rejects: experts only, proposed only', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     expect(await rejectAction(h.deps, ref('act-1'), ADMIN)).toMatchObject({ ok: false, code: 'not_expert' });
     expect(await rejectAction(h.deps, ref('act-1'), EXPERT)).toMatchObject({
       ok: true,
@@ -268,7 +269,7 @@ describe('approve, reject, execute', () => {
 
   it('makes release-from-quarantine a guided expert task, marked done by an expert', async () => {
     const h = coreHarness();
-    const body = sampleIngestBody();
+    const body = sampleIngestBody(shippedSample());
     body.managedResponse.actions.push({
       id: 'act-9',
       type: 'releaseFileFromQuarantine',
@@ -295,7 +296,7 @@ describe('approve, reject, execute', () => {
 describe('customer tasks', () => {
   it('is marked done by the customer, not by an expert, once', async () => {
     const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     expect(await markTaskDone(h.deps, ref('act-5'), EXPERT)).toMatchObject({
       ok: false,
       code: 'not_customer',
@@ -316,7 +317,7 @@ describe('customer tasks', () => {
 
   it('reminds while a task is pending and stops once done', async () => {
     const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     expect(await remindTask(h.deps, ref('act-5'))).toBe(true);
     expect(h.notifier.overdue.map((t) => t.id)).toEqual(['48213:act-5']);
     await markTaskDone(h.deps, ref('act-5'), CUSTOMER);
