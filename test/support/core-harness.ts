@@ -57,6 +57,11 @@ export class RecordingNotifier implements Notifier {
 export const EXPERT = { id: 'slack:U0EXPERT1', platform: 'slack' } as const;
 export const ADMIN = { id: 'slack:U0ADMIN1', platform: 'slack' } as const;
 export const CUSTOMER = { id: 'slack:U0CUSTOMER', platform: 'slack' } as const;
+/** Who ingests through the REST API. */
+export const INGEST = { id: 'api:ingest', platform: 'api' } as const;
+
+/** A reference to one of the sample incident's (48213) actions. */
+export const actionRef = (actionId: string) => ({ incidentId: '48213', actionId });
 
 export const TEST_POLICY: PolicyView = {
   roles: { experts: [EXPERT.id, 'teams:expert-aad'], admins: [ADMIN.id] },
