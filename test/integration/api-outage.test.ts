@@ -30,7 +30,6 @@ describe('the bot while Redis is down', () => {
     expect((await send(`${bot.url}/readyz`)).status).toBe(200);
     await redis.stop();
 
-    const started = Date.now();
     const ingest = await send(`${bot.url}/api/incidents`, {
       token: INGEST_TOKEN,
       body: sampleIngestBody(shippedSample()),
@@ -41,7 +40,6 @@ describe('the bot while Redis is down', () => {
     const ready = await send(`${bot.url}/readyz`);
     expect(ready.status).toBe(503);
     expect((await send(`${bot.url}/api/tasks`, { token: INGEST_TOKEN })).status).toBe(503);
-    expect(Date.now() - started).toBeLessThan(6_000);
     expect((await send(`${bot.url}/healthz`)).status).toBe(200);
 
     await redis.start();
