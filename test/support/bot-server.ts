@@ -53,6 +53,16 @@ export async function startBot(
   };
 }
 
+/**
+ * Waits until the bot's in-process queue is drained (no job waiting, delayed, retrying or running), so
+ * that what did not happen can be asserted: nothing is left that could still do it.
+ */
+export async function drained(bot: BotServer): Promise<void> {
+  const queue = bot.runtime.queue;
+  if (!(queue instanceof LocalQueue)) throw new Error('drained() needs the in-process queue (LocalQueue)');
+  await queue.idle();
+}
+
 /** `fetch` with a JSON body and a bearer token. */
 export async function send(
   url: string,
