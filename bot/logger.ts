@@ -18,6 +18,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
           '*.clientSecret',
           '*.botToken',
           '*.signingSecret',
+          '*.appToken',
         ],
         censor: '[redacted]',
       },
