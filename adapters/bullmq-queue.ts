@@ -1,4 +1,4 @@
-import { type Job, Queue, Worker } from 'bullmq';
+import { type Job, type JobsOptions, Queue, Worker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import {
   DEFAULT_LANE,
@@ -15,6 +15,7 @@ import {
   createRedisConnection,
   waitUntilReady,
 } from './redis-connection.js';
+import { RedisWorkLane } from './redis-work-lane.js';
 
 /** Errors of the connection itself, already reported once per outage. */
 function isConnectionError(err: Error): boolean {
@@ -48,6 +49,22 @@ export interface BullMqQueueOptions {
   keepCompletedSeconds?: number;
 }
 
+/** Backoff type of jobs with `maxBackoffMs`: `capped-exponential:<max ms>`. */
+const CAPPED = 'capped-exponential:';
+
+/** Exponential backoff that stops growing at the cap named in its type (BullMQ's custom strategy). */
+function cappedBackoff(
+  attemptsMade: number,
+  type?: string,
+  _err?: Error,
+  job?: { opts: JobsOptions },
+): number {
+  const backoff = job?.opts.backoff;
+  const delay = typeof backoff === 'object' ? (backoff.delay ?? 1_000) : 1_000;
+  const cap = type?.startsWith(CAPPED) ? Number(type.slice(CAPPED.length)) : Number.POSITIVE_INFINITY;
+  return Math.min(Math.round(2 ** (attemptsMade - 1) * delay), Number.isFinite(cap) ? cap : Infinity);
+}
+
 /** Job states after which the id is free to run again (`unknown`: no such job, or removed). */
 const FINISHED = new Set(['completed', 'failed', 'unknown']);
 const FINISHED_JOB = new Set(['completed', 'failed']);
@@ -76,6 +93,9 @@ export class BullMqQueue implements JobQueue {
   private readonly connections: (Redis | Cluster)[] = [];
   private readonly queueConnection: Redis | Cluster;
   private readonly workers: Worker[] = [];
+  /** Light lanes (jobs in a sorted set, not BullMQ), by lane name, opened on first use. */
+  private readonly light = new Map<string, RedisWorkLane>();
+  private lightConnection: Redis | Cluster | undefined;
   private readonly logger: QueueLogger;
   private readonly prefix: string;
   private readonly lanes: Lanes;
@@ -94,6 +114,8 @@ export class BullMqQueue implements JobQueue {
 
   /** Fails with StoreUnavailableError, at once or within ~0.5 s, while Redis is away (BullMQ would wait). */
   async add(name: string, data: unknown, options: JobOptions = {}): Promise<void> {
+    const light = this.lightLaneOf(name);
+    if (light) return light.add(name, data, options);
     try {
       await waitUntilReady(this.queueConnection);
       await this.addNow(name, data, options);
@@ -102,7 +124,9 @@ export class BullMqQueue implements JobQueue {
     }
   }
 
-  async has(name: string, id: string): Promise<boolean> {
+  async has(name: string, id: string, data?: unknown): Promise<boolean> {
+    const light = this.lightLaneOf(name);
+    if (light) return light.has(name, id, data);
     try {
       await waitUntilReady(this.queueConnection);
       const state = await this.queueOf(name).getJobState(bullJobId(id));
@@ -113,8 +137,14 @@ export class BullMqQueue implements JobQueue {
   }
 
   async every(name: string, everyMs: number, data: unknown = {}): Promise<void> {
+    if (this.lightLaneOf(name)) throw new Error(`job "${name}" runs in a light lane, which has no \`every\``);
     try {
       await waitUntilReady(this.queueConnection);
+      // A schedule an earlier version kept in another lane would run there too: one lane only.
+      const lane = laneOf(this.lanes, name);
+      for (const other of new Set([DEFAULT_LANE, ...Object.keys(this.lanes)])) {
+        if (other !== lane) await this.queueByLane(other).removeJobScheduler(`every-${name}`);
+      }
       await this.queueOf(name).upsertJobScheduler(
         `every-${name}`,
         { every: Math.max(1, Math.round(everyMs)) },
@@ -148,10 +178,17 @@ export class BullMqQueue implements JobQueue {
         ? { deduplication: { id: options.coalesce, keepLastIfActive: true } }
         : {}),
       attempts: Math.max(1, options.attempts ?? 5),
-      backoff: { type: 'exponential', delay: this.backoffMs },
+      backoff:
+        options.maxBackoffMs !== undefined
+          ? { type: `${CAPPED}${Math.max(0, Math.round(options.maxBackoffMs))}`, delay: this.backoffMs }
+          : { type: 'exponential', delay: this.backoffMs },
       removeOnComplete: { age: this.keepCompletedSeconds },
       removeOnFail: { age: 4 * this.keepCompletedSeconds },
     });
+  }
+
+  exclusive(name: string): boolean {
+    return this.lanes[laneOf(this.lanes, name)]?.light !== undefined;
   }
 
   process(name: string, handler: JobHandler): void {
@@ -167,6 +204,11 @@ export class BullMqQueue implements JobQueue {
     const lanes = new Set<string>([DEFAULT_LANE]);
     for (const name of this.handlers.keys()) lanes.add(laneOf(this.lanes, name));
     for (const lane of lanes) {
+      const light = this.lightLaneOf(lane, true);
+      if (light) {
+        light.start();
+        continue;
+      }
       const concurrency =
         lane === DEFAULT_LANE ? (this.options.concurrency ?? 10) : (this.lanes[lane]?.concurrency ?? 10);
       const worker = new Worker(lane, (job) => this.run(job), {
@@ -177,6 +219,7 @@ export class BullMqQueue implements JobQueue {
         stalledInterval: this.options.stalledIntervalMs ?? 30_000,
         maxStalledCount: this.options.maxStalledCount ?? 2,
         autorun: false,
+        settings: { backoffStrategy: cappedBackoff },
       });
       worker.on('error', (err) => {
         if (!isConnectionError(err)) this.logger.error({ err, lane }, 'job worker error');
@@ -196,14 +239,20 @@ export class BullMqQueue implements JobQueue {
 
   /** Waits for running jobs, then closes the workers, the queues and their connections. */
   async close(): Promise<void> {
-    await Promise.allSettled(this.workers.map((w) => w.close()));
+    await Promise.allSettled([
+      ...this.workers.map((w) => w.close()),
+      ...[...this.light.values()].map((l) => l.close()),
+    ]);
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     await Promise.allSettled(this.connections.map((c) => c.quit()));
   }
 
   /** The BullMQ queue of the lane that runs job `name` (opened on first use, on the shared connection). */
   private queueOf(name: string): Queue {
-    const lane = laneOf(this.lanes, name);
+    return this.queueByLane(laneOf(this.lanes, name));
+  }
+
+  private queueByLane(lane: string): Queue {
     let queue = this.queues.get(lane);
     if (!queue) {
       queue = new Queue(lane, { connection: this.queueConnection, prefix: this.prefix });
@@ -212,6 +261,36 @@ export class BullMqQueue implements JobQueue {
       this.queues.set(lane, queue);
     }
     return queue;
+  }
+
+  /** The light lane that runs job `name` (or, with `byLane`, the light lane of that name), if any. */
+  private lightLaneOf(name: string, byLane = false): RedisWorkLane | undefined {
+    const lane = byLane ? name : laneOf(this.lanes, name);
+    const spec = this.lanes[lane]?.light;
+    if (!spec) return undefined;
+    let light = this.light.get(lane);
+    if (!light) {
+      this.lightConnection ??= this.options.cluster
+        ? createRedisCluster(this.options.url)
+        : createRedisConnection(this.options.url, { connectionName: 'mdr-lanes' });
+      if (!this.connections.includes(this.lightConnection)) {
+        this.lightConnection.on('error', () => {});
+        this.connections.push(this.lightConnection);
+      }
+      light = new RedisWorkLane({
+        redis: this.lightConnection,
+        prefix: this.options.keyPrefix ?? 'mdr:',
+        lane,
+        concurrency: this.lanes[lane]?.concurrency ?? 10,
+        attempts: spec.attempts,
+        backoffMs: this.backoffMs,
+        ...(this.options.lockDurationMs !== undefined ? { leaseMs: this.options.lockDurationMs } : {}),
+        logger: this.logger,
+        handler: (job) => this.handlers.get(job),
+      });
+      this.light.set(lane, light);
+    }
+    return light;
   }
 
   private async run(job: Job): Promise<void> {

@@ -715,25 +715,29 @@ export class DefenderExecutor implements ResponseExecutor {
   // ---- Microsoft Graph user actions ----
 
   /**
-   * The identity actions: each is done (or refused) at once. Disable, enable and force password reset
-   * first read whether the user is synced from on-premises Active Directory: Entra ID refuses to change
-   * those, so they go through Defender for Identity instead.
+   * The identity actions: each is done (or refused) at once. Disable, enable, suspend, unsuspend and
+   * force password reset first read whether the user is synced from on-premises Active Directory: Entra
+   * ID refuses to change those, so their account step goes through Defender for Identity instead.
    */
   private async runUserAction(action: ActionRecord): Promise<Outcome> {
     const user = userRef(action);
     if (!user) return fail('the action names no user id or UPN, so nothing was sent');
-    const objectId = action.resolved?.userId ?? action.target.userId;
     switch (action.type) {
       case 'forcePasswordReset':
       case 'disableUser':
-      case 'enableUser': {
+      case 'enableUser':
+      case 'suspendUser':
+      case 'unsuspendUser': {
         const facts = await this.userFacts(user);
         if (!facts.ok) return facts;
+        if (action.type === 'suspendUser') return this.suspendUser(user, facts.user);
+        // Unsuspending is enabling the account again (suspend has no API of its own).
+        const type = action.type === 'unsuspendUser' ? 'enableUser' : action.type;
         if (facts.user.onPremisesSyncEnabled === true) {
-          return this.onPremisesAction(action.type, user, facts.user);
+          return this.onPremisesAction(type, user, facts.user);
         }
-        if (action.type === 'forcePasswordReset') return this.forcePasswordReset(user, facts.user.id);
-        const enable = action.type === 'enableUser';
+        if (type === 'forcePasswordReset') return this.forcePasswordReset(user, facts.user.id);
+        const enable = type === 'enableUser';
         return this.patchUser(
           user,
           facts.user.id,
@@ -742,18 +746,8 @@ export class DefenderExecutor implements ResponseExecutor {
           enable ? 'account enabled (accountEnabled true)' : 'account disabled (accountEnabled false)',
         );
       }
-      case 'unsuspendUser':
-        return this.patchUser(
-          user,
-          objectId,
-          { accountEnabled: true },
-          'User.EnableDisableAccount.All',
-          'account enabled (accountEnabled true)',
-        );
       case 'revokeUserTokens':
         return this.revokeSessions(user);
-      case 'suspendUser':
-        return this.suspendUser(user, objectId);
       default:
         return fail(`${action.type} is not an action this executor carries out`);
     }
@@ -1010,14 +1004,21 @@ export class DefenderExecutor implements ResponseExecutor {
     return { ok: true, detail: `${user}: sign-in sessions revoked (takes a few minutes to reach every app)` };
   }
 
-  private async suspendUser(user: string, objectId: string | undefined): Promise<Outcome> {
-    const disabled = await this.patchUser(
-      user,
-      objectId,
-      { accountEnabled: false },
-      'User.EnableDisableAccount.All',
-      'sign-in blocked (accountEnabled false)',
-    );
+  /**
+   * Suspend: block sign-in (PATCH `accountEnabled: false`, or for a user synced from on-premises Active
+   * Directory a Defender for Identity `disable`), then revoke the sign-in sessions through Graph.
+   */
+  private async suspendUser(user: string, facts: UserFacts): Promise<Outcome> {
+    const disabled =
+      facts.onPremisesSyncEnabled === true
+        ? await this.onPremisesAction('disableUser', user, facts)
+        : await this.patchUser(
+            user,
+            facts.id,
+            { accountEnabled: false },
+            'User.EnableDisableAccount.All',
+            'sign-in blocked (accountEnabled false)',
+          );
     if (!disabled.ok) return disabled;
     const revoked = await this.revokeSessions(user);
     if (!revoked.ok) return fail(`${disabled.detail}, but revoking sessions failed: ${revoked.reason}`);

@@ -1,6 +1,8 @@
 import type { TokenCredential } from '@azure/identity';
+import { SpanStatusCode } from '@opentelemetry/api';
 import pRetry from 'p-retry';
 import { scopeFor } from './azure-credential.js';
+import { withClientSpan } from './tracing.js';
 
 /** A result worth another attempt, carried through p-retry with the wait it asks for. */
 class RetryableResult extends Error {
@@ -208,6 +210,23 @@ export class ApiClient {
   /** Send one request, retrying as its `retryUnsafe` allows. Never throws for HTTP or network faults. */
   async send(request: HttpRequest): Promise<HttpResult> {
     const url = /^https?:\/\//.test(request.path) ? request.path : this.url(request.path, request.query);
+    // One span per call, retries included: the service, method and answer, never the URL's ids or query.
+    const attributes = { 'http.request.method': request.method, 'server.address': hostOf(url) };
+    return withClientSpan(`${this.service} ${request.method}`, attributes, async (span) => {
+      const result = await this.sendWithRetries(request, url);
+      span.setAttribute('mdr.http.retries', result.attempts);
+      if (result.kind === 'response') {
+        span.setAttribute('http.response.status_code', result.status);
+        if (!result.ok) span.setStatus({ code: SpanStatusCode.ERROR });
+      } else {
+        span.setAttributes({ 'error.type': result.kind });
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      return result;
+    });
+  }
+
+  private async sendWithRetries(request: HttpRequest, url: string): Promise<HttpResult> {
     const retryUnsafe = request.retryUnsafe ?? true;
     try {
       // p-retry counts the attempts; the wait (Retry-After or back-off) is ours, slept in onFailedAttempt.
@@ -325,6 +344,14 @@ export class ApiClient {
       body,
       attempts,
     };
+  }
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return 'invalid';
   }
 }
 

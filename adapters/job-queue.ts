@@ -6,6 +6,8 @@ export interface JobOptions {
   delayMs?: number;
   /** Total attempts including the first (default 5), with exponential backoff between them. */
   attempts?: number;
+  /** The longest wait between two attempts: the exponential backoff stops growing there. */
+  maxBackoffMs?: number;
   /**
    * With `id`: a job of that id that already finished (completed, or failed for good) is removed and the
    * job added again. A job of that id that is still waiting or running is kept, as always.
@@ -18,6 +20,11 @@ export interface JobOptions {
    * run is lost.
    */
   coalesce?: string;
+  /**
+   * Jobs of one group never run at once, across every process (light lanes; see `JobQueue.exclusive`).
+   * Elsewhere ignored.
+   */
+  group?: string;
 }
 
 export type JobHandler = (data: unknown) => Promise<void>;
@@ -32,6 +39,12 @@ export interface Lane {
   jobs: readonly string[];
   /** Jobs of this lane one process runs at once. */
   concurrency: number;
+  /**
+   * On Redis, keep this lane's jobs in one sorted set instead of BullMQ (a few Redis commands per job
+   * instead of about 45): for frequent small jobs. Such a lane has no `every`, no finished-id memory (an
+   * id added again after its job finished runs again) and one number of attempts for all its jobs.
+   */
+  light?: { attempts: number };
 }
 
 /** The lanes of a queue, by lane name (also the BullMQ queue name). */
@@ -52,13 +65,18 @@ export function laneOf(lanes: Lanes, jobName: string): string {
  */
 export interface JobQueue {
   add(name: string, data: unknown, options?: JobOptions): Promise<void>;
-  /** True while a job `name` with this id waits, is delayed, or runs (false once it has finished). */
-  has(name: string, id: string): Promise<boolean>;
+  /**
+   * True while a job `name` with this id waits, is delayed, or runs (false once it has finished). `data`:
+   * the job's data as it was added (a light lane knows its jobs by id and data).
+   */
+  has(name: string, id: string, data?: unknown): Promise<boolean>;
   /**
    * Run job `name` every `everyMs`: one run per interval across every process sharing the queue (a
    * BullMQ job scheduler), whichever process's worker is free. Calling it again updates the interval.
    */
   every(name: string, everyMs: number, data?: unknown): Promise<void>;
+  /** True when jobs `name` of one `group` never run at once (so a handler needs no lease of its own). */
+  exclusive?(name: string): boolean;
   process(name: string, handler: JobHandler): void;
   start(): Promise<void>;
   close(): Promise<void>;

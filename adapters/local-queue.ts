@@ -22,6 +22,7 @@ interface PendingJob {
   name: string;
   data: unknown;
   attempts: number;
+  maxBackoffMs?: number;
   attempt: number;
   runAt: number;
 }
@@ -75,6 +76,7 @@ export class LocalQueue implements JobQueue {
       data: structuredClone(data),
       delayMs,
       attempts: Math.max(1, options.attempts ?? 5),
+      ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
       attempt: 1,
       runAt: Date.now() + delayMs,
     };
@@ -149,7 +151,10 @@ export class LocalQueue implements JobQueue {
       await handler(job.data);
     } catch (error) {
       if (job.attempt < job.attempts && !this.closed) {
-        const delayMs = this.backoffMs * 2 ** (job.attempt - 1);
+        const delayMs = Math.min(
+          this.backoffMs * 2 ** (job.attempt - 1),
+          job.maxBackoffMs ?? Number.POSITIVE_INFINITY,
+        );
         this.logger.warn(
           { job: job.name, attempt: job.attempt, delayMs, err: error },
           'job failed, retrying',

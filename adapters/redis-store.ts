@@ -13,7 +13,13 @@ import type {
   IncidentState,
   Task,
 } from '../core/model.js';
-import type { ActionStore, CasResult, ExecutionPhase } from '../core/ports.js';
+import type {
+  ActionStore,
+  ActionsWritten,
+  AuditFeedEntry,
+  CasResult,
+  ExecutionPhase,
+} from '../core/ports.js';
 import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
 import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
 
@@ -23,6 +29,8 @@ export { createRedisCluster, createRedisConnection } from './redis-connection.js
 export interface RedisStoreOptions {
   /** Approximate cap of each audit stream (XADD MAXLEN ~). */
   auditMaxLen?: number;
+  /** Approximate cap of the audit feed, every incident's entries in one stream (XADD MAXLEN ~). */
+  auditFeedMaxLen?: number;
   /** How long a call waits for a (re)connecting client before failing with StoreUnavailableError. */
   readyTimeoutMs?: number;
 }
@@ -31,6 +39,16 @@ export interface RedisStoreOptions {
 export type RedisStoreConnection = Redis | Cluster | { url: string; options?: RedisOptions };
 
 type Arg = string | number;
+
+/** The audit feed: every audit entry, all incidents together, in the order written (`GET /api/audit`). */
+const FEED = 'audit:feed';
+
+/** Orders two stream ids (`<ms>-<seq>`). */
+function compareStreamIds(a: string, b: string): number {
+  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
+  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
+  return am === bm ? Number(as - bs) : am < bm ? -1 : 1;
+}
 type Command = [name: string, ...args: Arg[]];
 type TaskStatus = Task['state'];
 
@@ -50,39 +68,72 @@ const MAY_BECOME: Record<TaskStatus, readonly ActionState[]> = {
   ],
 };
 
-// One slot per script: every key a script touches shares the incident's hash tag.
-const CAS_SCRIPT = `
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if not current then return {0} end
-if tonumber(cjson.decode(current)['version']) ~= tonumber(ARGV[2]) then return {0, current} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4]) end
-return {1, ARGV[3]}
+// The facts of an action write, kept with its audit feed line (`ActionsWritten` as JSON): `changed` (a
+// Lua string of JSON objects) and every action of the incident (KEYS[actions]) right after the write.
+const WRITTEN_LUA = `
+local function written(changed, actionsKey)
+  local actions = {}
+  for _, json in ipairs(redis.call('HVALS', actionsKey)) do
+    local a = cjson.decode(json)
+    actions[#actions + 1] = cjson.encode({ id = a['id'], version = a['version'], state = a['state'] })
+  end
+  return '{"changed":[' .. changed .. '],"actions":[' .. table.concat(actions, ',') .. ']}'
+end
 `;
 
-// KEYS: meta, actions, order, audit. ARGV: meta, maxlen, n, n x (id, json), then (actionId|'', json) pairs.
-const UPSERT_SCRIPT = `
+// One slot per script: every key a script touches shares the incident's hash tag. The audit feed
+// (KEYS[3], given on one Redis server only: on a cluster it lives in another slot) gets the entry and the
+// write's facts in the same step; on a cluster the caller writes that line right after, from the reply.
+// KEYS: actions, audit[, feed]. ARGV: action id, expected version, json, audit json|'', maxlen, feed maxlen.
+const CAS_SCRIPT = `${WRITTEN_LUA}
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return {0} end
+local before = cjson.decode(current)
+if tonumber(before['version']) ~= tonumber(ARGV[2]) then return {0, current} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4]) end
+local facts = written('{"before":' .. cjson.encode(before['state']) .. ',"after":' .. ARGV[3] .. '}', KEYS[1])
+if KEYS[3] then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[4], 'w', facts) end
+return {1, ARGV[3], facts}
+`;
+
+// KEYS: meta, actions, order, audit[, feed]. ARGV: meta, maxlen, feed maxlen, n, n x (id, json), then
+// (actionId|'', json) pairs. The first feed line written carries the facts of the actions added.
+const UPSERT_SCRIPT = `${WRITTEN_LUA}
 local created = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('SET', KEYS[1], ARGV[1])
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
 local added = {}
+local changed = {}
 local isAdded = {}
-local i = 4
+local i = 5
 for _ = 1, n do
   if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
     added[#added + 1] = ARGV[i]
+    changed[#changed + 1] = '{"before":null,"after":' .. ARGV[i + 1] .. '}'
     isAdded[ARGV[i]] = true
     redis.call('RPUSH', KEYS[3], ARGV[i])
   end
   i = i + 2
 end
+local facts = ''
+if #added > 0 then facts = written(table.concat(changed, ','), KEYS[2]) end
+local pending = facts
 while i <= #ARGV do
   if ARGV[i] == '' or isAdded[ARGV[i]] then
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[i + 1])
+    if KEYS[5] then
+      if pending ~= '' then
+        redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[i + 1], 'w', pending)
+        pending = ''
+      else
+        redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[i + 1])
+      end
+    end
   end
   i = i + 2
 end
-return {created and 1 or 0, added}
+return {created and 1 or 0, added, facts}
 `;
 
 // KEYS: exclusion changes, policy audit (one slot). ARGV: expected version, changes json, maxlen, audit json.
@@ -122,12 +173,16 @@ return 1
  * `mdr:exec:approved|starting|submitted`) live in other slots, so
  * they are written in the same pipeline right after the script and every task is checked against its
  * action when listed: an index cut short never shows a wrong task (a done task left in `pending` is
- * moved to `done` on read). Every failure to reach Redis is a `StoreUnavailableError`.
+ * moved to `done` on read). The audit feed (`mdr:audit:feed`, a stream of every audit entry, each action
+ * write's line with its facts: the webhook outbox) is written by the transition and ingest scripts
+ * themselves on one server, and right after them on a cluster (another slot). Every failure to reach
+ * Redis is a `StoreUnavailableError`.
  */
 export class RedisStore implements ActionStore {
   private readonly redis: Redis | Cluster;
   private readonly owned: boolean;
   private readonly auditMaxLen: number;
+  private readonly auditFeedMaxLen: number;
   private readonly readyTimeoutMs: number;
   private lastScore = 0;
   /** Leases this instance holds, by name, with the token that proves it. */
@@ -145,13 +200,18 @@ export class RedisStore implements ActionStore {
     this.owned = !(connection instanceof Redis || connection instanceof Cluster);
     // An error event without a listener would crash the process; failures surface on each call instead.
     if (this.owned) client.on('error', () => {});
+    // One script each, named twice: with the audit feed as a last key (one server) or without (a
+    // cluster). A fixed key count keeps ioredis routing by the first key (its auto-pipelining on a cluster).
     client.defineCommand('mdrCas', { numberOfKeys: 2, lua: CAS_SCRIPT });
+    client.defineCommand('mdrCasFeed', { numberOfKeys: 3, lua: CAS_SCRIPT });
     client.defineCommand('mdrUpsert', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
+    client.defineCommand('mdrUpsertFeed', { numberOfKeys: 5, lua: UPSERT_SCRIPT });
     client.defineCommand('mdrUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT });
     client.defineCommand('mdrExclusionsCas', { numberOfKeys: 2, lua: EXCLUSIONS_CAS_SCRIPT });
     client.defineCommand('mdrPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT });
     this.redis = client;
     this.auditMaxLen = options.auditMaxLen ?? 10_000;
+    this.auditFeedMaxLen = options.auditFeedMaxLen ?? 100_000;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 500;
   }
 
@@ -159,30 +219,38 @@ export class RedisStore implements ActionStore {
     const keys = this.incidentKeys(incident.id);
     const own = audit.filter((e) => e.incidentId === incident.id);
     const foreign = audit.filter((e) => e.incidentId !== incident.id);
+    const feedInScript = !(this.redis instanceof Cluster);
     const args: Arg[] = [
       keys.meta,
       keys.actions,
       keys.order,
       keys.audit,
+      ...(feedInScript ? [this.key(FEED)] : []),
       JSON.stringify(incident),
       this.auditMaxLen,
+      this.auditFeedMaxLen,
       actions.length,
       ...actions.flatMap((a) => [a.id, JSON.stringify(a)]),
       ...own.flatMap((e) => [e.actionId ?? '', JSON.stringify(e)]),
     ];
     const commands: Command[] = [
-      ['mdrUpsert', ...args],
+      [feedInScript ? 'mdrUpsertFeed' : 'mdrUpsert', ...args],
       ['zadd', this.key('incidents'), Date.parse(incident.receivedAt) || 0, incident.id],
       ...actions.flatMap((a) => this.indexCommands(a)),
     ];
-    const [reply] = (await this.run(commands)) as [[number, string[]]];
+    const [reply] = (await this.run(commands)) as [[number, string[], string]];
     const addedIds = new Set(reply[1]);
     const added: ActionRecord[] = [];
     for (const action of actions) {
       if (addedIds.delete(action.id)) added.push(action);
     }
-    const late = foreign.filter((e) => e.actionId === undefined || reply[1].includes(e.actionId));
-    if (late.length > 0) await this.run(late.map((e) => this.auditCommand(e)));
+    const written = (e: AuditEntry) => e.actionId === undefined || reply[1].includes(e.actionId);
+    const late = foreign.filter(written);
+    // On a cluster the feed lives in another slot than the incident: its lines (the first with the facts)
+    // follow the script, in the order written; on one server the script wrote the incident's own.
+    const lines = [...(feedInScript ? [] : own.filter(written)), ...late];
+    const feed = lines.map((e, i) => this.feedCommand(e, i === 0 && !feedInScript ? reply[2] : ''));
+    if (late.length + feed.length > 0) await this.run([...late.map((e) => this.auditCommand(e)), ...feed]);
     return { created: reply[0] === 1, added: structuredClone(added) };
   }
 
@@ -234,27 +302,65 @@ export class RedisStore implements ActionStore {
     const stored: ActionRecord = { ...next, version: expectedVersion + 1 };
     const keys = this.incidentKeys(next.incidentId);
     const sameSlot = audit.incidentId === next.incidentId;
+    // On one server the feed line is written by the script itself, in the same step as the write.
+    const feedInScript = sameSlot && !(this.redis instanceof Cluster);
     const cas: Command = [
-      'mdrCas',
+      feedInScript ? 'mdrCasFeed' : 'mdrCas',
       keys.actions,
       keys.audit,
+      ...(feedInScript ? [this.key(FEED)] : []),
       next.id,
       expectedVersion,
       JSON.stringify(stored),
       sameSlot ? JSON.stringify(audit) : '',
       this.auditMaxLen,
+      this.auditFeedMaxLen,
     ];
-    const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?]];
+    const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?, string?]];
     if (reply[0] !== 1) {
       return { ok: false, current: reply[1] === undefined ? null : (JSON.parse(reply[1]) as ActionRecord) };
     }
     // An audit entry filed elsewhere (no incident id) cannot share the script's slot: it follows it.
-    if (!sameSlot) await this.run([this.auditCommand(audit)]);
+    const after: Command[] = [
+      ...(sameSlot ? [] : [this.auditCommand(audit)]),
+      ...(feedInScript ? [] : [this.feedCommand(audit, reply[2] ?? '')]),
+    ];
+    if (after.length > 0) await this.run(after);
     return { ok: true, action: stored };
   }
 
   async appendAudit(entry: AuditEntry): Promise<void> {
-    await this.run([this.auditCommand(entry)]);
+    await this.run([this.auditCommand(entry), this.feedCommand(entry)]);
+  }
+
+  async listAuditFeed(since: string | null, limit: number): Promise<AuditFeedEntry[]> {
+    if (limit <= 0) return [];
+    const [entries] = (await this.run([
+      ['xrange', this.key(FEED), since === null ? '-' : `(${since}`, '+', 'COUNT', limit],
+    ])) as [[string, string[]][]];
+    return entries.map(([cursor, fields]) => {
+      const written = fields[2] === 'w' && fields[3] ? (JSON.parse(fields[3]) as ActionsWritten) : undefined;
+      return {
+        cursor,
+        entry: JSON.parse(fields[1] ?? 'null') as AuditEntry,
+        ...(written ? { written } : {}),
+      };
+    });
+  }
+
+  async auditFeedGap(since: string): Promise<boolean> {
+    let info: unknown[];
+    try {
+      [info] = (await this.run([['xinfo', 'STREAM', this.key(FEED)]])) as [unknown[]];
+    } catch (error) {
+      if (/no such key/i.test((error as Error).message)) return false;
+      throw error;
+    }
+    const field = (name: string) => info[info.indexOf(name) + 1];
+    const oldest = (field('first-entry') as [string, string[]] | null)?.[0];
+    // Stream trimming drops the oldest lines: some were dropped when more were added than are kept.
+    const dropped = Number(field('entries-added')) > Number(field('length'));
+    return dropped && oldest !== undefined && compareStreamIds(oldest, since) > 0;
   }
 
   async listAudit(incidentId?: string, limit = 1_000): Promise<AuditEntry[]> {
@@ -330,6 +436,7 @@ export class RedisStore implements ActionStore {
       ],
     ]);
     if (won !== 1) return false;
+    await this.run([this.feedCommand(audit)]);
     // The whole list of an earlier version was read as changes and is now replaced by them. Once the
     // changes exist it is never read again, so a failure to delete it loses nothing.
     if (expectedVersion === 0) await this.run([['del', this.key('exclusions')]]).catch(() => undefined);
@@ -465,6 +572,21 @@ export class RedisStore implements ActionStore {
     const stream =
       entry.incidentId === undefined ? this.key('audit:policy') : this.incidentKeys(entry.incidentId).audit;
     return ['xadd', stream, 'MAXLEN', '~', this.auditMaxLen, '*', 'e', JSON.stringify(entry)];
+  }
+
+  /** The audit feed's line for an entry (every incident's and the policy's, in one stream), with the facts of its write. */
+  private feedCommand(entry: AuditEntry, written = ''): Command {
+    const line: Command = [
+      'xadd',
+      this.key(FEED),
+      'MAXLEN',
+      '~',
+      this.auditFeedMaxLen,
+      '*',
+      'e',
+      JSON.stringify(entry),
+    ];
+    return written === '' ? line : [...line, 'w', written];
   }
 
   /**

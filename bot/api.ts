@@ -1,5 +1,6 @@
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import { z } from 'zod';
+import { ATTR, annotate } from '../adapters/tracing.js';
 import { changeExclusions, currentExclusions } from '../core/change-exclusions.js';
 import type { Actor } from '../core/decisions.js';
 import { incidentView } from '../core/incident-view.js';
@@ -17,6 +18,10 @@ export interface ApiOptions {
   ingestToken?: string;
   adminToken?: string;
 }
+
+/** Lines of one `GET /api/audit` page by default, and at most. */
+export const AUDIT_PAGE_DEFAULT = 100;
+export const AUDIT_PAGE_MAX = 1_000;
 
 /** 1 MiB: the documented limit of every JSON body. */
 export const BODY_LIMIT = '1mb';
@@ -64,6 +69,22 @@ function requireJson(req: Request, res: Response, next: NextFunction): void {
 }
 
 const taskQuery = z.object({ status: z.enum(['pending', 'done', 'skipped']).default('pending') });
+/** `GET /api/audit`: resume after `since` (a cursor from an earlier page), at most `limit` lines. */
+const auditFeedQuery = z.object({
+  since: z
+    .string()
+    .regex(
+      /^\d{1,15}-\d{1,15}$/,
+      'must be a cursor from X-Next-Cursor or a line\'s "cursor", e.g. 1712345678901-0',
+    )
+    .optional(),
+  limit: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be at least 1')
+    .max(AUDIT_PAGE_MAX, `must be at most ${AUDIT_PAGE_MAX}`)
+    .default(AUDIT_PAGE_DEFAULT),
+});
 const doneBody = z.object({ by: z.string().trim().min(1, 'is required: who did it').max(200) });
 
 /** The REST API: ingest, incident state, customer tasks and exclusions, each behind its bearer token. */
@@ -77,6 +98,7 @@ export function apiRouter(options: ApiOptions): Router {
   router.post('/api/incidents', ingestAuth, requireJson, json, async (req, res) => {
     const actor: Actor = { id: 'api:ingest', platform: 'api' };
     const result = await ingestIncident(deps, req.body, actor);
+    annotate({ [ATTR.incidentId]: result.state.incident.id, [ATTR.platform]: 'api' });
     res.status(result.created ? 201 : 200).json({
       ...incidentView(result.state),
       added: result.added.map((a) => a.id),
@@ -99,6 +121,23 @@ export function apiRouter(options: ApiOptions): Router {
       return;
     }
     res.json({ entries: await deps.store.listAudit(String(req.params.id)) });
+  });
+
+  // The audit feed for SIEM collectors: NDJSON, oldest first, one entry per line with its cursor; the
+  // cursor to ask with next is in X-Next-Cursor (the request's own `since` when nothing is new).
+  // X-Cursor-Gap: true when `since` is older than the oldest line kept: lines were dropped unread.
+  router.get('/api/audit', readAuth, async (req, res) => {
+    const { since, limit } = parseOrThrow(auditFeedQuery, req.query, 'query');
+    const [page, gap] = await Promise.all([
+      deps.store.listAuditFeed(since ?? null, limit),
+      since === undefined ? false : deps.store.auditFeedGap(since),
+    ]);
+    const next = page.at(-1)?.cursor ?? since;
+    if (next !== undefined) res.setHeader('X-Next-Cursor', next);
+    res.setHeader('X-Cursor-Gap', String(gap));
+    res.setHeader('Cache-Control', 'no-store');
+    res.type('application/x-ndjson');
+    res.send(page.map(({ cursor, entry }) => `${JSON.stringify({ cursor, ...entry })}\n`).join(''));
   });
 
   router.get('/api/tasks', readAuth, async (req, res) => {

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { type Policy, policySchema } from '../core/policy.js';
+import { type Policy, policySchema, SECRET_REFERENCE } from '../core/policy.js';
 import { formatPath } from '../core/validation.js';
+import type { WebhookEventType } from '../core/webhook-events.js';
 
 /** Start-up stopped because of bad configuration; the message lists every problem and its fix. */
 export class ConfigError extends Error {
@@ -134,9 +135,16 @@ const envSchema = z.object({
   ),
   INCIDENT_WRITEBACK: withDefault(bool, 'false'),
   PUBLIC_URL: optional(httpUrl('the address users reach the bot at, e.g. https://mdr-bot.example.com')),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optional(
+    httpUrl('the OTLP/HTTP address of your collector, e.g. http://otel-collector:4318'),
+  ),
+  OTEL_SERVICE_NAME: withDefault(z.string().trim().min(1, 'must not be empty').max(255), 'mdr-bot'),
 });
 
 type Env = z.output<typeof envSchema>;
+
+/** Every environment variable the configuration reads: deployment files may name these and no others. */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
 
 /** Base URLs that carry bearer tokens or the bot token: `https://` outside local mode. */
 export const SECURE_URL_VARIABLES = [
@@ -145,6 +153,14 @@ export const SECURE_URL_VARIABLES = [
   'GRAPH_API_URL',
   'AZURE_AUTHORITY_HOST',
 ] as const;
+
+/** A webhook of the policy with its secret read from the environment variable it names. */
+export interface Webhook {
+  url: string;
+  /** The HMAC key: never logged, never written to Redis. */
+  secret: string;
+  events: WebhookEventType[];
+}
 
 export interface Config {
   port: number;
@@ -197,6 +213,13 @@ export interface Config {
   incidentWriteback: boolean;
   logLevel: Env['LOG_LEVEL'];
   publicUrl?: string;
+  /** The policy's `notifications.webhooks`, secrets resolved; empty when there are none. */
+  webhooks: Webhook[];
+  /**
+   * `OTEL_EXPORTER_OTLP_ENDPOINT`: traces are exported there (OTLP/HTTP, JSON) as `serviceName`
+   * (`OTEL_SERVICE_NAME`); unset: no tracing, and no OpenTelemetry SDK is loaded.
+   */
+  tracing?: { endpoint: string; serviceName: string };
   /** `ALLOW_INSECURE_URLS=true` (tests only): `http://` base URLs allowed outside local mode. */
   allowInsecureUrls: boolean;
   /** The variables of SECURE_URL_VARIABLES that are `http://` under ALLOW_INSECURE_URLS (named in the log). */
@@ -299,6 +322,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       problems.push(`POLICY_FILE: ${(error as Error).message}`);
     }
   }
+  const webhooks = resolveWebhooks(policy, env, { local, allowInsecure: e.ALLOW_INSECURE_URLS }, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   // With an app-level token Slack arrives over Socket Mode, and the signing secret is not used.
@@ -360,10 +384,55 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     incidentWriteback: e.INCIDENT_WRITEBACK,
     logLevel: e.LOG_LEVEL,
     publicUrl: e.PUBLIC_URL,
+    ...(e.OTEL_EXPORTER_OTLP_ENDPOINT
+      ? { tracing: { endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: e.OTEL_SERVICE_NAME } }
+      : {}),
     allowInsecureUrls: e.ALLOW_INSECURE_URLS,
-    insecureUrls: localMode ? [] : insecure,
+    webhooks,
+    insecureUrls: localMode
+      ? []
+      : [
+          ...insecure,
+          ...webhooks.flatMap((h, i) =>
+            h.url.startsWith('http://') ? [`notifications.webhooks[${i}].url`] : [],
+          ),
+        ],
     localMode,
   };
+}
+
+/**
+ * The policy's webhooks with their secrets read from the environment variables they name. Each missing
+ * or short secret, and each `http://` URL outside local mode (without ALLOW_INSECURE_URLS), is a problem
+ * naming the webhook; the secret's value never appears in a message.
+ */
+function resolveWebhooks(
+  policy: Policy,
+  env: Record<string, string | undefined>,
+  mode: { local: boolean; allowInsecure: boolean },
+  problems: string[],
+): Webhook[] {
+  const hooks = policy.notifications?.webhooks ?? [];
+  const resolved: Webhook[] = [];
+  hooks.forEach((hook, i) => {
+    const where = `POLICY_FILE: notifications.webhooks[${i}]`;
+    const name = SECRET_REFERENCE.exec(hook.secret)?.[1] ?? '';
+    const secret = env[name]?.trim() ?? '';
+    if (secret === '') {
+      problems.push(
+        `${where}.secret: the environment variable ${name} is not set (it holds the webhook's signing secret: at least 16 random characters, shared with the receiver)`,
+      );
+    } else if (secret.length < 16) {
+      problems.push(`${where}.secret: ${name} is too short: use at least 16 random characters`);
+    }
+    if (hook.url.startsWith('http://') && !mode.local && !mode.allowInsecure) {
+      problems.push(
+        `${where}.url: must be https:// outside local mode (events and their signatures must not travel in clear); for a test receiver set ALLOW_INSECURE_URLS=true`,
+      );
+    }
+    resolved.push({ url: hook.url, secret, events: hook.events });
+  });
+  return resolved;
 }
 
 /** Read and validate the YAML policy file; the error names each bad field by its path. */

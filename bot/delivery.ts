@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobQueue } from '../adapters/job-queue.js';
 import { StoreUnavailableError } from '../core/errors.js';
-import type { IncidentState, Task } from '../core/model.js';
+import type { CardRefs, IncidentState, Task } from '../core/model.js';
 import type { ActionStore, Clock, Notifier } from '../core/ports.js';
 import type { Logger } from './logger.js';
 
@@ -25,6 +25,8 @@ export interface DeliveryContext {
   retry: number;
   /** Leave `target` for a later delivery, at `at` (epoch ms). */
   defer(target: string, at: number, reason: DeferralReason): void;
+  /** The incident's card references, read once per delivery run for every platform (unset: read them). */
+  cardRefs?: () => Promise<CardRefs>;
 }
 
 /** Posts an incident's card on one platform, or updates the one already posted. */
@@ -118,6 +120,7 @@ export async function requestDelivery(queue: JobQueue, job: DeliverJob, delayMs:
   };
   await queue.add(DELIVER_JOB, data, {
     coalesce: cardKey(job.platform, job.incidentId),
+    group: job.incidentId,
     ...(delayMs > 0 ? { delayMs } : {}),
     attempts: 10,
   });
@@ -176,6 +179,11 @@ export interface DeliveryDeps {
   queue: JobQueue;
   publishers: CardPublisher[];
   logger: Logger;
+  /**
+   * The queue runs one delivery of an incident at a time across processes (a light lane): no lease of
+   * our own is taken.
+   */
+  exclusive?: boolean;
 }
 
 /**
@@ -191,9 +199,16 @@ export async function runDelivery(job: DeliverJob, deps: DeliveryDeps): Promise<
     reading ??= deps.store.getIncident(job.incidentId);
     return reading;
   };
+  let refs: Promise<CardRefs> | undefined;
+  const cardRefs = async () => {
+    refs ??= deps.store.getCardRefs(job.incidentId);
+    return structuredClone(await refs);
+  };
   // Platforms side by side: a slow platform does not hold the other's card.
   const runs = await Promise.allSettled(
-    targets.map((publisher) => deliverOn(publisher, { ...job, platform: publisher.platform }, read, deps)),
+    targets.map((publisher) =>
+      deliverOn(publisher, { ...job, platform: publisher.platform }, read, cardRefs, deps),
+    ),
   );
   const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
@@ -203,11 +218,12 @@ async function deliverOn(
   publisher: CardPublisher,
   job: DeliverJob,
   read: () => Promise<IncidentState | null>,
+  cardRefs: () => Promise<CardRefs>,
   deps: DeliveryDeps,
 ): Promise<void> {
   const { store, queue, logger } = deps;
   const lease = `deliver:${publisher.platform}:${job.incidentId}`;
-  if (!(await store.tryLock(lease, DELIVERY_LEASE_MS))) {
+  if (!deps.exclusive && !(await store.tryLock(lease, DELIVERY_LEASE_MS))) {
     // Another run of this card holds the lease: deliver again once it is done, without waiting here.
     if (job.targets) await addDeferred(queue, job, Date.now() + BUSY_RETRY_MS, job.targets, job.retry ?? 0);
     else await requestDelivery(queue, job, BUSY_RETRY_MS);
@@ -225,9 +241,11 @@ async function deliverOn(
       deadline: Date.now() + DELIVERY_BUDGET_MS,
       retry: job.retry ?? 0,
       defer: (target, at, reason) => deferred.push({ target, at, reason }),
+      // Read once for both platforms only when no other run can change them meanwhile.
+      ...(deps.exclusive ? { cardRefs } : {}),
     });
   } finally {
-    await store.unlock(lease);
+    if (!deps.exclusive) await store.unlock(lease);
   }
   await deferDeliveries(deps, job, deferred);
 }
@@ -275,5 +293,6 @@ async function addDeferred(
     delayMs: Math.max(0, at - Date.now()),
     attempts: 10,
     replaceFinished: true,
+    group: job.incidentId,
   });
 }

@@ -4,6 +4,8 @@ import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { createPlatforms } from './platforms.js';
 import { createHttpApp } from './server.js';
+import { STOP_LIMIT_MS } from './stop.js';
+import { startTracing } from './tracing.js';
 
 /** Process entry: configuration, runtime, one HTTP port, graceful stop on SIGINT/SIGTERM. */
 async function main(): Promise<void> {
@@ -20,6 +22,8 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
+  // Before anything makes a span: the SDK is loaded only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+  const tracing = config.tracing ? await startTracing(config.tracing, logger) : undefined;
   const runtime = buildRuntime(config, logger);
   const platforms = await createPlatforms(runtime, process.env);
   const app = createHttpApp(runtime, platforms.mounts);
@@ -45,9 +49,15 @@ async function main(): Promise<void> {
 
   const stop = async (signal: string) => {
     logger.info({ signal }, 'stopping');
+    setTimeout(() => {
+      logger.error({ limitMs: STOP_LIMIT_MS }, 'not stopped in time: exiting now');
+      process.exit(1);
+    }, STOP_LIMIT_MS).unref();
     server.close();
     // Closing the queue waits for running jobs: a poll or an upkeep run is finished, never cut short.
     await runtime.close().catch((error: unknown) => logger.error({ err: error }, 'error while stopping'));
+    // The spans of the jobs that just finished, flushed within TRACING_SHUTDOWN_MS.
+    await tracing?.shutdown();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));

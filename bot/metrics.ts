@@ -23,6 +23,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly webhookEvents = new Counter({
+    name: 'mdr_webhook_events_total',
+    help: 'Webhook deliveries queued by their writer (one per event and webhook), queued again by the relay from the audit feed (relayed; a duplicate is dropped by its id), or events not queued by their writer (not_queued)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookDeliveries = new Counter({
+    name: 'mdr_webhook_deliveries_total',
+    help: 'Webhook delivery tries by outcome: delivered, retried, failed (given up), refused (address not in the policy)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'mdr_' });
   }

@@ -34,6 +34,17 @@ import { requestWriteback, runWriteback, WRITEBACK_JOB, type WritebackJob } from
 import type { Logger } from './logger.js';
 import { MAINTENANCE_EVERY_MS, MAINTENANCE_JOB, Maintenance } from './maintenance.js';
 import { Metrics } from './metrics.js';
+import { traceExecutor, traceQueue } from './tracing.js';
+import {
+  deliverWebhook,
+  WEBHOOK_JOB,
+  WEBHOOK_RELAY_EVERY_MS,
+  WEBHOOK_RELAY_JOB,
+  WebhookEvents,
+  type WebhookJob,
+  WebhookRelay,
+  WebhookRetryError,
+} from './webhooks.js';
 
 /** Everything one bot process runs with, built once from the configuration. */
 export interface Runtime {
@@ -84,12 +95,14 @@ export const EMAIL_JOB = 'email';
  * or upkeep. Concurrency is per process.
  */
 export const JOB_LANES: Lanes = {
-  execute: { jobs: [EXECUTE_JOB, FOLLOW_JOB], concurrency: 20 },
-  deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20 },
+  // Light lanes: an approval's execute job and its card updates cost a few Redis commands each, not ~45.
+  execute: { jobs: [EXECUTE_JOB], concurrency: 20, light: { attempts: 3 } },
+  deliver: { jobs: [DELIVER_JOB, REMIND_POST_JOB], concurrency: 20, light: { attempts: 10 } },
+  follow: { jobs: [FOLLOW_JOB], concurrency: 1 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
-  notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB], concurrency: 5 },
+  notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB, WEBHOOK_JOB], concurrency: 5 },
   // One periodic run at a time per process; the job schedulers make it one per interval in all.
-  maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB], concurrency: 1 },
+  maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB, WEBHOOK_RELAY_JOB], concurrency: 1 },
 };
 
 /**
@@ -114,17 +127,12 @@ class QueueScheduler implements JobScheduler {
 
   async schedule(job: CoreJob): Promise<void> {
     if (job.kind === 'execute') {
-      const { incidentId, actionId } = job;
-      await this.queue.add(
-        EXECUTE_JOB,
-        { kind: 'execute', incidentId, actionId },
-        {
-          id: jobIdOf(job),
-          attempts: 3,
-          ...(job.delayMs ? { delayMs: job.delayMs } : {}),
-          ...(job.rerun ? { replaceFinished: true } : {}),
-        },
-      );
+      await this.queue.add(EXECUTE_JOB, executeData(job), {
+        id: jobIdOf(job),
+        attempts: 3,
+        ...(job.delayMs ? { delayMs: job.delayMs } : {}),
+        ...(job.rerun ? { replaceFinished: true } : {}),
+      });
       return;
     }
     if (job.kind === 'email') {
@@ -137,9 +145,14 @@ class QueueScheduler implements JobScheduler {
   }
 
   scheduled(job: CoreJob): Promise<boolean> {
-    const name = job.kind === 'execute' ? EXECUTE_JOB : job.kind === 'email' ? EMAIL_JOB : REMIND_JOB;
-    return this.queue.has(name, jobIdOf(job));
+    if (job.kind === 'execute') return this.queue.has(EXECUTE_JOB, jobIdOf(job), executeData(job));
+    return this.queue.has(job.kind === 'email' ? EMAIL_JOB : REMIND_JOB, jobIdOf(job), job);
   }
+}
+
+/** The data of an execute job (the same whenever it is added or looked for). */
+function executeData(job: CoreJob & { kind: 'execute' }) {
+  return { kind: 'execute', incidentId: job.incidentId, actionId: job.actionId };
 }
 
 /** The ingest rules of the configuration: the tenant of DEFENDER_TENANT_ID, PUBLIC_URL's host for portal links. */
@@ -153,11 +166,15 @@ export function ingestRules(config: Config): IngestRules {
 export function assembleRuntime(config: Config, logger: Logger, parts: RuntimeParts): Runtime {
   const store = parts.store ?? new MemoryStore();
   const clock = parts.clock ?? systemClock;
-  const executor = parts.executor ?? new DryRunExecutor();
+  const executor = traceExecutor(config, parts.executor ?? new DryRunExecutor());
   const directory = parts.directory ?? new StaticAssetDirectory();
   const publishers = parts.publishers ?? [];
-  const queue = parts.queue;
+  const queue = traceQueue(config, parts.queue);
   const notifier = new DeliveryNotifier(queue, publishers, clock);
+  const metrics = new Metrics();
+  const webhooks = config.webhooks ?? [];
+  const events =
+    webhooks.length > 0 ? new WebhookEvents({ store, queue, clock, logger, metrics, webhooks }) : undefined;
   const deps: CoreDeps = {
     store,
     directory,
@@ -168,8 +185,8 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     policy: config.policy,
     ingest: ingestRules(config),
     ...(parts.mailer ? { mailer: parts.mailer } : {}),
+    ...(events ? { events } : {}),
   };
-  const metrics = new Metrics();
 
   const track = (name: string, run: (data: unknown) => Promise<void>) => async (data: unknown) => {
     try {
@@ -251,9 +268,39 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
       }
     });
   }
+  // Always served: a delivery queued under an earlier policy is refused (and audited) if its address is
+  // not a webhook of this one.
+  queue.process(
+    WEBHOOK_JOB,
+    track(WEBHOOK_JOB, async (data) => {
+      const job = data as WebhookJob;
+      try {
+        const outcome = await deliverWebhook(job, { store, clock, webhooks });
+        metrics.webhookDeliveries.inc({ outcome: outcome.status });
+        const details = { eventId: job.eventId, type: job.type, incidentId: job.incidentId, ...outcome };
+        if (outcome.status === 'delivered') logger.info(details, 'webhook delivered');
+        else
+          logger.error(
+            details,
+            'webhook not delivered: audited on the incident; check the receiver and the policy',
+          );
+      } catch (error) {
+        if (error instanceof WebhookRetryError) metrics.webhookDeliveries.inc({ outcome: 'retried' });
+        throw error;
+      }
+    }),
+  );
   queue.process(
     DELIVER_JOB,
-    track(DELIVER_JOB, async (data) => runDelivery(data as DeliverJob, { store, queue, publishers, logger })),
+    track(DELIVER_JOB, async (data) =>
+      runDelivery(data as DeliverJob, {
+        store,
+        queue,
+        publishers,
+        logger,
+        exclusive: queue.exclusive?.(DELIVER_JOB) ?? false,
+      }),
+    ),
   );
   queue.process(
     REMIND_POST_JOB,
@@ -310,6 +357,15 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   };
   const maintenance = new Maintenance(runtime);
   every(MAINTENANCE_JOB, MAINTENANCE_EVERY_MS, () => maintenance.runOnce());
+  // Webhook events whose writer could not queue them (it died, or the queue was down) are relayed from
+  // the audit feed, one run per interval across every replica.
+  if (events) {
+    const relay = new WebhookRelay({ store, logger, events });
+    every(WEBHOOK_RELAY_JOB, WEBHOOK_RELAY_EVERY_MS, async () => {
+      const { queued } = await relay.runOnce();
+      if (queued > 0) logger.info({ queued }, 'webhook relay queued deliveries from the audit feed');
+    });
+  }
   // Submitted actions are followed in batches, one round per interval across every replica.
   every(FOLLOW_JOB, config.execution.followSeconds * 1000, async () => {
     const report = await followActions(deps, { roundMs: config.execution.followSeconds * 1000 });

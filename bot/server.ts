@@ -2,6 +2,7 @@ import express, { type Express, type Request, type RequestHandler } from 'expres
 import { apiRouter } from './api.js';
 import { errorHandler, sendError } from './http-errors.js';
 import type { Runtime } from './runtime.js';
+import { traceRequests } from './tracing.js';
 
 /** Why a part of the bot cannot serve (`/readyz` answers 503 with it), or undefined while it can. */
 export type ReadinessCheck = () => { code: string; message: string } | undefined;
@@ -36,6 +37,7 @@ export function createHttpApp(runtime: Runtime, mounts: Mounts = {}): Express {
   // fetched again conditionally.
   app.set('etag', false);
 
+  if (config.tracing) app.use(traceRequests(routeLabel));
   app.use((req, res, next) => {
     const stop = metrics.httpDuration.startTimer();
     res.on('finish', () => {

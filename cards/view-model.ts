@@ -586,7 +586,22 @@ function actionLine(
       details.unshift(`Reason: ${a.error ? detail(a.error) : 'not recorded'}`);
       // The id `retry` and `handover` take, for experts who answer in chat.
       taskId = taskIdOf(a.incidentId, a.id);
-      buttons.push({ verb: 'retry', label: 'Retry', audience: 'expert', style: 'primary' });
+      buttons.push({
+        verb: 'retry',
+        label: 'Retry',
+        audience: 'expert',
+        style: 'primary',
+        // A retry sends a new request to Microsoft: asked first (Slack's confirm dialog).
+        confirm: {
+          title: 'Retry the failed action?',
+          text: cut(
+            `${text}. The bot sends a new request at once; the failed attempt stays in the audit trail.`,
+            300,
+          ),
+          confirm: 'Retry',
+          deny: 'Cancel',
+        },
+      });
       buttons.push({ verb: 'handover', label: 'Hand to customer', audience: 'expert', style: 'default' });
       break;
     case 'rejected':

@@ -1,5 +1,5 @@
 import { type Actor, transition } from './decisions.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
 import type { ActionRecord, Exclusions } from './model.js';
 import type { CoreDeps } from './ports.js';
@@ -21,7 +21,7 @@ export async function applyExclusions(
   for (const summary of incidents) {
     const state = await deps.store.getIncident(summary.id);
     if (!state) continue;
-    let changed = false;
+    const tasks: ActionRecord[] = [];
     for (const action of state.actions) {
       if (action.state !== 'proposed') continue;
       const decision = await evaluateExclusion(exclusions, action, state.incident, deps.directory);
@@ -39,7 +39,7 @@ export async function applyExclusions(
       );
       if (!result.ok) continue;
       moved.push(result.action);
-      changed = true;
+      tasks.push(result.action);
       const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
       await deps.jobs.schedule({
         kind: 'remind',
@@ -48,8 +48,9 @@ export async function applyExclusions(
         dueAt: dueAt.toISOString(),
       });
     }
-    if (changed) await requestTaskEmail(deps, summary.id, FIRST_TASK_EVENT);
-    if (changed) await deps.notifier.incidentChanged(summary.id);
+    if (tasks.length === 0) continue;
+    await requestBatchEmail(deps, summary.id, tasks);
+    await deps.notifier.incidentChanged(summary.id);
   }
   return moved;
 }

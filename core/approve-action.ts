@@ -9,7 +9,7 @@ import {
   refuse,
   transition,
 } from './decisions.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { assetOf, evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
 import { rolesOf } from './policy.js';
@@ -96,7 +96,7 @@ export async function approveAction(
     if (moved.ok) {
       const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
       await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
-      await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
+      await requestBatchEmail(deps, ref.incidentId, [moved.action]);
       await deps.notifier.incidentChanged(ref.incidentId);
       return { ok: false, code: 'asset_excluded', message, action: moved.action };
     }

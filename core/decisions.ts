@@ -129,10 +129,11 @@ export async function refuse(
 
 /**
  * Move an action to `to` with a compare-and-set on its version, writing the audit entry atomically.
- * A transition the state machine does not allow is never attempted.
+ * A transition the state machine does not allow is never attempted. The winner of a change of state
+ * tells `deps.events`.
  */
 export async function transition(
-  deps: Pick<CoreDeps, 'store' | 'clock'>,
+  deps: Pick<CoreDeps, 'store' | 'clock' | 'events'>,
   action: ActionRecord,
   to: ActionState,
   patch: Partial<ActionRecord>,
@@ -145,7 +146,9 @@ export async function transition(
     incidentId: action.incidentId,
     actionId: action.id,
   });
-  return deps.store.compareAndSet(next, action.version, entry);
+  const result = await deps.store.compareAndSet(next, action.version, entry);
+  if (result.ok && action.state !== to) await deps.events?.actionMoved(action, result.action);
+  return result;
 }
 
 /** "already approved by slack:U0EXPERT1", or by the decider's name when their platform gave one. */

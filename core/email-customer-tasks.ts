@@ -1,14 +1,53 @@
 import { ACTION_CATALOGUE } from './actions.js';
 import { type Actor, auditEntry } from './decisions.js';
 import { assetOf } from './exclusions.js';
-import type { IncidentRecord, Task } from './model.js';
+import type { ActionRecord, IncidentRecord, Task } from './model.js';
 import type { CoreDeps, EmailMessage } from './ports.js';
 import { taskOf } from './tasks.js';
 
 const SYSTEM: Actor = { id: 'system', platform: 'system' };
 
-/** The event of an incident's first customer task: one email, whatever else follows. */
+/**
+ * The event of an incident's first customer task, as earlier versions named it (one email per
+ * incident): a job of that name still queued sends the incident's pending tasks.
+ */
 export const FIRST_TASK_EVENT = 'first-task';
+
+const BATCH_PREFIX = 'tasks-';
+
+/**
+ * The event of one batch of new customer tasks: each task's action id and the version that made it a
+ * task, sorted, so every replica (and every retry of the same request) names the same batch the same
+ * way, and a task that becomes the customer's again later (handed over a second time) is a new batch.
+ * `@` and `+` appear in no action id.
+ */
+export function batchEvent(actions: readonly Pick<ActionRecord, 'id' | 'version'>[]): string {
+  const parts = actions.map((a) => `${a.id}@${a.version}`).sort();
+  return `${BATCH_PREFIX}${parts.join('+')}`;
+}
+
+/** The action ids of a batch event; null for any other event (a reminder, the legacy first task). */
+export function batchOf(event: string): string[] | null {
+  if (!event.startsWith(BATCH_PREFIX)) return null;
+  return event
+    .slice(BATCH_PREFIX.length)
+    .split('+')
+    .map((part) => part.slice(0, part.lastIndexOf('@')))
+    .filter((id) => id !== '');
+}
+
+/**
+ * Ask for the one email of a batch of new customer tasks (`actions` as the transition that made them
+ * tasks left them): one job per batch, named by it. Nothing is asked for an empty batch.
+ */
+export async function requestBatchEmail(
+  deps: CoreDeps,
+  incidentId: string,
+  actions: readonly Pick<ActionRecord, 'id' | 'version'>[],
+): Promise<void> {
+  if (actions.length === 0) return;
+  await requestTaskEmail(deps, incidentId, batchEvent(actions));
+}
 
 /** The event of the reminder due at `dueAt` (tasks created together share it, so they share one email). */
 export function reminderEvent(dueAt: string): string {
@@ -37,8 +76,9 @@ export type TaskEmailResult =
   | { status: 'failed'; reason: string };
 
 /**
- * Run one email job: the incident's pending customer tasks, with their guidance and where to mark them
- * done, sent once to the policy's addresses. An event already sent (its audit entry exists) is not sent
+ * Run one email job: the customer tasks of its batch that are still pending (a reminder: every pending
+ * task of the incident), with their guidance and where to mark them done, sent once to the policy's
+ * addresses. An event already sent (its audit entry exists) is not sent
  * again, so a job added anew after the queue forgot the first still sends one email. A final failure is
  * audited on the incident and returned for the operators' log; it never touches the card.
  */
@@ -54,7 +94,11 @@ export async function emailCustomerTasks(
   const audit = await deps.store.listAudit(job.incidentId);
   if (audit.some((e) => e.event === 'email' && e.outcome === 'ok' && e.detail.startsWith(`${job.event}:`)))
     return { status: 'skipped', reason: 'already sent' };
-  const tasks = state.actions.map(taskOf).filter((t): t is Task => t?.state === 'pending');
+  const batch = batchOf(job.event);
+  const tasks = state.actions
+    .filter((a) => batch === null || batch.includes(a.id))
+    .map(taskOf)
+    .filter((t): t is Task => t?.state === 'pending');
   if (tasks.length === 0) return { status: 'skipped', reason: 'no pending customer task' };
 
   const message = composeTaskEmail(state.incident, tasks, to, job.event);
@@ -78,13 +122,13 @@ export function composeTaskEmail(
   event: string,
 ): EmailMessage {
   const severity = incident.severity.charAt(0).toUpperCase() + incident.severity.slice(1);
-  const reminder = event !== FIRST_TASK_EVENT;
+  const reminder = event !== FIRST_TASK_EVENT && batchOf(event) === null;
   const title = oneLine(incident.title, 150);
   const subject = `${reminder ? 'Reminder: ' : ''}[${severity}] ${title}: ${tasks.length} action(s) for your team`;
   const lines = [
     reminder
       ? `These actions on incident ${incident.id} are still waiting for your team.`
-      : `Incident ${incident.id} needs actions your team must carry out: the experts may not act on these assets.`,
+      : `Incident ${incident.id} has ${tasks.length === 1 ? 'a new action' : `${tasks.length} new actions`} for your team to carry out.`,
     '',
     `Incident: ${title} (severity ${incident.severity})`,
     `Open it in Microsoft Defender: ${incident.portalUrl}`,

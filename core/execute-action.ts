@@ -1,6 +1,6 @@
 import type { ActionRef } from './approve-action.js';
 import { type Actor, transition } from './decisions.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { StoreUnavailableError } from './errors.js';
 import {
   assetOf,
@@ -362,7 +362,7 @@ async function notRun(
   if (moved.ok && moved.action.state === 'customerPending') {
     const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
     await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
-    await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
+    await requestBatchEmail(deps, ref.incidentId, [moved.action]);
   }
   await deps.notifier.incidentChanged(ref.incidentId);
   return moved.ok

@@ -8,7 +8,7 @@ import {
   refuse,
   transition,
 } from './decisions.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
@@ -58,7 +58,7 @@ export async function handOverAction(deps: CoreDeps, ref: ActionRef, actor: Acto
   const dueAt = new Date(now.getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
   await Promise.all([
     deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() }),
-    requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT),
+    requestBatchEmail(deps, ref.incidentId, [result.action]),
     deps.notifier.incidentChanged(ref.incidentId),
   ]);
   return result;

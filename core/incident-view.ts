@@ -2,6 +2,9 @@ import { type ManagedStatus, managedStatus } from './managed-status.js';
 import type { ActionRecord, IncidentState, Severity } from './model.js';
 
 /** `GET /api/incidents/{id}`: the incident's managed-response state (fields are part of the contract). */
+/** One action as `GET /api/incidents/{id}` returns it (and as webhooks send it). */
+export type ActionView = IncidentView['actions'][number];
+
 export interface IncidentView {
   id: string;
   title: string;
@@ -38,22 +41,27 @@ export function incidentView({ incident, actions }: IncidentState): IncidentView
     portalUrl: incident.portalUrl,
     summary: incident.summary,
     receivedAt: incident.receivedAt,
-    actions: actions.map((a) => ({
-      id: a.id,
-      type: a.type,
-      state: a.state,
-      target: a.target,
-      excludedBy: a.excludedBy,
-      decidedBy: a.decidedBy,
-      updatedAt: a.updatedAt,
-      ...(a.reason ? { reason: a.reason } : {}),
-      ...(a.progress ? { progress: a.progress } : {}),
-      ...(a.result ? { result: a.result } : {}),
-      ...(a.error ? { error: a.error } : {}),
-      ...(a.blockedReason ? { blockedReason: a.blockedReason } : {}),
-      ...(a.doneBy ? { doneBy: a.doneBy } : {}),
-      ...(a.doneAt ? { doneAt: a.doneAt } : {}),
-      ...(a.dryRun ? { dryRun: true } : {}),
-    })),
+    actions: actions.map(actionView),
+  };
+}
+
+/** The REST API's view of one action. */
+export function actionView(a: ActionRecord): ActionView {
+  return {
+    id: a.id,
+    type: a.type,
+    state: a.state,
+    target: a.target,
+    excludedBy: a.excludedBy,
+    decidedBy: a.decidedBy,
+    updatedAt: a.updatedAt,
+    ...(a.reason ? { reason: a.reason } : {}),
+    ...(a.progress ? { progress: a.progress } : {}),
+    ...(a.result ? { result: a.result } : {}),
+    ...(a.error ? { error: a.error } : {}),
+    ...(a.blockedReason ? { blockedReason: a.blockedReason } : {}),
+    ...(a.doneBy ? { doneBy: a.doneBy } : {}),
+    ...(a.doneAt ? { doneAt: a.doneAt } : {}),
+    ...(a.dryRun ? { dryRun: true } : {}),
   };
 }

@@ -1,6 +1,6 @@
 import type { Actor } from './decisions.js';
 import { auditEntry, recordRefusal } from './decisions.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { WrongTenantError } from './errors.js';
 import { evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
@@ -98,11 +98,16 @@ export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor
       await deps.jobs.schedule({ kind: 'remind', incidentId: a.incidentId, actionId: a.id, dueAt });
     }
   }
-  if (added.some((a) => a.state === 'customerPending'))
-    await requestTaskEmail(deps, incident.id, FIRST_TASK_EVENT);
+  // The new customer tasks of this notification are one batch: one email for them, whichever replica asks.
+  await requestBatchEmail(
+    deps,
+    incident.id,
+    added.filter((a) => a.state === 'customerPending'),
+  );
   await deps.notifier.incidentChanged(incident.id, { created });
   // The state as this ingest left it, without reading it back: the incident as written, the actions
   // read before it plus the new ones (an action another replica added at the same moment is in `fresh`).
   const state: IncidentState = { incident, actions: [...(existing?.actions ?? []), ...fresh] };
+  if (added.length > 0) await deps.events?.actionsAdded(state, added);
   return { created, added, state };
 }

@@ -17,10 +17,10 @@ export async function listTasks(
   if (status === 'pending') return deps.store.listTasks('pending', limit);
   const closed = await deps.store.listTasks('done', limit);
   if (status === 'done') return closed.filter((t) => t.skippedBy === undefined);
-  return closed
-    .filter((t) => t.skippedBy !== undefined)
-    .map(({ skipReason, ...task }) => ({
-      ...task,
-      ...(skipReason !== undefined ? { reason: skipReason } : {}),
-    }));
+  return closed.filter((t) => t.skippedBy !== undefined).map(skippedTaskView);
+}
+
+/** A skipped task as `GET /api/tasks?status=skipped` lists it: the customer's reason under `reason`. */
+export function skippedTaskView({ skipReason, ...task }: Task): SkippedTask {
+  return { ...task, ...(skipReason !== undefined ? { reason: skipReason } : {}) };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Exclusions, Identity, Roles } from './model.js';
+import { WEBHOOK_EVENT_TYPES } from './webhook-events.js';
 
 const identity = z
   .string()
@@ -48,6 +49,29 @@ const sourcesSchema = z.strictObject({
   graph: z.strictObject({ filter: graphFilterSchema.optional() }).optional(),
 });
 
+/** `${NAME}`: the environment variable a webhook secret is read from at start. */
+export const SECRET_REFERENCE = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/;
+
+/**
+ * One webhook of the policy. The secret is never written in the file: `secret` names the environment
+ * variable holding it, read at start (bot/config.ts), which also checks the URL's scheme.
+ */
+export const webhookSchema = z.strictObject({
+  url: z.url({
+    protocol: /^https?$/,
+    error: 'must be an http(s) URL, e.g. https://itsm.contoso.com/hooks/mdr',
+  }),
+  secret: z.string().regex(
+    SECRET_REFERENCE,
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the policy's own ${NAME} syntax, not a template
+    'must be ${VARIABLE_NAME}: the secret is read from that environment variable, never written here',
+  ),
+  events: z
+    .array(z.enum(WEBHOOK_EVENT_TYPES, { error: `must be one of ${WEBHOOK_EVENT_TYPES.join(', ')}` }))
+    .min(1, 'needs at least one event')
+    .transform((events) => [...new Set(events)]),
+});
+
 /** The policy file (`POLICY_FILE`); its shape is part of the public contract. */
 export const policySchema = z.strictObject({
   roles: z
@@ -84,6 +108,14 @@ export const policySchema = z.strictObject({
        * customer's queue, free text as Defender shows it, e.g. "Contoso SOC").
        */
       assignTo: z.string().trim().min(1, 'must not be empty').max(256, 'at most 256 characters').optional(),
+      /** ITSM / SIEM receivers of signed JSON events (see `webhookSchema`). */
+      webhooks: z
+        .array(webhookSchema)
+        .max(20, 'at most 20 webhooks')
+        .refine((hooks) => new Set(hooks.map((h) => h.url)).size === hooks.length, {
+          error: 'each url may appear once (give one webhook all the events it wants)',
+        })
+        .optional(),
     })
     .optional(),
 });

@@ -15,6 +15,24 @@ import type {
  */
 export type ExecutionPhase = 'approved' | 'starting' | 'submitted';
 
+/** One line of the audit feed: the entry and the cursor that resumes after it. */
+export interface AuditFeedEntry {
+  cursor: string;
+  entry: AuditEntry;
+  /** On the line of an action write (a transition, or the first line of an ingest that added actions). */
+  written?: ActionsWritten;
+}
+
+/**
+ * What one write did to an incident's actions, stored with its audit feed line in the same step (the
+ * outbox webhooks are relayed from): each action written, with its state before (null: created), and
+ * every action of the incident right after the write.
+ */
+export interface ActionsWritten {
+  changed: { before: ActionRecord['state'] | null; after: ActionRecord }[];
+  actions: Pick<ActionRecord, 'id' | 'version' | 'state'>[];
+}
+
 /** Result of a compare-and-set: the winner gets `ok`, the loser sees what is there now. */
 export type CasResult = { ok: true; action: ActionRecord } | { ok: false; current: ActionRecord | null };
 
@@ -52,6 +70,17 @@ export interface ActionStore {
   appendAudit(entry: AuditEntry): Promise<void>;
   /** Audit entries of one incident, oldest first; without an incident id, the policy audit trail. */
   listAudit(incidentId?: string, limit?: number): Promise<AuditEntry[]>;
+  /**
+   * Every audit entry (all incidents and the policy trail) in the order written, oldest first, after the
+   * cursor `since` (null: from the oldest kept). Cursors look like `1712345678901-0`; the feed keeps the
+   * latest entries only (the store's bound), so a cursor older than the oldest kept starts there.
+   */
+  listAuditFeed(since: string | null, limit: number): Promise<AuditFeedEntry[]>;
+  /**
+   * Whether entries after the cursor `since` may have been dropped before they were read: some entries
+   * were dropped (the bound) and `since` is older than the oldest entry kept.
+   */
+  auditFeedGap(since: string): Promise<boolean>;
   /** Customer tasks in creation order, oldest first. */
   listTasks(status: 'pending' | 'done', limit?: number): Promise<Task[]>;
   /**
@@ -217,7 +246,7 @@ export type CoreJob =
       rerun?: boolean;
     }
   | { kind: 'remind'; incidentId: string; actionId: string; dueAt: string }
-  /** One notification email about an incident's customer tasks; `event` names it (`first-task`, `reminder-<dueAt>`). */
+  /** One notification email about an incident's customer tasks; `event` names it (a batch of new tasks `tasks-<id>@<version>+…`, `reminder-<dueAt>`). */
   | { kind: 'email'; incidentId: string; event: string };
 
 export interface JobScheduler {
@@ -242,6 +271,19 @@ export interface CoreDeps {
   ingest?: IngestRules;
   /** Sends notification email (MAIL_SENDER, or the preview in local mode); unset: no email. */
   mailer?: Mailer;
+  /** Told of facts once the store has them (webhooks); unset: nobody is told. */
+  events?: DomainEvents;
+}
+
+/**
+ * Told of action writes right after the store accepted them, by the writer that won: each write once.
+ * Implementations never throw for a delivery problem (the decision is already made).
+ */
+export interface DomainEvents {
+  /** An action changed state (`transition`). */
+  actionMoved(before: ActionRecord, after: ActionRecord): Promise<void>;
+  /** Ingest added `added` to the incident; `state` is the incident as this ingest left it. */
+  actionsAdded(state: IncidentState, added: ActionRecord[]): Promise<void>;
 }
 
 /** A plain-text notification email. */

@@ -9,34 +9,13 @@ import {
   refuse,
   transition,
 } from './decisions.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from './email-customer-tasks.js';
+import { clearEarlierRun } from './earlier-run.js';
+import { requestBatchEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
 import { rulesInForce } from './exclusions-in-force.js';
 import type { ActionRecord } from './model.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
-
-/**
- * What an earlier run left on the action: cleared on retry so the new run starts clean (it sends its
- * own request, is followed by its own remote id, and never adopts the failed run's operation).
- */
-const EARLIER_RUN: Partial<ActionRecord> = {
-  externalId: undefined,
-  executionToken: undefined,
-  leaseAt: undefined,
-  submittedAt: undefined,
-  remoteStatus: undefined,
-  error: undefined,
-  result: undefined,
-  progress: undefined,
-  unsent: undefined,
-  executingSince: undefined,
-  resolved: undefined,
-  dryRun: undefined,
-  blockedReason: undefined,
-  // A retry is the expert's decision, bound by the exclusions again, whoever decided the failed run.
-  decidedAs: undefined,
-};
 
 /**
  * An expert retries a failed action (`failed → approved`), decided like an approval: the clicker must
@@ -81,7 +60,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
       const current = moved.current ?? action;
       return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
     }
-    await scheduleReminder(deps, ref);
+    await scheduleReminder(deps, ref, moved.action);
     await deps.notifier.incidentChanged(ref.incidentId);
     return { ok: false, code: 'asset_excluded', message, action: moved.action };
   }
@@ -95,7 +74,13 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
     deps,
     action,
     'approved',
-    { ...EARLIER_RUN, attempt, ...decidedByOf(actor, deps.clock.now().toISOString()) },
+    {
+      ...clearEarlierRun(),
+      // A retry is the expert's decision, bound by the exclusions again, whoever decided the failed run.
+      decidedAs: undefined,
+      attempt,
+      ...decidedByOf(actor, deps.clock.now().toISOString()),
+    },
     { actor, event, detail: `approved (retry, attempt ${attempt})` },
   );
   if (!result.ok) {
@@ -109,9 +94,9 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
   return result;
 }
 
-/** The first reminder of a new customer task, as for every other one. */
-async function scheduleReminder(deps: CoreDeps, ref: ActionRef): Promise<void> {
+/** The first reminder and the email of a new customer task, as for every other one. */
+async function scheduleReminder(deps: CoreDeps, ref: ActionRef, task: ActionRecord): Promise<void> {
   const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
   await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
-  await requestTaskEmail(deps, ref.incidentId, FIRST_TASK_EVENT);
+  await requestBatchEmail(deps, ref.incidentId, [task]);
 }

@@ -8,26 +8,9 @@ import {
   refuse,
   transition,
 } from './decisions.js';
-import type { ActionRecord } from './model.js';
+import { clearEarlierRun } from './earlier-run.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
-
-/** What an earlier run left on the action (one stopped by an exclusion, or handed over after failing). */
-const EARLIER_RUN: Partial<ActionRecord> = {
-  externalId: undefined,
-  executionToken: undefined,
-  leaseAt: undefined,
-  submittedAt: undefined,
-  remoteStatus: undefined,
-  error: undefined,
-  result: undefined,
-  progress: undefined,
-  unsent: undefined,
-  executingSince: undefined,
-  resolved: undefined,
-  dryRun: undefined,
-  blockedReason: undefined,
-};
 
 /**
  * A customer admin has the bot carry out a pending customer task on their own asset
@@ -84,7 +67,7 @@ export async function runMyself(deps: CoreDeps, ref: ActionRef, actor: Actor): P
     action,
     'approved',
     {
-      ...EARLIER_RUN,
+      ...clearEarlierRun(),
       attempt: (action.attempt ?? 1) + 1,
       ...decidedByOf(actor, deps.clock.now().toISOString()),
       decidedAs: 'customer',

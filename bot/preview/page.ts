@@ -148,6 +148,12 @@ ${SLACK_HTML_CSS}
     var verb = b.getAttribute('data-action-id').split(':')[0];
     var data; try { data = JSON.parse(b.getAttribute('data-value')); } catch (err) { return; }
     if (b.title && !window.confirm('Are you sure? ' + b.textContent)) return;
+    // Slack's Skip opens a modal asking why: the page asks the same.
+    if (verb === 'skip') {
+      var why = window.prompt('Why is this task skipped?');
+      if (why === null) return;
+      data['reason-' + data.actionId] = why;
+    }
     act(verb, data);
   });
   select.addEventListener('change', function(){ show(''); lastState = ''; load(); });

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import { PreviewOutbox } from '../../adapters/graph-mailer.js';
+import { ATTR, annotate } from '../../adapters/tracing.js';
 import { slackBlocksToHtml } from '../../cards/slack/html.js';
 import { renderSlackMessage } from '../../cards/slack/render.js';
 import { renderTeamsCard } from '../../cards/teams/render.js';
@@ -132,6 +133,12 @@ export function previewRouter(runtime: Runtime): Router {
       sendError(res, 400, 'invalid_body', 'scanType: only an approval chooses a scan');
       return;
     }
+    annotate({
+      [ATTR.platform]: 'preview',
+      [ATTR.incidentId]: ref.incidentId,
+      [ATTR.actionId]: ref.actionId,
+      [ATTR.verb]: body.verb,
+    });
     const actor = actorFor(body.as);
     const decision: Decision =
       body.verb === 'skip'
@@ -144,6 +151,7 @@ export function previewRouter(runtime: Runtime): Router {
             handover: handOverAction,
             runMyself,
           }[body.verb](deps, ref, actor, body.scanType ? { scanType: body.scanType } : {});
+    if (decision.ok) annotate({ [ATTR.actionType]: decision.action.type });
     res.json(
       decision.ok
         ? {

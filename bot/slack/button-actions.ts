@@ -1,4 +1,5 @@
 import type { App, BlockAction, ButtonAction, RespondArguments } from '@slack/bolt';
+import { ATTR, annotate } from '../../adapters/tracing.js';
 import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
 import type { ButtonVerb } from '../../cards/view-model.js';
 import {
@@ -18,7 +19,7 @@ import { runMyself } from '../../core/run-myself.js';
 import type { Runtime } from '../runtime.js';
 import { failureText } from './errors.js';
 
-/** The Slack buttons; skipping takes a reason, so Slack takes it through the `skip` command. */
+/** The Slack buttons decided at once; Skip asks for a reason first, in a modal (skip-modal.ts). */
 type SlackVerb = Exclude<ButtonVerb, 'skip'>;
 
 const USE_CASES: Record<
@@ -40,8 +41,8 @@ const USE_CASES: Record<
 export const DECISION_ACTION_ID = /^(approve|reject|markDone|retry|handover|runMyself):/;
 /** Link buttons (portal, API, Action center): Slack still sends a click, which only needs an ack. */
 export const LINK_ACTION_ID = /^open[_:]/;
-/** Every action id that is neither a decision nor a link button. */
-const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone|retry|handover|runMyself):|open[_:])/;
+/** Every action id that is neither a decision, the Skip button (it opens a modal) nor a link button. */
+const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone|retry|handover|runMyself|skip):|open[_:])/;
 
 /** An approval button's value: the ids and, on an antivirus scan, the scan chosen (Quick or Full only). */
 const approveValueSchema = actionRefSchema.extend(approveChoicesSchema.shape);
@@ -119,6 +120,7 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
         return;
       }
       const { ref, choices } = click;
+      annotate({ [ATTR.incidentId]: ref.incidentId, [ATTR.actionId]: ref.actionId, [ATTR.verb]: verb });
       const actor: Actor = { id: `slack:${body.user.id}`, platform: 'slack' };
       let decision: Decision;
       try {
@@ -130,6 +132,7 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
         return;
       }
       await ack();
+      if (decision.ok) annotate({ [ATTR.actionType]: decision.action.type });
       if (!decision.ok) {
         await respond(ephemeral(decision.message));
         return;

@@ -1,4 +1,5 @@
 import type { webApi } from '@slack/bolt';
+import { ATTR, withClientSpan } from '../../adapters/tracing.js';
 import { renderSlackMessage, renderSlackText } from '../../cards/slack/render.js';
 import { buildIncidentView, describeAction } from '../../cards/view-model.js';
 import type { IncidentState, Task } from '../../core/model.js';
@@ -34,7 +35,7 @@ export class SlackCardPublisher implements CardPublisher {
 
   async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
     const incidentId = state.incident.id;
-    const refs = await this.runtime.store.getCardRefs(incidentId);
+    const refs = await (context.cardRefs?.() ?? this.runtime.store.getCardRefs(incidentId));
     const unrecorded = this.unrecorded.get(incidentId);
     if (unrecorded && !refs.slack) {
       await this.runtime.store.setCardRefs(incidentId, { slack: unrecorded });
@@ -52,23 +53,24 @@ export class SlackCardPublisher implements CardPublisher {
       buildIncidentView(state, { apiBaseUrl: this.runtime.config.publicUrl }),
     );
     const call = refs.slack ? 'chat.update' : 'chat.postMessage';
+    const traced = { [ATTR.incidentId]: incidentId, [ATTR.platform]: 'slack' };
     try {
       if (refs.slack) {
-        await this.client.chat.update({
-          token: this.token,
-          channel: refs.slack.channel,
-          ts: refs.slack.ts,
-          ...message,
-        });
+        const { channel: updated, ts } = refs.slack;
+        await withClientSpan(`slack ${call}`, traced, () =>
+          this.client.chat.update({ token: this.token, channel: updated, ts, ...message }),
+        );
         return;
       }
-      const posted = await this.client.chat.postMessage({
-        token: this.token,
-        channel,
-        ...message,
-        unfurl_links: false,
-        unfurl_media: false,
-      });
+      const posted = await withClientSpan(`slack ${call}`, traced, () =>
+        this.client.chat.postMessage({
+          token: this.token,
+          channel,
+          ...message,
+          unfurl_links: false,
+          unfurl_media: false,
+        }),
+      );
       if (!posted.ts) throw new Error('chat.postMessage answered without a message ts');
       // Only Slack's field is written: the Teams delivery keeps its own.
       const card = { channel: posted.channel ?? channel, ts: posted.ts };

@@ -8,8 +8,10 @@ import type { ReadinessCheck } from '../server.js';
 import { registerButtonActions } from './button-actions.js';
 import { SlackCardPublisher } from './card-publisher.js';
 import { slackPayloadGuard } from './payload-guard.js';
+import { registerSkipModal } from './skip-modal.js';
 import { registerSlashCommand } from './slash-command.js';
 import { SlackSocketReceiver, type SocketRetry } from './socket-mode.js';
+import { traceSlackRequests } from './trace-requests.js';
 import { type AuthRetry, SlackWorkspace, workspaceGuard } from './workspace.js';
 
 /** The Slack side of the bot: the request handler for `POST /slack/events`, the card publisher, the Bolt app. */
@@ -39,7 +41,7 @@ export const SOCKET_MODE_HTTP_MESSAGE =
  * an app-level token: Socket Mode (the socket is opened now and kept open; `readiness` says when it is
  * down), and `handler` answers 404. Either way the same guard serves only the bot token's workspace
  * (read with `auth.test`, retried in the background with `options.authRetry`), the same listeners
- * handle buttons and `/mdr`, and a card publisher is added to `runtime.publishers`.
+ * handle buttons, the Skip modal and `/mdr`, and a card publisher is added to `runtime.publishers`.
  */
 export function createSlack(
   runtime: Runtime,
@@ -102,8 +104,10 @@ export function createSlack(
     runtime.logger.error({ err: error, component: 'slack' }, 'slack listener failed');
   });
   const workspace = new SlackWorkspace(app.client, botToken, runtime.logger, options.authRetry);
+  app.use(traceSlackRequests);
   app.use(workspaceGuard(workspace, runtime));
   registerButtonActions(app, runtime);
+  registerSkipModal(app, runtime);
   registerSlashCommand(app, runtime);
 
   const publisher = new SlackCardPublisher(app.client, botToken, runtime);

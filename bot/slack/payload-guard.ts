@@ -22,7 +22,26 @@ const blockActions = loose({
   message: loose({ ts: z.string() }).optional(),
   enterprise: loose({ id }).nullable().optional(),
   response_url: z.url().optional(),
+  trigger_id: z.string().max(255).optional(),
 });
+
+/** What the bot reads of a modal submission (the Skip reason): who, which workspace, and the view. */
+const viewSubmission = loose({
+  type: z.literal('view_submission'),
+  user: loose({ id, team_id: id.optional() }),
+  team: loose({ id }).nullable(),
+  enterprise: loose({ id }).nullable().optional(),
+  view: loose({
+    id: z.string().min(1).max(64),
+    team_id: id.optional(),
+    callback_id: z.string().max(255),
+    private_metadata: z.string().max(3_000),
+    state: loose({ values: z.record(z.string(), z.record(z.string(), loose({ type: z.string() }))) }),
+  }),
+});
+
+/** The interactivity payloads this app asks for: button clicks and the Skip modal's submission. */
+const interactivity = z.discriminatedUnion('type', [blockActions, viewSubmission]);
 
 /** The fields of a slash command the bot reads. */
 const slashCommand = loose({
@@ -59,8 +78,7 @@ function problemOf(raw: string, contentType: string | undefined): string | null 
   const form = new URLSearchParams(raw);
   const payload = form.get('payload');
   if (payload !== null) {
-    // Button clicks are the only interactivity this app asks for (see its manifest).
-    const parsed = blockActions.safeParse(parsePayload(payload));
+    const parsed = interactivity.safeParse(parsePayload(payload));
     return parsed.success ? null : `the interactivity payload is malformed (${describe(parsed.error)})`;
   }
   const parsed = slashCommand.safeParse(Object.fromEntries(form));

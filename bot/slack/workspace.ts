@@ -1,5 +1,12 @@
-import type { AllMiddlewareArgs, AnyMiddlewareArgs, RespondArguments, webApi } from '@slack/bolt';
+import type {
+  AllMiddlewareArgs,
+  AnyMiddlewareArgs,
+  RespondArguments,
+  ViewUpdateResponseAction,
+  webApi,
+} from '@slack/bolt';
 import { renderSlackText } from '../../cards/slack/render.js';
+import { renderSlackNoticeModal } from '../../cards/slack/skip-modal.js';
 import { type Actor, recordRefusal } from '../../core/decisions.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
@@ -103,14 +110,18 @@ export class SlackWorkspace {
   }
 }
 
-/** Every workspace a Slack request names: the command's `team_id`, the click's `team.id` and `user.team_id`. */
+/**
+ * Every workspace a Slack request names: the command's `team_id`, the click's `team.id` and
+ * `user.team_id`, and a submitted modal's `view.team_id`.
+ */
 export function teamIdsOf(body: unknown): string[] {
   const b = (body ?? {}) as {
     team_id?: unknown;
     team?: { id?: unknown } | null;
     user?: { team_id?: unknown } | null;
+    view?: { team_id?: unknown } | null;
   };
-  return [b.team_id, b.team?.id, b.user?.team_id].filter(
+  return [b.team_id, b.team?.id, b.user?.team_id, b.view?.team_id].filter(
     (id): id is string => typeof id === 'string' && id !== '',
   );
 }
@@ -130,6 +141,7 @@ function eventOf(args: AnyMiddlewareArgs): string {
     return id.includes(':') ? id.slice(0, id.indexOf(':')) : 'click';
   }
   if ('event' in args) return 'event';
+  if ('view' in args && args.view && 'callback_id' in args.view) return 'skip';
   return String((args.body as { type?: unknown }).type ?? 'request').slice(0, 50);
 }
 
@@ -181,14 +193,21 @@ export function workspaceGuard(
   };
 }
 
-/** Tell the sender alone: a command in its acknowledgement, a click on its response URL; events need none. */
+/**
+ * Tell the sender alone: a command in its acknowledgement, a click on its response URL, a modal
+ * submission in the modal itself; events need none.
+ */
 async function answer(args: AnyMiddlewareArgs & AllMiddlewareArgs, text: string): Promise<void> {
   const { ack, respond } = args as {
-    ack?: (response?: RespondArguments) => Promise<void>;
+    ack?: (response?: RespondArguments | ViewUpdateResponseAction) => Promise<void>;
     respond?: (message: RespondArguments) => Promise<unknown>;
   };
   if ('command' in args) {
     await ack?.({ response_type: 'ephemeral', ...renderSlackText(text) });
+    return;
+  }
+  if ('view' in args && (args.body as { type?: unknown }).type === 'view_submission') {
+    await ack?.({ response_action: 'update', view: renderSlackNoticeModal(text) });
     return;
   }
   await ack?.();

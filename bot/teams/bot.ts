@@ -8,6 +8,7 @@ import {
   TeamsInfo,
   TurnContext,
 } from 'botbuilder';
+import { ATTR, annotate, withSpan } from '../../adapters/tracing.js';
 import {
   type AdaptiveCardJson,
   reasonInputId,
@@ -84,7 +85,17 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     });
   }
 
-  protected override async onAdaptiveCardInvoke(
+  protected override onAdaptiveCardInvoke(
+    ctx: TurnContext,
+    value: AdaptiveCardInvokeValue,
+  ): Promise<AdaptiveCardInvokeResponse> {
+    return withSpan('teams adaptiveCard/action', { [ATTR.platform]: 'teams' }, () =>
+      this.cardAction(ctx, value),
+    );
+  }
+
+  /** A card button (`Action.Execute`): decide as the clicker, answer with the card as they should see it. */
+  private async cardAction(
     ctx: TurnContext,
     value: AdaptiveCardInvokeValue,
   ): Promise<AdaptiveCardInvokeResponse> {
@@ -106,6 +117,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     let decision: Decision | undefined;
     if (verb !== 'refresh') {
       const ref: ActionRef = { incidentId: data.incidentId, actionId: data.actionId as string };
+      annotate({ [ATTR.incidentId]: ref.incidentId, [ATTR.actionId]: ref.actionId, [ATTR.verb]: verb });
       let choices: ApproveChoices = {};
       if (verb === 'approve') {
         // The card's choice set for this action (Teams sends every input of the card with the click).
@@ -129,6 +141,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
           ? await skipTask(deps, ref, named, typedReason(data, ref.actionId))
           : await DECIDE[verb](deps, ref, named, choices);
     }
+    if (decision?.ok) annotate({ [ATTR.actionType]: decision.action.type });
     const notice = decision && !decision.ok ? decision.message : undefined;
     if (verb === 'markDone' && !(await this.isIncidentCard(ctx, data.incidentId))) {
       return cardResponse(

@@ -1,4 +1,5 @@
 import { CardFactory, type ConversationReference, MessageFactory, type TurnContext } from 'botbuilder';
+import { ATTR, withClientSpan } from '../../adapters/tracing.js';
 import { type AdaptiveCardJson, renderTeamsCard } from '../../cards/teams/render.js';
 import { buildIncidentView } from '../../cards/view-model.js';
 import type { CardRefs, IncidentState, Task } from '../../core/model.js';
@@ -139,7 +140,7 @@ export class TeamsPublisher implements CardPublisher {
   async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
     const { store } = this.deps;
     const incidentId = state.incident.id;
-    let plan = (await store.getCardRefs(incidentId)).teams;
+    let plan = (await (context.cardRefs?.() ?? store.getCardRefs(incidentId))).teams;
     if (!plan || plan.length === 0) {
       const targets = await this.targets();
       if (targets.length === 0) return;
@@ -153,6 +154,7 @@ export class TeamsPublisher implements CardPublisher {
     }
     for (const r of plan) this.unrecorded.delete(`${incidentId}|${r.conversationId}`);
     const card = this.sharedCard(state);
+    const traced = { [ATTR.incidentId]: incidentId, [ATTR.platform]: 'teams' };
     const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
     for (const ref of [...plan]) {
       if (context.targets && !context.targets.includes(ref.conversationId)) continue;
@@ -177,18 +179,19 @@ export class TeamsPublisher implements CardPublisher {
       }
       try {
         if (ref.activityId) {
-          await this.send(reference, (ctx) =>
-            ctx.updateActivity({
-              type: 'message',
-              id: ref.activityId,
-              attachments: [CardFactory.adaptiveCard(card)],
-            }),
+          const id = ref.activityId;
+          await withClientSpan('teams updateActivity', traced, () =>
+            this.send(reference, (ctx) =>
+              ctx.updateActivity({ type: 'message', id, attachments: [CardFactory.adaptiveCard(card)] }),
+            ),
           );
         } else {
-          const activityId = await this.send(reference, async (ctx) => {
-            const sent = await ctx.sendActivity(MessageFactory.attachment(CardFactory.adaptiveCard(card)));
-            return sent?.id ?? '';
-          });
+          const activityId = await withClientSpan('teams sendActivity', traced, () =>
+            this.send(reference, async (ctx) => {
+              const sent = await ctx.sendActivity(MessageFactory.attachment(CardFactory.adaptiveCard(card)));
+              return sent?.id ?? '';
+            }),
+          );
           plan = plan.map((r) => (r === ref ? { ...r, activityId } : r));
           const recorded = plan;
           await recordPosted(

@@ -216,8 +216,8 @@ function incidentMessage(view: IncidentCardView, notice: string | undefined): Sl
         type: 'actions',
         block_id: `action:${item.actionId}`.slice(0, 255),
         elements: [
-          // A reason cannot be typed into a Slack button: the `skip` command takes it.
-          ...item.buttons.filter((b) => b.ask !== 'reason').flatMap((b) => actionButtons(b, item)),
+          // Skip (a reason to give) opens a modal that asks for it; the `skip` command takes one too.
+          ...item.buttons.flatMap((b) => actionButtons(b, item)),
           ...(item.linkUrl
             ? [linkButton(`open:${item.actionId}`, item.linkLabel ?? 'Open', item.linkUrl)]
             : []),
@@ -258,9 +258,6 @@ function actionText(item: ActionLineView): string {
     escapeMrkdwn(item.status),
     ...item.details.map((d) => `• ${escapeMrkdwn(d)}`),
     ...(item.taskId ? [`• Task ${escapeMrkdwn(item.taskId)}`] : []),
-    ...(item.taskId && item.buttons.some((b) => b.ask === 'reason')
-      ? [`• To skip it, say why: \`/mdr skip ${escapeMrkdwn(item.taskId)} the reason\``]
-      : []),
     ...item.steps.map((s, i) => `${item.steps.length > 1 ? `${i + 1}.` : '→'} ${escapeMrkdwn(s)}`),
   ];
   return fitLines(lines, 2_900);

@@ -911,8 +911,13 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
     expect(tokenRequests.map((f) => f.get('scope'))).toEqual([`${GRAPH_ORIGIN}/.default`]);
   });
 
-  it('carries out unsuspendUser as PATCH accountEnabled true', async () => {
-    const api = graph().patch(USER, { accountEnabled: true }).reply(204);
+  it('carries out unsuspendUser of a cloud user as PATCH accountEnabled true', async () => {
+    const api = graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
+      .patch(USER, { accountEnabled: true })
+      .reply(204);
 
     const { outcome } = await carryOut(
       executor(),
@@ -962,9 +967,12 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
     expect(api.isDone()).toBe(true);
   });
 
-  it('carries out suspendUser as disable, then revoke sessions, and reports both', async () => {
+  it('carries out suspendUser of a cloud user as disable, then revoke sessions, and reports both', async () => {
     const log: string[] = [];
     graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
       .patch(USER, { accountEnabled: false })
       .reply(() => {
         log.push('PATCH accountEnabled false');
@@ -991,6 +999,9 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
 
   it('says what was done when suspendUser could disable but not revoke', async () => {
     graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, cloudUser)
       .patch(USER, { accountEnabled: false })
       .reply(204)
       .post(`${USER}/revokeSignInSessions`)
@@ -1164,6 +1175,126 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       expect(api.isDone() && invoked.isDone()).toBe(true);
     },
   );
+
+  it('suspends an on-premises synced user through Defender for Identity (disable), then revokes sessions through Graph, never PATCH', async () => {
+    const log: string[] = [];
+    const invoked: unknown[] = [];
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, syncedUser)
+      .get(IDENTITY_ACCOUNTS)
+      .query({ $filter: `onPremisesSecurityIdentifier eq '${SID}'` })
+      .reply(200, fixture('graph-identity-accounts'))
+      .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`)
+      .reply((_uri, body) => {
+        log.push('POST invokeAction');
+        invoked.push(body);
+        return [
+          200,
+          fixture('graph-invoke-action', {
+            value: {
+              accountId: AD_ACCOUNT,
+              action: 'disable',
+              provider: 'activeDirectory',
+              correlationId: CORRELATION,
+            },
+          }),
+        ];
+      })
+      .post(`${USER}/revokeSignInSessions`)
+      .reply(() => {
+        log.push('POST revokeSignInSessions');
+        return [204];
+      });
+    const patched = graph()
+      .patch(USER)
+      .reply(() => {
+        log.push('PATCH user');
+        return [204];
+      });
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('suspendUser', { userId: IDS.userId, upn: IDS.upn }),
+      fakeContext().context,
+    );
+
+    expect(log).toEqual(['POST invokeAction', 'POST revokeSignInSessions']);
+    expect(invoked).toEqual([
+      { accountId: AD_ACCOUNT, action: 'disable', identityProvider: 'activeDirectory' },
+    ]);
+    expect(patched.isDone()).toBe(false);
+    expect(outcome).toEqual({
+      ok: true,
+      detail: `${IDS.userId}: account disabled in Active Directory through Defender for Identity (correlation id ${CORRELATION}); sign-in sessions revoked`,
+    });
+  });
+
+  it('unsuspends an on-premises synced user through Defender for Identity (enable), never PATCH', async () => {
+    const invoked: unknown[] = [];
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, syncedUser)
+      .get(IDENTITY_ACCOUNTS)
+      .query({ $filter: `onPremisesSecurityIdentifier eq '${SID}'` })
+      .reply(200, fixture('graph-identity-accounts'))
+      .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`)
+      .reply((_uri, body) => {
+        invoked.push(body);
+        return [
+          200,
+          fixture('graph-invoke-action', {
+            value: {
+              accountId: AD_ACCOUNT,
+              action: 'enable',
+              provider: 'activeDirectory',
+              correlationId: CORRELATION,
+            },
+          }),
+        ];
+      });
+    const patched = graph().patch(USER).reply(204);
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('unsuspendUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(invoked).toEqual([
+      { accountId: AD_ACCOUNT, action: 'enable', identityProvider: 'activeDirectory' },
+    ]);
+    expect(patched.isDone()).toBe(false);
+    expect(outcome).toEqual({
+      ok: true,
+      detail: `${IDS.userId}: account enabled in Active Directory through Defender for Identity (correlation id ${CORRELATION})`,
+    });
+  });
+
+  it('suspends nothing and says what to do when a synced user cannot be found in Defender for Identity', async () => {
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, syncedUser)
+      .get(IDENTITY_ACCOUNTS)
+      .query(true)
+      .reply(200, { '@odata.context': 'x', value: [] });
+    const sent = graph().post(/.*/).reply(204).patch(/.*/).reply(204);
+
+    const { outcome } = await carryOut(
+      executor(),
+      executingAction('suspendUser', { userId: IDS.userId }),
+      fakeContext().context,
+    );
+
+    expect(outcome).toEqual({
+      ok: false,
+      reason: `${IDS.userId} is synced from on-premises Active Directory, and Defender for Identity observes no Active Directory account with SID ${SID}, so nothing was sent: disable the account in Active Directory`,
+    });
+    expect(sent.isDone()).toBe(false);
+  });
 
   it('forces the password reset of a synced user through Defender for Identity, then revokes and confirms compromised', async () => {
     const log: string[] = [];

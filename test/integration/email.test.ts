@@ -9,7 +9,8 @@ import { createLogger } from '../../bot/logger.js';
 import { previewRouter } from '../../bot/preview/router.js';
 import { EMAIL_JOB, JOB_LANES, jobIdOf } from '../../bot/runtime.js';
 import { createSlack } from '../../bot/slack/create-slack.js';
-import { FIRST_TASK_EVENT, requestTaskEmail } from '../../core/email-customer-tasks.js';
+import { batchEvent, requestBatchEmail } from '../../core/email-customer-tasks.js';
+import { handOverAction } from '../../core/hand-over-action.js';
 import type { Policy } from '../../core/policy.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
 import { sampleIngestBody } from '../support/core-harness.js';
@@ -179,13 +180,13 @@ describe('customer task email', () => {
       [one, two].map((bot) => send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body })),
     );
     for (const r of results) expect(r.status).toBeLessThan(300);
-    // The other replica asks for the same event too (as a hand-over there would).
-    await requestTaskEmail(two.runtime.deps, '48213', FIRST_TASK_EVENT);
+    // The other replica asks for the same batch too (as its own ingest of the same body would).
+    await requestBatchEmail(two.runtime.deps, '48213', [{ id: 'act-5', version: 1 }]);
 
     await vi.waitFor(async () => {
       const sent = (await emailAudit(one)).filter((e) => e.outcome === 'ok');
       expect(sent.length).toBeGreaterThanOrEqual(2);
-      expect(sent[0]?.detail.split(':')[0]).toBe(FIRST_TASK_EVENT);
+      expect(sent[0]?.detail.split(':')[0]).toBe('tasks-act-5@1');
       expect(sent[1]?.detail).toMatch(/^reminder-/);
     }, WAIT);
     await Promise.all([one, two].map((bot) => bot.close()));
@@ -211,6 +212,101 @@ describe('customer task email', () => {
     expect(calls[1]?.body.message.subject).toMatch(/^Reminder: \[High\]/);
   });
 
+  it('sends one email per new batch of customer tasks (first ingest, a re-ingest adding excluded actions, a hand-over), each once across two workers', async () => {
+    const calls = fakeSendMail();
+    const prefix = uniquePrefix();
+    const [one, two] = [await replica(prefix, policy()), await replica(prefix, policy())];
+    const both = async (body: Record<string, any>) => {
+      const results = await Promise.all(
+        [one, two].map((bot) => send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body })),
+      );
+      for (const r of results) expect(r.status).toBeLessThan(300);
+    };
+    const sentEvents = async () =>
+      (await emailAudit(one)).filter((e) => e.outcome === 'ok').map((e) => e.detail.split(':')[0]);
+    const drained = async (events: string[]) => {
+      for (const event of events) {
+        const job = { kind: 'email', incidentId: '48213', event } as const;
+        for (const bot of [one, two])
+          expect(await bot.runtime.queue.has(EMAIL_JOB, jobIdOf(job))).toBe(false);
+      }
+    };
+
+    const body = sampleIngestBody();
+    await both(body);
+    await vi.waitFor(async () => expect(await sentEvents()).toEqual(['tasks-act-5@1']), WAIT);
+
+    // An update of the incident adds two actions on the excluded server: one batch of two new tasks.
+    const server = {
+      deviceId: '9e0d3b7c1a5f2e48d6c9b0a3f7e1d2c5b8a4f6e9',
+      deviceName: 'fin-app-07.corp.contoso.com',
+    };
+    body.managedResponse.actions.push(
+      { id: 'act-7', type: 'restrictAppExecution', status: 'proposed', target: server },
+      { id: 'act-8', type: 'runAntivirusScan', status: 'proposed', target: server },
+    );
+    await both(body);
+    await requestBatchEmail(two.runtime.deps, '48213', [
+      { id: 'act-8', version: 1 },
+      { id: 'act-7', version: 1 },
+    ]);
+    await vi.waitFor(
+      async () => expect(await sentEvents()).toEqual(['tasks-act-5@1', 'tasks-act-7@1+act-8@1']),
+      WAIT,
+    );
+
+    // The experts' isolation of the workstation failed; both workers hand it over at once: one wins.
+    const store = one.runtime.store;
+    const isolation = await store.getAction('48213', 'act-1');
+    if (!isolation) throw new Error('act-1 missing');
+    const failed = {
+      ...isolation,
+      state: 'failed' as const,
+      error: 'Defender: Failed (the device is offline)',
+    };
+    const seeded = await store.compareAndSet(
+      { ...failed, version: isolation.version + 1 },
+      isolation.version,
+      {
+        at: new Date().toISOString(),
+        incidentId: '48213',
+        actionId: 'act-1',
+        actor: 'system',
+        platform: 'system',
+        event: 'execute',
+        outcome: 'failed',
+        detail: 'failed',
+      },
+    );
+    expect(seeded.ok).toBe(true);
+    const expert = { id: 'slack:U0EXPERT1', platform: 'slack' } as const;
+    const ref = { incidentId: '48213', actionId: 'act-1' };
+    const handovers = await Promise.all(
+      [one, two].map((bot) => handOverAction(bot.runtime.deps, ref, expert)),
+    );
+    const won = handovers.find((h) => h.ok);
+    expect(handovers.filter((h) => h.ok)).toHaveLength(1);
+    const handedOver = `tasks-act-1@${won?.ok ? won.action.version : -1}`;
+
+    const all = ['tasks-act-5@1', 'tasks-act-7@1+act-8@1', handedOver];
+    await vi.waitFor(async () => {
+      expect(await sentEvents()).toEqual(all);
+      await drained(all);
+    }, WAIT);
+    expect(calls).toHaveLength(3);
+    const texts = calls.map((c) => c.body.message.body.content as string);
+    expect(texts[0]).toContain('Task id: 48213:act-5');
+    expect(texts[1]).toContain('Incident 48213 has 2 new actions for your team to carry out.');
+    expect(texts[1]).toContain('Task id: 48213:act-7');
+    expect(texts[1]).toContain('Task id: 48213:act-8');
+    expect(texts[1]).not.toContain('48213:act-5');
+    expect(calls[1]?.body.message.subject).toMatch(/: 2 action\(s\) for your team$/);
+    expect(texts[2]).toContain('Task id: 48213:act-1');
+    expect(texts[2]).toContain('the device is offline');
+    expect(texts[2]).not.toContain('48213:act-7');
+    expect(calls.every((c) => !String(c.body.message.subject).startsWith('Reminder'))).toBe(true);
+  });
+
   it('audits a final failure on the incident and still delivers the card', async () => {
     fakeAuthTest();
     const posts: string[] = [];
@@ -234,7 +330,7 @@ describe('customer task email', () => {
     }, WAIT);
     const [failure] = await emailAudit(bot);
     expect(failure?.detail).toMatch(
-      /^first-task: not sent: Microsoft Graph answered 503 to POST sendMail after 4 attempts/,
+      /^tasks-act-5@1: not sent: Microsoft Graph answered 503 to POST sendMail after 4 attempts/,
     );
     expect(calls).toHaveLength(4);
     expect((await bot.runtime.store.getCardRefs('48213')).slack).toBeDefined();
@@ -247,7 +343,11 @@ describe('customer task email', () => {
     expect(res.status).toBe(201);
     // The task exists and its reminder is queued, which is where the email job would have been asked for.
     expect((await bot.runtime.store.listTasks('pending')).map((t) => t.id)).toEqual(['48213:act-5']);
-    const job = { kind: 'email', incidentId: '48213', event: FIRST_TASK_EVENT } as const;
+    const job = {
+      kind: 'email',
+      incidentId: '48213',
+      event: batchEvent([{ id: 'act-5', version: 1 }]),
+    } as const;
     expect(await bot.runtime.queue.has(EMAIL_JOB, jobIdOf(job))).toBe(false);
     expect(await emailAudit(bot)).toEqual([]);
     expect(calls).toEqual([]);

@@ -60,4 +60,37 @@ describe('the preview page in Chromium', () => {
     expect((await bot.runtime.store.getIncident('48213'))?.actions.map((a) => a.state)).toEqual(before);
     await page.close();
   });
+
+  it("asks why on the Slack card's Skip, as Slack's modal does, and skips the task with that reason", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${bot.url}/`);
+    await page.selectOption('#as', 'preview:customer');
+    const skip = page.locator(
+      'section.incident[data-incident-id="48213"] .pane.slack button[data-action-id="skip:act-5"]',
+    );
+    await expect.poll(() => skip.count(), { timeout: 10_000 }).toBe(1);
+    const answers = [null, '   ', 'fin-app-07 is being rebuilt from a clean image'];
+    const asked: string[] = [];
+    page.on('dialog', async (dialog) => {
+      asked.push(`${dialog.type()}: ${dialog.message()}`);
+      const answer = answers.shift();
+      if (answer === null || answer === undefined) await dialog.dismiss();
+      else await dialog.accept(answer);
+    });
+    const state = async () => bot.runtime.store.getAction('48213', 'act-5');
+
+    await skip.click();
+    await expect.poll(() => asked.length).toBe(1);
+    expect(asked[0]).toBe('prompt: Why is this task skipped?');
+    await skip.click();
+    await expect.poll(() => page.locator('#notice').textContent()).toContain('say why the task is skipped');
+    expect((await state())?.state).toBe('customerPending');
+    await skip.click();
+    await expect.poll(async () => (await state())?.state, { timeout: 10_000 }).toBe('skippedByCustomer');
+    expect(await state()).toMatchObject({
+      skippedBy: 'preview:customer',
+      skipReason: 'fin-app-07 is being rebuilt from a clean image',
+    });
+    await page.close();
+  });
 });

@@ -268,6 +268,7 @@ describe('RedisStore keys', () => {
     const keys = (await raw.keys(`${prefix}*`)).map((k) => k.slice(prefix.length)).sort();
 
     expect(keys).toEqual([
+      'audit:feed',
       'audit:policy',
       `exclusions:{${prefix}audit:policy}`,
       'incidents',

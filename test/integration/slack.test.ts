@@ -32,6 +32,7 @@ import {
   SLACK_SIGNING_SECRET,
   slackSignatureHeaders,
   slashCommand,
+  submitView,
 } from '../support/slack.js';
 import {
   fakeTime,
@@ -229,6 +230,14 @@ describe('Slack through the real HTTP endpoint', () => {
       { timeout: 5_000, interval: 50 },
     );
     expect(posts).toEqual(['ma-0']);
+    const retryButton = buttons(slack.updates.at(-1)?.blocks ?? []).find(
+      (b) => b.action_id === 'retry:act-1',
+    ) as any;
+    expect(retryButton.confirm).toMatchObject({
+      title: { text: 'Retry the failed action?' },
+      confirm: { text: 'Retry' },
+      deny: { text: 'Cancel' },
+    });
 
     const refused = await clickButton(bot.url, CUSTOMER, {
       action_id: 'retry:act-1',
@@ -623,8 +632,7 @@ describe('Slack through the real HTTP endpoint', () => {
     slack = fakeSlackApi();
     responses = fakeResponseUrls();
     await start();
-    const card = await ingestAndWaitForCard();
-    expect(JSON.stringify(card.blocks)).toContain('/mdr skip 48213:act-5 the reason');
+    await ingestAndWaitForCard();
 
     const bare = await slashCommand(bot.url, CUSTOMER, 'skip 48213:act-5');
     expect(bare.body.text).toMatch(/^Usage: skip &lt;taskId&gt; &lt;reason&gt; \(a reason is required/);
@@ -641,6 +649,100 @@ describe('Slack through the real HTTP endpoint', () => {
     );
     const after = await slashCommand(bot.url, CUSTOMER, 'pending');
     expect(after.body.text).toBe('No pending customer tasks.');
+  });
+
+  it('skips a task from its Skip button: a modal asks why, a blank reason stays there, refusals stay with the submitter, and the card says why', async () => {
+    slack = fakeSlackApi();
+    responses = fakeResponseUrls();
+    const opened: { trigger_id: string; view: any; authorization: string | undefined }[] = [];
+    nock(SLACK_API_ORIGIN)
+      .persist()
+      .post('/api/views.open')
+      .reply(function (_uri, body) {
+        const form = new URLSearchParams(String(body));
+        opened.push({
+          trigger_id: form.get('trigger_id') ?? '',
+          view: JSON.parse(form.get('view') ?? '{}'),
+          authorization: this.req.headers.authorization as string | undefined,
+        });
+        return [200, { ok: true, view: { id: `V0SKIP${opened.length}`, ...opened.at(-1)?.view } }];
+      });
+    await start();
+    const card = await ingestAndWaitForCard();
+    const skip = buttons(card.blocks).find((b) => b.action_id === 'skip:act-5') as any;
+    expect(skip).toMatchObject({ value: buttonValue('48213', 'act-5'), text: { text: 'Skip' } });
+    expect(JSON.stringify(card.blocks)).not.toContain('/mdr skip');
+
+    const payload = blockActionsPayload(CUSTOMER, { action_id: 'skip:act-5', value: skip.value });
+    const click = await postSlack(bot.url, formBody({ payload: JSON.stringify(payload) }));
+    expect(click.status).toBe(200);
+    await vi.waitFor(() => expect(opened).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    const [{ trigger_id, view, authorization }] = opened as [(typeof opened)[number]];
+    expect(trigger_id).toBe(payload.trigger_id);
+    expect(authorization).toBe(`Bearer ${SLACK_BOT_TOKEN}`);
+    expect(view).toMatchObject({ type: 'modal', callback_id: 'skip_task' });
+    expect(JSON.parse(view.private_metadata)).toEqual({ incidentId: '48213', actionId: 'act-5' });
+    const input = view.blocks.find((b: any) => b.type === 'input');
+    expect(input).toMatchObject({
+      block_id: 'reason',
+      element: { type: 'plain_text_input', action_id: 'reason', max_length: 500 },
+    });
+    expect(input.optional).not.toBe(true);
+    expect(await state('act-5')).toBe('customerPending');
+
+    const blank = await submitView(bot.url, CUSTOMER, view, '   ');
+    expect(blank).toMatchObject({
+      status: 200,
+      body: { response_action: 'errors', errors: { reason: 'Say why the task is skipped.' } },
+    });
+    expect(await state('act-5')).toBe('customerPending');
+
+    const expert = await submitView(bot.url, EXPERT, view, 'not needed');
+    expect(expert.body.response_action).toBe('update');
+    expect(JSON.stringify(expert.body.view)).toContain("customer tasks are skipped by the customer's team");
+    const forged = await submitView(
+      bot.url,
+      CUSTOMER,
+      {
+        ...view,
+        private_metadata: JSON.stringify({ incidentId: '48213', actionId: 'act-1' }),
+      },
+      'not needed',
+    );
+    expect(JSON.stringify(forged.body.view)).toContain('this is not a pending task');
+    expect(await state('act-1')).toBe('proposed');
+    const foreign = await submitView(bot.url, CUSTOMER, view, 'not needed', {
+      team: { id: 'T0OTHER', domain: 'other' },
+      user: { id: CUSTOMER, name: 'customer', team_id: 'T0OTHER' },
+    });
+    expect(foreign.body.response_action).toBe('update');
+    expect(JSON.stringify(foreign.body.view)).toContain('only in the Slack workspace it was installed for');
+    expect(await state('act-5')).toBe('customerPending');
+    const refused = [...(await store.listAudit('48213')), ...(await store.listAudit())].filter(
+      (e) => e.event === 'skip' && e.outcome === 'refused',
+    );
+    expect(refused.map((e) => e.actor)).toEqual(
+      expect.arrayContaining([`slack:${EXPERT}`, `slack:${CUSTOMER}`, expect.stringContaining('T0OTHER')]),
+    );
+
+    const done = await submitView(bot.url, CUSTOMER, view, '  server rebuilt from a clean image ');
+    expect(done).toMatchObject({ status: 200, body: { response_action: 'clear' } });
+    expect(await store.getAction('48213', 'act-5')).toMatchObject({
+      state: 'skippedByCustomer',
+      skippedBy: `slack:${CUSTOMER}`,
+      skipReason: 'server rebuilt from a clean image',
+    });
+    await vi.waitFor(
+      () => {
+        const last = slack.updates.at(-1);
+        expect(JSON.stringify(last?.blocks)).toContain('Reason: server rebuilt from a clean image');
+        expect(buttons(last?.blocks ?? []).map((b) => b.action_id)).not.toContain('skip:act-5');
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    const again = await submitView(bot.url, CUSTOMER, view, 'twice');
+    expect(JSON.stringify(again.body.view)).toContain('this is not a pending task');
+    expect(responses).toEqual([]);
   });
 
   it("answers /mdr done in the channel, and refreshes the clicker's own /mdr pending list after Mark done there", async () => {

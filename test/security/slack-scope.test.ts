@@ -7,6 +7,7 @@ import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
 import { MemoryStore } from '../../adapters/memory-store.js';
 import { createSlack, type Slack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
+import { renderSlackSkipModal } from '../../cards/slack/skip-modal.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
 import { sampleIngestBody } from '../support/core-harness.js';
 import {
@@ -14,6 +15,7 @@ import {
   clickButton,
   fakeAuthTest,
   formBody,
+  type OpenedView,
   postSlack,
   RESPONSE_URL_ORIGIN,
   SLACK_API_ORIGIN,
@@ -23,6 +25,7 @@ import {
   SLACK_TEAM_ID,
   slackSignatureHeaders,
   slashCommandFields,
+  viewSubmissionPayload,
 } from '../support/slack.js';
 
 const EXPERT = 'U0EXPERT1';
@@ -128,6 +131,32 @@ describe('Slack requests from another workspace than the bot token', () => {
       platform: 'slack',
       event: 'approve',
       detail: expect.stringContaining(`wrong_workspace: a request from Slack workspace ${OTHER_TEAM}`),
+    });
+  });
+
+  it('refuses a Skip reason submitted from another workspace, even one named by the view alone: the task stays pending', async () => {
+    fakeAuthTest();
+    await start();
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    expect((await store.getAction('48213', 'act-5'))?.state).toBe('customerPending');
+    const view = renderSlackSkipModal({ incidentId: '48213', actionId: 'act-5' });
+    const opened = { ...view, blocks: view.blocks as OpenedView['blocks'] } as OpenedView;
+    const payload = viewSubmissionPayload(ADMIN, opened, 'not needed');
+    const foreignView = { ...payload, view: { ...(payload.view as object), team_id: OTHER_TEAM } };
+
+    const res = await postSlack(bot.url, formBody({ payload: JSON.stringify(foreignView) }));
+
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ response_action: 'update', view: { type: 'modal' } });
+    expect(JSON.stringify(res.body.view)).toContain('installed for');
+    expect((await store.getAction('48213', 'act-5'))?.state).toBe('customerPending');
+    expect(await store.listAudit('48213')).not.toContainEqual(expect.objectContaining({ event: 'skip' }));
+    expect(await refusals()).toEqual([
+      expect.stringContaining(`wrong_workspace: a request from Slack workspace ${OTHER_TEAM}`),
+    ]);
+    expect((await store.listAudit()).at(-1)).toMatchObject({
+      event: 'skip',
+      actor: `slack-unverified:${OTHER_TEAM}:${ADMIN}`,
     });
   });
 

@@ -5,6 +5,7 @@ import { type Config, loadConfig } from '../../bot/config.js';
 import { createLogger } from '../../bot/logger.js';
 import { assembleRuntime, type Runtime, type RuntimeParts } from '../../bot/runtime.js';
 import { createHttpApp, type Mounts } from '../../bot/server.js';
+import { startTracing } from '../../bot/tracing.js';
 
 export const INGEST_TOKEN = 'ingest-token-0123456789abcdef';
 export const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
@@ -27,6 +28,8 @@ export async function startBot(
   const base = loadConfig({ INGEST_TOKEN, ADMIN_TOKEN, LOG_LEVEL: 'silent', ...options.env });
   const config = options.config ? options.config(base) : base;
   const logger = createLogger(config.logLevel);
+  // As bot/main.ts does: the SDK only with OTEL_EXPORTER_OTLP_ENDPOINT, flushed when the bot closes.
+  const tracing = config.tracing ? await startTracing(config.tracing, logger) : undefined;
   const runtime = assembleRuntime(config, logger, {
     queue: options.parts?.queue ?? new LocalQueue({ logger, backoffMs: 20 }),
     ...options.parts,
@@ -45,6 +48,7 @@ export async function startBot(
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await runtime.close();
+      await tracing?.shutdown();
     },
   };
 }

@@ -109,6 +109,76 @@ export function blockActionsPayload(
   };
 }
 
+/** A modal as the bot opened it (`views.open`): what a submission of it carries back. */
+export interface OpenedView {
+  callback_id: string;
+  private_metadata: string;
+  blocks: { type: string; block_id?: string; element?: { action_id?: string } }[];
+}
+
+/**
+ * A `view_submission` payload shaped like Slack's for `view` submitted by `userId`, each input block's
+ * element holding `typed` (a plain_text_input's value); `overrides` win.
+ */
+export function viewSubmissionPayload(
+  userId: string,
+  view: OpenedView,
+  typed: string,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const n = next();
+  const values: Record<string, Record<string, { type: string; value: string }>> = {};
+  for (const block of view.blocks) {
+    if (block.type !== 'input' || !block.block_id || !block.element?.action_id) continue;
+    values[block.block_id] = { [block.element.action_id]: { type: 'plain_text_input', value: typed } };
+  }
+  return {
+    type: 'view_submission',
+    team: TEAM,
+    user: { id: userId, username: userId.toLowerCase(), name: userId.toLowerCase(), team_id: TEAM.id },
+    api_app_id: 'A0MDRBOT',
+    token: 'legacy-verification-token',
+    trigger_id: `${n}.1234567890.0a1b2c3d4e5f6a7b`,
+    view: {
+      id: `V0SKIP${n}`,
+      team_id: TEAM.id,
+      type: 'modal',
+      blocks: view.blocks,
+      private_metadata: view.private_metadata,
+      callback_id: view.callback_id,
+      state: { values },
+      hash: `1741942000.hash${n}`,
+      title: { type: 'plain_text', text: 'Skip task', emoji: true },
+      clear_on_close: false,
+      notify_on_close: false,
+      close: { type: 'plain_text', text: 'Cancel', emoji: true },
+      submit: { type: 'plain_text', text: 'Skip task', emoji: true },
+      previous_view_id: null,
+      root_view_id: `V0SKIP${n}`,
+      app_id: 'A0MDRBOT',
+      external_id: '',
+      app_installed_team_id: TEAM.id,
+      bot_id: 'B0MDRBOT',
+    },
+    response_urls: [],
+    is_enterprise_install: false,
+    enterprise: null,
+    ...overrides,
+  };
+}
+
+/** Submit `view` as `userId` with `typed` in its input: a signed `view_submission` request to the bot. */
+export function submitView(
+  url: string,
+  userId: string,
+  view: OpenedView,
+  typed: string,
+  overrides: Record<string, unknown> = {},
+): Promise<{ status: number; body: any; ms: number }> {
+  const raw = formBody({ payload: JSON.stringify(viewSubmissionPayload(userId, view, typed, overrides)) });
+  return postSlack(url, raw);
+}
+
 /** The form fields of a `/mdr` slash command, shaped like Slack's; `overrides` win. */
 export function slashCommandFields(
   userId: string,

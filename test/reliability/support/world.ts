@@ -414,7 +414,7 @@ export class World {
 
   /**
    * Jobs still to run in any of the bot's queues (waiting, running, delayed), apart from the
-   * repeating jobs of job schedulers, which are always there.
+   * repeating jobs of job schedulers, which are always there, and in its light lanes.
    */
   async pendingJobs(): Promise<number> {
     if (!this.admin) {
@@ -449,6 +449,13 @@ export class World {
         await queue.close();
       }
     }
+    // The light lanes (execution, card delivery): one sorted set each, a member per job still to run.
+    cursor = '0';
+    do {
+      const [next, keys] = await this.admin.scan(cursor, 'MATCH', `${KEY_PREFIX}{lane:*}:due`, 'COUNT', 1000);
+      cursor = next;
+      for (const key of keys) pending += await this.admin.zcard(key);
+    } while (cursor !== '0');
     return pending;
   }
 

@@ -49,9 +49,14 @@ describe('renderSlackMessage', () => {
       'markDone:act-5',
       'markDone:act-3',
       'runMyself:act-3',
+      'skip:act-3',
     ]);
-    // Slack's own confirm dialog comes before Run it myself; Skip is the `skip` command (it needs a reason).
-    expect(clickable.at(-1)?.confirm).toBeDefined();
+    // Slack's own confirm dialog comes before Retry and Run it myself; Skip opens a modal asking why.
+    const byId = new Map(clickable.map((b) => [b.action_id, b as { confirm?: { confirm: Json } }]));
+    expect(byId.get('retry:act-7')?.confirm?.confirm.text).toBe('Retry');
+    expect(byId.get('runMyself:act-3')?.confirm?.confirm.text).toBe('Run it');
+    expect(byId.get('skip:act-3')?.confirm).toBeUndefined();
+    expect(byId.get('handover:act-7')?.confirm).toBeUndefined();
     for (const b of clickable) {
       const value = JSON.parse(b.value as string);
       expect(Object.keys(value).sort()).toEqual(['actionId', 'incidentId']);

@@ -1,0 +1,339 @@
+import type { Cluster, Redis } from 'ioredis';
+import type { JobHandler, JobOptions } from './job-queue.js';
+import type { QueueLogger } from './local-queue.js';
+import { asStoreUnavailable, waitUntilReady } from './redis-connection.js';
+
+// KEYS: due, state (a hash: `r:<group>` = lease end of the group's run under way, `t:<job>` = failures).
+// ARGV: now, lease end, most jobs to take, how many due jobs to look at. Takes the due jobs whose group
+// has no run under way (one of each group), moving each to the lease end (a job whose process dies runs
+// again then), and returns them with the failures each had so far.
+const CLAIM_SCRIPT = `
+local now = tonumber(ARGV[1])
+local want = tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+if #due == 0 then return {{}, {}} end
+local fields = {}
+for i, m in ipairs(due) do
+  local ok, job = pcall(cjson.decode, m)
+  local g = (ok and type(job) == 'table' and type(job[4]) == 'string') and job[4] or m
+  fields[i] = 'r:' .. g
+  fields[#due + i] = 't:' .. m
+end
+local state = redis.call('HMGET', KEYS[2], unpack(fields))
+local taken, tries, scores, leases, seen = {}, {}, {}, {}, {}
+for i, m in ipairs(due) do
+  local g = fields[i]
+  local held = state[i]
+  if #taken < want and not seen[g] and (not held or tonumber(held) <= now) then
+    seen[g] = true
+    taken[#taken + 1] = m
+    tries[#tries + 1] = state[#due + i] or ''
+    scores[#scores + 1] = ARGV[2]
+    scores[#scores + 1] = m
+    leases[#leases + 1] = g
+    leases[#leases + 1] = ARGV[2]
+  end
+end
+if #taken == 0 then return {{}, {}} end
+redis.call('ZADD', KEYS[1], 'XX', unpack(scores))
+redis.call('HSET', KEYS[2], unpack(leases))
+return {taken, tries}
+`;
+
+// KEYS: due, state. ARGV: job, claim score, group field, had tries ('1'/'0'). Ends the group's run and
+// removes the job unless it was added again while it ran (its score moved: it runs again at that time).
+const FINISH_SCRIPT = `
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+if ARGV[4] == '1' then
+  redis.call('HDEL', KEYS[2], ARGV[3], 't:' .. ARGV[1])
+else
+  redis.call('HDEL', KEYS[2], ARGV[3])
+end
+return 0
+`;
+
+// KEYS: due, state. ARGV: job, claim score, group field, now, backoff ms, attempts. Ends the group's run
+// and counts a failure; the job runs again after back-off, or is dropped after its last attempt (unless
+// it was added again while it ran).
+const FAIL_SCRIPT = `
+redis.call('HDEL', KEYS[2], ARGV[3])
+local n = redis.call('HINCRBY', KEYS[2], 't:' .. ARGV[1], 1)
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local mine = s and tonumber(s) == tonumber(ARGV[2])
+if n >= tonumber(ARGV[6]) then
+  redis.call('HDEL', KEYS[2], 't:' .. ARGV[1])
+  if mine then redis.call('ZREM', KEYS[1], ARGV[1]) end
+  return 0
+end
+if mine then
+  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[4]) + tonumber(ARGV[5]) * 2 ^ (n - 1), ARGV[1])
+end
+return n
+`;
+
+/** A job running in this process, and the run taken after it (the latest claim) if any. */
+interface ActiveJob {
+  done: Promise<void>;
+  next: { claimScore: number; failures: number } | undefined;
+}
+
+/** How one light lane runs. */
+export interface RedisWorkLaneOptions {
+  /** A connection of its own (commands pipelined automatically; failing fast while Redis is away). */
+  redis: Redis | Cluster;
+  /** Key prefix of the lane; its keys share one hash tag, so its scripts run on Redis Cluster too. */
+  prefix: string;
+  lane: string;
+  /** Jobs this process runs at once. */
+  concurrency: number;
+  /** Attempts of each job, the first included. */
+  attempts: number;
+  /** First retry delay; doubled on each further attempt. */
+  backoffMs: number;
+  /** A job taken by a process that died runs again after this long. */
+  leaseMs?: number;
+  /** How often an idle process looks for jobs other processes added or left. */
+  pollMs?: number;
+  logger: QueueLogger;
+  handler(name: string): JobHandler | undefined;
+}
+
+/**
+ * A light lane of the job queue: each job is one member of a Redis sorted set scored by the time it is
+ * due, and every process takes the due jobs in batches with one script (a few Redis commands per job
+ * where a BullMQ job costs about 45). Taking a job moves its score to the end of a lease, so a job whose
+ * process died runs again once the lease ends; a job added again while it runs (the same id, or the same
+ * coalescing key) keeps a new score and runs again after the run that was under way.
+ *
+ * Jobs of one group (`JobOptions.group`) run one at a time across every process.
+ *
+ * A job is `[name, id or coalescing key, data, group?]` as JSON: the same id with the same data is one job while
+ * it waits or runs (added again once it finished, it runs again); with a coalescing key, adds while one
+ * waits keep the earliest time. Attempts are the lane's, not each job's.
+ */
+export class RedisWorkLane {
+  private readonly dueKey: string;
+  private readonly stateKey: string;
+  private readonly leaseMs: number;
+  private readonly pollMs: number;
+  private readonly running = new Set<Promise<void>>();
+  /** The last run of each job in this process: a job taken again while it runs here runs after it. */
+  private readonly active = new Map<string, ActiveJob>();
+  private readonly localDue: number[] = [];
+  private waiter: (() => void) | undefined;
+  private woken = false;
+  private timer: NodeJS.Timeout | undefined;
+  private loop: Promise<void> | undefined;
+  private closing = false;
+  private down = false;
+
+  constructor(private readonly options: RedisWorkLaneOptions) {
+    const tag = `${options.prefix}{lane:${options.lane}}`;
+    this.dueKey = `${tag}:due`;
+    this.stateKey = `${tag}:state`;
+    this.leaseMs = options.leaseMs ?? 30_000;
+    this.pollMs = options.pollMs ?? 1_000;
+    const redis = options.redis;
+    redis.defineCommand('mdrLaneClaim', { numberOfKeys: 2, lua: CLAIM_SCRIPT });
+    redis.defineCommand('mdrLaneFinish', { numberOfKeys: 2, lua: FINISH_SCRIPT });
+    redis.defineCommand('mdrLaneFail', { numberOfKeys: 2, lua: FAIL_SCRIPT });
+  }
+
+  /** The member of a job: its name, id (or coalescing key) and data. */
+  static member(name: string, key: string, data: unknown, group?: string): string {
+    return JSON.stringify(group === undefined ? [name, key, data ?? null] : [name, key, data ?? null, group]);
+  }
+
+  async add(name: string, data: unknown, options: JobOptions = {}): Promise<void> {
+    const key = options.id ?? options.coalesce ?? `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    const delayMs = Math.max(0, Math.round(options.delayMs ?? 0));
+    const at = Date.now() + delayMs;
+    // An id is added once while it waits or runs; a coalescing key keeps the earliest time.
+    const mode = options.id !== undefined ? 'NX' : 'LT';
+    try {
+      await waitUntilReady(this.options.redis);
+      await this.options.redis.zadd(
+        this.dueKey,
+        mode,
+        at,
+        RedisWorkLane.member(name, key, data, options.group),
+      );
+    } catch (error) {
+      throw asStoreUnavailable(error);
+    }
+    this.dueAt(at);
+  }
+
+  async has(name: string, id: string, data: unknown): Promise<boolean> {
+    try {
+      await waitUntilReady(this.options.redis);
+      const score = await this.options.redis.zscore(this.dueKey, RedisWorkLane.member(name, id, data));
+      return score !== null;
+    } catch (error) {
+      throw asStoreUnavailable(error);
+    }
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.loop = this.run();
+  }
+
+  /** Stops taking jobs and waits for the running ones. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.signal();
+    await this.loop;
+    await Promise.allSettled([...this.running]);
+  }
+
+  /** A job of this process is due at `at`: look for it then (at once when it is due now). */
+  private dueAt(at: number): void {
+    if (!this.loop || this.closing) return;
+    this.localDue.push(at);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    const now = Date.now();
+    let next = now + this.pollMs;
+    for (let i = this.localDue.length - 1; i >= 0; i--) {
+      const at = this.localDue[i] as number;
+      if (at <= now) {
+        this.localDue.splice(i, 1);
+        next = now;
+      } else if (at < next) next = at;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.signal(), Math.max(0, next - now));
+  }
+
+  /** Wakes the loop, or has its next wait end at once. */
+  private signal(): void {
+    const waiter = this.waiter;
+    if (waiter) {
+      this.waiter = undefined;
+      waiter();
+    } else this.woken = true;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closing) {
+      const free = this.options.concurrency - this.running.size;
+      let full = false;
+      if (free > 0) {
+        const claimed = await this.claim(free);
+        full = claimed === free;
+      }
+      if (this.closing) break;
+      // A full batch: more may be due, look again as soon as a slot is free.
+      if (full && this.running.size < this.options.concurrency) continue;
+      if (!full) this.schedule();
+      if (this.woken) {
+        this.woken = false;
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+      });
+      this.woken = false;
+    }
+  }
+
+  private async claim(most: number): Promise<number> {
+    const now = Date.now();
+    const leaseEnd = now + this.leaseMs;
+    let reply: [string[], string[]];
+    try {
+      await waitUntilReady(this.options.redis);
+      const redis = this.options.redis as unknown as {
+        mdrLaneClaim(...args: (string | number)[]): Promise<[string[], string[]]>;
+      };
+      reply = await redis.mdrLaneClaim(this.dueKey, this.stateKey, now, leaseEnd, most, most + 64);
+      if (this.down) {
+        this.down = false;
+        this.options.logger.warn({ lane: this.options.lane }, 'job lane: Redis is reachable again');
+      }
+    } catch (error) {
+      if (!this.down) {
+        this.down = true;
+        this.options.logger.error(
+          { err: error, lane: this.options.lane },
+          'job lane: Redis is not reachable, trying again',
+        );
+      }
+      return 0;
+    }
+    const [members, tries] = reply;
+    members.forEach((member, i) => {
+      const failures = Number(tries[i] || 0);
+      const active = this.active.get(member);
+      if (active?.next) {
+        // Already one run waiting behind the one under way: it is that run, now under this claim.
+        active.next = { claimScore: leaseEnd, failures };
+        return;
+      }
+      const entry: ActiveJob = active ?? { next: undefined, done: Promise.resolve() };
+      entry.next = { claimScore: leaseEnd, failures };
+      const job = entry.done
+        .then(() => {
+          const next = entry.next as { claimScore: number; failures: number };
+          entry.next = undefined;
+          return this.runJob(member, next.claimScore, next.failures);
+        })
+        .finally(() => {
+          this.running.delete(job);
+          if (entry.done === job && !entry.next) this.active.delete(member);
+          this.signal();
+        });
+      entry.done = job;
+      this.active.set(member, entry);
+      this.running.add(job);
+    });
+    return members.length;
+  }
+
+  private async runJob(member: string, claimScore: number, failures: number): Promise<void> {
+    let name = '?';
+    const redis = this.options.redis as unknown as Record<
+      string,
+      (...args: (string | number)[]) => Promise<unknown>
+    >;
+    let group = `r:${member}`;
+    try {
+      const [jobName, , data, inGroup] = JSON.parse(member) as [string, string, unknown, string?];
+      name = jobName;
+      if (typeof inGroup === 'string') group = `r:${inGroup}`;
+      const handler = this.options.handler(jobName);
+      if (!handler) throw new Error(`no handler registered for job "${jobName}"`);
+      await handler(data);
+    } catch (error) {
+      const attempt = failures + 1;
+      const final = attempt >= this.options.attempts;
+      const details = { job: name, lane: this.options.lane, attempt, err: error };
+      if (final) this.options.logger.error(details, 'job failed for good');
+      else this.options.logger.warn(details, 'job failed, retrying');
+      // Not reachable: the job stays under its lease and runs again when it ends.
+      const now = Date.now();
+      const tries = await redis
+        .mdrLaneFail?.(
+          this.dueKey,
+          this.stateKey,
+          member,
+          claimScore,
+          group,
+          now,
+          this.options.backoffMs,
+          this.options.attempts,
+        )
+        .catch(() => 0);
+      if (typeof tries === 'number' && tries > 0) this.dueAt(now + this.options.backoffMs * 2 ** (tries - 1));
+      return;
+    }
+    await redis
+      .mdrLaneFinish?.(this.dueKey, this.stateKey, member, claimScore, group, failures > 0 ? '1' : '0')
+      .catch(() => undefined);
+  }
+}
