@@ -99,8 +99,7 @@ export function socketPayloadProblem(body: unknown): string | null {
   if (b.type === 'event_callback' || b.type === 'app_rate_limited') {
     return eventEnvelope.safeParse(body).success ? null : 'the payload is not a Slack Events API envelope';
   }
-  // Button clicks are the only interactivity this app asks for (see its manifests).
-  const parsed = blockActions.safeParse(body);
+  const parsed = interactivity.safeParse(body);
   return parsed.success ? null : `the interactivity payload is malformed (${describe(parsed.error)})`;
 }
 

@@ -22,9 +22,11 @@ import {
   formBody,
   postSlack,
   type SentMessage,
+  SLACK_API_ORIGIN,
   SLACK_API_URL,
   SLACK_BOT_TOKEN,
   slashCommandFields,
+  viewSubmissionPayload,
 } from '../support/slack.js';
 import { FakeSocketModeSlack, SLACK_APP_TOKEN } from '../support/slack-socket.js';
 
@@ -163,6 +165,49 @@ describe('Slack over Socket Mode', () => {
     expect(ack.payload).toMatchObject({ response_type: 'ephemeral' });
     expect(buttons((ack.payload?.blocks as any[]) ?? []).map((b) => b.action_id)).toEqual(['markDone:act-5']);
     expect(JSON.stringify(ack.payload)).toContain('48213:act-5');
+  });
+
+  it('skips a task through the Skip modal over the socket: a blank reason is answered in the ack, a reason is recorded before it', async () => {
+    const opened: { trigger_id: string; view: any }[] = [];
+    nock(SLACK_API_ORIGIN)
+      .persist()
+      .post('/api/views.open')
+      .reply((_uri, body) => {
+        const form = new URLSearchParams(String(body));
+        opened.push({ trigger_id: form.get('trigger_id') ?? '', view: JSON.parse(form.get('view') ?? '{}') });
+        return [200, { ok: true, view: { id: `V0SKIP${opened.length}`, ...opened.at(-1)?.view } }];
+      });
+    await start();
+    await waitReady();
+    const card = await ingestAndWaitForCard();
+    const skip = buttons(card.blocks).find((b) => b.action_id === 'skip:act-5');
+    expect(skip?.value).toBe(buttonValue('48213', 'act-5'));
+
+    const payload = blockActionsPayload(CUSTOMER, { action_id: 'skip:act-5', value: skip?.value ?? '' });
+    await fake.send('interactive', payload);
+    await vi.waitFor(() => expect(opened).toHaveLength(1), { timeout: 5_000, interval: 25 });
+    const [{ trigger_id, view }] = opened as [(typeof opened)[number]];
+    expect(trigger_id).toBe(payload.trigger_id);
+
+    const blank = await fake.send('interactive', viewSubmissionPayload(CUSTOMER, view, '  '), {
+      acceptsResponsePayload: true,
+    });
+    expect(blank.ack.payload).toEqual({
+      response_action: 'errors',
+      errors: { reason: 'Say why the task is skipped.' },
+    });
+    const done = await fake.send('interactive', viewSubmissionPayload(CUSTOMER, view, 'server rebuilt'), {
+      acceptsResponsePayload: true,
+      onAck: () => store.getAction('48213', 'act-5'),
+    });
+
+    expect(done.ack.payload).toEqual({ response_action: 'clear' });
+    expect(done.seen).toMatchObject({
+      state: 'skippedByCustomer',
+      skippedBy: `slack:${CUSTOMER}`,
+      skipReason: 'server rebuilt',
+    });
+    await waitForCardUpdate('Reason: server rebuilt');
   });
 
   it('is not ready while the socket is down, opens a new one after Slack closes it, and takes clicks on it', async () => {
