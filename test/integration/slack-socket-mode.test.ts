@@ -11,7 +11,7 @@ import { SOCKET_DOWN } from '../../bot/slack/socket-mode.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import type { ActionRecord } from '../../core/model.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   blockActionsPayload,
@@ -91,7 +91,10 @@ describe('Slack over Socket Mode', () => {
   const waitReady = () =>
     vi.waitFor(async () => expect((await readyz()).status).toBe(200), { timeout: 5_000, interval: 25 });
   const ingestAndWaitForCard = async (): Promise<SentMessage> => {
-    const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const res = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(res.status).toBe(201);
     await vi.waitFor(() => expect(slack.posts).toHaveLength(1), { timeout: 5_000, interval: 25 });
     await vi.waitFor(async () => expect((await store.getCardRefs('48213')).slack).toBeDefined(), {
