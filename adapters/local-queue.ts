@@ -47,7 +47,8 @@ export class LocalQueue implements JobQueue {
   /** Coalescing keys with a job waiting or running, and the last job added while it ran. */
   private readonly coalesced = new Map<string, { running: boolean; next?: PendingJob }>();
   private readonly waiting: PendingJob[] = [];
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Timers of scheduled jobs, and when each job is due (epoch ms). */
+  private readonly timers = new Map<NodeJS.Timeout, number>();
   private readonly running = new Set<Promise<void>>();
   private readonly logger: QueueLogger;
   private readonly backoffMs: number;
@@ -119,12 +120,31 @@ export class LocalQueue implements JobQueue {
     for (const job of this.waiting.splice(0)) this.schedule(job);
   }
 
+  /**
+   * Resolves once no job runs and none is due within `withinMs` (periodic timers aside, and jobs
+   * delayed further, such as reminders due in hours): "the queue is drained", for tests that assert
+   * what did not happen.
+   */
+  async idle(withinMs = 60_000): Promise<void> {
+    const busy = () => {
+      const horizon = Date.now() + withinMs;
+      return (
+        this.running.size > 0 ||
+        (this.started && this.waiting.length > 0) ||
+        [...this.timers.values()].some((runAt) => runAt <= horizon)
+      );
+    };
+    while (busy()) {
+      await Promise.race([...this.running, new Promise((resolve) => setTimeout(resolve, 10))]);
+    }
+  }
+
   /** Stops timers (delayed and retrying jobs are dropped) and waits for running jobs to finish. */
   async close(): Promise<void> {
     this.closed = true;
     for (const timer of this.intervals.values()) clearInterval(timer);
     this.intervals.clear();
-    for (const timer of this.timers) clearTimeout(timer);
+    for (const timer of this.timers.keys()) clearTimeout(timer);
     this.timers.clear();
     this.waiting.length = 0;
     this.coalesced.clear();
@@ -140,7 +160,7 @@ export class LocalQueue implements JobQueue {
       },
       Math.max(0, job.runAt - Date.now()),
     );
-    this.timers.add(timer);
+    this.timers.set(timer, job.runAt);
   }
 
   private async run(job: PendingJob): Promise<void> {

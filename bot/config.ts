@@ -60,6 +60,14 @@ const envSchema = z.object({
   SLACK_SIGNING_SECRET: optional(
     z.string().min(8, 'looks wrong: copy it from Slack app > Basic Information > Signing Secret'),
   ),
+  SLACK_APP_TOKEN: optional(
+    z
+      .string()
+      .regex(
+        /^xapp-/,
+        'must be an app-level token starting with xapp- (Slack app > Basic Information > App-Level Tokens, scope connections:write)',
+      ),
+  ),
   SLACK_API_URL: withDefault(httpUrl('e.g. https://slack.com/api/'), 'https://slack.com/api/'),
   MicrosoftAppId: optional(z.string()),
   MicrosoftAppPassword: optional(z.string()),
@@ -168,7 +176,11 @@ export interface Config {
   policy: Policy;
   ingestToken?: string;
   adminToken?: string;
-  slack?: { botToken: string; signingSecret: string; apiUrl: string };
+  /**
+   * Slack: over HTTP (`POST /slack/events`, signed with `signingSecret`) or, with `appToken`
+   * (`SLACK_APP_TOKEN`), over Socket Mode, where no signing secret is needed.
+   */
+  slack?: { botToken: string; signingSecret?: string; appToken?: string; apiUrl: string };
   teams: {
     appId?: string;
     appType?: string;
@@ -254,10 +266,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const given = (name: keyof Env) => blankAsUndefined(env[name]) !== undefined;
 
-  if (given('SLACK_BOT_TOKEN') !== given('SLACK_SIGNING_SECRET')) {
+  if (given('SLACK_APP_TOKEN') && !given('SLACK_BOT_TOKEN')) {
+    problems.push(
+      'SLACK_BOT_TOKEN: is required when SLACK_APP_TOKEN is set (Slack app > OAuth & Permissions > Bot User OAuth Token): Socket Mode receives with the app-level token and posts with the bot token',
+    );
+  } else if (!given('SLACK_APP_TOKEN') && given('SLACK_BOT_TOKEN') !== given('SLACK_SIGNING_SECRET')) {
     problems.push(
       given('SLACK_BOT_TOKEN')
-        ? 'SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set (Slack app > Basic Information > Signing Secret); set both or neither'
+        ? 'SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set (Slack app > Basic Information > Signing Secret); set both or neither, or set SLACK_APP_TOKEN to use Socket Mode instead'
         : 'SLACK_BOT_TOKEN: is required when SLACK_SIGNING_SECRET is set (Slack app > OAuth & Permissions > Bot User OAuth Token); set both or neither',
     );
   }
@@ -326,10 +342,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   );
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const slack =
-    e.SLACK_BOT_TOKEN && e.SLACK_SIGNING_SECRET
-      ? { botToken: e.SLACK_BOT_TOKEN, signingSecret: e.SLACK_SIGNING_SECRET, apiUrl: `${e.SLACK_API_URL}/` }
-      : undefined;
+  // With an app-level token Slack arrives over Socket Mode, and the signing secret is not used.
+  const slack = !e.SLACK_BOT_TOKEN
+    ? undefined
+    : e.SLACK_APP_TOKEN
+      ? { botToken: e.SLACK_BOT_TOKEN, appToken: e.SLACK_APP_TOKEN, apiUrl: `${e.SLACK_API_URL}/` }
+      : e.SLACK_SIGNING_SECRET
+        ? {
+            botToken: e.SLACK_BOT_TOKEN,
+            signingSecret: e.SLACK_SIGNING_SECRET,
+            apiUrl: `${e.SLACK_API_URL}/`,
+          }
+        : undefined;
   const defender =
     defenderSet > 0
       ? {

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobQueue } from '../adapters/job-queue.js';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { CardRefs, IncidentState, Task } from '../core/model.js';
@@ -93,7 +92,8 @@ export async function recordPosted(
         keep();
         throw error;
       }
-      await sleep(250);
+      // The global timer (not node:timers/promises), so that tests can run this on fake time.
+      await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
 }

@@ -4,7 +4,7 @@ import { RedisStore } from '../../adapters/redis-store.js';
 import type { AuditEntry } from '../../core/model.js';
 import type { ActionStore } from '../../core/ports.js';
 import { ADMIN_TOKEN, type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 
 let redis: TestRedis;
@@ -47,7 +47,7 @@ function auditEntry(event: string, n: number): AuditEntry {
 }
 
 function incident(id: string) {
-  const body = sampleIngestBody();
+  const body = sampleIngestBody(shippedSample());
   body.incident.id = id;
   body.incident.incidentWebUrl = `https://security.microsoft.com/incidents/${id}`;
   return body;

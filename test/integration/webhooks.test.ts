@@ -27,7 +27,8 @@ import { markTaskDone } from '../../core/mark-task-done.js';
 import type { Clock, ResponseExecutor } from '../../core/ports.js';
 import { skipTask } from '../../core/skip-task.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { CUSTOMER, EXPERT, ManualClock, sampleIngestBody } from '../support/core-harness.js';
+import { CUSTOMER, EXPERT, ManualClock } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { freePort } from '../support/redis-server.js';
 
@@ -170,18 +171,19 @@ function verify(secret: string, header: string, raw: string): boolean {
 
 /** The sample incident cut to three actions: one for the experts, one done, two on an excluded server. */
 function ingestBody() {
-  const body = sampleIngestBody();
-  const actions = body.managedResponse.actions as { id: string }[];
-  body.managedResponse.actions = [
-    ...actions.filter((a) => ['act-1', 'act-2', 'act-5'].includes(a.id)),
-    {
-      id: 'act-8',
-      type: 'restrictAppExecution',
-      status: 'proposed',
-      target: { deviceId: FIN_APP_07, deviceName: 'fin-app-07.corp.contoso.com' },
-    },
-  ];
-  return body;
+  const sample = shippedSample();
+  return sampleIngestBody({
+    ...sample,
+    actions: [
+      ...sample.actions.filter((a) => ['act-1', 'act-2', 'act-5'].includes(a.id)),
+      {
+        id: 'act-8',
+        type: 'restrictAppExecution',
+        status: 'proposed',
+        target: { deviceId: FIN_APP_07, deviceName: 'fin-app-07.corp.contoso.com' },
+      },
+    ],
+  });
 }
 
 async function ingest(bot: BotServer) {

@@ -47,6 +47,8 @@ describe('loadConfig', () => {
       [{ SLACK_SIGNING_SECRET: 'abcdef0123456789' }, 'SLACK_BOT_TOKEN'],
       [{ SLACK_BOT_TOKEN: 'xoxp-user-token', SLACK_SIGNING_SECRET: 'abcdef0123456789' }, 'SLACK_BOT_TOKEN'],
       [{ SLACK_API_URL: 'not a url' }, 'SLACK_API_URL'],
+      [{ SLACK_BOT_TOKEN: 'xoxb-123', SLACK_APP_TOKEN: 'xoxb-not-an-app-token' }, 'SLACK_APP_TOKEN'],
+      [{ SLACK_APP_TOKEN: 'xapp-1-A0-1-abc' }, 'SLACK_BOT_TOKEN'],
       [{ MicrosoftAppId: '00000000-0000-0000-0000-000000000001' }, 'MicrosoftAppPassword'],
       [
         { MicrosoftAppType: 'SingleTenant', MicrosoftAppId: 'x', MicrosoftAppPassword: 'y' },
@@ -184,6 +186,27 @@ reminders:
       apiUrl: 'http://127.0.0.1:9/api/',
     });
     expect(config.localMode).toBe(false);
+  });
+
+  it('takes SLACK_APP_TOKEN for Socket Mode without a signing secret, and says what it needs', () => {
+    const config = loadConfig({ SLACK_BOT_TOKEN: 'xoxb-1-2-3', SLACK_APP_TOKEN: 'xapp-1-A0MDRBOT-1-abc' });
+    expect(config.slack).toEqual({
+      botToken: 'xoxb-1-2-3',
+      appToken: 'xapp-1-A0MDRBOT-1-abc',
+      apiUrl: 'https://slack.com/api/',
+    });
+    expect(config.localMode).toBe(false);
+    expect(problemsOf({ SLACK_APP_TOKEN: 'xapp-1-A0MDRBOT-1-abc' })).toEqual([
+      expect.stringMatching(/^SLACK_BOT_TOKEN: is required when SLACK_APP_TOKEN is set \(Slack app > OAuth/),
+    ]);
+    expect(problemsOf({ SLACK_BOT_TOKEN: 'xoxb-1-2-3', SLACK_APP_TOKEN: 'xoxp-user' })).toEqual([
+      expect.stringMatching(
+        /^SLACK_APP_TOKEN: must be an app-level token starting with xapp- .*connections:write/,
+      ),
+    ]);
+    expect(problemsOf({ SLACK_BOT_TOKEN: 'xoxb-1-2-3' })).toEqual([
+      expect.stringMatching(/^SLACK_SIGNING_SECRET: is required .*or set SLACK_APP_TOKEN to use Socket Mode/),
+    ]);
   });
 
   it('takes MAIL_SENDER with the app registration that sends it, and refuses it otherwise', () => {

@@ -44,6 +44,18 @@ describe('managedStatus', () => {
     expect(of('skippedByCustomer')).toBe('resolved');
     expect(of('succeeded', 'rejected', 'doneByCustomer', 'skippedByCustomer')).toBe('resolved');
   });
+
+  it('derives the managed status', () => {
+    expect(managedStatus([])).toBe('active');
+    expect(managedStatus([{ state: 'proposed' }, { state: 'proposed' }])).toBe('active');
+    expect(managedStatus([{ state: 'succeeded' }, { state: 'proposed' }])).toBe('inProgress');
+    expect(managedStatus([{ state: 'succeeded' }, { state: 'customerPending' }])).toBe(
+      'awaitingCustomerAction',
+    );
+    expect(managedStatus([{ state: 'succeeded' }, { state: 'doneByCustomer' }, { state: 'rejected' }])).toBe(
+      'resolved',
+    );
+  });
 });
 
 describe('the lifecycle table', () => {
