@@ -18,6 +18,11 @@ export interface StateMeaning {
   /** Who still has work on the action: the experts, the customer's team, or nobody (closed). */
   openFor: 'expert' | 'customer' | null;
   stage: ActionStage;
+  /**
+   * Still to be carried out: not begun, failed or closed (awaiting a decision, about to start, a task to
+   * do by hand). The card shows why such an action was proposed.
+   */
+  toDo: boolean;
   /** The states it may move to; any other move is refused. */
   next: readonly ActionState[];
 }
@@ -30,6 +35,7 @@ export const LIFECYCLE: Readonly<Record<ActionState, StateMeaning>> = {
   proposed: {
     openFor: 'expert',
     stage: 'awaitingExpert',
+    toDo: true,
     next: ['approved', 'rejected', 'customerPending'],
   },
   // An approved action whose asset became excluded before it ran turns into a customer task; one whose
@@ -37,6 +43,7 @@ export const LIFECYCLE: Readonly<Record<ActionState, StateMeaning>> = {
   approved: {
     openFor: 'expert',
     stage: 'awaitingExpert',
+    toDo: true,
     next: ['executing', 'expertTask', 'customerPending', 'failed'],
   },
   // The exclusions are read again right after the move to `executing`: one changed meanwhile stops the
@@ -44,21 +51,23 @@ export const LIFECYCLE: Readonly<Record<ActionState, StateMeaning>> = {
   executing: {
     openFor: 'expert',
     stage: 'awaitingExpert',
+    toDo: false,
     next: ['succeeded', 'failed', 'customerPending'],
   },
-  expertTask: { openFor: 'expert', stage: 'expertTasks', next: ['succeeded'] },
+  expertTask: { openFor: 'expert', stage: 'expertTasks', toDo: true, next: ['succeeded'] },
   // A failure is open work: an expert retries it (exclusions checked again) or hands it to the customer.
-  failed: { openFor: 'expert', stage: 'failed', next: ['approved', 'customerPending'] },
+  failed: { openFor: 'expert', stage: 'failed', toDo: false, next: ['approved', 'customerPending'] },
   // A customer admin may have the bot carry the task out (`approved`), or the customer may skip it.
   customerPending: {
     openFor: 'customer',
     stage: 'customerTasks',
+    toDo: true,
     next: ['doneByCustomer', 'skippedByCustomer', 'approved'],
   },
-  succeeded: { openFor: null, stage: 'completed', next: [] },
-  rejected: { openFor: null, stage: 'rejected', next: [] },
-  doneByCustomer: { openFor: null, stage: 'customerDone', next: [] },
-  skippedByCustomer: { openFor: null, stage: 'customerDone', next: [] },
+  succeeded: { openFor: null, stage: 'completed', toDo: false, next: [] },
+  rejected: { openFor: null, stage: 'rejected', toDo: false, next: [] },
+  doneByCustomer: { openFor: null, stage: 'customerDone', toDo: false, next: [] },
+  skippedByCustomer: { openFor: null, stage: 'customerDone', toDo: false, next: [] },
 };
 
 /** Every allowed transition of the action lifecycle. Anything else is refused. */
