@@ -52,12 +52,13 @@ const PERMISSION = 'SecurityIncident.ReadWrite.All';
 
 /**
  * The Graph incident's custom tags and owner, kept in step with the managed status:
- * - `GET /v1.0/security/incidents/{id}` reads `customTags` and `assignedTo` (security-incident-get.md);
+ * - `GET /v1.0/security/incidents/{id}` reads `customTags` and `assignedTo`
+ *   (https://learn.microsoft.com/en-us/graph/api/security-incident-get?view=graph-rest-1.0);
  * - `PATCH /v1.0/security/incidents/{id}` with only the properties to change, of `assignedTo` (string,
  *   free text), `classification`, `determination`, `status`, `customTags` (string collection, sent
  *   whole), answered `200 OK` with the incident; application permission SecurityIncident.ReadWrite.All
- *   (checked against security-incident-update.md,
- *   https://learn.microsoft.com/en-us/graph/api/security-incident-update?view=graph-rest-1.0).
+ *   (https://learn.microsoft.com/en-us/graph/api/security-incident-update?view=graph-rest-1.0).
+ * Both calls are listed with their permission in docs/api-calls.md.
  * Each call is one attempt: the caller re-queues after a 429 (its Retry-After) or a 5xx (back-off), so
  * no worker waits on Graph.
  */

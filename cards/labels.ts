@@ -43,7 +43,8 @@ export const GROUP_TITLES: Record<ActionGroupKey, string> = {
 
 /**
  * Display order on the card: failures first (open work nobody is doing until an expert retries or hands
- * them over), then the order of DESIGN.md: done, awaiting experts, the customer's part, closed tasks.
+ * them over), then the order of the managed-response summary (README.md): done, awaiting experts, the
+ * customer's part, closed tasks.
  */
 export const GROUP_ORDER: ActionGroupKey[] = [
   'failed',

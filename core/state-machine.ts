@@ -28,8 +28,8 @@ export interface StateMeaning {
 }
 
 /**
- * The action lifecycle of DESIGN "Action lifecycle", one row per state. The state machine, the managed
- * status, the card groups and the store's task indexes are all read from here.
+ * The action lifecycle (docs/architecture.md, "The action lifecycle"), one row per state. The state
+ * machine, the managed status, the card groups and the store's task indexes are all read from here.
  */
 export const LIFECYCLE: Readonly<Record<ActionState, StateMeaning>> = {
   proposed: {

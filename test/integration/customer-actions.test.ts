@@ -220,7 +220,7 @@ describe('Skip', () => {
         skipReason: 'isolated by our own IT already',
       },
     ]);
-    // The API lists it under skipped, with the reason as DESIGN names it, and not under done.
+    // The API lists it under skipped, with the reason as README's Ingest API table names it, and not under done.
     expect(await listTasks(h.deps, 'done')).toEqual([]);
     expect(await listTasks(h.deps, 'skipped')).toMatchObject([
       { id: '48213:act-1', skippedBy: CUSTOMER.id, reason: 'isolated by our own IT already' },

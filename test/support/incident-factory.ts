@@ -44,7 +44,7 @@ export const SAMPLE = {
 export const RECEIVED_AT = '2025-03-14T09:05:00.000Z';
 export const SAMPLE_NOW = new Date('2025-03-14T11:30:00.000Z');
 
-/** The four managed-response actions of DESIGN.md, aimed at the sample incident's assets. */
+/** Four managed-response actions (isolate, revoke sessions, soft delete, quarantine), aimed at the sample incident's assets. */
 export function sampleActions(): IngestActionInput[] {
   return [
     {
@@ -145,7 +145,7 @@ export function incidentState(
   return { incident, actions };
 }
 
-/** Extra actions (beyond the four of DESIGN.md) so every lifecycle state appears once. */
+/** Extra actions (beyond the four of sampleActions) so every lifecycle state appears once. */
 export function everyStateActions(): IngestActionInput[] {
   return [
     ...sampleActions(),

@@ -59,8 +59,9 @@ describe('managedStatus', () => {
 });
 
 describe('the lifecycle table', () => {
-  // DESIGN "Action lifecycle": what one action alone, once handled, makes of the incident's status.
-  const DESIGN_STATUS: Record<ActionState, ReturnType<typeof managedStatus>> = {
+  // docs/architecture.md, "The action lifecycle": what one action alone, once handled, makes of the
+  // incident's status.
+  const DOCUMENTED_STATUS: Record<ActionState, ReturnType<typeof managedStatus>> = {
     proposed: 'active',
     approved: 'inProgress',
     executing: 'inProgress',
@@ -73,13 +74,13 @@ describe('the lifecycle table', () => {
     skippedByCustomer: 'resolved',
   };
 
-  it.each(ACTION_STATES)('gives %s the managed status DESIGN names', (state) => {
-    expect(of(state)).toBe(DESIGN_STATUS[state]);
+  it.each(ACTION_STATES)('gives %s the documented managed status', (state) => {
+    expect(of(state)).toBe(DOCUMENTED_STATUS[state]);
     // Beside a handled, closed action the proposed one counts as the experts' open work too.
-    expect(of('succeeded', state)).toBe(state === 'proposed' ? 'inProgress' : DESIGN_STATUS[state]);
+    expect(of('succeeded', state)).toBe(state === 'proposed' ? 'inProgress' : DOCUMENTED_STATUS[state]);
   });
 
-  it('allows exactly the transitions of DESIGN, and none out of a closed state', () => {
+  it('allows exactly the documented transitions, and none out of a closed state', () => {
     const moves = ACTION_STATES.flatMap((from) =>
       ACTION_STATES.filter((to) => canTransition(from, to)).map((to) => `${from}>${to}`),
     );
