@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { backoffMs } from './backoff.js';
 import type { JobHandler, JobOptions } from './job-queue.js';
 import type { QueueLogger } from './local-queue.js';
 import { asStoreUnavailable, waitUntilReady } from './redis-connection.js';
@@ -329,7 +330,8 @@ export class RedisWorkLane {
           this.options.attempts,
         )
         .catch(() => 0);
-      if (typeof tries === 'number' && tries > 0) this.dueAt(now + this.options.backoffMs * 2 ** (tries - 1));
+      if (typeof tries === 'number' && tries > 0)
+        this.dueAt(now + backoffMs(this.options.backoffMs, tries - 1));
       return;
     }
     await redis
