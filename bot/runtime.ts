@@ -4,27 +4,12 @@ import type { JobQueue } from '../adapters/job-queue.js';
 import { emailCustomerTasks } from '../core/email-customer-tasks.js';
 import { executeAction } from '../core/execute-action.js';
 import { followActions } from '../core/follow-actions.js';
-import type {
-  ActionStore,
-  AssetDirectory,
-  Clock,
-  CoreDeps,
-  CoreJob,
-  IngestRules,
-  JobScheduler,
-  ResponseExecutor,
-} from '../core/ports.js';
+import type { Clock, CoreDeps, CoreJob, IngestRules, JobScheduler } from '../core/ports.js';
 import { remindTask } from '../core/remind-task.js';
 import { taskOf } from '../core/tasks.js';
 import { type Adapters, givenAdapters, type RuntimeParts } from './adapters.js';
 import type { Config } from './config.js';
-import {
-  type CardPublisher,
-  DELIVER_JOB,
-  DeliveryNotifier,
-  REMIND_POST_JOB,
-  runDelivery,
-} from './delivery.js';
+import { DELIVER_JOB, DeliveryNotifier, REMIND_POST_JOB, runDelivery } from './delivery.js';
 import { GRAPH_POLL_JOB } from './incident-poller.js';
 import { requestWriteback, runWriteback, WRITEBACK_JOB } from './incident-writeback.js';
 import { EMAIL_JOB, EXECUTE_JOB, FOLLOW_JOB, JOB_DATA, parsedJob, REMIND_JOB } from './jobs.js';
@@ -43,17 +28,14 @@ import {
 } from './webhooks.js';
 
 /** Everything one bot process runs with, built once from the configuration. */
-export interface Runtime {
+export interface Runtime
+  extends Pick<
+    Adapters,
+    'store' | 'storeKind' | 'queue' | 'executor' | 'directory' | 'clock' | 'publishers'
+  > {
   config: Config;
   logger: Logger;
-  store: ActionStore;
-  storeKind: 'memory' | 'redis';
-  queue: JobQueue;
-  executor: ResponseExecutor;
-  directory: AssetDirectory;
-  clock: Clock;
   notifier: DeliveryNotifier;
-  publishers: CardPublisher[];
   deps: CoreDeps;
   metrics: Metrics;
   /**
