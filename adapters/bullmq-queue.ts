@@ -1,5 +1,6 @@
 import { type Job, type JobsOptions, Queue, Worker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
+import { MdrError } from '../core/errors.js';
 import { backoffMs } from './backoff.js';
 import {
   DEFAULT_LANE,
@@ -138,7 +139,8 @@ export class BullMqQueue implements JobQueue {
   }
 
   async every(name: string, everyMs: number, data: unknown = {}): Promise<void> {
-    if (this.lightLaneOf(name)) throw new Error(`job "${name}" runs in a light lane, which has no \`every\``);
+    if (this.lightLaneOf(name))
+      throw new MdrError('internal', `job "${name}" runs in a light lane, which has no \`every\``);
     try {
       await waitUntilReady(this.queueConnection);
       // A schedule an earlier version kept in another lane would run there too: one lane only.
@@ -296,7 +298,7 @@ export class BullMqQueue implements JobQueue {
 
   private async run(job: Job): Promise<void> {
     const handler = this.handlers.get(job.name);
-    if (!handler) throw new Error(`no handler registered for job "${job.name}"`);
+    if (!handler) throw new MdrError('internal', `no handler registered for job "${job.name}"`);
     await handler(job.data);
   }
 

@@ -1,4 +1,5 @@
 import type { TokenCredential } from '@azure/identity';
+import { releaseFromQuarantineSteps } from '../core/actions.js';
 import type { ActionRecord } from '../core/model.js';
 import type { RemoteCheck, ResponseExecutor, SubmitContext, SubmitResult } from '../core/ports.js';
 import { type AdapterLogger, ApiClient, type RetryOptions } from './defender-http.js';
@@ -33,8 +34,7 @@ export interface DefenderExecutorOptions extends RetryOptions {
 }
 
 /** Defender has no API for it: the reason an expert is given instead. */
-const NO_RELEASE_API =
-  'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo), or for a custom-indicator block on the device with "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All" (which restores every file blocked that way in the last 30 days), and marks it done';
+const NO_RELEASE_API = `Defender has no API to release a file from quarantine: an expert does it by hand and marks it done. ${releaseFromQuarantineSteps('the file', 'the device').join(' ')}`;
 
 /**
  * Carries approved actions out against Microsoft Defender for Endpoint and Microsoft Graph, handing each

@@ -1,5 +1,6 @@
 import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
+import { MdrError } from '../core/errors.js';
 import { ApiClient, odataString, type RetryOptions } from './defender-http.js';
 
 /** Where the poller reads incidents: Microsoft Graph security incidents with their alerts. */
@@ -75,15 +76,21 @@ export class GraphIncidentSource {
           notFound: 'the security incidents API was not found',
         },
       );
-      if (!result.ok) throw new Error(result.reason);
+      if (!result.ok) throw new MdrError('upstream_failed', result.reason);
       const body = page.safeParse(result.body);
       if (!body.success)
-        throw new Error('Microsoft Graph answered the incident list with an unexpected shape');
+        throw new MdrError(
+          'upstream_failed',
+          'Microsoft Graph answered the incident list with an unexpected shape',
+        );
       incidents.push(...body.data.value);
       const next = body.data['@odata.nextLink'];
       if (!next) return { incidents, complete: true, pages };
       if (!this.graph.sameOrigin(next))
-        throw new Error('Microsoft Graph answered the incident list with a next page on another origin');
+        throw new MdrError(
+          'upstream_failed',
+          'Microsoft Graph answered the incident list with a next page on another origin',
+        );
       if (pages >= this.maxPages) return { incidents, complete: false, pages };
       path = next;
       params = undefined;

@@ -1,3 +1,4 @@
+import { MdrError } from '../core/errors.js';
 import { backoffMs } from './backoff.js';
 import type { JobHandler, JobOptions, JobQueue } from './job-queue.js';
 
@@ -63,7 +64,7 @@ export class LocalQueue implements JobQueue {
   }
 
   async add(name: string, data: unknown, options: JobOptions = {}): Promise<void> {
-    if (this.closed) throw new Error('the job queue is closed');
+    if (this.closed) throw new MdrError('queue_closed', 'the job queue is closed');
     if (options.id !== undefined) {
       if (this.unfinished.has(options.id)) return;
       if (this.known.has(options.id) && !options.replaceFinished) return;
@@ -168,7 +169,7 @@ export class LocalQueue implements JobQueue {
     const coalesced = job.coalesce !== undefined ? this.coalesced.get(job.coalesce) : undefined;
     if (coalesced) coalesced.running = true;
     try {
-      if (!handler) throw new Error(`no handler registered for job "${job.name}"`);
+      if (!handler) throw new MdrError('internal', `no handler registered for job "${job.name}"`);
       await handler(job.data);
     } catch (error) {
       if (job.attempt < job.attempts && !this.closed) {

@@ -15,9 +15,12 @@ import type {
   CasResult,
   ExecutionPhase,
 } from '../core/ports.js';
-import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
+import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
 
 const clone = <T>(value: T): T => structuredClone(value);
+
+/** The states from which an action may still become a task of each status. */
+const MAY_BECOME = { pending: statesBecoming('pending'), done: statesBecoming('done') };
 
 /** A feed cursor as two numbers; null when it is not one (`<ms>-<seq>`). */
 function parseCursor(cursor: string): [number, number] | null {
@@ -309,11 +312,17 @@ export class MemoryStore implements ActionStore {
     }
   }
 
+  /** Like the Redis store's: an entry is dropped once its action can no longer be a task of that status. */
   private indexTask(action: ActionRecord): void {
-    const task = taskOf(action);
-    if (!task) return;
-    const other = task.state === 'pending' ? 'done' : 'pending';
-    this.taskIndex[other].delete(task.id);
-    if (!this.taskIndex[task.state].has(task.id)) this.taskIndex[task.state].set(task.id, ++this.taskSeq);
+    const id = taskIdOf(action.incidentId, action.id);
+    const status = taskOf(action)?.state;
+    for (const each of ['pending', 'done'] as const) {
+      const index = this.taskIndex[each];
+      if (each === status) {
+        if (!index.has(id)) index.set(id, ++this.taskSeq);
+      } else if (status || !MAY_BECOME[each].includes(action.state)) {
+        index.delete(id);
+      }
+    }
   }
 }

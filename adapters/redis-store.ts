@@ -20,7 +20,7 @@ import type {
   CasResult,
   ExecutionPhase,
 } from '../core/ports.js';
-import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
+import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
 import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
 
 export { createRedisCluster, createRedisConnection } from './redis-connection.js';
@@ -54,18 +54,8 @@ type TaskStatus = Task['state'];
 
 /** Task states an action can still reach from each state: an index entry is only dropped when it cannot. */
 const MAY_BECOME: Record<TaskStatus, readonly ActionState[]> = {
-  // An executing action becomes a customer task when an exclusion stops it; a failed one when an expert
-  // hands it over (or its retry finds the asset excluded). A skipped task is filed with the done ones.
-  pending: ['proposed', 'approved', 'executing', 'failed', 'customerPending'],
-  done: [
-    'proposed',
-    'approved',
-    'executing',
-    'failed',
-    'customerPending',
-    'doneByCustomer',
-    'skippedByCustomer',
-  ],
+  pending: statesBecoming('pending'),
+  done: statesBecoming('done'),
 };
 
 // The facts of an action write, kept with its audit feed line (`ActionsWritten` as JSON): `changed` (a

@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { MdrError } from '../core/errors.js';
 import { backoffMs } from './backoff.js';
 import type { JobHandler, JobOptions } from './job-queue.js';
 import type { QueueLogger } from './local-queue.js';
@@ -308,7 +309,7 @@ export class RedisWorkLane {
       name = jobName;
       if (typeof inGroup === 'string') group = `r:${inGroup}`;
       const handler = this.options.handler(jobName);
-      if (!handler) throw new Error(`no handler registered for job "${jobName}"`);
+      if (!handler) throw new MdrError('internal', `no handler registered for job "${jobName}"`);
       await handler(data);
     } catch (error) {
       const attempt = failures + 1;

@@ -45,8 +45,8 @@ export function describeRuntime(runtime: Runtime): string[] {
       ? 'executor: dry run: actions are recorded, nothing is called in Defender or Graph'
       : `executor: Defender ${config.defender?.apiUrl} and Graph ${config.defender?.graphUrl}, machine actions paced at ${config.execution.actionsPerMinute} a minute and ${config.execution.actionsPerHour} an hour per action type`,
     config.slack
-      ? `slack: on, cards to channel ${config.policy.channels.slack ?? '(none: set channels.slack in the policy)'}`
-      : 'slack: off (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)',
+      ? `slack: on${config.slack.appToken ? ' over Socket Mode (POST /slack/events answers 404)' : ''}, cards to channel ${config.policy.channels.slack ?? '(none: set channels.slack in the policy)'}`
+      : 'slack: off (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or SLACK_BOT_TOKEN and SLACK_APP_TOKEN for Socket Mode)',
     config.teams.authEnabled
       ? `teams: on, app ${config.teams.appId}, tenant ${config.teams.tenantId}`
       : config.localMode

@@ -56,6 +56,7 @@ export async function createPlatforms(
   return {
     mounts: {
       ...(slack ? { slack: slack.handler } : {}),
+      ...(slack?.readiness ? { readiness: [slack.readiness] } : {}),
       teams: teams.handler,
       ...(config.localMode ? { preview: (await import('./preview/router.js')).previewRouter(runtime) } : {}),
     },

@@ -6,6 +6,7 @@ import { skippedTaskView } from '../core/list-tasks.js';
 import { managedStatus } from '../core/managed-status.js';
 import type { ActionRecord, IncidentRecord, IncidentState } from '../core/model.js';
 import type { ActionStore, ActionsWritten, Clock, DomainEvents } from '../core/ports.js';
+import { LIFECYCLE } from '../core/state-machine.js';
 import { taskOf } from '../core/tasks.js';
 import { actionEventOf, factsOf, type WebhookEventType, type WebhookFact } from '../core/webhook-events.js';
 import type { Webhook } from './config.js';
@@ -30,12 +31,6 @@ export const WEBHOOK_TIMEOUT_MS = 10_000;
 export const SIGNATURE_HEADER = 'X-MDR-Signature';
 
 const SYSTEM: Actor = { id: 'system', platform: 'system' };
-const CLOSED = new Set<ActionRecord['state']>([
-  'succeeded',
-  'rejected',
-  'doneByCustomer',
-  'skippedByCustomer',
-]);
 
 /** One event to one webhook; `body` is sent byte for byte on every try (the secret is not in it). */
 export interface WebhookJob {
@@ -106,7 +101,7 @@ export class WebhookEvents implements DomainEvents {
 
   async actionMoved(before: ActionRecord, after: ActionRecord): Promise<void> {
     const type = actionEventOf(before, after);
-    const resolvable = CLOSED.has(after.state) && this.wanted('incident.resolved');
+    const resolvable = LIFECYCLE[after.state].openFor === null && this.wanted('incident.resolved');
     if (!(type && this.wanted(type)) && !resolvable) return;
     await this.guard(after.incidentId, async () => {
       const state = await this.deps.store.getIncident(after.incidentId);

@@ -1,11 +1,14 @@
-import { ACTION_CATALOGUE, type ActionState, type ActionType, type ScanType } from '../core/actions.js';
-import { portalUrlOf } from '../core/incident.js';
 import {
-  CUSTOMER_OPEN_STATES,
-  EXPERT_OPEN_STATES,
-  type ManagedStatus,
-  managedStatus,
-} from '../core/managed-status.js';
+  ACTION_CATALOGUE,
+  type ActionState,
+  type ActionType,
+  releaseFromQuarantineSteps,
+  type ScanType,
+} from '../core/actions.js';
+import { assetName, deviceNameOf } from '../core/asset-name.js';
+import type { ButtonVerb } from '../core/button-verbs.js';
+import { portalUrlOf } from '../core/incident.js';
+import { type ManagedStatus, managedStatus } from '../core/managed-status.js';
 import type {
   ActionRecord,
   ActionTarget,
@@ -14,6 +17,7 @@ import type {
   Severity,
   Task,
 } from '../core/model.js';
+import { type ActionStage, LIFECYCLE, type StateMeaning } from '../core/state-machine.js';
 import { guidanceOf, taskIdOf } from '../core/tasks.js';
 
 /** A colour both platforms can show: Adaptive Card colour names, with a hex value for HTML previews. */
@@ -24,9 +28,6 @@ export type Tone = 'default' | 'good' | 'warning' | 'attention' | 'accent';
  * `admin`: the customer's admins (who are customers too, so they also see the customer's buttons).
  */
 export type Audience = 'expert' | 'customer' | 'admin';
-
-/** The button verbs a card carries (the Teams `verb` and the Slack `action_id` prefix). */
-export type ButtonVerb = 'approve' | 'reject' | 'markDone' | 'retry' | 'handover' | 'runMyself' | 'skip';
 
 /** A button on an action line; its payload is only ever the incident id and the action id. */
 export interface ButtonView {
@@ -96,15 +97,8 @@ export interface ActionLineView {
   buttons: ButtonView[];
 }
 
-/** The managed-response panel's groups, in the order the card shows them. */
-export type ActionGroupKey =
-  | 'failed'
-  | 'completed'
-  | 'awaitingExpert'
-  | 'expertTasks'
-  | 'customerTasks'
-  | 'customerDone'
-  | 'rejected';
+/** The managed-response panel's groups: one per stage of the lifecycle (`LIFECYCLE` in core). */
+export type ActionGroupKey = ActionStage;
 
 /** A titled list of action lines, cut with "and N more". */
 export interface ActionGroupView {
@@ -143,8 +137,8 @@ export interface IncidentCardView {
   groups: ActionGroupView[];
   /**
    * Open work only, over all actions shown or not: `open` (everything not closed, running ones
-   * included), `failed` (open until retried or handed over), `needExpert` (awaiting approval, starting
-   * or by hand), `needCustomer` (pending customer tasks; done and skipped ones are closed).
+   * included), `failed` (open until retried or handed over), `needExpert` (the experts' other open work:
+   * awaiting approval, starting, running or by hand), `needCustomer` (pending customer tasks; done and skipped ones are closed).
    */
   counts: { open: number; failed: number; needExpert: number; needCustomer: number };
 }
@@ -230,19 +224,6 @@ const GROUP_PRIORITY: ActionGroupKey[] = [
   'rejected',
 ];
 
-const GROUP_OF: Record<ActionState, ActionGroupKey> = {
-  succeeded: 'completed',
-  proposed: 'awaitingExpert',
-  approved: 'awaitingExpert',
-  executing: 'awaitingExpert',
-  expertTask: 'expertTasks',
-  customerPending: 'customerTasks',
-  doneByCustomer: 'customerDone',
-  skippedByCustomer: 'customerDone',
-  failed: 'failed',
-  rejected: 'rejected',
-};
-
 /** Build the typed view model of an incident's card from its stored state. */
 export function buildIncidentView(
   state: IncidentState,
@@ -260,7 +241,7 @@ export function buildIncidentView(
     : undefined;
 
   const byGroup = new Map<ActionGroupKey, ActionRecord[]>(GROUP_ORDER.map((k) => [k, []]));
-  for (const action of state.actions) byGroup.get(GROUP_OF[action.state])?.push(action);
+  for (const action of state.actions) byGroup.get(LIFECYCLE[action.state].stage)?.push(action);
 
   const shown = new Map<ActionGroupKey, number>();
   let budget = maxActions;
@@ -305,12 +286,13 @@ export function buildIncidentView(
 
 /** The card's counts: open work only (a closed customer task, done or skipped, is not counted). */
 function openCounts(actions: readonly ActionRecord[]): IncidentCardView['counts'] {
-  const count = (states: readonly ActionState[]) => actions.filter((a) => states.includes(a.state)).length;
+  const count = (test: (meaning: StateMeaning) => boolean) =>
+    actions.filter((a) => test(LIFECYCLE[a.state])).length;
   return {
-    open: count([...EXPERT_OPEN_STATES, ...CUSTOMER_OPEN_STATES]),
-    failed: count(['failed']),
-    needExpert: count(['proposed', 'approved', 'expertTask']),
-    needCustomer: count(CUSTOMER_OPEN_STATES),
+    open: count((m) => m.openFor !== null),
+    failed: count((m) => m.stage === 'failed'),
+    needExpert: count((m) => m.openFor === 'expert' && m.stage !== 'failed'),
+    needCustomer: count((m) => m.openFor === 'customer'),
   };
 }
 
@@ -362,7 +344,7 @@ export function describeAction(
   incident?: Pick<IncidentRecord, 'devices' | 'users' | 'files' | 'messages'>,
 ): { text: string; asset: string } {
   const spec = ACTION_CATALOGUE[type];
-  const asset = assetName(type, target, incident);
+  const asset = name(assetName(spec.kind, target, incident));
   if (type === 'stopAndQuarantineFile') {
     return { text: `Stop and quarantine ${fileName(target, incident)} on ${asset}`, asset };
   }
@@ -473,26 +455,6 @@ function name(text: string | undefined): string {
 
 function shortHash(sha: string): string {
   return sha.length > 12 ? `${sha.slice(0, 12)}…` : sha;
-}
-
-function assetName(
-  type: ActionType,
-  t: ActionTarget,
-  incident?: Pick<IncidentRecord, 'devices' | 'users' | 'files' | 'messages'>,
-): string {
-  switch (ACTION_CATALOGUE[type].kind) {
-    case 'device':
-    case 'deviceFile': {
-      const dns = t.deviceName ?? incident?.devices.find((d) => d.id === t.deviceId)?.dnsName;
-      return name(dns ?? t.deviceId ?? 'unknown device');
-    }
-    case 'user': {
-      const user = incident?.users.find((u) => (t.userId && u.id === t.userId) || (t.upn && u.upn === t.upn));
-      return name(t.upn ?? user?.upn ?? user?.displayName ?? t.userId ?? 'unknown user');
-    }
-    case 'message':
-      return name(t.recipient ?? 'unknown recipient');
-  }
 }
 
 function fileName(
@@ -697,16 +659,10 @@ function expertSteps(a: ActionRecord, incident: IncidentRecord, device: string):
   const identity = [known ? `File: ${known}` : undefined, sha1 ? `SHA-1 ${sha1}` : undefined].filter(Boolean);
   return [
     ...(identity.length > 0 ? [identity.join(' · ')] : []),
-    'Open the Microsoft Defender portal: Action center > History.',
-    `Find the quarantine action for ${file} on ${device} and choose Undo.`,
-    `If a custom indicator blocked it, on the device as administrator run: ${CUSTOM_INDICATOR_RESTORE}`,
-    'Warning: that command restores every file a custom indicator blocked on the device in the last 30 days, not only this one.',
+    ...releaseFromQuarantineSteps(file, device),
     'Then click Mark done here.',
   ];
 }
-
-/** Restores what Defender quarantined under the threat name of custom file indicators (block). */
-const CUSTOM_INDICATOR_RESTORE = 'MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All';
 
 /** The file's name, from the action or the incident's file evidence, when either has it. */
 function knownFileName(t: ActionTarget, incident: Pick<IncidentRecord, 'files'>): string | undefined {
@@ -731,7 +687,7 @@ function identifierLines(
   switch (ACTION_CATALOGUE[type].kind) {
     case 'device':
     case 'deviceFile': {
-      const dns = t.deviceName ?? incident?.devices.find((d) => d.id === t.deviceId)?.dnsName;
+      const dns = deviceNameOf(t, incident);
       const device = joined([
         dns ? `Device ${name(dns)}` : undefined,
         t.deviceId ? `device id ${name(t.deviceId)}` : undefined,

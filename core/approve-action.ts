@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { ACTION_CATALOGUE, SCAN_TYPES, type ScanType } from './actions.js';
+import { assetOf } from './asset-name.js';
+import { currentExclusions } from './change-exclusions.js';
 import {
+  type ActionRef,
   type Actor,
   checkRef,
   type Decision,
@@ -10,15 +13,10 @@ import {
   transition,
 } from './decisions.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
-import { assetOf, evaluateExclusion } from './exclusions.js';
-import { rulesInForce } from './exclusions-in-force.js';
+import { evaluateExclusion } from './exclusions.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
-
-export interface ActionRef {
-  incidentId: string;
-  actionId: string;
-}
+import { scheduleReminder } from './remind-task.js';
 
 /** What the approving expert chose with the approval: the antivirus scan (`runAntivirusScan` only). */
 export interface ApproveChoices {
@@ -70,7 +68,7 @@ export async function approveAction(
   if (!loaded) return refuse(deps, actor, event, ref, 'not_found', 'no such incident or action');
   const { incident, action } = loaded;
   if (action.state === 'customerPending' && action.excludedBy) {
-    const message = `${assetOf(action.target, loaded.incident)} is excluded by ${action.excludedBy}: this is now a task for your team`;
+    const message = `${assetOf(action, loaded.incident)} is excluded by ${action.excludedBy}: this is now a task for your team`;
     return refuse(deps, actor, event, ref, 'asset_excluded', message, action);
   }
   if (action.state !== 'proposed') {
@@ -82,7 +80,7 @@ export async function approveAction(
     return refuse(deps, actor, event, ref, 'invalid_choice', message, action);
   }
 
-  const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
+  const exclusions = await currentExclusions(deps, loaded.exclusionChanges);
   const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
   if (decision.kind === 'excluded') {
     const message = `${decision.asset} is excluded by ${decision.rule}: this is now a task for your team`;
@@ -94,8 +92,7 @@ export async function approveAction(
       { actor, event, outcome: 'refused', detail: `asset_excluded: ${decision.rule}; now customerPending` },
     );
     if (moved.ok) {
-      const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
-      await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+      await scheduleReminder(deps, ref);
       await requestBatchEmail(deps, ref.incidentId, [moved.action]);
       await deps.notifier.incidentChanged(ref.incidentId);
       return { ok: false, code: 'asset_excluded', message, action: moved.action };

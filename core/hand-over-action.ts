@@ -1,5 +1,5 @@
-import type { ActionRef } from './approve-action.js';
 import {
+  type ActionRef,
   type Actor,
   checkRef,
   type Decision,
@@ -11,6 +11,7 @@ import {
 import { requestBatchEmail } from './email-customer-tasks.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
+import { scheduleReminder } from './remind-task.js';
 
 /**
  * An expert hands a failed action to the customer (`failed → customerPending`): it becomes a customer
@@ -55,9 +56,8 @@ export async function handOverAction(deps: CoreDeps, ref: ActionRef, actor: Acto
     const current = result.current ?? action;
     return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
   }
-  const dueAt = new Date(now.getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
   await Promise.all([
-    deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() }),
+    scheduleReminder(deps, ref),
     requestBatchEmail(deps, ref.incidentId, [result.action]),
     deps.notifier.incidentChanged(ref.incidentId),
   ]);

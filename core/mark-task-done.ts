@@ -1,5 +1,5 @@
-import type { ActionRef } from './approve-action.js';
 import {
+  type ActionRef,
   type Actor,
   checkRef,
   type Decision,

@@ -1,6 +1,7 @@
 import { ACTION_CATALOGUE } from './actions.js';
-import type { ActionRef } from './approve-action.js';
+import { currentExclusions } from './change-exclusions.js';
 import {
+  type ActionRef,
   type Actor,
   checkRef,
   type Decision,
@@ -12,10 +13,10 @@ import {
 import { clearEarlierRun } from './earlier-run.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
-import { rulesInForce } from './exclusions-in-force.js';
 import type { ActionRecord } from './model.js';
 import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
+import { scheduleReminder } from './remind-task.js';
 
 /**
  * An expert retries a failed action (`failed → approved`), decided like an approval: the clicker must
@@ -45,7 +46,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
     return refuse(deps, actor, event, ref, 'already_handled', message, action);
   }
 
-  const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
+  const exclusions = await currentExclusions(deps, loaded.exclusionChanges);
   const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
   if (decision.kind === 'excluded') {
     const message = `${decision.asset} is excluded by ${decision.rule}: this is now a task for your team`;
@@ -60,7 +61,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
       const current = moved.current ?? action;
       return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
     }
-    await scheduleReminder(deps, ref, moved.action);
+    await remindAndEmail(deps, ref, moved.action);
     await deps.notifier.incidentChanged(ref.incidentId);
     return { ok: false, code: 'asset_excluded', message, action: moved.action };
   }
@@ -95,8 +96,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
 }
 
 /** The first reminder and the email of a new customer task, as for every other one. */
-async function scheduleReminder(deps: CoreDeps, ref: ActionRef, task: ActionRecord): Promise<void> {
-  const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
-  await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+async function remindAndEmail(deps: CoreDeps, ref: ActionRef, task: ActionRecord): Promise<void> {
+  await scheduleReminder(deps, ref);
   await requestBatchEmail(deps, ref.incidentId, [task]);
 }

@@ -9,6 +9,7 @@ import { backoffMs } from '../../adapters/backoff.js';
 import { renderSlackText } from '../../cards/slack/render.js';
 import { renderSlackNoticeModal } from '../../cards/slack/skip-modal.js';
 import { type Actor, recordRefusal } from '../../core/decisions.js';
+import { MdrError } from '../../core/errors.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import { classifySlackFailure } from './errors.js';
@@ -80,7 +81,7 @@ export class SlackWorkspace {
     try {
       const answer = await this.client.auth.test({ token: this.botToken });
       if (typeof answer.team_id !== 'string' || answer.team_id === '')
-        throw new Error('auth.test answered without a team_id');
+        throw new MdrError('upstream_failed', 'auth.test answered without a team_id');
       this.team = answer.team_id;
       this.failures = 0;
       this.logger.info(

@@ -187,7 +187,7 @@ function expandIncident(view: IncidentCardView, options: TeamsCardOptions): Adap
         ? [{ title: 'Failed', value: md(`${view.counts.failed} to retry or hand over`) }]
         : []),
       ...(view.counts.needExpert > 0
-        ? [{ title: 'Experts', value: md(`${view.counts.needExpert} awaiting approval or by hand`) }]
+        ? [{ title: 'Experts', value: md(`${view.counts.needExpert} awaiting approval, running or by hand`) }]
         : []),
       ...(view.counts.needCustomer > 0
         ? [{ title: 'Your team', value: md(`${view.counts.needCustomer} to do`) }]

@@ -21,7 +21,7 @@ export async function startBot(
   options: {
     env?: Record<string, string>;
     parts?: Partial<RuntimeParts>;
-    mounts?: (runtime: Runtime) => Mounts;
+    mounts?: (runtime: Runtime) => Mounts | Promise<Mounts>;
     config?: (config: Config) => Config;
   } = {},
 ): Promise<BotServer> {
@@ -36,7 +36,7 @@ export async function startBot(
   });
   await runtime.queue.start();
   await runtime.startTimers();
-  const app = createHttpApp(runtime, options.mounts?.(runtime));
+  const app = createHttpApp(runtime, await options.mounts?.(runtime));
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });

@@ -87,7 +87,7 @@ describe('renderSlackMessage', () => {
       return JSON.stringify(block);
     };
     expect(context(everyStateIncident())).toContain(
-      '⏳ *In progress*  ·  1 failed  ·  3 for the experts  ·  1 for your team  ·  Incident',
+      '⏳ *In progress*  ·  1 failed  ·  4 for the experts  ·  1 for your team  ·  Incident',
     );
     expect(context(failedWithClosedTasksIncident())).toContain('⏳ *In progress*  ·  1 failed  ·  Incident');
   });

@@ -152,7 +152,7 @@ describe('renderTeamsCard', () => {
       'Status: ⏳ In progress',
       'Received: 09:05 UTC',
       'Failed: 1 to retry or hand over',
-      'Experts: 3 awaiting approval or by hand',
+      'Experts: 4 awaiting approval, running or by hand',
       'Your team: 1 to do',
     ]);
     expect(facts(failedWithClosedTasksIncident())).toEqual([
