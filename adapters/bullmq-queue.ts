@@ -1,6 +1,7 @@
 import { type Job, type JobsOptions, Queue, Worker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { MdrError } from '../core/errors.js';
+import { backoffMs } from './backoff.js';
 import {
   DEFAULT_LANE,
   type JobHandler,
@@ -63,7 +64,7 @@ function cappedBackoff(
   const backoff = job?.opts.backoff;
   const delay = typeof backoff === 'object' ? (backoff.delay ?? 1_000) : 1_000;
   const cap = type?.startsWith(CAPPED) ? Number(type.slice(CAPPED.length)) : Number.POSITIVE_INFINITY;
-  return Math.min(Math.round(2 ** (attemptsMade - 1) * delay), Number.isFinite(cap) ? cap : Infinity);
+  return Math.round(backoffMs(delay, attemptsMade - 1, Number.isFinite(cap) ? cap : undefined));
 }
 
 /** Job states after which the id is free to run again (`unknown`: no such job, or removed). */

@@ -1,4 +1,5 @@
 import { MdrError } from '../core/errors.js';
+import { backoffMs } from './backoff.js';
 import type { JobHandler, JobOptions, JobQueue } from './job-queue.js';
 
 /** Where a queue reports a job that failed for good (pino's logger fits). */
@@ -172,10 +173,7 @@ export class LocalQueue implements JobQueue {
       await handler(job.data);
     } catch (error) {
       if (job.attempt < job.attempts && !this.closed) {
-        const delayMs = Math.min(
-          this.backoffMs * 2 ** (job.attempt - 1),
-          job.maxBackoffMs ?? Number.POSITIVE_INFINITY,
-        );
+        const delayMs = backoffMs(this.backoffMs, job.attempt - 1, job.maxBackoffMs);
         this.logger.warn(
           { job: job.name, attempt: job.attempt, delayMs, err: error },
           'job failed, retrying',

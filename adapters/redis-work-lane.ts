@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { MdrError } from '../core/errors.js';
+import { backoffMs } from './backoff.js';
 import type { JobHandler, JobOptions } from './job-queue.js';
 import type { QueueLogger } from './local-queue.js';
 import { asStoreUnavailable, waitUntilReady } from './redis-connection.js';
@@ -330,7 +331,8 @@ export class RedisWorkLane {
           this.options.attempts,
         )
         .catch(() => 0);
-      if (typeof tries === 'number' && tries > 0) this.dueAt(now + this.options.backoffMs * 2 ** (tries - 1));
+      if (typeof tries === 'number' && tries > 0)
+        this.dueAt(now + backoffMs(this.options.backoffMs, tries - 1));
       return;
     }
     await redis

@@ -8,9 +8,9 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { slackMessagePage } from '../cards/slack/html.js';
+import { slackMessagePage } from '../bot/preview/slack-html.js';
+import { teamsCardPage } from '../bot/preview/teams-card.js';
 import { renderSlackMessage } from '../cards/slack/render.js';
-import { teamsCardPage } from '../cards/teams/html.js';
 import { renderTeamsCard } from '../cards/teams/render.js';
 import { buildIncidentView } from '../cards/view-model.js';
 import { incidentState, SAMPLE_NOW } from '../test/support/incident-factory.js';
@@ -53,7 +53,7 @@ try {
 
   const card = renderTeamsCard(view, { viewer: 'shared' });
   await page.setContent(teamsCardPage(card, { scriptText: acScript, title: 'Teams card' }));
-  await page.locator('#card').screenshot({ path: join(root, 'docs/teams-card.png') });
+  await page.locator('#card .teams-card').screenshot({ path: join(root, 'docs/teams-card.png') });
 
   const message = renderSlackMessage(view);
   await page.setContent(slackMessagePage(message, { time: '11:30 AM', title: 'Slack message' }));

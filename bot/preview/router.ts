@@ -3,7 +3,6 @@ import express, { type NextFunction, type Request, type Response, Router } from 
 import { z } from 'zod';
 import { PreviewOutbox } from '../../adapters/graph-mailer.js';
 import { ATTR, annotate } from '../../adapters/tracing.js';
-import { slackBlocksToHtml } from '../../cards/slack/html.js';
 import { renderSlackMessage } from '../../cards/slack/render.js';
 import { renderTeamsCard } from '../../cards/teams/render.js';
 import { buildIncidentView } from '../../cards/view-model.js';
@@ -19,6 +18,7 @@ import { sendError } from '../http-errors.js';
 import { crossSiteProblem, localOnlyProblem } from '../local-only.js';
 import type { Runtime } from '../runtime.js';
 import { previewPage } from './page.js';
+import { slackBlocksToHtml } from './slack-html.js';
 
 const require = createRequire(import.meta.url);
 const SAMPLE = JSON.stringify(sampleIncident);

@@ -5,6 +5,7 @@ import type {
   ViewUpdateResponseAction,
   webApi,
 } from '@slack/bolt';
+import { backoffMs } from '../../adapters/backoff.js';
 import { renderSlackText } from '../../cards/slack/render.js';
 import { renderSlackNoticeModal } from '../../cards/slack/skip-modal.js';
 import { type Actor, recordRefusal } from '../../core/decisions.js';
@@ -90,7 +91,7 @@ export class SlackWorkspace {
       return this.team;
     } catch (error) {
       this.failures += 1;
-      const delayMs = Math.min(this.retry.maxMs, this.retry.firstMs * 2 ** (this.failures - 1));
+      const delayMs = backoffMs(this.retry.firstMs, this.failures - 1, this.retry.maxMs);
       const failure = classifySlackFailure(error);
       const fix =
         failure.kind === 'permanent'

@@ -4,6 +4,8 @@ import type { QueueLogger } from '../../adapters/local-queue.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** How long a condition may take to hold on a busy machine (the lanes poll Redis). */
+const WAIT = { timeout: 15_000, interval: 20 };
 
 function recordingLogger(): QueueLogger & { errors: string[]; warnings: string[] } {
   const errors: string[] = [];
@@ -68,15 +70,15 @@ describe('a light lane of the Redis queue', () => {
     expect(await queue.has('work', 'a/1', { x: 1 })).toBe(true);
     expect(await queue.has('work', 'a/2', { x: 1 })).toBe(false);
     await queue.start();
-    await expect.poll(() => runs.length).toBe(1);
+    await expect.poll(() => runs.length, WAIT).toBe(1);
     await queue.add('work', { x: 1 }, { id: 'a/1' });
     expect(await queue.has('work', 'a/1', { x: 1 })).toBe(true);
     release.open();
-    await expect.poll(() => queue.has('work', 'a/1', { x: 1 })).toBe(false);
+    await expect.poll(() => queue.has('work', 'a/1', { x: 1 }), WAIT).toBe(false);
     expect(runs).toEqual([{ x: 1 }]);
 
     await queue.add('work', { x: 1 }, { id: 'a/1' });
-    await expect.poll(() => runs.length).toBe(2);
+    await expect.poll(() => runs.length, WAIT).toBe(2);
   });
 
   it('coalesces adds while a job waits, and runs once more after a run that an add came during', async () => {
@@ -94,15 +96,15 @@ describe('a light lane of the Redis queue', () => {
     });
     for (let i = 0; i < 5; i++) await queue.add('work', { card: 'c1' }, { coalesce: 'c1', delayMs: 100 });
     await queue.start();
-    await expect.poll(() => runs.length).toBe(1);
+    await expect.poll(() => runs.length, WAIT).toBe(1);
     // Changes while the run is under way: one more run, after it, never beside it.
     for (let i = 0; i < 3; i++) await queue.add('work', { card: 'c1' }, { coalesce: 'c1' });
     const first = release;
     release = gate();
     first.open();
-    await expect.poll(() => runs.length).toBe(2);
+    await expect.poll(() => runs.length, WAIT).toBe(2);
     release.open();
-    await expect.poll(() => queue.has('work', 'c1', { card: 'c1' })).toBe(false);
+    await expect.poll(() => queue.has('work', 'c1', { card: 'c1' }), WAIT).toBe(false);
     expect(runs).toHaveLength(2);
     expect(most).toBe(1);
   });
@@ -116,7 +118,7 @@ describe('a light lane of the Redis queue', () => {
     await queue.start();
     const added = Date.now();
     await queue.add('work', {}, { id: 'later', delayMs: 300 });
-    await expect.poll(() => ran.length).toBe(1);
+    await expect.poll(() => ran.length, WAIT).toBe(1);
     expect((ran[0] ?? 0) - added).toBeGreaterThanOrEqual(295);
   });
 
@@ -129,7 +131,7 @@ describe('a light lane of the Redis queue', () => {
     });
     await queue.start();
     await queue.add('work', {}, { id: 'fails' });
-    await expect.poll(() => logger.errors).toEqual(['job failed for good']);
+    await expect.poll(() => logger.errors, WAIT).toEqual(['job failed for good']);
     expect(tries).toHaveLength(3);
     expect((tries[1] ?? 0) - (tries[0] ?? 0)).toBeGreaterThanOrEqual(45);
     expect((tries[2] ?? 0) - (tries[1] ?? 0)).toBeGreaterThanOrEqual(95);
@@ -151,7 +153,7 @@ describe('a light lane of the Redis queue', () => {
     });
     await stuck.start();
     await stuck.add('work', { i: 1 }, { id: 'w1' });
-    await expect.poll(() => took).toBe(1);
+    await expect.poll(() => took, WAIT).toBe(1);
 
     const other = lightQueue(prefix).queue;
     const done: number[] = [];
@@ -160,7 +162,7 @@ describe('a light lane of the Redis queue', () => {
     });
     const since = Date.now();
     await other.start();
-    await expect.poll(() => done.length, { timeout: 5_000 }).toBe(1);
+    await expect.poll(() => done.length, WAIT).toBe(1);
     expect((done[0] ?? 0) - since).toBeGreaterThanOrEqual(500);
     hold.open();
   });
@@ -178,8 +180,9 @@ describe('a light lane of the Redis queue', () => {
     }
     const producer = lightQueue(prefix).queue;
     for (let i = 0; i < 60; i++) await producer.add('work', { i }, { id: `j${i}` });
-    await expect.poll(() => runs.length, { timeout: 5_000 }).toBe(60);
-    for (let i = 0; i < 60; i++) await expect.poll(() => producer.has('work', `j${i}`, { i })).toBe(false);
+    await expect.poll(() => runs.length, WAIT).toBe(60);
+    for (let i = 0; i < 60; i++)
+      await expect.poll(() => producer.has('work', `j${i}`, { i }), WAIT).toBe(false);
     expect(runs).toHaveLength(60);
     const jobs = runs.map((r) => Number(r.split(':')[1])).sort((x, y) => x - y);
     expect(jobs).toEqual([...Array(60).keys()]);
@@ -211,7 +214,7 @@ describe('groups of a light lane', () => {
       for (const group of ['g1', 'g2'])
         await producer.add('work', { group, i }, { id: `${group}-${i}`, group });
     }
-    await expect.poll(() => done.length, { timeout: 5_000 }).toBe(16);
+    await expect.poll(() => done.length, WAIT).toBe(16);
     expect(overlaps).toBe(0);
     expect(done.filter((d) => d.startsWith('g1:')).sort()).toEqual(
       [...Array(8).keys()].map((i) => `g1:${i}`),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { slackBlocksToHtml } from '../../../cards/slack/html.js';
+import { slackBlocksToHtml } from '../../../bot/preview/slack-html.js';
 import { renderSlackMessage } from '../../../cards/slack/render.js';
 import { renderTeamsCard } from '../../../cards/teams/render.js';
 import { checkSlackLimits, validateAdaptiveCard } from '../../../cards/validate.js';
