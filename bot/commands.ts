@@ -1,4 +1,4 @@
-import { describeAction, taskIdentifiers } from '../cards/view-model.js';
+import { describeAction, taskIdentifiers } from '../cards/assets.js';
 import {
   changeExclusions,
   currentExclusions,

@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { slackMessagePage } from '../bot/preview/slack-html.js';
 import { teamsCardPage } from '../bot/preview/teams-card.js';
+import { buildIncidentView } from '../cards/incident-view.js';
 import { renderSlackMessage } from '../cards/slack/render.js';
 import { renderTeamsCard } from '../cards/teams/render.js';
-import { buildIncidentView } from '../cards/view-model.js';
 import { incidentState, SAMPLE_NOW } from '../test/support/incident-factory.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -3,9 +3,9 @@ import express, { type NextFunction, type Request, type Response, Router } from 
 import { z } from 'zod';
 import { PreviewOutbox } from '../../adapters/graph-mailer.js';
 import { ATTR, annotate } from '../../adapters/tracing.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { renderSlackMessage } from '../../cards/slack/render.js';
 import { renderTeamsCard } from '../../cards/teams/render.js';
-import { buildIncidentView } from '../../cards/view-model.js';
 import { SCAN_TYPES } from '../../core/actions.js';
 import { BUTTON_VERBS, USE_CASE_OF } from '../../core/button-verbs.js';
 import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';

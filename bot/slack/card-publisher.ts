@@ -1,7 +1,8 @@
 import type { webApi } from '@slack/bolt';
 import { ATTR, withClientSpan } from '../../adapters/tracing.js';
+import { describeAction } from '../../cards/assets.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { renderSlackMessage, renderSlackText } from '../../cards/slack/render.js';
-import { buildIncidentView, describeAction } from '../../cards/view-model.js';
 import { MdrError } from '../../core/errors.js';
 import type { IncidentState, Task } from '../../core/model.js';
 import { type CardPublisher, type DeliveryContext, recordPosted } from '../delivery.js';

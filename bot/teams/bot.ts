@@ -9,6 +9,7 @@ import {
   TurnContext,
 } from 'botbuilder';
 import { ATTR, annotate, withSpan } from '../../adapters/tracing.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import {
   type AdaptiveCardJson,
   reasonInputId,
@@ -16,7 +17,6 @@ import {
   renderTeamsTaskList,
   teamsInputId,
 } from '../../cards/teams/render.js';
-import { buildIncidentView } from '../../cards/view-model.js';
 import { type ApproveChoices, approveChoicesSchema } from '../../core/approve-action.js';
 import { BUTTON_VERBS, USE_CASE_OF } from '../../core/button-verbs.js';
 import { type ActionRef, type Actor, type Decision, recordRefusal } from '../../core/decisions.js';

@@ -4,7 +4,7 @@ import { DefenderAssetDirectory } from '../../adapters/defender-directory.js';
 import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { runCommand } from '../../bot/commands.js';
-import { buildIncidentView } from '../../cards/view-model.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { approveAction } from '../../core/approve-action.js';
 import { executeAction } from '../../core/execute-action.js';
 import { listTasks } from '../../core/list-tasks.js';

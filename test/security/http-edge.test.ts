@@ -5,7 +5,7 @@ import { describeRuntime } from '../../bot/compose.js';
 import { ConfigError, loadConfig } from '../../bot/config.js';
 import { createLogger } from '../../bot/logger.js';
 import { assembleRuntime } from '../../bot/runtime.js';
-import { buildIncidentView } from '../../cards/view-model.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
 import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildIncidentView } from '../../../cards/view-model.js';
+import { buildIncidentView } from '../../../cards/incident-view.js';
 import { ACTION_STATES, type ActionState } from '../../../core/actions.js';
 import { incidentState, SAMPLE_NOW } from '../../support/incident-factory.js';
 

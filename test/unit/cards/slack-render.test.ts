@@ -1,5 +1,6 @@
 import type { KnownBlock } from '@slack/types';
 import { describe, expect, it } from 'vitest';
+import { buildIncidentView } from '../../../cards/incident-view.js';
 import {
   escapeMrkdwn,
   escapeSlack,
@@ -8,7 +9,6 @@ import {
   renderSlackText,
 } from '../../../cards/slack/render.js';
 import { checkSlackLimits } from '../../../cards/validate.js';
-import { buildIncidentView } from '../../../cards/view-model.js';
 import { taskOf } from '../../../core/tasks.js';
 import {
   everyStateIncident,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { buildIncidentView } from '../../../cards/incident-view.js';
 import { escapeTeamsMarkdown, renderTeamsCard, renderTeamsTaskList } from '../../../cards/teams/render.js';
 import { validateAdaptiveCard } from '../../../cards/validate.js';
-import { buildIncidentView } from '../../../cards/view-model.js';
 import { taskOf } from '../../../core/tasks.js';
 import {
   everyStateIncident,

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { buildIncidentView, describeAction, displayIdentity, formatWhen } from '../../../cards/view-model.js';
+import { describeAction } from '../../../cards/assets.js';
+import { buildIncidentView } from '../../../cards/incident-view.js';
+import { displayIdentity, formatWhen } from '../../../cards/text.js';
 import {
   customerTasksOnlyIncident,
   everyStateIncident,
