@@ -46,6 +46,14 @@ export function notPending(action: ActionRecord): Objection {
   return { code: 'already_handled', message: `this is not a pending task: ${describeHandled(action)}` };
 }
 
+/** The refusal of a decision on a failed action, for an action that is not failed ("retried"). */
+export function onlyFailed(done: string): (action: ActionRecord) => Objection {
+  return (action) => ({
+    code: 'already_handled',
+    message: `only a failed action can be ${done}: ${describeHandled(action)}`,
+  });
+}
+
 /** The `not_found` message of the task commands: "no task 48213:act-3". */
 export function noTask(ref: ActionRef): string {
   return `no task ${ref.incidentId}:${ref.actionId}`;

@@ -1,5 +1,5 @@
-import { decide, expertsOnly } from './decide.js';
-import { type ActionRef, type Actor, type Decision, decidedByOf, describeHandled } from './decisions.js';
+import { decide, expertsOnly, onlyFailed } from './decide.js';
+import { type ActionRef, type Actor, type Decision, decidedByOf } from './decisions.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
 import type { CoreDeps } from './ports.js';
 import { scheduleReminder } from './remind-task.js';
@@ -12,10 +12,7 @@ export async function handOverAction(deps: CoreDeps, ref: ActionRef, actor: Acto
   const asked = await decide(deps, actor, 'handover', ref, {
     gates: [expertsOnly('hand actions to the customer')],
     from: ['failed'],
-    elsewhere: (action) => ({
-      code: 'already_handled',
-      message: `only a failed action can be handed to the customer: ${describeHandled(action)}`,
-    }),
+    elsewhere: onlyFailed('handed to the customer'),
   });
   if (!asked.ok) return asked;
   const reason = asked.action.error?.trim() || 'the action failed';

@@ -1,6 +1,6 @@
 import { ACTION_CATALOGUE } from './actions.js';
-import { decide, expertsOnly } from './decide.js';
-import { type ActionRef, type Actor, type Decision, decidedByOf, describeHandled } from './decisions.js';
+import { decide, expertsOnly, onlyFailed } from './decide.js';
+import { type ActionRef, type Actor, type Decision, decidedByOf } from './decisions.js';
 import { clearEarlierRun } from './earlier-run.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
 import type { ActionRecord } from './model.js';
@@ -17,10 +17,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
   const asked = await decide(deps, actor, 'retry', ref, {
     gates: [expertsOnly('retry actions')],
     from: ['failed'],
-    elsewhere: (action) => ({
-      code: 'already_handled',
-      message: `only a failed action can be retried: ${describeHandled(action)}`,
-    }),
+    elsewhere: onlyFailed('retried'),
     weigh: true,
   });
   if (!asked.ok) return asked;
