@@ -372,33 +372,19 @@ export class RedisStore implements ActionStore {
    * action can no longer be in that phase (ended, or moved on), so the index does not grow.
    */
   async listActionsIn(phase: ExecutionPhase, limit = 500): Promise<ActionRecord[]> {
-    const index = this.key(`exec:${phase}`);
-    const page = 200;
     const found: ActionRecord[] = [];
-    for (let start = 0; found.length < limit; start += page) {
-      const [members] = (await this.run([['zrange', index, start, start + page - 1]])) as [string[]];
-      if (members.length === 0) break;
-      const refs = members.map((id) => parseTaskId(id));
-      const jsons = (await this.run(
-        refs.map((ref) =>
-          ref ? ['hget', this.incidentKeys(ref.incidentId).actions, ref.actionId] : ['echo', ''],
-        ),
-      )) as (string | null)[];
-      const stale: string[] = [];
-      members.forEach((member, i) => {
-        const json = jsons[i];
-        const action = json ? (JSON.parse(json) as ActionRecord) : null;
+    await this.sweepIndex(
+      this.key(`exec:${phase}`),
+      () => found.length < limit,
+      (_member, action) => {
         if (action && phaseOf(action) === phase) {
           if (found.length < limit) found.push(action);
-          return;
+          return 'keep';
         }
-        if (action && mayEnter(action, phase)) return;
-        stale.push(member);
-      });
-      if (stale.length > 0) await this.run([['zrem', index, ...stale]]);
-      if (members.length < page) break;
-      start -= stale.length;
-    }
+        if (action && mayEnter(action, phase)) return 'keep';
+        return [];
+      },
+    );
     return found;
   }
 
@@ -601,12 +587,37 @@ export class RedisStore implements ActionStore {
     return this.lastScore;
   }
 
-  /** Reads one index in order, checks each entry against its action, repairs what is stale. */
+  /** Reads one task index in order, checks each entry against its action, repairs what is stale. */
   private async collectTasks(status: TaskStatus, limit: number): Promise<Task[]> {
-    const index = this.key(`tasks:${status}`);
-    const page = 200;
     const tasks: Task[] = [];
-    for (let start = 0; tasks.length < limit; start += page) {
+    await this.sweepIndex(
+      this.key(`tasks:${status}`),
+      () => tasks.length < limit,
+      (member, action) => {
+        const task = action ? taskOf(action) : null;
+        if (task && task.state === status && task.id === member) {
+          if (tasks.length < limit) tasks.push(task);
+          return 'keep';
+        }
+        if (action && MAY_BECOME[status].includes(action.state)) return 'keep';
+        return action && task && task.state !== status ? this.indexCommands(action) : [];
+      },
+    );
+    return tasks;
+  }
+
+  /**
+   * Reads an index of action ids (`<incidentId>:<actionId>`) in order, a page at a time while `more()`,
+   * handing `visit` each entry with its action as stored now (null when gone). An entry `visit` does not
+   * keep is removed from the index, with the repairs it returns, in one round trip a page.
+   */
+  private async sweepIndex(
+    index: string,
+    more: () => boolean,
+    visit: (member: string, action: ActionRecord | null) => 'keep' | Command[],
+  ): Promise<void> {
+    const page = 200;
+    for (let start = 0; more(); start += page) {
       const [members] = (await this.run([['zrange', index, start, start + page - 1]])) as [string[]];
       if (members.length === 0) break;
       const refs = members.map((id) => parseTaskId(id));
@@ -619,22 +630,15 @@ export class RedisStore implements ActionStore {
       let removed = 0;
       members.forEach((member, i) => {
         const json = jsons[i];
-        const action = json ? (JSON.parse(json) as ActionRecord) : null;
-        const task = action ? taskOf(action) : null;
-        if (task && task.state === status && task.id === member) {
-          if (tasks.length < limit) tasks.push(task);
-          return;
-        }
-        if (action && MAY_BECOME[status].includes(action.state)) return;
-        if (task && task.state !== status) repairs.push(...this.indexCommands(action as ActionRecord));
-        repairs.push(['zrem', index, member]);
+        const verdict = visit(member, json ? (JSON.parse(json) as ActionRecord) : null);
+        if (verdict === 'keep') return;
+        repairs.push(...verdict, ['zrem', index, member]);
         removed += 1;
       });
       if (repairs.length > 0) await this.run(repairs);
       if (members.length < page) break;
       start -= removed;
     }
-    return tasks;
   }
 
   /**

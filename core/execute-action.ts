@@ -1,14 +1,9 @@
 import { assetOf } from './asset-name.js';
-import { currentExclusions } from './change-exclusions.js';
+import { weighExclusions } from './decide.js';
 import { type ActionRef, type Actor, transition } from './decisions.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
 import { StoreUnavailableError } from './errors.js';
-import {
-  type DecisionSubject,
-  type ExclusionDecision,
-  evaluateExclusion,
-  resolveSubject,
-} from './exclusions.js';
+import { type DecisionSubject, type ExclusionDecision, resolveSubject } from './exclusions.js';
 import type { ActionRecord, ExclusionChanges, IncidentRecord } from './model.js';
 import type { CasResult, CoreDeps, ExecutionOutcome, SubmitResult } from './ports.js';
 import { scheduleReminder } from './remind-task.js';
@@ -56,7 +51,7 @@ export async function executeAction(
   let resume: boolean;
 
   if (action.state === 'approved') {
-    const decision = await decide(deps, action, incident, loaded.exclusionChanges);
+    const decision = await mayRun(deps, action, incident, loaded.exclusionChanges);
     if (decision.kind !== 'allowed') return notRun(deps, ref, action, decision, '');
     if (action.type === 'releaseFileFromQuarantine') {
       const moved = await transition(
@@ -168,7 +163,7 @@ async function checkAgain(
   changes: ExclusionChanges,
   subject: DecisionSubject | undefined,
 ): Promise<ExecuteResult | null> {
-  const again = await decide(deps, action, incident, changes);
+  const again = await mayRun(deps, action, incident, changes);
   if (again.kind !== 'allowed')
     return notRun(deps, ref, action, again, ' (exclusions changed while it was being started)');
   if (!sameSubject(again.subject, subject)) {
@@ -307,14 +302,14 @@ export function finish(
  * May the action run, and on which identity? An expert's decision is bound by the exclusions in force;
  * a customer admin's own run (`decidedAs: 'customer'`) is not, but its target is still resolved live.
  */
-async function decide(
+async function mayRun(
   deps: CoreDeps,
   action: ActionRecord,
   incident: IncidentRecord,
   changes: ExclusionChanges,
 ): Promise<ExclusionDecision> {
   if (action.decidedAs === 'customer') return resolveSubject(action, incident, deps.directory);
-  return evaluateExclusion(await currentExclusions(deps, changes), action, incident, deps.directory);
+  return weighExclusions(deps, action, incident, changes);
 }
 
 /** A random execution token. */

@@ -6,14 +6,15 @@ import { sendError } from '../http-errors.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
 import type { ReadinessCheck } from '../server.js';
+import type { Backoff } from './backoff.js';
 import { registerButtonActions } from './button-actions.js';
 import { SlackCardPublisher } from './card-publisher.js';
 import { slackPayloadGuard } from './payload-guard.js';
 import { registerSkipModal } from './skip-modal.js';
 import { registerSlashCommand } from './slash-command.js';
-import { SlackSocketReceiver, type SocketRetry } from './socket-mode.js';
+import { SlackSocketReceiver } from './socket-mode.js';
 import { traceSlackRequests } from './trace-requests.js';
-import { type AuthRetry, SlackWorkspace, workspaceGuard } from './workspace.js';
+import { SlackWorkspace, workspaceGuard } from './workspace.js';
 
 /** The Slack side of the bot: the request handler for `POST /slack/events`, the card publisher, the Bolt app. */
 export interface Slack {
@@ -46,7 +47,7 @@ export const SOCKET_MODE_HTTP_MESSAGE =
  */
 export function createSlack(
   runtime: Runtime,
-  options: { authRetry?: AuthRetry; socketRetry?: SocketRetry } = {},
+  options: { authRetry?: Backoff; socketRetry?: Backoff } = {},
 ): Slack {
   const { config } = runtime;
   if (!config.slack) {

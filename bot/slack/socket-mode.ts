@@ -7,17 +7,11 @@ import {
   SocketModeReceiver,
   webApi,
 } from '@slack/bolt';
+import { backoffMs } from '../../adapters/backoff.js';
 import type { Logger } from '../logger.js';
 import type { ReadinessCheck } from '../server.js';
+import { type Backoff, DEFAULT_BACKOFF } from './backoff.js';
 import { socketPayloadProblem } from './payload-guard.js';
-
-/** Back-off between failed Socket Mode connection attempts: doubles from `firstMs` up to `maxMs`. */
-export interface SocketRetry {
-  firstMs: number;
-  maxMs: number;
-}
-
-const DEFAULT_RETRY: SocketRetry = { firstMs: 1_000, maxMs: 60_000 };
 
 /** How long stopping waits for Slack to answer the close frame before the socket is left to itself. */
 const STOP_WAIT_MS = 2_000;
@@ -58,7 +52,8 @@ function fixFor(error: unknown): string {
  */
 export class SlackSocketReceiver implements Receiver {
   private readonly inner: SocketModeReceiver;
-  private readonly retry: SocketRetry;
+  /** Between failed connection attempts. */
+  private readonly retry: Backoff;
   private readonly logger: Logger;
   private up = false;
   private stopped = true;
@@ -73,9 +68,9 @@ export class SlackSocketReceiver implements Receiver {
     logger: Logger;
     boltLogger: BoltLogger;
     timeoutMs: number;
-    retry?: SocketRetry;
+    retry?: Backoff;
   }) {
-    this.retry = options.retry ?? DEFAULT_RETRY;
+    this.retry = options.retry ?? DEFAULT_BACKOFF;
     this.logger = options.logger;
     this.inner = new SocketModeReceiver({
       appToken: options.appToken,
@@ -172,7 +167,7 @@ export class SlackSocketReceiver implements Receiver {
 
   private failed(error: unknown): void {
     this.failures += 1;
-    const delayMs = Math.min(this.retry.maxMs, this.retry.firstMs * 2 ** (this.failures - 1));
+    const delayMs = backoffMs(this.retry.firstMs, this.failures - 1, this.retry.maxMs);
     // The client rejects with nothing when the socket closes before Slack's hello.
     const message =
       error instanceof Error

@@ -12,15 +12,8 @@ import { type Actor, recordRefusal } from '../../core/decisions.js';
 import { MdrError } from '../../core/errors.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
+import { type Backoff, DEFAULT_BACKOFF } from './backoff.js';
 import { classifySlackFailure } from './errors.js';
-
-/** Back-off of `auth.test` after a failure: doubles from `firstMs` up to `maxMs`. */
-export interface AuthRetry {
-  firstMs: number;
-  maxMs: number;
-}
-
-const DEFAULT_RETRY: AuthRetry = { firstMs: 1_000, maxMs: 60_000 };
 
 /**
  * How long a request waits for an `auth.test` still in flight before it is refused as "not ready";
@@ -44,7 +37,8 @@ export class SlackWorkspace {
     private readonly client: webApi.WebClient,
     private readonly botToken: string,
     private readonly logger: Logger,
-    private readonly retry: AuthRetry = DEFAULT_RETRY,
+    /** Of `auth.test` after a failure. */
+    private readonly retry: Backoff = DEFAULT_BACKOFF,
   ) {}
 
   /** Call `auth.test` now (and again after each failure, until `stop`). */
