@@ -40,7 +40,10 @@ describe('npm start', () => {
     expect(health.status).toBe(200);
     expect(await health.json()).toEqual({ status: 'ok' });
     expect(output()).toContain('NOT durable');
-    expect(output()).toContain(`local mode: open http://localhost:${port}/`);
+    // The address is logged once the server listens, which may be a moment after the first answer.
+    await vi.waitFor(() => expect(output()).toContain(`local mode: open http://localhost:${port}/`), {
+      timeout: 10_000,
+    });
   });
 
   it('serves Slack on /slack/events when configured, refusing unsigned requests, though Slack is unreachable', async () => {
