@@ -20,7 +20,8 @@ const state = incidentState({
   states: {
     'act-1': {
       state: 'succeeded',
-      decidedBy: 'slack:U0EXPERT1',
+      decidedBy: 'teams:6f2c0a4e-1b7d-4c2a-9e51-3d8f0b6a2c14',
+      decidedByName: 'Morgan Lee',
       decidedAt: '2025-03-14T10:42:00.000Z',
       result: 'Defender: Succeeded (full isolation)',
     },
