@@ -1,4 +1,5 @@
 import { ClientSecretCredential, DefaultAzureCredential, type TokenCredential } from '@azure/identity';
+import { MdrError } from '../core/errors.js';
 
 /** The public cloud's authority; any other one (sovereign cloud, test server) skips instance discovery. */
 export const PUBLIC_AUTHORITY_HOST = 'https://login.microsoftonline.com';
@@ -20,7 +21,8 @@ export function createAzureCredential(config: AzureCredentialConfig): TokenCrede
   const authorityHost = (config.authorityHost ?? PUBLIC_AUTHORITY_HOST).replace(/\/+$/, '');
   if (config.clientSecret) {
     if (!config.tenantId || !config.clientId) {
-      throw new Error(
+      throw new MdrError(
+        'config_invalid',
         'DEFENDER_CLIENT_SECRET is set: DEFENDER_TENANT_ID and DEFENDER_CLIENT_ID are needed too',
       );
     }

@@ -1,5 +1,7 @@
 import { type Job, type JobsOptions, Queue, Worker } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
+import { MdrError } from '../core/errors.js';
+import { backoffMs } from './backoff.js';
 import {
   DEFAULT_LANE,
   type JobHandler,
@@ -62,7 +64,7 @@ function cappedBackoff(
   const backoff = job?.opts.backoff;
   const delay = typeof backoff === 'object' ? (backoff.delay ?? 1_000) : 1_000;
   const cap = type?.startsWith(CAPPED) ? Number(type.slice(CAPPED.length)) : Number.POSITIVE_INFINITY;
-  return Math.min(Math.round(2 ** (attemptsMade - 1) * delay), Number.isFinite(cap) ? cap : Infinity);
+  return Math.round(backoffMs(delay, attemptsMade - 1, Number.isFinite(cap) ? cap : undefined));
 }
 
 /** Job states after which the id is free to run again (`unknown`: no such job, or removed). */
@@ -143,7 +145,8 @@ export class BullMqQueue implements JobQueue {
   }
 
   async every(name: string, everyMs: number, data: unknown = {}): Promise<void> {
-    if (this.lightLaneOf(name)) throw new Error(`job "${name}" runs in a light lane, which has no \`every\``);
+    if (this.lightLaneOf(name))
+      throw new MdrError('internal', `job "${name}" runs in a light lane, which has no \`every\``);
     try {
       await waitUntilReady(this.queueConnection);
       // A schedule an earlier version kept in another lane would run there too: one lane only.
@@ -341,7 +344,7 @@ export class BullMqQueue implements JobQueue {
 
   private async run(job: Job): Promise<void> {
     const handler = this.handlers.get(job.name);
-    if (!handler) throw new Error(`no handler registered for job "${job.name}"`);
+    if (!handler) throw new MdrError('internal', `no handler registered for job "${job.name}"`);
     await handler(job.data);
   }
 

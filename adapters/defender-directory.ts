@@ -2,7 +2,7 @@ import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
 import { AssetLookupError } from '../core/errors.js';
 import type { AssetDirectory, DeviceFacts, DirectoryUser, UserReference } from '../core/ports.js';
-import { ApiClient, describeFailure, type HttpResult, type RetryOptions } from './defender-http.js';
+import { ApiClient, odataString, type RetryOptions } from './defender-http.js';
 
 /** Options of `DefenderAssetDirectory`. */
 export interface DefenderAssetDirectoryOptions extends RetryOptions {
@@ -54,9 +54,6 @@ const CHECK_MEMBER_GROUPS_MAX = 20;
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** Quote a value inside an OData string literal. */
-const odata = (value: string) => value.replaceAll("'", "''");
-
 /**
  * Asset facts read live at every decision: the device as Defender for Endpoint reports it, the user as
  * Microsoft Entra ID reports it (every identifier), and membership of the policy's groups through
@@ -103,18 +100,19 @@ export class DefenderAssetDirectory implements AssetDirectory {
   async resolveUser(user: UserReference): Promise<DirectoryUser> {
     if ('address' in user) return this.userByAddress(user.address);
     const ref = 'userId' in user ? user.userId : user.upn;
-    const result = await this.graph.send({
-      method: 'GET',
-      path: `/v1.0/users/${encodeURIComponent(ref)}`,
-      query: { $select: USER_FIELDS },
-    });
-    if (!(result.kind === 'response' && result.ok)) {
-      throw lookupError('Microsoft Graph', result, {
+    const result = await this.graph.call(
+      {
+        method: 'GET',
+        path: `/v1.0/users/${encodeURIComponent(ref)}`,
+        query: { $select: USER_FIELDS },
+      },
+      {
         permission: 'User.Read.All',
         notFound: `user ${ref} was not found in Microsoft Entra ID`,
         what: 'GET user',
-      });
-    }
+      },
+    );
+    if (!result.ok) throw new AssetLookupError(result.reason);
     const parsed = userSchema.safeParse(result.body);
     if (!parsed.success)
       throw new AssetLookupError(`Microsoft Graph answered user ${ref} in an unexpected shape`);
@@ -131,18 +129,19 @@ export class DefenderAssetDirectory implements AssetDirectory {
     const member = new Set<string>();
     for (let i = 0; i < ids.length; i += CHECK_MEMBER_GROUPS_MAX) {
       const groupIds = ids.slice(i, i + CHECK_MEMBER_GROUPS_MAX);
-      const result = await this.graph.send({
-        method: 'POST',
-        path: `/v1.0/users/${encodeURIComponent(user.id)}/checkMemberGroups`,
-        body: { groupIds },
-      });
-      if (!(result.kind === 'response' && result.ok)) {
-        throw lookupError('Microsoft Graph', result, {
+      const result = await this.graph.call(
+        {
+          method: 'POST',
+          path: `/v1.0/users/${encodeURIComponent(user.id)}/checkMemberGroups`,
+          body: { groupIds },
+        },
+        {
           permission: 'GroupMember.Read.All',
           notFound: `user ${user.userPrincipalName} or one of the policy's user groups was not found in Microsoft Entra ID`,
           what: 'POST checkMemberGroups',
-        });
-      }
+        },
+      );
+      if (!result.ok) throw new AssetLookupError(result.reason);
       const parsed = checkMemberGroupsSchema.safeParse(result.body);
       if (!parsed.success) {
         throw new AssetLookupError(
@@ -160,22 +159,23 @@ export class DefenderAssetDirectory implements AssetDirectory {
    * index may lag behind an alias added minutes ago, and a decision needs the directory as it is now.
    */
   private async userByAddress(address: string): Promise<DirectoryUser> {
-    const a = odata(address.trim());
-    const result = await this.graph.send({
-      method: 'GET',
-      path: '/v1.0/users',
-      query: {
-        $filter: `userPrincipalName eq '${a}' or mail eq '${a}' or proxyAddresses/any(p:p eq 'smtp:${a}')`,
-        $select: USER_FIELDS,
+    const a = address.trim();
+    const result = await this.graph.call(
+      {
+        method: 'GET',
+        path: '/v1.0/users',
+        query: {
+          $filter: `userPrincipalName eq ${odataString(a)} or mail eq ${odataString(a)} or proxyAddresses/any(p:p eq ${odataString(`smtp:${a}`)})`,
+          $select: USER_FIELDS,
+        },
       },
-    });
-    if (!(result.kind === 'response' && result.ok)) {
-      throw lookupError('Microsoft Graph', result, {
+      {
         permission: 'User.Read.All',
         notFound: `no user with address ${address} was found in Microsoft Entra ID`,
         what: 'GET users',
-      });
-    }
+      },
+    );
+    if (!result.ok) throw new AssetLookupError(result.reason);
     const list = userListSchema.safeParse(result.body);
     if (!list.success) {
       throw new AssetLookupError(
@@ -201,18 +201,19 @@ export class DefenderAssetDirectory implements AssetDirectory {
     const cached = this.groupIds.get(key);
     if (cached && cached.expiresAt > this.now()) return cached.id;
     const rule = `user group rule "${group}"`;
-    const result = await this.graph.send({
-      method: 'GET',
-      path: '/v1.0/groups',
-      query: { $filter: `displayName eq '${odata(group.trim())}'`, $select: 'id,displayName' },
-    });
-    if (!(result.kind === 'response' && result.ok)) {
-      throw lookupError('Microsoft Graph', result, {
+    const result = await this.graph.call(
+      {
+        method: 'GET',
+        path: '/v1.0/groups',
+        query: { $filter: `displayName eq ${odataString(group.trim())}`, $select: 'id,displayName' },
+      },
+      {
         permission: 'GroupMember.Read.All',
         notFound: `the ${rule} could not be looked up in Microsoft Entra ID`,
         what: 'GET groups',
-      });
-    }
+      },
+    );
+    if (!result.ok) throw new AssetLookupError(result.reason);
     const list = groupListSchema.safeParse(result.body);
     if (!list.success) {
       throw new AssetLookupError(`Microsoft Graph answered the groups of the ${rule} in an unexpected shape`);
@@ -234,29 +235,31 @@ export class DefenderAssetDirectory implements AssetDirectory {
   }
 
   private async machineById(id: string): Promise<Machine> {
-    const result = await this.mde.send({ method: 'GET', path: `/api/machines/${encodeURIComponent(id)}` });
-    if (!(result.kind === 'response' && result.ok)) {
-      throw lookupError('Defender', result, {
+    const result = await this.mde.call(
+      { method: 'GET', path: `/api/machines/${encodeURIComponent(id)}` },
+      {
         permission: 'Machine.Read.All',
         notFound: `device ${id} was not found in Defender`,
         what: 'GET machine',
-      });
-    }
+      },
+    );
+    if (!result.ok) throw new AssetLookupError(result.reason);
     const machine = machineSchema.safeParse(result.body);
     if (!machine.success) throw new AssetLookupError(`Defender answered device ${id} in an unexpected shape`);
     return machine.data;
   }
 
   private async machineByName(name: string): Promise<Machine> {
-    const result = await this.mde.send({
-      method: 'GET',
-      path: '/api/machines',
-      query: { $filter: `computerDnsName eq '${odata(name.toLowerCase())}'` },
-    });
     const what = { permission: 'Machine.Read.All', notFound: `device ${name} was not found in Defender` };
-    if (!(result.kind === 'response' && result.ok)) {
-      throw lookupError('Defender', result, { ...what, what: 'GET machines' });
-    }
+    const result = await this.mde.call(
+      {
+        method: 'GET',
+        path: '/api/machines',
+        query: { $filter: `computerDnsName eq ${odataString(name.toLowerCase())}` },
+      },
+      { ...what, what: 'GET machines' },
+    );
+    if (!result.ok) throw new AssetLookupError(result.reason);
     const list = machineListSchema.safeParse(result.body);
     if (!list.success)
       throw new AssetLookupError(`Defender answered the device ${name} in an unexpected shape`);
@@ -278,12 +281,4 @@ function toDirectoryUser(user: z.infer<typeof userSchema>): DirectoryUser {
       ? { onPremisesSyncEnabled: user.onPremisesSyncEnabled }
       : {}),
   };
-}
-
-function lookupError(
-  service: string,
-  result: HttpResult,
-  wording: Parameters<typeof describeFailure>[2],
-): AssetLookupError {
-  return new AssetLookupError(describeFailure(service, result, wording));
 }

@@ -2,6 +2,7 @@ import type { TokenCredential } from '@azure/identity';
 import { SpanStatusCode } from '@opentelemetry/api';
 import pRetry from 'p-retry';
 import { scopeFor } from './azure-credential.js';
+import { backoffMs } from './backoff.js';
 import { withClientSpan } from './tracing.js';
 
 /** A result worth another attempt, carried through p-retry with the wait it asks for. */
@@ -21,6 +22,9 @@ export interface AdapterLogger {
   info(obj: Record<string, unknown>, msg: string): void;
   warn(obj: Record<string, unknown>, msg: string): void;
 }
+
+/** The longest back-off wait between two attempts of a call. */
+export const MAX_BACKOFF_MS = 30_000;
 
 const silentLogger: AdapterLogger = { info: () => {}, warn: () => {} };
 
@@ -60,6 +64,39 @@ export type HttpResult =
     }
   | { kind: 'network'; message: string; attempts: number }
   | { kind: 'token'; message: string; attempts: number };
+
+/** A call that did not succeed, with its reason worded for the person who reads it. */
+export interface ApiFailure {
+  ok: false;
+  /** Readable and secret-free (see `describeFailure`). */
+  reason: string;
+  /** The answer's status; absent when none came. */
+  status?: number;
+  /** How long the answer's `Retry-After` asks to wait (ms), when it says. */
+  retryAfter?: number;
+  /** The answer's body, whose `error.code` tells some refusals apart. */
+  body?: unknown;
+  /** Why no answer came: the service was not reached, or no token was issued. */
+  fault?: 'network' | 'token';
+}
+
+/** What one call came to: a 2xx answer, or why there was none. */
+export type ApiOutcome = { ok: true; status: number; body: unknown; headers: Headers } | ApiFailure;
+
+/**
+ * Whether a failure may pass by itself: the service was not reached or answered 5xx, and with
+ * `throttled`, a 429 as well. Anything else is a refusal that another attempt would meet again.
+ */
+export function isPassing(failure: ApiFailure, throttled = false): boolean {
+  if (failure.fault === 'network') return true;
+  const status = failure.status ?? 0;
+  return status >= 500 || (throttled && status === 429);
+}
+
+/** Quote a value as an OData string literal (`'it''s'`). */
+export function odataString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
 
 /** A request relative to an API's base URL, or an absolute `nextLink` on the same origin. */
 export interface HttpRequest {
@@ -157,6 +194,23 @@ export function describeFailure(service: string, result: HttpResult, wording: Fa
   }
 }
 
+/** The outcome of a call: its answer when 2xx, else the reason `describeFailure` words for it. */
+export function outcomeOf(service: string, result: HttpResult, wording: FailureWording): ApiOutcome {
+  if (result.kind === 'response' && result.ok) {
+    return { ok: true, status: result.status, body: result.body, headers: result.headers };
+  }
+  const reason = describeFailure(service, result, wording);
+  if (result.kind !== 'response') return { ok: false, reason, fault: result.kind };
+  const wait = retryAfterMs(result.headers);
+  return {
+    ok: false,
+    reason,
+    status: result.status,
+    body: result.body,
+    ...(wait !== undefined ? { retryAfter: wait } : {}),
+  };
+}
+
 const sleepReal = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -205,6 +259,11 @@ export class ApiClient {
     } catch {
       return false;
     }
+  }
+
+  /** Send one request as `send` does, and say what it came to (see `outcomeOf`). */
+  async call(request: HttpRequest, wording: FailureWording): Promise<ApiOutcome> {
+    return outcomeOf(this.service, await this.send(request), wording);
   }
 
   /** Send one request, retrying as its `retryUnsafe` allows. Never throws for HTTP or network faults. */
@@ -288,7 +347,7 @@ export class ApiClient {
   }
 
   private backoff(attempt: number): number {
-    return Math.min(this.retryBaseMs * 2 ** attempt, 30_000);
+    return backoffMs(this.retryBaseMs, attempt, MAX_BACKOFF_MS);
   }
 
   private async once(request: HttpRequest, url: string, attempts: number): Promise<HttpResult> {

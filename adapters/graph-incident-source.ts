@@ -1,6 +1,7 @@
 import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
-import { ApiClient, describeFailure, type RetryOptions } from './defender-http.js';
+import { MdrError } from '../core/errors.js';
+import { ApiClient, odataString, type RetryOptions } from './defender-http.js';
 
 /** Where the poller reads incidents: Microsoft Graph security incidents with their alerts. */
 export interface GraphIncidentSourceOptions extends RetryOptions {
@@ -30,9 +31,6 @@ const page = z.looseObject({
   value: z.array(z.unknown()).default([]),
   '@odata.nextLink': z.string().nullish(),
 });
-
-/** OData string literal: single quotes doubled. */
-const odataString = (value: string) => `'${value.replaceAll("'", "''")}'`;
 
 /**
  * Reads `GET /v1.0/security/incidents?$expand=alerts&$filter=lastUpdateDateTime ge ...` page by page
@@ -65,29 +63,34 @@ export class GraphIncidentSource {
       $top: String(this.pageSize),
     };
     for (let pages = 1; ; pages++) {
-      const result = await this.graph.send({
-        method: 'GET',
-        path,
-        headers: { prefer: 'include-unknown-enum-members' },
-        ...(params ? { query: params } : {}),
-      });
-      if (result.kind !== 'response' || !result.ok) {
-        throw new Error(
-          describeFailure('Microsoft Graph', result, {
-            what: 'listing security incidents',
-            permission: 'SecurityIncident.Read.All',
-            notFound: 'the security incidents API was not found',
-          }),
-        );
-      }
+      const result = await this.graph.call(
+        {
+          method: 'GET',
+          path,
+          headers: { prefer: 'include-unknown-enum-members' },
+          ...(params ? { query: params } : {}),
+        },
+        {
+          what: 'listing security incidents',
+          permission: 'SecurityIncident.Read.All',
+          notFound: 'the security incidents API was not found',
+        },
+      );
+      if (!result.ok) throw new MdrError('upstream_failed', result.reason);
       const body = page.safeParse(result.body);
       if (!body.success)
-        throw new Error('Microsoft Graph answered the incident list with an unexpected shape');
+        throw new MdrError(
+          'upstream_failed',
+          'Microsoft Graph answered the incident list with an unexpected shape',
+        );
       incidents.push(...body.data.value);
       const next = body.data['@odata.nextLink'];
       if (!next) return { incidents, complete: true, pages };
       if (!this.graph.sameOrigin(next))
-        throw new Error('Microsoft Graph answered the incident list with a next page on another origin');
+        throw new MdrError(
+          'upstream_failed',
+          'Microsoft Graph answered the incident list with a next page on another origin',
+        );
       if (pages >= this.maxPages) return { incidents, complete: false, pages };
       path = next;
       params = undefined;

@@ -4,10 +4,10 @@ import type { GraphIncidentView, IncidentPatch } from '../core/incident-writebac
 import {
   type AdapterLogger,
   ApiClient,
-  describeFailure,
-  type HttpResult,
+  type ApiFailure,
+  type FailureWording,
+  isPassing,
   type RetryOptions,
-  retryAfterMs,
 } from './defender-http.js';
 
 /** A call that did not succeed: whether to try again, and when Graph asked to. */
@@ -52,12 +52,13 @@ const PERMISSION = 'SecurityIncident.ReadWrite.All';
 
 /**
  * The Graph incident's custom tags and owner, kept in step with the managed status:
- * - `GET /v1.0/security/incidents/{id}` reads `customTags` and `assignedTo` (security-incident-get.md);
+ * - `GET /v1.0/security/incidents/{id}` reads `customTags` and `assignedTo`
+ *   (https://learn.microsoft.com/en-us/graph/api/security-incident-get?view=graph-rest-1.0);
  * - `PATCH /v1.0/security/incidents/{id}` with only the properties to change, of `assignedTo` (string,
  *   free text), `classification`, `determination`, `status`, `customTags` (string collection, sent
  *   whole), answered `200 OK` with the incident; application permission SecurityIncident.ReadWrite.All
- *   (checked against security-incident-update.md,
- *   https://learn.microsoft.com/en-us/graph/api/security-incident-update?view=graph-rest-1.0).
+ *   (https://learn.microsoft.com/en-us/graph/api/security-incident-update?view=graph-rest-1.0).
+ * Both calls are listed with their permission in docs/api-calls.md.
  * Each call is one attempt: the caller re-queues after a 429 (its Retry-After) or a 5xx (back-off), so
  * no worker waits on Graph.
  */
@@ -70,56 +71,50 @@ export class GraphIncidentWriter implements IncidentWriter {
   }
 
   async read(incidentId: string): Promise<ReadResult> {
-    const result = await this.graph.send({
-      method: 'GET',
-      path: this.path(incidentId),
-      retries: 0,
-      on429: 'return',
-    });
-    if (result.kind === 'response' && result.ok) {
-      const parsed = incidentView.safeParse(result.body);
-      if (parsed.success) return { ok: true, incident: parsed.data };
-      return {
-        ok: false,
-        transient: false,
-        reason: 'Microsoft Graph returned an incident without readable customTags',
-      };
-    }
-    return this.failure(result, incidentId, 'GET security incident');
+    const result = await this.graph.call(
+      { method: 'GET', path: this.path(incidentId), retries: 0, on429: 'return' },
+      this.wording(incidentId, 'GET security incident'),
+    );
+    if (!result.ok) return failure(result);
+    const parsed = incidentView.safeParse(result.body);
+    if (parsed.success) return { ok: true, incident: parsed.data };
+    return {
+      ok: false,
+      transient: false,
+      reason: 'Microsoft Graph returned an incident without readable customTags',
+    };
   }
 
   async update(incidentId: string, patch: IncidentPatch): Promise<PatchResult> {
-    const result = await this.graph.send({
-      method: 'PATCH',
-      path: this.path(incidentId),
-      body: patch,
-      retries: 0,
-      on429: 'return',
-    });
-    if (result.kind === 'response' && result.ok) return { ok: true };
-    return this.failure(result, incidentId, 'PATCH security incident');
+    const result = await this.graph.call(
+      { method: 'PATCH', path: this.path(incidentId), body: patch, retries: 0, on429: 'return' },
+      this.wording(incidentId, 'PATCH security incident'),
+    );
+    return result.ok ? { ok: true } : failure(result);
   }
 
   private path(incidentId: string): string {
     return `/v1.0/security/incidents/${encodeURIComponent(incidentId)}`;
   }
 
-  private failure(result: HttpResult, incidentId: string, what: string): WriteFailure {
-    const reason = describeFailure(this.graph.service, result, {
+  private wording(incidentId: string, what: string): FailureWording {
+    return {
       permission: PERMISSION,
       notFound: `the security incident ${incidentId} was not found in Microsoft Graph`,
       what,
-    });
-    if (result.kind === 'network') return { ok: false, reason, transient: true };
-    if (result.kind === 'token') return { ok: false, reason, transient: false };
-    const transient = result.status === 429 || result.status >= 500;
-    const wait = transient ? retryAfterMs(result.headers) : undefined;
-    return {
-      ok: false,
-      reason,
-      transient,
-      ...(result.status === 429 ? { throttled: true } : {}),
-      ...(wait !== undefined ? { retryAfterMs: wait } : {}),
     };
   }
+}
+
+/** A failed call as the write-back sees it: a 429 or 5xx, or no answer, is worth another try. */
+function failure(result: ApiFailure): WriteFailure {
+  const transient = isPassing(result, true);
+  const wait = transient ? result.retryAfter : undefined;
+  return {
+    ok: false,
+    reason: result.reason,
+    transient,
+    ...(result.status === 429 ? { throttled: true } : {}),
+    ...(wait !== undefined ? { retryAfterMs: wait } : {}),
+  };
 }

@@ -1,6 +1,6 @@
 import type { TokenCredential } from '@azure/identity';
 import type { EmailMessage, Mailer, MailResult } from '../core/ports.js';
-import { type AdapterLogger, ApiClient, describeFailure, type RetryOptions } from './defender-http.js';
+import { type AdapterLogger, ApiClient, type RetryOptions } from './defender-http.js';
 
 /** Where and as whom the Graph mailer sends. */
 export interface GraphMailerOptions extends RetryOptions {
@@ -34,29 +34,28 @@ export class GraphMailer implements Mailer {
 
   async send(message: EmailMessage): Promise<MailResult> {
     const path = `/v1.0/users/${encodeURIComponent(this.sender)}/sendMail`;
-    const result = await this.graph.send({
-      method: 'POST',
-      path,
-      body: {
-        message: {
-          subject: message.subject,
-          body: { contentType: 'Text', content: message.text },
-          toRecipients: message.to.map((address) => ({ emailAddress: { address } })),
+    const result = await this.graph.call(
+      {
+        method: 'POST',
+        path,
+        body: {
+          message: {
+            subject: message.subject,
+            body: { contentType: 'Text', content: message.text },
+            toRecipients: message.to.map((address) => ({ emailAddress: { address } })),
+          },
+          saveToSentItems: true,
         },
-        saveToSentItems: true,
+        // A notification sent twice after a lost answer is better than one never sent.
+        retryUnsafe: true,
       },
-      // A notification sent twice after a lost answer is better than one never sent.
-      retryUnsafe: true,
-    });
-    if (result.kind === 'response' && result.ok) return { ok: true };
-    return {
-      ok: false,
-      reason: describeFailure(this.graph.service, result, {
+      {
         permission: 'Mail.Send (and, if scoped, an application access policy that includes MAIL_SENDER)',
         notFound: `the mailbox ${this.sender} (MAIL_SENDER) was not found`,
         what: 'POST sendMail',
-      }),
-    };
+      },
+    );
+    return result.ok ? { ok: true } : { ok: false, reason: result.reason };
   }
 }
 

@@ -1,4 +1,5 @@
 import type { TokenCredential } from '@azure/identity';
+import { MdrError } from '../core/errors.js';
 import type { AzureCredentialConfig } from './azure-credential.js';
 
 /**
@@ -8,7 +9,8 @@ import type { AzureCredentialConfig } from './azure-credential.js';
  */
 export function lazyAzureCredential(config: AzureCredentialConfig): TokenCredential {
   if (config.clientSecret && (!config.tenantId || !config.clientId)) {
-    throw new Error(
+    throw new MdrError(
+      'config_invalid',
       'DEFENDER_CLIENT_SECRET is set: DEFENDER_TENANT_ID and DEFENDER_CLIENT_ID are needed too',
     );
   }

@@ -1,3 +1,5 @@
+import { MdrError } from '../core/errors.js';
+import { backoffMs } from './backoff.js';
 import type { JobHandler, JobOptions, JobQueue } from './job-queue.js';
 
 /** Where a queue reports a job that failed for good (pino's logger fits). */
@@ -46,7 +48,8 @@ export class LocalQueue implements JobQueue {
   /** Coalescing keys with a job waiting or running, and the last job added while it ran. */
   private readonly coalesced = new Map<string, { running: boolean; next?: PendingJob }>();
   private readonly waiting: PendingJob[] = [];
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** Timers of scheduled jobs, and when each job is due (epoch ms). */
+  private readonly timers = new Map<NodeJS.Timeout, number>();
   private readonly running = new Set<Promise<void>>();
   private readonly logger: QueueLogger;
   private readonly backoffMs: number;
@@ -61,7 +64,7 @@ export class LocalQueue implements JobQueue {
   }
 
   async add(name: string, data: unknown, options: JobOptions = {}): Promise<void> {
-    if (this.closed) throw new Error('the job queue is closed');
+    if (this.closed) throw new MdrError('queue_closed', 'the job queue is closed');
     if (options.id !== undefined) {
       if (this.unfinished.has(options.id)) return;
       if (this.known.has(options.id) && !options.replaceFinished) return;
@@ -118,12 +121,31 @@ export class LocalQueue implements JobQueue {
     for (const job of this.waiting.splice(0)) this.schedule(job);
   }
 
+  /**
+   * Resolves once no job runs and none is due within `withinMs` (periodic timers aside, and jobs
+   * delayed further, such as reminders due in hours): "the queue is drained", for tests that assert
+   * what did not happen.
+   */
+  async idle(withinMs = 60_000): Promise<void> {
+    const busy = () => {
+      const horizon = Date.now() + withinMs;
+      return (
+        this.running.size > 0 ||
+        (this.started && this.waiting.length > 0) ||
+        [...this.timers.values()].some((runAt) => runAt <= horizon)
+      );
+    };
+    while (busy()) {
+      await Promise.race([...this.running, new Promise((resolve) => setTimeout(resolve, 10))]);
+    }
+  }
+
   /** Stops timers (delayed and retrying jobs are dropped) and waits for running jobs to finish. */
   async close(): Promise<void> {
     this.closed = true;
     for (const timer of this.intervals.values()) clearInterval(timer);
     this.intervals.clear();
-    for (const timer of this.timers) clearTimeout(timer);
+    for (const timer of this.timers.keys()) clearTimeout(timer);
     this.timers.clear();
     this.waiting.length = 0;
     this.coalesced.clear();
@@ -139,7 +161,7 @@ export class LocalQueue implements JobQueue {
       },
       Math.max(0, job.runAt - Date.now()),
     );
-    this.timers.add(timer);
+    this.timers.set(timer, job.runAt);
   }
 
   private async run(job: PendingJob): Promise<void> {
@@ -147,14 +169,11 @@ export class LocalQueue implements JobQueue {
     const coalesced = job.coalesce !== undefined ? this.coalesced.get(job.coalesce) : undefined;
     if (coalesced) coalesced.running = true;
     try {
-      if (!handler) throw new Error(`no handler registered for job "${job.name}"`);
+      if (!handler) throw new MdrError('internal', `no handler registered for job "${job.name}"`);
       await handler(job.data);
     } catch (error) {
       if (job.attempt < job.attempts && !this.closed) {
-        const delayMs = Math.min(
-          this.backoffMs * 2 ** (job.attempt - 1),
-          job.maxBackoffMs ?? Number.POSITIVE_INFINITY,
-        );
+        const delayMs = backoffMs(this.backoffMs, job.attempt - 1, job.maxBackoffMs);
         this.logger.warn(
           { job: job.name, attempt: job.attempt, delayMs, err: error },
           'job failed, retrying',

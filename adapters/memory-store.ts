@@ -8,10 +8,19 @@ import type {
   IncidentState,
   Task,
 } from '../core/model.js';
-import type { ActionStore, AuditFeedEntry, CasResult, ExecutionPhase } from '../core/ports.js';
-import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
+import type {
+  ActionStore,
+  ActionsWritten,
+  AuditFeedEntry,
+  CasResult,
+  ExecutionPhase,
+} from '../core/ports.js';
+import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
 
 const clone = <T>(value: T): T => structuredClone(value);
+
+/** The states from which an action may still become a task of each status. */
+const MAY_BECOME = { pending: statesBecoming('pending'), done: statesBecoming('done') };
 
 /** A feed cursor as two numbers; null when it is not one (`<ms>-<seq>`). */
 function parseCursor(cursor: string): [number, number] | null {
@@ -22,6 +31,11 @@ function parseCursor(cursor: string): [number, number] | null {
 function compareCursors(cursor: string, other: [number, number]): number {
   const [ms, seq] = parseCursor(cursor) ?? [0, 0];
   return ms - other[0] || seq - other[1];
+}
+
+/** Every action of an incident as a write's facts record them. */
+function summaries(actions: Map<string, ActionRecord>): ActionsWritten['actions'] {
+  return [...actions.values()].map(({ id, version, state }) => ({ id, version, state }));
 }
 
 /** What the store holds before the first run-time change. */
@@ -46,6 +60,8 @@ export class MemoryStore implements ActionStore {
   /** Every audit entry in the order written, with its cursor (`<ms>-<seq>`, as a Redis stream id). */
   private readonly feed: AuditFeedEntry[] = [];
   private feedLast = { ms: 0, seq: 0 };
+  /** Whether the bound ever dropped feed lines (a cursor older than the oldest kept then has a gap). */
+  private feedDropped = false;
   /** Task id -> creation sequence, per status, to list in creation order. */
   private readonly taskIndex = { pending: new Map<string, number>(), done: new Map<string, number>() };
   private taskSeq = 0;
@@ -73,8 +89,15 @@ export class MemoryStore implements ActionStore {
       added.push(clone(action));
     }
     const addedIds = new Set(added.map((a) => a.id));
+    // The facts of the ingest go with its first feed line, as the Redis store writes them.
+    let written: ActionsWritten | undefined =
+      added.length > 0
+        ? { changed: added.map((after) => ({ before: null, after })), actions: summaries(known) }
+        : undefined;
     for (const entry of audit) {
-      if (entry.actionId === undefined || addedIds.has(entry.actionId)) this.pushAudit(entry);
+      if (entry.actionId !== undefined && !addedIds.has(entry.actionId)) continue;
+      this.pushAudit(entry, written);
+      written = undefined;
     }
     return { created, added };
   }
@@ -121,7 +144,10 @@ export class MemoryStore implements ActionStore {
     known.set(next.id, stored);
     this.indexTask(stored);
     this.indexPhase(stored);
-    this.pushAudit(audit);
+    this.pushAudit(audit, {
+      changed: [{ before: current.state, after: clone(stored) }],
+      actions: summaries(known),
+    });
     return { ok: true, action: clone(stored) };
   }
 
@@ -139,6 +165,14 @@ export class MemoryStore implements ActionStore {
     const start = after === null ? 0 : this.feed.findIndex((f) => compareCursors(f.cursor, after) > 0);
     if (start < 0 || limit <= 0) return [];
     return this.feed.slice(start, start + limit).map(clone);
+  }
+
+  async auditFeedGap(since: string): Promise<boolean> {
+    const oldest = this.feed[0];
+    const after = parseCursor(since);
+    return (
+      this.feedDropped && oldest !== undefined && after !== null && compareCursors(oldest.cursor, after) > 0
+    );
   }
 
   async listTasks(status: 'pending' | 'done', limit = 500): Promise<Task[]> {
@@ -247,11 +281,18 @@ export class MemoryStore implements ActionStore {
 
   async close(): Promise<void> {}
 
-  private pushAudit(entry: AuditEntry): void {
+  private pushAudit(entry: AuditEntry, written?: ActionsWritten): void {
     const ms = Math.max(Date.now(), this.feedLast.ms);
     this.feedLast = { ms, seq: ms === this.feedLast.ms ? this.feedLast.seq + 1 : 0 };
-    this.feed.push({ cursor: `${ms}-${this.feedLast.seq}`, entry: clone(entry) });
-    if (this.feed.length > this.feedMaxLen) this.feed.splice(0, this.feed.length - this.feedMaxLen);
+    this.feed.push({
+      cursor: `${ms}-${this.feedLast.seq}`,
+      entry: clone(entry),
+      ...(written ? { written } : {}),
+    });
+    if (this.feed.length > this.feedMaxLen) {
+      this.feed.splice(0, this.feed.length - this.feedMaxLen);
+      this.feedDropped = true;
+    }
     if (entry.incidentId === undefined) {
       this.policyAudit.push(clone(entry));
       return;
@@ -271,11 +312,17 @@ export class MemoryStore implements ActionStore {
     }
   }
 
+  /** Like the Redis store's: an entry is dropped once its action can no longer be a task of that status. */
   private indexTask(action: ActionRecord): void {
-    const task = taskOf(action);
-    if (!task) return;
-    const other = task.state === 'pending' ? 'done' : 'pending';
-    this.taskIndex[other].delete(task.id);
-    if (!this.taskIndex[task.state].has(task.id)) this.taskIndex[task.state].set(task.id, ++this.taskSeq);
+    const id = taskIdOf(action.incidentId, action.id);
+    const status = taskOf(action)?.state;
+    for (const each of ['pending', 'done'] as const) {
+      const index = this.taskIndex[each];
+      if (each === status) {
+        if (!index.has(id)) index.set(id, ++this.taskSeq);
+      } else if (status || !MAY_BECOME[each].includes(action.state)) {
+        index.delete(id);
+      }
+    }
   }
 }

@@ -13,8 +13,14 @@ import type {
   IncidentState,
   Task,
 } from '../core/model.js';
-import type { ActionStore, AuditFeedEntry, CasResult, ExecutionPhase } from '../core/ports.js';
-import { parseTaskId, taskIdOf, taskOf } from '../core/tasks.js';
+import type {
+  ActionStore,
+  ActionsWritten,
+  AuditFeedEntry,
+  CasResult,
+  ExecutionPhase,
+} from '../core/ports.js';
+import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
 import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
 
 export { createRedisCluster, createRedisConnection } from './redis-connection.js';
@@ -36,70 +42,88 @@ type Arg = string | number;
 
 /** The audit feed: every audit entry, all incidents together, in the order written (`GET /api/audit`). */
 const FEED = 'audit:feed';
+
+/** Orders two stream ids (`<ms>-<seq>`). */
+function compareStreamIds(a: string, b: string): number {
+  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
+  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
+  return am === bm ? Number(as - bs) : am < bm ? -1 : 1;
+}
 type Command = [name: string, ...args: Arg[]];
 type TaskStatus = Task['state'];
 
 /** Task states an action can still reach from each state: an index entry is only dropped when it cannot. */
 const MAY_BECOME: Record<TaskStatus, readonly ActionState[]> = {
-  // An executing action becomes a customer task when an exclusion stops it; a failed one when an expert
-  // hands it over (or its retry finds the asset excluded). A skipped task is filed with the done ones.
-  pending: ['proposed', 'approved', 'executing', 'failed', 'customerPending'],
-  done: [
-    'proposed',
-    'approved',
-    'executing',
-    'failed',
-    'customerPending',
-    'doneByCustomer',
-    'skippedByCustomer',
-  ],
+  pending: statesBecoming('pending'),
+  done: statesBecoming('done'),
 };
 
-// One slot per script: every key a script touches shares the incident's hash tag.
-const CAS_SCRIPT = `
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if not current then return {0} end
-if tonumber(cjson.decode(current)['version']) ~= tonumber(ARGV[2]) then return {0, current} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4]) end
-return {1, ARGV[3]}
+// The facts of an action write, kept with its audit feed line (`ActionsWritten` as JSON): `changed` (a
+// Lua string of JSON objects) and every action of the incident (KEYS[actions]) right after the write.
+const WRITTEN_LUA = `
+local function written(changed, actionsKey)
+  local actions = {}
+  for _, json in ipairs(redis.call('HVALS', actionsKey)) do
+    local a = cjson.decode(json)
+    actions[#actions + 1] = cjson.encode({ id = a['id'], version = a['version'], state = a['state'] })
+  end
+  return '{"changed":[' .. changed .. '],"actions":[' .. table.concat(actions, ',') .. ']}'
+end
 `;
 
-// The same compare-and-set, also appending the entry to the audit feed (KEYS[3]): one step on a single
-// Redis server. On Redis Cluster the feed lives in another slot, so it is written right after instead.
-const CAS_FEED_SCRIPT = `
+// One slot per script: every key a script touches shares the incident's hash tag. The audit feed
+// (KEYS[3], given on one Redis server only: on a cluster it lives in another slot) gets the entry and the
+// write's facts in the same step; on a cluster the caller writes that line right after, from the reply.
+// KEYS: actions, audit[, feed]. ARGV: action id, expected version, json, audit json|'', maxlen, feed maxlen.
+const CAS_SCRIPT = `${WRITTEN_LUA}
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then return {0} end
-if tonumber(cjson.decode(current)['version']) ~= tonumber(ARGV[2]) then return {0, current} end
+local before = cjson.decode(current)
+if tonumber(before['version']) ~= tonumber(ARGV[2]) then return {0, current} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4]) end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[7])
-return {1, ARGV[3]}
+local facts = written('{"before":' .. cjson.encode(before['state']) .. ',"after":' .. ARGV[3] .. '}', KEYS[1])
+if KEYS[3] then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[4], 'w', facts) end
+return {1, ARGV[3], facts}
 `;
 
-// KEYS: meta, actions, order, audit. ARGV: meta, maxlen, n, n x (id, json), then (actionId|'', json) pairs.
-const UPSERT_SCRIPT = `
+// KEYS: meta, actions, order, audit[, feed]. ARGV: meta, maxlen, feed maxlen, n, n x (id, json), then
+// (actionId|'', json) pairs. The first feed line written carries the facts of the actions added.
+const UPSERT_SCRIPT = `${WRITTEN_LUA}
 local created = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('SET', KEYS[1], ARGV[1])
-local n = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
 local added = {}
+local changed = {}
 local isAdded = {}
-local i = 4
+local i = 5
 for _ = 1, n do
   if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
     added[#added + 1] = ARGV[i]
+    changed[#changed + 1] = '{"before":null,"after":' .. ARGV[i + 1] .. '}'
     isAdded[ARGV[i]] = true
     redis.call('RPUSH', KEYS[3], ARGV[i])
   end
   i = i + 2
 end
+local facts = ''
+if #added > 0 then facts = written(table.concat(changed, ','), KEYS[2]) end
+local pending = facts
 while i <= #ARGV do
   if ARGV[i] == '' or isAdded[ARGV[i]] then
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[i + 1])
+    if KEYS[5] then
+      if pending ~= '' then
+        redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[i + 1], 'w', pending)
+        pending = ''
+      else
+        redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[i + 1])
+      end
+    end
   end
   i = i + 2
 end
-return {created and 1 or 0, added}
+return {created and 1 or 0, added, facts}
 `;
 
 // KEYS: exclusion changes, policy audit (one slot). ARGV: expected version, changes json, maxlen, audit json.
@@ -139,9 +163,10 @@ return 1
  * `mdr:exec:approved|starting|submitted`) live in other slots, so
  * they are written in the same pipeline right after the script and every task is checked against its
  * action when listed: an index cut short never shows a wrong task (a done task left in `pending` is
- * moved to `done` on read). The audit feed (`mdr:audit:feed`, a stream of every audit entry) is written
- * by the transition script itself on one server, and right after the incident's own entry on a cluster
- * (and at ingest). Every failure to reach Redis is a `StoreUnavailableError`.
+ * moved to `done` on read). The audit feed (`mdr:audit:feed`, a stream of every audit entry, each action
+ * write's line with its facts: the webhook outbox) is written by the transition and ingest scripts
+ * themselves on one server, and right after them on a cluster (another slot). Every failure to reach
+ * Redis is a `StoreUnavailableError`.
  */
 export class RedisStore implements ActionStore {
   private readonly redis: Redis | Cluster;
@@ -165,9 +190,12 @@ export class RedisStore implements ActionStore {
     this.owned = !(connection instanceof Redis || connection instanceof Cluster);
     // An error event without a listener would crash the process; failures surface on each call instead.
     if (this.owned) client.on('error', () => {});
+    // One script each, named twice: with the audit feed as a last key (one server) or without (a
+    // cluster). A fixed key count keeps ioredis routing by the first key (its auto-pipelining on a cluster).
     client.defineCommand('mdrCas', { numberOfKeys: 2, lua: CAS_SCRIPT });
-    client.defineCommand('mdrCasFeed', { numberOfKeys: 3, lua: CAS_FEED_SCRIPT });
+    client.defineCommand('mdrCasFeed', { numberOfKeys: 3, lua: CAS_SCRIPT });
     client.defineCommand('mdrUpsert', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
+    client.defineCommand('mdrUpsertFeed', { numberOfKeys: 5, lua: UPSERT_SCRIPT });
     client.defineCommand('mdrUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT });
     client.defineCommand('mdrExclusionsCas', { numberOfKeys: 2, lua: EXCLUSIONS_CAS_SCRIPT });
     client.defineCommand('mdrPause', { numberOfKeys: 1, lua: PAUSE_SCRIPT });
@@ -181,23 +209,26 @@ export class RedisStore implements ActionStore {
     const keys = this.incidentKeys(incident.id);
     const own = audit.filter((e) => e.incidentId === incident.id);
     const foreign = audit.filter((e) => e.incidentId !== incident.id);
+    const feedInScript = !(this.redis instanceof Cluster);
     const args: Arg[] = [
       keys.meta,
       keys.actions,
       keys.order,
       keys.audit,
+      ...(feedInScript ? [this.key(FEED)] : []),
       JSON.stringify(incident),
       this.auditMaxLen,
+      this.auditFeedMaxLen,
       actions.length,
       ...actions.flatMap((a) => [a.id, JSON.stringify(a)]),
       ...own.flatMap((e) => [e.actionId ?? '', JSON.stringify(e)]),
     ];
     const commands: Command[] = [
-      ['mdrUpsert', ...args],
+      [feedInScript ? 'mdrUpsertFeed' : 'mdrUpsert', ...args],
       ['zadd', this.key('incidents'), Date.parse(incident.receivedAt) || 0, incident.id],
       ...actions.flatMap((a) => this.indexCommands(a)),
     ];
-    const [reply] = (await this.run(commands)) as [[number, string[]]];
+    const [reply] = (await this.run(commands)) as [[number, string[], string]];
     const addedIds = new Set(reply[1]);
     const added: ActionRecord[] = [];
     for (const action of actions) {
@@ -205,8 +236,10 @@ export class RedisStore implements ActionStore {
     }
     const written = (e: AuditEntry) => e.actionId === undefined || reply[1].includes(e.actionId);
     const late = foreign.filter(written);
-    // The feed lives in another slot than the incident: its lines follow the script, in the order written.
-    const feed = [...own.filter(written), ...late].map((e) => this.feedCommand(e));
+    // On a cluster the feed lives in another slot than the incident: its lines (the first with the facts)
+    // follow the script, in the order written; on one server the script wrote the incident's own.
+    const lines = [...(feedInScript ? [] : own.filter(written)), ...late];
+    const feed = lines.map((e, i) => this.feedCommand(e, i === 0 && !feedInScript ? reply[2] : ''));
     if (late.length + feed.length > 0) await this.run([...late.map((e) => this.auditCommand(e)), ...feed]);
     return { created: reply[0] === 1, added: structuredClone(added) };
   }
@@ -259,7 +292,7 @@ export class RedisStore implements ActionStore {
     const stored: ActionRecord = { ...next, version: expectedVersion + 1 };
     const keys = this.incidentKeys(next.incidentId);
     const sameSlot = audit.incidentId === next.incidentId;
-    // On one server the feed line is written by the script itself, so a transition stays one round trip.
+    // On one server the feed line is written by the script itself, in the same step as the write.
     const feedInScript = sameSlot && !(this.redis instanceof Cluster);
     const cas: Command = [
       feedInScript ? 'mdrCasFeed' : 'mdrCas',
@@ -271,16 +304,16 @@ export class RedisStore implements ActionStore {
       JSON.stringify(stored),
       sameSlot ? JSON.stringify(audit) : '',
       this.auditMaxLen,
-      ...(feedInScript ? [this.auditFeedMaxLen, JSON.stringify(audit)] : []),
+      this.auditFeedMaxLen,
     ];
-    const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?]];
+    const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?, string?]];
     if (reply[0] !== 1) {
       return { ok: false, current: reply[1] === undefined ? null : (JSON.parse(reply[1]) as ActionRecord) };
     }
     // An audit entry filed elsewhere (no incident id) cannot share the script's slot: it follows it.
     const after: Command[] = [
       ...(sameSlot ? [] : [this.auditCommand(audit)]),
-      ...(feedInScript ? [] : [this.feedCommand(audit)]),
+      ...(feedInScript ? [] : [this.feedCommand(audit, reply[2] ?? '')]),
     ];
     if (after.length > 0) await this.run(after);
     return { ok: true, action: stored };
@@ -295,10 +328,29 @@ export class RedisStore implements ActionStore {
     const [entries] = (await this.run([
       ['xrange', this.key(FEED), since === null ? '-' : `(${since}`, '+', 'COUNT', limit],
     ])) as [[string, string[]][]];
-    return entries.map(([cursor, fields]) => ({
-      cursor,
-      entry: JSON.parse(fields[1] ?? 'null') as AuditEntry,
-    }));
+    return entries.map(([cursor, fields]) => {
+      const written = fields[2] === 'w' && fields[3] ? (JSON.parse(fields[3]) as ActionsWritten) : undefined;
+      return {
+        cursor,
+        entry: JSON.parse(fields[1] ?? 'null') as AuditEntry,
+        ...(written ? { written } : {}),
+      };
+    });
+  }
+
+  async auditFeedGap(since: string): Promise<boolean> {
+    let info: unknown[];
+    try {
+      [info] = (await this.run([['xinfo', 'STREAM', this.key(FEED)]])) as [unknown[]];
+    } catch (error) {
+      if (/no such key/i.test((error as Error).message)) return false;
+      throw error;
+    }
+    const field = (name: string) => info[info.indexOf(name) + 1];
+    const oldest = (field('first-entry') as [string, string[]] | null)?.[0];
+    // Stream trimming drops the oldest lines: some were dropped when more were added than are kept.
+    const dropped = Number(field('entries-added')) > Number(field('length'));
+    return dropped && oldest !== undefined && compareStreamIds(oldest, since) > 0;
   }
 
   async listAudit(incidentId?: string, limit = 1_000): Promise<AuditEntry[]> {
@@ -320,33 +372,19 @@ export class RedisStore implements ActionStore {
    * action can no longer be in that phase (ended, or moved on), so the index does not grow.
    */
   async listActionsIn(phase: ExecutionPhase, limit = 500): Promise<ActionRecord[]> {
-    const index = this.key(`exec:${phase}`);
-    const page = 200;
     const found: ActionRecord[] = [];
-    for (let start = 0; found.length < limit; start += page) {
-      const [members] = (await this.run([['zrange', index, start, start + page - 1]])) as [string[]];
-      if (members.length === 0) break;
-      const refs = members.map((id) => parseTaskId(id));
-      const jsons = (await this.run(
-        refs.map((ref) =>
-          ref ? ['hget', this.incidentKeys(ref.incidentId).actions, ref.actionId] : ['echo', ''],
-        ),
-      )) as (string | null)[];
-      const stale: string[] = [];
-      members.forEach((member, i) => {
-        const json = jsons[i];
-        const action = json ? (JSON.parse(json) as ActionRecord) : null;
+    await this.sweepIndex(
+      this.key(`exec:${phase}`),
+      () => found.length < limit,
+      (_member, action) => {
         if (action && phaseOf(action) === phase) {
           if (found.length < limit) found.push(action);
-          return;
+          return 'keep';
         }
-        if (action && mayEnter(action, phase)) return;
-        stale.push(member);
-      });
-      if (stale.length > 0) await this.run([['zrem', index, ...stale]]);
-      if (members.length < page) break;
-      start -= stale.length;
-    }
+        if (action && mayEnter(action, phase)) return 'keep';
+        return [];
+      },
+    );
     return found;
   }
 
@@ -512,9 +550,19 @@ export class RedisStore implements ActionStore {
     return ['xadd', stream, 'MAXLEN', '~', this.auditMaxLen, '*', 'e', JSON.stringify(entry)];
   }
 
-  /** The audit feed's line for an entry (every incident's and the policy's, in one stream). */
-  private feedCommand(entry: AuditEntry): Command {
-    return ['xadd', this.key(FEED), 'MAXLEN', '~', this.auditFeedMaxLen, '*', 'e', JSON.stringify(entry)];
+  /** The audit feed's line for an entry (every incident's and the policy's, in one stream), with the facts of its write. */
+  private feedCommand(entry: AuditEntry, written = ''): Command {
+    const line: Command = [
+      'xadd',
+      this.key(FEED),
+      'MAXLEN',
+      '~',
+      this.auditFeedMaxLen,
+      '*',
+      'e',
+      JSON.stringify(entry),
+    ];
+    return written === '' ? line : [...line, 'w', written];
   }
 
   /**
@@ -539,12 +587,37 @@ export class RedisStore implements ActionStore {
     return this.lastScore;
   }
 
-  /** Reads one index in order, checks each entry against its action, repairs what is stale. */
+  /** Reads one task index in order, checks each entry against its action, repairs what is stale. */
   private async collectTasks(status: TaskStatus, limit: number): Promise<Task[]> {
-    const index = this.key(`tasks:${status}`);
-    const page = 200;
     const tasks: Task[] = [];
-    for (let start = 0; tasks.length < limit; start += page) {
+    await this.sweepIndex(
+      this.key(`tasks:${status}`),
+      () => tasks.length < limit,
+      (member, action) => {
+        const task = action ? taskOf(action) : null;
+        if (task && task.state === status && task.id === member) {
+          if (tasks.length < limit) tasks.push(task);
+          return 'keep';
+        }
+        if (action && MAY_BECOME[status].includes(action.state)) return 'keep';
+        return action && task && task.state !== status ? this.indexCommands(action) : [];
+      },
+    );
+    return tasks;
+  }
+
+  /**
+   * Reads an index of action ids (`<incidentId>:<actionId>`) in order, a page at a time while `more()`,
+   * handing `visit` each entry with its action as stored now (null when gone). An entry `visit` does not
+   * keep is removed from the index, with the repairs it returns, in one round trip a page.
+   */
+  private async sweepIndex(
+    index: string,
+    more: () => boolean,
+    visit: (member: string, action: ActionRecord | null) => 'keep' | Command[],
+  ): Promise<void> {
+    const page = 200;
+    for (let start = 0; more(); start += page) {
       const [members] = (await this.run([['zrange', index, start, start + page - 1]])) as [string[]];
       if (members.length === 0) break;
       const refs = members.map((id) => parseTaskId(id));
@@ -557,22 +630,15 @@ export class RedisStore implements ActionStore {
       let removed = 0;
       members.forEach((member, i) => {
         const json = jsons[i];
-        const action = json ? (JSON.parse(json) as ActionRecord) : null;
-        const task = action ? taskOf(action) : null;
-        if (task && task.state === status && task.id === member) {
-          if (tasks.length < limit) tasks.push(task);
-          return;
-        }
-        if (action && MAY_BECOME[status].includes(action.state)) return;
-        if (task && task.state !== status) repairs.push(...this.indexCommands(action as ActionRecord));
-        repairs.push(['zrem', index, member]);
+        const verdict = visit(member, json ? (JSON.parse(json) as ActionRecord) : null);
+        if (verdict === 'keep') return;
+        repairs.push(...verdict, ['zrem', index, member]);
         removed += 1;
       });
       if (repairs.length > 0) await this.run(repairs);
       if (members.length < page) break;
       start -= removed;
     }
-    return tasks;
   }
 
   /**

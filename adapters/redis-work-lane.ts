@@ -1,4 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
+import { MdrError } from '../core/errors.js';
+import { backoffMs } from './backoff.js';
 import type { JobHandler, JobOptions } from './job-queue.js';
 import type { QueueLogger } from './local-queue.js';
 import { asStoreUnavailable, waitUntilReady } from './redis-connection.js';
@@ -345,7 +347,7 @@ export class RedisWorkLane {
       name = jobName;
       if (typeof inGroup === 'string') group = `r:${inGroup}`;
       const handler = this.options.handler(jobName);
-      if (!handler) throw new Error(`no handler registered for job "${jobName}"`);
+      if (!handler) throw new MdrError('internal', `no handler registered for job "${jobName}"`);
       lease.keep(group, jobName);
       await handler(data, { signal: lease.signal });
     } catch (error) {
@@ -370,7 +372,8 @@ export class RedisWorkLane {
           this.options.attempts,
         )
         .catch(() => 0);
-      if (typeof tries === 'number' && tries > 0) this.dueAt(now + this.options.backoffMs * 2 ** (tries - 1));
+      if (typeof tries === 'number' && tries > 0)
+        this.dueAt(now + backoffMs(this.options.backoffMs, tries - 1));
       return;
     }
     lease.stop();

@@ -25,6 +25,7 @@ import { arch, cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { loopbackTls } from '../test/support/loopback-tls.js';
 import { deleteKeysWithPrefix } from '../test/support/redis-keys.js';
 import { blockActionsPayload, formBody, slackSignatureHeaders } from '../test/support/slack.js';
 import { BOT, botAddedToTeam, cardAction, EXPERT_USER, TENANT_ID } from '../test/support/teams.js';
@@ -147,33 +148,6 @@ function distIsCurrent(): boolean {
   return inputs.every((name) => !existsSync(join(ROOT, name)) || newest(join(ROOT, name)) < builtAt);
 }
 
-function tlsFiles(dir: string): { key: string; cert: string; certFile: string } {
-  const keyFile = join(dir, 'loopback-key.pem');
-  const certFile = join(dir, 'loopback-cert.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { key: readFileSync(keyFile, 'utf8'), cert: readFileSync(certFile, 'utf8'), certFile };
-}
-
 /** Bot Framework channel tokens signed by a key the fake OpenID metadata publishes. */
 function teamsSigner(serviceUrl: string) {
   const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -274,7 +248,7 @@ async function main(): Promise<void> {
     const redisVersion = /redis_version:(\S+)/.exec(await admin.info('server'))?.[1] ?? 'unknown';
     const commands = new CommandCounter(admin);
 
-    const tls = tlsFiles(work);
+    const tls = loopbackTls(work);
     const connectorPort = await freePort();
     const serviceUrl = `https://127.0.0.1:${connectorPort}/amer/`;
     const signer = teamsSigner(serviceUrl);

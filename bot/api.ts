@@ -2,7 +2,7 @@ import express, { type NextFunction, type Request, type Response, Router } from 
 import { z } from 'zod';
 import { ATTR, annotate } from '../adapters/tracing.js';
 import { changeExclusions, currentExclusions } from '../core/change-exclusions.js';
-import type { Actor } from '../core/decisions.js';
+import type { Actor, RefusalCode } from '../core/decisions.js';
 import { incidentView } from '../core/incident-view.js';
 import { ingestIncident } from '../core/ingest-incident.js';
 import { listTasks } from '../core/list-tasks.js';
@@ -26,7 +26,9 @@ export const AUDIT_PAGE_MAX = 1_000;
 /** 1 MiB: the documented limit of every JSON body. */
 export const BODY_LIMIT = '1mb';
 
-const REFUSAL_STATUS: Record<string, number> = {
+/** The HTTP status of each refusal: every code has one, so a new code is a decision, never a silent 409. */
+const REFUSAL_STATUS: Record<RefusalCode, number> = {
+  invalid_choice: 400,
   wrong_place: 403,
   not_allowed: 403,
   not_found: 404,
@@ -125,11 +127,16 @@ export function apiRouter(options: ApiOptions): Router {
 
   // The audit feed for SIEM collectors: NDJSON, oldest first, one entry per line with its cursor; the
   // cursor to ask with next is in X-Next-Cursor (the request's own `since` when nothing is new).
+  // X-Cursor-Gap: true when `since` is older than the oldest line kept: lines were dropped unread.
   router.get('/api/audit', readAuth, async (req, res) => {
     const { since, limit } = parseOrThrow(auditFeedQuery, req.query, 'query');
-    const page = await deps.store.listAuditFeed(since ?? null, limit);
+    const [page, gap] = await Promise.all([
+      deps.store.listAuditFeed(since ?? null, limit),
+      since === undefined ? false : deps.store.auditFeedGap(since),
+    ]);
     const next = page.at(-1)?.cursor ?? since;
     if (next !== undefined) res.setHeader('X-Next-Cursor', next);
+    res.setHeader('X-Cursor-Gap', String(gap));
     res.setHeader('Cache-Control', 'no-store');
     res.type('application/x-ndjson');
     res.send(page.map(({ cursor, entry }) => `${JSON.stringify({ cursor, ...entry })}\n`).join(''));
@@ -149,7 +156,7 @@ export function apiRouter(options: ApiOptions): Router {
     const { by } = parseOrThrow(doneBody, req.body ?? {});
     const result = await markTaskDone(deps, ref, { id: `api:${by}`, platform: 'api' });
     if (!result.ok) {
-      sendError(res, REFUSAL_STATUS[result.code] ?? 409, result.code, result.message);
+      sendError(res, REFUSAL_STATUS[result.code], result.code, result.message);
       return;
     }
     res.json({ task: taskOf(result.action) });

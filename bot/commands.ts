@@ -1,5 +1,4 @@
-import { describeAction, taskIdentifiers } from '../cards/view-model.js';
-import type { ActionRef } from '../core/approve-action.js';
+import { describeAction, taskIdentifiers } from '../cards/assets.js';
 import {
   changeExclusions,
   currentExclusions,
@@ -8,7 +7,7 @@ import {
   type ExclusionResult,
 } from '../core/change-exclusions.js';
 import { type CommandPlace, commandAccess } from '../core/command-access.js';
-import { type Actor, type Decision, type Refusal, recordRefusal } from '../core/decisions.js';
+import { type ActionRef, type Actor, type Decision, type Refusal, recordRefusal } from '../core/decisions.js';
 import { InvalidInputError } from '../core/errors.js';
 import { handOverAction } from '../core/hand-over-action.js';
 import { listTasks } from '../core/list-tasks.js';

@@ -1,16 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { MdrError } from '../core/errors.js';
 import { type Policy, policySchema, SECRET_REFERENCE } from '../core/policy.js';
 import { formatPath } from '../core/validation.js';
 import type { WebhookEventType } from '../core/webhook-events.js';
 
 /** Start-up stopped because of bad configuration; the message lists every problem and its fix. */
-export class ConfigError extends Error {
+export class ConfigError extends MdrError {
   readonly problems: string[];
   constructor(problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
+    super('config_invalid', `Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.problems = problems;
   }
 }
@@ -26,6 +26,9 @@ const httpUrl = (hint: string) =>
     .transform((u) => u.replace(/\/+$/, ''));
 const secret = (what: string) =>
   z.string().min(16, `is too short: use at least 16 random characters for ${what}`);
+/** A whole number from `min` to `max`, in the words of `hint` whatever is wrong with it. */
+const wholeNumber = (hint: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number({ error: hint }).int({ error: hint }).min(min, { error: hint }).max(max, { error: hint });
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -35,7 +38,7 @@ const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SERVICE_HOST = /^(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*$/;
 
 const envSchema = z.object({
-  PORT: withDefault(z.coerce.number().int().min(0).max(65_535), 3978),
+  PORT: withDefault(wholeNumber('must be a port number from 0 to 65535 (default 3978)', 0, 65_535), 3978),
   HOST: optional(z.string()),
   REDIS_URL: optional(
     z.url({
@@ -56,6 +59,14 @@ const envSchema = z.object({
   ),
   SLACK_SIGNING_SECRET: optional(
     z.string().min(8, 'looks wrong: copy it from Slack app > Basic Information > Signing Secret'),
+  ),
+  SLACK_APP_TOKEN: optional(
+    z
+      .string()
+      .regex(
+        /^xapp-/,
+        'must be an app-level token starting with xapp- (Slack app > Basic Information > App-Level Tokens, scope connections:write)',
+      ),
   ),
   SLACK_API_URL: withDefault(httpUrl('e.g. https://slack.com/api/'), 'https://slack.com/api/'),
   MicrosoftAppId: optional(z.string()),
@@ -101,25 +112,24 @@ const envSchema = z.object({
   DRY_RUN: withDefault(bool, 'false'),
   ALLOW_INSECURE_URLS: withDefault(bool, 'false'),
   GRAPH_POLL_SECONDS: optional(
-    z.coerce.number().int().min(30, 'must be at least 30 (Graph allows 150 requests a minute)'),
+    wholeNumber('must be a whole number of seconds, at least 30 (Graph allows 150 requests a minute)', 30),
   ),
   DEFENDER_FOLLOW_SECONDS: withDefault(
-    z.coerce
-      .number()
-      .int('must be a whole number of seconds')
-      .min(1, 'must be at least 1')
-      .max(300, 'must be at most 300 (a machine action is followed for 10 minutes at most)'),
+    wholeNumber(
+      'must be a whole number of seconds from 1 to 300 (a machine action is followed for 10 minutes at most)',
+      1,
+      300,
+    ),
     5,
   ),
-  DEFENDER_ACTIONS_PER_MINUTE: withDefault(
-    z.coerce.number().int('must be a whole number').min(1, 'must be at least 1'),
-    100,
+  DEFENDER_ACTIONS_PER_MINUTE: withDefault(wholeNumber('must be a whole number, at least 1', 1), 100),
+  DEFENDER_ACTIONS_PER_HOUR: withDefault(wholeNumber('must be a whole number, at least 1', 1), 1_500),
+  LOG_LEVEL: withDefault(
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      error: 'must be one of fatal, error, warn, info, debug, trace, silent (default info)',
+    }),
+    'info',
   ),
-  DEFENDER_ACTIONS_PER_HOUR: withDefault(
-    z.coerce.number().int('must be a whole number').min(1, 'must be at least 1'),
-    1_500,
-  ),
-  LOG_LEVEL: withDefault(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
   MAIL_SENDER: optional(
     z
       .email('must be the address of a mailbox the app may send as, e.g. mdr-notifications@contoso.com')
@@ -130,7 +140,10 @@ const envSchema = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: optional(
     httpUrl('the OTLP/HTTP address of your collector, e.g. http://otel-collector:4318'),
   ),
-  OTEL_SERVICE_NAME: withDefault(z.string().trim().min(1, 'must not be empty').max(255), 'mdr-bot'),
+  OTEL_SERVICE_NAME: withDefault(
+    z.string().trim().min(1, 'must not be empty').max(255, 'must be at most 255 characters'),
+    'mdr-bot',
+  ),
 });
 
 type Env = z.output<typeof envSchema>;
@@ -163,7 +176,11 @@ export interface Config {
   policy: Policy;
   ingestToken?: string;
   adminToken?: string;
-  slack?: { botToken: string; signingSecret: string; apiUrl: string };
+  /**
+   * Slack: over HTTP (`POST /slack/events`, signed with `signingSecret`) or, with `appToken`
+   * (`SLACK_APP_TOKEN`), over Socket Mode, where no signing secret is needed.
+   */
+  slack?: { botToken: string; signingSecret?: string; appToken?: string; apiUrl: string };
   teams: {
     appId?: string;
     appType?: string;
@@ -237,47 +254,57 @@ export const DEMO_POLICY: Policy = {
  */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = [];
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(`${formatPath(issue.path)}: ${issue.message}`);
-    throw new ConfigError(problems);
+  // Each variable is read on its own and the checks across variables go by which ones are set, so one
+  // bad value never hides another problem. Once nothing is wrong, every variable has its value.
+  const e = {} as Env;
+  for (const [name, schema] of Object.entries(envSchema.shape)) {
+    const parsed = schema.safeParse(env[name]);
+    if (parsed.success) (e as Record<string, unknown>)[name] = parsed.data;
+    else
+      for (const issue of parsed.error.issues)
+        problems.push(`${formatPath([name, ...issue.path])}: ${issue.message}`);
   }
-  const e = parsed.data;
+  const given = (name: keyof Env) => blankAsUndefined(env[name]) !== undefined;
 
-  if (Boolean(e.SLACK_BOT_TOKEN) !== Boolean(e.SLACK_SIGNING_SECRET)) {
+  if (given('SLACK_APP_TOKEN') && !given('SLACK_BOT_TOKEN')) {
     problems.push(
-      e.SLACK_BOT_TOKEN
-        ? 'SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set (Slack app > Basic Information > Signing Secret); set both or neither'
+      'SLACK_BOT_TOKEN: is required when SLACK_APP_TOKEN is set (Slack app > OAuth & Permissions > Bot User OAuth Token): Socket Mode receives with the app-level token and posts with the bot token',
+    );
+  } else if (!given('SLACK_APP_TOKEN') && given('SLACK_BOT_TOKEN') !== given('SLACK_SIGNING_SECRET')) {
+    problems.push(
+      given('SLACK_BOT_TOKEN')
+        ? 'SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set (Slack app > Basic Information > Signing Secret); set both or neither, or set SLACK_APP_TOKEN to use Socket Mode instead'
         : 'SLACK_BOT_TOKEN: is required when SLACK_SIGNING_SECRET is set (Slack app > OAuth & Permissions > Bot User OAuth Token); set both or neither',
     );
   }
-  if (e.MicrosoftAppId && !e.MicrosoftAppPassword && e.MicrosoftAppType !== 'UserAssignedMSI') {
+  if (given('MicrosoftAppId') && !given('MicrosoftAppPassword') && e.MicrosoftAppType !== 'UserAssignedMSI') {
     problems.push(
       'MicrosoftAppPassword: is required when MicrosoftAppId is set (the bot registration client secret)',
     );
   }
-  if ((e.MicrosoftAppId || e.MicrosoftAppType === 'SingleTenant') && !e.MicrosoftAppTenantId) {
+  if ((given('MicrosoftAppId') || e.MicrosoftAppType === 'SingleTenant') && !given('MicrosoftAppTenantId')) {
     problems.push(
-      `MicrosoftAppTenantId: is required when ${e.MicrosoftAppId ? 'MicrosoftAppId is set' : 'MicrosoftAppType is SingleTenant'}: only that tenant's Teams is served (Azure portal > Microsoft Entra ID > Overview > Tenant ID; or the bot's app registration > Overview > Directory (tenant) ID)`,
+      `MicrosoftAppTenantId: is required when ${given('MicrosoftAppId') ? 'MicrosoftAppId is set' : 'MicrosoftAppType is SingleTenant'}: only that tenant's Teams is served (Azure portal > Microsoft Entra ID > Overview > Tenant ID; or the bot's app registration > Overview > Directory (tenant) ID)`,
     );
   }
-  const defenderSet = [e.DEFENDER_TENANT_ID, e.DEFENDER_CLIENT_ID, e.DEFENDER_CLIENT_SECRET].filter(
-    Boolean,
-  ).length;
-  if ((e.DEFENDER_CLIENT_SECRET || e.DEFENDER_CLIENT_ID) && !e.DEFENDER_TENANT_ID) {
+  const defenderSet = (
+    ['DEFENDER_TENANT_ID', 'DEFENDER_CLIENT_ID', 'DEFENDER_CLIENT_SECRET'] as const
+  ).filter(given).length;
+  if ((given('DEFENDER_CLIENT_SECRET') || given('DEFENDER_CLIENT_ID')) && !given('DEFENDER_TENANT_ID')) {
     problems.push(
       'DEFENDER_TENANT_ID: is required with DEFENDER_CLIENT_ID / DEFENDER_CLIENT_SECRET (the Entra tenant of the app registration that acts)',
     );
   }
-  if (e.DEFENDER_CLIENT_SECRET && !e.DEFENDER_CLIENT_ID) {
+  if (given('DEFENDER_CLIENT_SECRET') && !given('DEFENDER_CLIENT_ID')) {
     problems.push(
       'DEFENDER_CLIENT_ID: is required with DEFENDER_CLIENT_SECRET (the application (client) id of the app registration)',
     );
   }
 
   // Outside local mode a token must never travel in clear: http:// only when explicitly allowed.
-  const local = !e.REDIS_URL && !e.SLACK_BOT_TOKEN && !e.MicrosoftAppId && defenderSet === 0;
-  const insecure = SECURE_URL_VARIABLES.filter((name) => e[name].startsWith('http://'));
+  const local =
+    !given('REDIS_URL') && !given('SLACK_BOT_TOKEN') && !given('MicrosoftAppId') && defenderSet === 0;
+  const insecure = SECURE_URL_VARIABLES.filter((name) => e[name]?.startsWith('http://'));
   if (!local && !e.ALLOW_INSECURE_URLS) {
     for (const name of insecure) {
       problems.push(
@@ -286,13 +313,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }
   }
 
-  if (e.MAIL_SENDER && !local && !(e.DEFENDER_CLIENT_ID && e.DEFENDER_TENANT_ID)) {
+  const appRegistration = given('DEFENDER_CLIENT_ID') && given('DEFENDER_TENANT_ID');
+  if (given('MAIL_SENDER') && !local && !appRegistration) {
     problems.push(
       'MAIL_SENDER: needs the app registration that sends it (DEFENDER_TENANT_ID, DEFENDER_CLIENT_ID, DEFENDER_CLIENT_SECRET) with the Mail.Send application permission',
     );
   }
 
-  if (e.INCIDENT_WRITEBACK && !local && !(e.DEFENDER_CLIENT_ID && e.DEFENDER_TENANT_ID)) {
+  if (e.INCIDENT_WRITEBACK && !local && !appRegistration) {
     problems.push(
       'INCIDENT_WRITEBACK: needs the app registration that updates the incidents (DEFENDER_TENANT_ID, DEFENDER_CLIENT_ID, DEFENDER_CLIENT_SECRET) with the SecurityIncident.ReadWrite.All application permission',
     );
@@ -306,13 +334,26 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       problems.push(`POLICY_FILE: ${(error as Error).message}`);
     }
   }
-  const webhooks = resolveWebhooks(policy, env, { local, allowInsecure: e.ALLOW_INSECURE_URLS }, problems);
+  const webhooks = resolveWebhooks(
+    policy,
+    env,
+    { local, allowInsecure: e.ALLOW_INSECURE_URLS === true },
+    problems,
+  );
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const slack =
-    e.SLACK_BOT_TOKEN && e.SLACK_SIGNING_SECRET
-      ? { botToken: e.SLACK_BOT_TOKEN, signingSecret: e.SLACK_SIGNING_SECRET, apiUrl: `${e.SLACK_API_URL}/` }
-      : undefined;
+  // With an app-level token Slack arrives over Socket Mode, and the signing secret is not used.
+  const slack = !e.SLACK_BOT_TOKEN
+    ? undefined
+    : e.SLACK_APP_TOKEN
+      ? { botToken: e.SLACK_BOT_TOKEN, appToken: e.SLACK_APP_TOKEN, apiUrl: `${e.SLACK_API_URL}/` }
+      : e.SLACK_SIGNING_SECRET
+        ? {
+            botToken: e.SLACK_BOT_TOKEN,
+            signingSecret: e.SLACK_SIGNING_SECRET,
+            apiUrl: `${e.SLACK_API_URL}/`,
+          }
+        : undefined;
   const defender =
     defenderSet > 0
       ? {
@@ -417,7 +458,8 @@ export function loadPolicyFile(path: string): Policy {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new Error(
+    throw new MdrError(
+      'config_invalid',
       `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
     );
   }
@@ -430,12 +472,15 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
   try {
     data = parseYaml(text);
   } catch (error) {
-    throw new Error(`${source} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+    throw new MdrError(
+      'config_invalid',
+      `${source} is not valid YAML: ${(error as Error).message.split('\n')[0]}`,
+    );
   }
   const result = policySchema.safeParse(data ?? {});
   if (!result.success) {
     const list = result.error.issues.map((i) => `${formatPath(i.path) || '(top level)'}: ${i.message}`);
-    throw new Error(`${source} is invalid: ${list.join('; ')}`);
+    throw new MdrError('config_invalid', `${source} is invalid: ${list.join('; ')}`);
   }
   return result.data;
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs } from '../adapters/backoff.js';
 import type { JobQueue } from '../adapters/job-queue.js';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { CardRefs, IncidentState, Task } from '../core/model.js';
@@ -93,7 +93,8 @@ export async function recordPosted(
         keep();
         throw error;
       }
-      await sleep(250);
+      // The global timer (not node:timers/promises), so that tests can run this on fake time.
+      await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
 }
@@ -105,7 +106,7 @@ export function cardKey(platform: string | undefined, incidentId: string): strin
 
 /** Back-off before trying a failed channel again: 1 s doubling to 60 s, with jitter, never below `floorMs`. */
 export function retryDelayMs(retry: number, floorMs = 0, random: () => number = Math.random): number {
-  const ceiling = Math.min(60_000, 1_000 * 2 ** Math.max(0, retry));
+  const ceiling = backoffMs(1_000, retry, 60_000);
   return Math.max(floorMs, Math.round(ceiling * (0.5 + random() / 2)));
 }
 

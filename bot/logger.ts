@@ -33,6 +33,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         '*.clientSecret',
         '*.botToken',
         '*.signingSecret',
+        '*.appToken',
       ],
       censor: '[redacted]',
     },

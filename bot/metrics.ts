@@ -25,7 +25,7 @@ export class Metrics {
 
   readonly webhookEvents = new Counter({
     name: 'mdr_webhook_events_total',
-    help: 'Webhook deliveries queued (one per event and webhook), or events that could not be queued',
+    help: 'Webhook deliveries queued by their writer (one per event and webhook), queued again by the relay from the audit feed (relayed; a duplicate is dropped by its id), or events not queued by their writer (not_queued)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });

@@ -1,4 +1,5 @@
 import type { RequestHandler } from 'express';
+import { MdrError } from '../core/errors.js';
 import { sendError } from './http-errors.js';
 import { GRAPH_POLL_JOB, type IncidentPoller } from './incident-poller.js';
 import type { Logger } from './logger.js';
@@ -55,6 +56,7 @@ export async function createPlatforms(
   return {
     mounts: {
       ...(slack ? { slack: slack.handler } : {}),
+      ...(slack?.readiness ? { readiness: [slack.readiness] } : {}),
       teams: teams.handler,
       ...(config.localMode ? { preview: (await import('./preview/router.js')).previewRouter(runtime) } : {}),
     },
@@ -69,7 +71,10 @@ export async function createPlatforms(
 function teamsOnFirstUse(runtime: Runtime, env: NodeJS.ProcessEnv): { handler: RequestHandler } {
   const appId = runtime.config.teams.appId ?? '';
   if ((env.MicrosoftAppId?.trim() ?? '') !== appId)
-    throw new Error('createTeams: the environment names another MicrosoftAppId than the configuration');
+    throw new MdrError(
+      'config_invalid',
+      'createTeams: the environment names another MicrosoftAppId than the configuration',
+    );
   let wiring: Promise<TeamsWiring> | undefined;
   const load = () => {
     wiring ??= import('./teams/index.js').then((m) => m.createTeams(runtime, env, { register: false }));
@@ -77,7 +82,7 @@ function teamsOnFirstUse(runtime: Runtime, env: NodeJS.ProcessEnv): { handler: R
   };
   const publisher = async () => {
     const loaded = (await load()).publisher;
-    if (!loaded) throw new Error('Teams is on but its wiring made no card publisher');
+    if (!loaded) throw new MdrError('internal', 'Teams is on but its wiring made no card publisher');
     return loaded;
   };
   runtime.publishers.push({

@@ -1,36 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { DryRunExecutor } from '../adapters/dry-run-executor.js';
-import type { IncidentWriter } from '../adapters/graph-incident-writer.js';
-import type { JobContext, JobQueue, Lanes } from '../adapters/job-queue.js';
-import { MemoryStore } from '../adapters/memory-store.js';
-import { StaticAssetDirectory } from '../adapters/static-directory.js';
-import { systemClock } from '../adapters/system-clock.js';
+import type { z } from 'zod';
+import type { JobContext, JobQueue } from '../adapters/job-queue.js';
 import { emailCustomerTasks } from '../core/email-customer-tasks.js';
 import { executeAction } from '../core/execute-action.js';
 import { followActions } from '../core/follow-actions.js';
-import type {
-  ActionStore,
-  AssetDirectory,
-  Clock,
-  CoreDeps,
-  CoreJob,
-  IngestRules,
-  JobScheduler,
-  Mailer,
-  ResponseExecutor,
-} from '../core/ports.js';
+import type { Clock, CoreDeps, CoreJob, IngestRules, JobScheduler } from '../core/ports.js';
 import { remindTask } from '../core/remind-task.js';
+import { taskOf } from '../core/tasks.js';
+import { type Adapters, givenAdapters, type RuntimeParts } from './adapters.js';
 import type { Config } from './config.js';
-import {
-  type CardPublisher,
-  DELIVER_JOB,
-  type DeliverJob,
-  DeliveryNotifier,
-  REMIND_POST_JOB,
-  runDelivery,
-} from './delivery.js';
+import { DELIVER_JOB, DeliveryNotifier, REMIND_POST_JOB, runDelivery } from './delivery.js';
 import { GRAPH_POLL_JOB } from './incident-poller.js';
-import { requestWriteback, runWriteback, WRITEBACK_JOB, type WritebackJob } from './incident-writeback.js';
+import { requestWriteback, runWriteback, WRITEBACK_JOB } from './incident-writeback.js';
+import { EMAIL_JOB, EXECUTE_JOB, FOLLOW_JOB, JOB_DATA, parsedJob, REMIND_JOB } from './jobs.js';
 import type { Logger } from './logger.js';
 import { MAINTENANCE_EVERY_MS, MAINTENANCE_JOB, Maintenance } from './maintenance.js';
 import { Metrics } from './metrics.js';
@@ -38,23 +20,22 @@ import { traceExecutor, traceQueue } from './tracing.js';
 import {
   deliverWebhook,
   WEBHOOK_JOB,
+  WEBHOOK_RELAY_EVERY_MS,
+  WEBHOOK_RELAY_JOB,
   WebhookEvents,
-  type WebhookJob,
+  WebhookRelay,
   WebhookRetryError,
 } from './webhooks.js';
 
 /** Everything one bot process runs with, built once from the configuration. */
-export interface Runtime {
+export interface Runtime
+  extends Pick<
+    Adapters,
+    'store' | 'storeKind' | 'queue' | 'executor' | 'directory' | 'clock' | 'publishers'
+  > {
   config: Config;
   logger: Logger;
-  store: ActionStore;
-  storeKind: 'memory' | 'redis';
-  queue: JobQueue;
-  executor: ResponseExecutor;
-  directory: AssetDirectory;
-  clock: Clock;
   notifier: DeliveryNotifier;
-  publishers: CardPublisher[];
   deps: CoreDeps;
   metrics: Metrics;
   /**
@@ -67,50 +48,8 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-/** Parts a caller (a test, or the platform wiring) supplies instead of the configured ones. */
-export interface RuntimeParts {
-  store?: ActionStore;
-  storeKind?: 'memory' | 'redis';
-  queue: JobQueue;
-  executor?: ResponseExecutor;
-  directory?: AssetDirectory;
-  clock?: Clock;
-  publishers?: CardPublisher[];
-  /** Sends the customer-task emails; unset: none are sent. */
-  mailer?: Mailer;
-  /** Updates the Graph incidents with INCIDENT_WRITEBACK; unset: nothing is written back. */
-  incidentWriter?: IncidentWriter;
-}
-
-export const EXECUTE_JOB = 'execute';
-export const FOLLOW_JOB = 'follow';
-export const REMIND_JOB = 'remind';
-export const EMAIL_JOB = 'email';
-
-/**
- * The queue's lanes: execution never holds the slots card delivery needs, and neither holds reminders
- * or upkeep. Concurrency is per process.
- */
-export const JOB_LANES: Lanes = {
-  // Light lanes: an approval's execute job and its card updates cost a few Redis commands each, not ~45.
-  execute: { jobs: [EXECUTE_JOB], concurrency: 20, light: { attempts: 3 } },
-  deliver: {
-    jobs: [DELIVER_JOB, REMIND_POST_JOB],
-    concurrency: 20,
-    // A card delivery left in the BullMQ queue by an earlier version keeps its incident's group.
-    light: { attempts: 10, groupOf: (name, data) => (name === DELIVER_JOB ? incidentOf(data) : undefined) },
-  },
-  follow: { jobs: [FOLLOW_JOB], concurrency: 1 },
-  remind: { jobs: [REMIND_JOB], concurrency: 5 },
-  notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB, WEBHOOK_JOB], concurrency: 5 },
-  // One periodic run at a time per process; the job schedulers make it one per interval in all.
-  maintenance: { jobs: [MAINTENANCE_JOB, GRAPH_POLL_JOB], concurrency: 1 },
-};
-
-function incidentOf(data: unknown): string | undefined {
-  const id = (data as { incidentId?: unknown } | null)?.incidentId;
-  return typeof id === 'string' ? id : undefined;
-}
+export type { RuntimeParts } from './adapters.js';
+export { EMAIL_JOB, EXECUTE_JOB, FOLLOW_JOB, JOB_LANES, REMIND_JOB } from './jobs.js';
 
 /**
  * The job id of a core job: its kind and each id part percent-encoded, joined by '/' (which no encoded
@@ -169,14 +108,16 @@ export function ingestRules(config: Config): IngestRules {
   return { ...(tenantId ? { tenantId } : {}), ...(publicHost ? { portalHosts: [publicHost] } : {}) };
 }
 
-/** Wire the core to its adapters and register the job handlers. Call `queue.start()` after. */
-export function assembleRuntime(config: Config, logger: Logger, parts: RuntimeParts): Runtime {
-  const store = parts.store ?? new MemoryStore();
-  const clock = parts.clock ?? systemClock;
-  const executor = traceExecutor(config, parts.executor ?? new DryRunExecutor());
-  const directory = parts.directory ?? new StaticAssetDirectory();
-  const publishers = parts.publishers ?? [];
-  const queue = traceQueue(config, parts.queue);
+/**
+ * Wire the core to its adapters and register the job handlers. Call `queue.start()` after. The adapters
+ * are those `chooseAdapters` chose (bot/compose.ts), or the parts given with what needs no configuration
+ * for the rest (tests); closing the runtime closes them.
+ */
+export function assembleRuntime(config: Config, logger: Logger, parts: RuntimeParts | Adapters): Runtime {
+  const adapters = 'close' in parts ? parts : givenAdapters(logger, parts);
+  const { store, clock, directory, publishers } = adapters;
+  const executor = traceExecutor(config, adapters.executor);
+  const queue = traceQueue(config, adapters.queue);
   const notifier = new DeliveryNotifier(queue, publishers, clock);
   const metrics = new Metrics();
   const webhooks = config.webhooks ?? [];
@@ -191,7 +132,7 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     jobs: new QueueScheduler(queue, clock),
     policy: config.policy,
     ingest: ingestRules(config),
-    ...(parts.mailer ? { mailer: parts.mailer } : {}),
+    ...(adapters.mailer ? { mailer: adapters.mailer } : {}),
     ...(events ? { events } : {}),
   };
 
@@ -206,67 +147,54 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
         throw error;
       }
     };
-  queue.process(
-    EXECUTE_JOB,
-    track(EXECUTE_JOB, async (data) => {
-      const { incidentId, actionId } = data as { incidentId: string; actionId: string };
-      // A token per run: a stalled copy of this job, run again elsewhere, holds another one.
-      const result = await executeAction(deps, { incidentId, actionId }, { token: randomUUID() });
-      logger.info(
-        {
-          incidentId,
-          actionId,
-          result: result.status === 'done' ? result.action.state : result.reason,
-          ...(result.status === 'done' && result.action.progress ? { progress: result.action.progress } : {}),
-        },
-        'execute job finished',
+  /** Register a handler of job `name` whose data is parsed with its schema when the job starts. */
+  const handle = <T>(
+    name: string,
+    schema: z.ZodType<T>,
+    run: (data: T, context?: JobContext) => Promise<void>,
+  ) => queue.process(name, track(name, parsedJob(name, schema, logger, run)));
+
+  handle(EXECUTE_JOB, JOB_DATA[EXECUTE_JOB], async ({ incidentId, actionId }) => {
+    // A token per run: a stalled copy of this job, run again elsewhere, holds another one.
+    const result = await executeAction(deps, { incidentId, actionId }, { token: randomUUID() });
+    logger.info(
+      {
+        incidentId,
+        actionId,
+        result: result.status === 'done' ? result.action.state : result.reason,
+        ...(result.status === 'done' && result.action.progress ? { progress: result.action.progress } : {}),
+      },
+      'execute job finished',
+    );
+  });
+  handle(REMIND_JOB, JOB_DATA[REMIND_JOB], async ({ incidentId, actionId, dueAt }) => {
+    await remindTask(deps, { incidentId, actionId }, dueAt);
+  });
+  handle(EMAIL_JOB, JOB_DATA[EMAIL_JOB], async ({ incidentId, event }) => {
+    const result = await emailCustomerTasks(deps, { incidentId, event });
+    if (result.status === 'failed') {
+      // Audited on the incident already; the card is not held back by it.
+      logger.error(
+        { incidentId, event, reason: result.reason },
+        'customer task email not sent: check MAIL_SENDER, the Mail.Send permission and the policy addresses',
       );
-    }),
-  );
-  queue.process(
-    REMIND_JOB,
-    track(REMIND_JOB, async (data) => {
-      const { incidentId, actionId, dueAt } = data as {
-        incidentId: string;
-        actionId: string;
-        dueAt?: string;
-      };
-      await remindTask(deps, { incidentId, actionId }, dueAt);
-    }),
-  );
-  queue.process(
-    EMAIL_JOB,
-    track(EMAIL_JOB, async (data) => {
-      const { incidentId, event } = data as { incidentId: string; event: string };
-      const result = await emailCustomerTasks(deps, { incidentId, event });
-      if (result.status === 'failed') {
-        // Audited on the incident already; the card is not held back by it.
-        logger.error(
-          { incidentId, event, reason: result.reason },
-          'customer task email not sent: check MAIL_SENDER, the Mail.Send permission and the policy addresses',
-        );
-      } else logger.info({ incidentId, event, ...result }, 'customer task email job finished');
-    }),
-  );
+    } else logger.info({ incidentId, event, ...result }, 'customer task email job finished');
+  });
   // The Graph incident follows the managed status (INCIDENT_WRITEBACK); a job left by an earlier
   // configuration does nothing while it is off.
-  const writer = config.incidentWriteback ? parts.incidentWriter : undefined;
-  queue.process(
-    WRITEBACK_JOB,
-    track(WRITEBACK_JOB, async (data) => {
-      if (!writer) return;
-      const job = data as WritebackJob;
-      const outcome = await runWriteback(job, {
-        store,
-        queue,
-        writer,
-        clock,
-        logger,
-        ...(config.policy.notifications?.assignTo ? { assignTo: config.policy.notifications.assignTo } : {}),
-      });
-      logger.info({ incidentId: job.incidentId, ...outcome }, 'incident write-back job finished');
-    }),
-  );
+  const writer = config.incidentWriteback ? adapters.incidentWriter : undefined;
+  handle(WRITEBACK_JOB, JOB_DATA[WRITEBACK_JOB], async (job) => {
+    if (!writer) return;
+    const outcome = await runWriteback(job, {
+      store,
+      queue,
+      writer,
+      clock,
+      logger,
+      ...(config.policy.notifications?.assignTo ? { assignTo: config.policy.notifications.assignTo } : {}),
+    });
+    logger.info({ incidentId: job.incidentId, ...outcome }, 'incident write-back job finished');
+  });
   if (writer) {
     notifier.follow(async (incidentId) => {
       try {
@@ -279,48 +207,39 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   }
   // Always served: a delivery queued under an earlier policy is refused (and audited) if its address is
   // not a webhook of this one.
-  queue.process(
-    WEBHOOK_JOB,
-    track(WEBHOOK_JOB, async (data) => {
-      const job = data as WebhookJob;
-      try {
-        const outcome = await deliverWebhook(job, { store, clock, webhooks });
-        metrics.webhookDeliveries.inc({ outcome: outcome.status });
-        const details = { eventId: job.eventId, type: job.type, incidentId: job.incidentId, ...outcome };
-        if (outcome.status === 'delivered') logger.info(details, 'webhook delivered');
-        else
-          logger.error(
-            details,
-            'webhook not delivered: audited on the incident; check the receiver and the policy',
-          );
-      } catch (error) {
-        if (error instanceof WebhookRetryError) metrics.webhookDeliveries.inc({ outcome: 'retried' });
-        throw error;
-      }
+  handle(WEBHOOK_JOB, JOB_DATA[WEBHOOK_JOB], async (job) => {
+    try {
+      const outcome = await deliverWebhook(job, { store, clock, webhooks });
+      metrics.webhookDeliveries.inc({ outcome: outcome.status });
+      const details = { eventId: job.eventId, type: job.type, incidentId: job.incidentId, ...outcome };
+      if (outcome.status === 'delivered') logger.info(details, 'webhook delivered');
+      else
+        logger.error(
+          details,
+          'webhook not delivered: audited on the incident; check the receiver and the policy',
+        );
+    } catch (error) {
+      if (error instanceof WebhookRetryError) metrics.webhookDeliveries.inc({ outcome: 'retried' });
+      throw error;
+    }
+  });
+  handle(DELIVER_JOB, JOB_DATA[DELIVER_JOB], (job, context) =>
+    runDelivery(job, {
+      store,
+      queue,
+      publishers,
+      logger,
+      exclusive: queue.exclusive?.(DELIVER_JOB) ?? false,
+      ...(context?.signal ? { signal: context.signal } : {}),
     }),
   );
-  queue.process(
-    DELIVER_JOB,
-    track(DELIVER_JOB, async (data, context) =>
-      runDelivery(data as DeliverJob, {
-        store,
-        queue,
-        publishers,
-        logger,
-        exclusive: queue.exclusive?.(DELIVER_JOB) ?? false,
-        ...(context?.signal ? { signal: context.signal } : {}),
-      }),
-    ),
-  );
-  queue.process(
-    REMIND_POST_JOB,
-    track(REMIND_POST_JOB, async (data) => {
-      const { task, platform } = data as { task: import('../core/model.js').Task; platform: string };
-      const state = await store.getIncident(task.incidentId);
-      const publisher = publishers.find((p) => p.platform === platform);
-      if (state && publisher) await publisher.remind(task, state);
-    }),
-  );
+  handle(REMIND_POST_JOB, JOB_DATA[REMIND_POST_JOB], async ({ task, platform }) => {
+    const state = await store.getIncident(task.incidentId);
+    const publisher = publishers.find((p) => p.platform === platform);
+    const action = state?.actions.find((a) => a.id === task.actionId);
+    const current = action ? taskOf(action) : null;
+    if (state && publisher && current) await publisher.remind(current, state);
+  });
 
   const timers = new Map<string, number>();
   const every = (name: string, everyMs: number, run: () => Promise<unknown>) => {
@@ -347,7 +266,7 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     config,
     logger,
     store,
-    storeKind: parts.storeKind ?? 'memory',
+    storeKind: adapters.storeKind,
     queue,
     executor,
     directory,
@@ -360,13 +279,19 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     async startTimers() {
       for (const [name, everyMs] of timers) await queue.every(name, everyMs);
     },
-    async close() {
-      await queue.close();
-      await store.close();
-    },
+    close: () => adapters.close(),
   };
   const maintenance = new Maintenance(runtime);
   every(MAINTENANCE_JOB, MAINTENANCE_EVERY_MS, () => maintenance.runOnce());
+  // Webhook events whose writer could not queue them (it died, or the queue was down) are relayed from
+  // the audit feed, one run per interval across every replica.
+  if (events) {
+    const relay = new WebhookRelay({ store, logger, events });
+    every(WEBHOOK_RELAY_JOB, WEBHOOK_RELAY_EVERY_MS, async () => {
+      const { queued } = await relay.runOnce();
+      if (queued > 0) logger.info({ queued }, 'webhook relay queued deliveries from the audit feed');
+    });
+  }
   // Submitted actions are followed in batches, one round per interval across every replica.
   every(FOLLOW_JOB, config.execution.followSeconds * 1000, async () => {
     const report = await followActions(deps, { roundMs: config.execution.followSeconds * 1000 });

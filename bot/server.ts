@@ -4,11 +4,15 @@ import { errorHandler, sendError } from './http-errors.js';
 import type { Runtime } from './runtime.js';
 import { traceRequests } from './tracing.js';
 
-/** Extra handlers mounted on the one port: Slack, Teams, the preview page. */
+/** Why a part of the bot cannot serve (`/readyz` answers 503 with it), or undefined while it can. */
+export type ReadinessCheck = () => { code: string; message: string } | undefined;
+
+/** Extra handlers mounted on the one port: Slack, Teams, the preview page; and what `/readyz` checks besides the store. */
 export interface Mounts {
   slack?: RequestHandler;
   teams?: RequestHandler;
   preview?: express.Router;
+  readiness?: ReadinessCheck[];
 }
 
 /** Label of every request no route template matched: one series, whatever the path. */
@@ -50,10 +54,18 @@ export function createHttpApp(runtime: Runtime, mounts: Mounts = {}): Express {
   app.get('/readyz', async (_req, res) => {
     try {
       await store.ping();
-      res.json({ status: 'ready', store: runtime.storeKind });
     } catch (error) {
       sendError(res, 503, 'store_unavailable', `not ready: ${(error as Error).message}`);
+      return;
     }
+    for (const check of mounts.readiness ?? []) {
+      const down = check();
+      if (down) {
+        sendError(res, 503, down.code, `not ready: ${down.message}`);
+        return;
+      }
+    }
+    res.json({ status: 'ready', store: runtime.storeKind });
   });
   app.get('/metrics', async (_req, res) => {
     res.setHeader('Content-Type', metrics.registry.contentType);

@@ -1,18 +1,14 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { JobQueue } from '../adapters/job-queue.js';
 import { type Actor, auditEntry } from '../core/decisions.js';
-import { actionView, incidentView } from '../core/incident-view.js';
+import { actionView } from '../core/incident-view.js';
 import { skippedTaskView } from '../core/list-tasks.js';
-import type { ActionRecord, IncidentState } from '../core/model.js';
-import type { ActionStore, Clock, DomainEvents } from '../core/ports.js';
+import { managedStatus } from '../core/managed-status.js';
+import type { ActionRecord, IncidentRecord, IncidentState } from '../core/model.js';
+import type { ActionStore, ActionsWritten, Clock, DomainEvents } from '../core/ports.js';
+import { LIFECYCLE } from '../core/state-machine.js';
 import { taskOf } from '../core/tasks.js';
-import {
-  actionEventKey,
-  actionEventOf,
-  becameResolved,
-  resolvedKey,
-  type WebhookEventType,
-} from '../core/webhook-events.js';
+import { actionEventOf, factsOf, type WebhookEventType, type WebhookFact } from '../core/webhook-events.js';
 import type { Webhook } from './config.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -35,12 +31,6 @@ export const WEBHOOK_TIMEOUT_MS = 10_000;
 export const SIGNATURE_HEADER = 'X-MDR-Signature';
 
 const SYSTEM: Actor = { id: 'system', platform: 'system' };
-const CLOSED = new Set<ActionRecord['state']>([
-  'succeeded',
-  'rejected',
-  'doneByCustomer',
-  'skippedByCustomer',
-]);
 
 /** One event to one webhook; `body` is sent byte for byte on every try (the secret is not in it). */
 export interface WebhookJob {
@@ -102,108 +92,174 @@ export interface WebhookEventsDeps {
 
 /**
  * Turns the facts the core reports (each write once, by its winner) into events, and queues one durable
- * delivery per event and subscribed webhook. Never throws: a decision already made is not undone by a
- * queue that cannot be reached (the event is then logged as not queued and counted).
+ * delivery per event and subscribed webhook: the fast path. `actionMoved` and `actionsAdded` never throw:
+ * a decision already made is not undone by a queue that cannot be reached (the event is then logged as
+ * not queued, counted, and sent by `WebhookRelay` from the audit feed).
  */
 export class WebhookEvents implements DomainEvents {
   constructor(private readonly deps: WebhookEventsDeps) {}
 
   async actionMoved(before: ActionRecord, after: ActionRecord): Promise<void> {
     const type = actionEventOf(before, after);
-    const resolvable = CLOSED.has(after.state) && this.wanted('incident.resolved');
+    const resolvable = LIFECYCLE[after.state].openFor === null && this.wanted('incident.resolved');
     if (!(type && this.wanted(type)) && !resolvable) return;
     await this.guard(after.incidentId, async () => {
       const state = await this.deps.store.getIncident(after.incidentId);
       if (!state) return;
-      if (type && this.wanted(type)) await this.emitAction(type, after, state);
-      if (resolvable && becameResolved(state.actions, [{ before, after }])) {
-        await this.emit(
-          'incident.resolved',
-          resolvedKey(state.incident.id, state.actions),
-          after.updatedAt,
-          state,
-        );
-      }
+      await this.emitWritten(state.incident, {
+        changed: [{ before: before.state, after }],
+        actions: state.actions,
+      });
     });
   }
 
   async actionsAdded(state: IncidentState, added: ActionRecord[]): Promise<void> {
     if (this.deps.webhooks.length === 0) return;
-    await this.guard(state.incident.id, async () => {
-      for (const action of added) {
-        const type = actionEventOf(null, action);
-        if (type && this.wanted(type)) await this.emitAction(type, action, state);
-      }
-      const changed = added.map((after) => ({ before: null, after }));
-      if (this.wanted('incident.resolved') && becameResolved(state.actions, changed)) {
-        const at = this.deps.clock.now().toISOString();
-        await this.emit('incident.resolved', resolvedKey(state.incident.id, state.actions), at, state);
-      }
-    });
+    await this.guard(state.incident.id, () =>
+      this.emitWritten(state.incident, {
+        changed: added.map((after) => ({ before: null, after })),
+        actions: state.actions,
+      }),
+    );
+  }
+
+  /**
+   * Queues the events of one write (as `factsOf` names them) to the webhooks subscribed. Throws when the
+   * queue cannot be reached: the relay then tries again from the audit feed.
+   */
+  async emitWritten(
+    incident: IncidentRecord,
+    written: ActionsWritten,
+    outcome: 'queued' | 'relayed' = 'queued',
+  ): Promise<number> {
+    let queued = 0;
+    for (const fact of factsOf(written)) {
+      if (!this.wanted(fact.type)) continue;
+      queued += await this.emit(fact, incident, written.actions, outcome);
+    }
+    return queued;
   }
 
   private wanted(type: WebhookEventType): boolean {
     return this.deps.webhooks.some((h) => h.events.includes(type));
   }
 
-  private async guard(incidentId: string, run: () => Promise<void>): Promise<void> {
+  private async guard(incidentId: string, run: () => Promise<unknown>): Promise<void> {
     try {
       await run();
     } catch (error) {
       this.deps.metrics.webhookEvents.inc({ outcome: 'not_queued' });
       this.deps.logger.error(
         { incidentId, err: (error as Error).message },
-        'webhook event not queued: the job queue or the store did not answer',
+        'webhook event not queued now: the job queue or the store did not answer (the relay queues it from the audit feed)',
       );
     }
   }
 
-  private async emitAction(
-    type: Exclude<WebhookEventType, 'incident.resolved'>,
-    action: ActionRecord,
-    state: IncidentState,
-  ): Promise<void> {
-    const task = taskOf(action);
-    const subject =
-      type === 'action.failed'
+  private async emit(
+    fact: WebhookFact,
+    incident: IncidentRecord,
+    actions: readonly Pick<ActionRecord, 'state'>[],
+    outcome: 'queued' | 'relayed',
+  ): Promise<number> {
+    const { type, action } = fact;
+    const task = action ? taskOf(action) : null;
+    const subject = !action
+      ? {}
+      : type === 'action.failed'
         ? { action: actionView(action) }
         : { task: type === 'task.skipped' && task ? skippedTaskView(task) : task };
-    await this.emit(type, actionEventKey(type, action), action.updatedAt, state, subject);
-  }
-
-  private async emit(
-    type: WebhookEventType,
-    key: string,
-    occurredAt: string,
-    state: IncidentState,
-    subject: { task?: unknown; action?: unknown } = {},
-  ): Promise<void> {
-    const view = incidentView(state);
     const event: WebhookEvent = {
-      id: eventIdOf(key),
+      id: eventIdOf(fact.key),
       type,
-      occurredAt,
+      occurredAt: fact.occurredAt,
       ...subject,
       incident: {
-        id: view.id,
-        title: view.title,
-        severity: view.severity,
-        managedStatus: view.managedStatus,
-        portalUrl: view.portalUrl,
+        id: incident.id,
+        title: incident.title,
+        severity: incident.severity,
+        managedStatus: managedStatus(actions),
+        portalUrl: incident.portalUrl,
       },
     };
     const body = JSON.stringify(event);
     const queuedAt = this.deps.clock.now().getTime();
+    let queued = 0;
     for (const hook of this.deps.webhooks) {
       if (!hook.events.includes(type)) continue;
-      const job: WebhookJob = { eventId: event.id, type, url: hook.url, incidentId: view.id, body, queuedAt };
+      const job: WebhookJob = {
+        eventId: event.id,
+        type,
+        url: hook.url,
+        incidentId: incident.id,
+        body,
+        queuedAt,
+      };
       await this.deps.queue.add(WEBHOOK_JOB, job, {
         id: webhookJobId(event.id, hook.url),
         attempts: WEBHOOK_ATTEMPTS,
         maxBackoffMs: WEBHOOK_MAX_BACKOFF_MS,
       });
-      this.deps.metrics.webhookEvents.inc({ outcome: 'queued' });
+      this.deps.metrics.webhookEvents.inc({ outcome });
+      queued += 1;
     }
+    return queued;
+  }
+}
+
+/** The periodic job relaying webhook events from the audit feed (lane `maintenance`). */
+export const WEBHOOK_RELAY_JOB = 'webhook-relay';
+export const WEBHOOK_RELAY_EVERY_MS = 30_000;
+/** The store cursor (`cursor:webhook-relay`): the last audit feed line relayed. */
+export const WEBHOOK_RELAY_CURSOR = 'webhook-relay';
+const RELAY_PAGE = 200;
+/** Lines read in one run at most; a longer backlog is carried on by the next run. */
+const RELAY_MAX_LINES = 5_000;
+
+/**
+ * The outbox relay: each action write stores its facts with its audit feed line in the same step (one
+ * script on one Redis server), and this reads the feed from a stored cursor, queues the events of each
+ * line with their stable ids (the queue drops a job whose id it already has, so an event queued at once
+ * by its writer is not sent twice) and then moves the cursor on. An event whose writer died, or whose
+ * queue was down, before queueing it is so still delivered. Run once per interval across all replicas.
+ */
+export class WebhookRelay {
+  constructor(
+    private readonly deps: Pick<WebhookEventsDeps, 'store' | 'logger'> & { events: WebhookEvents },
+  ) {}
+
+  /** One run: how many feed lines were read and how many deliveries queued (duplicates included). */
+  async runOnce(): Promise<{ lines: number; queued: number }> {
+    const { store, logger, events } = this.deps;
+    // First run: the facts of the last 24 h (stream ids are Redis time, so not the Clock port's).
+    let cursor = (await store.getCursor(WEBHOOK_RELAY_CURSOR)) ?? `${Date.now() - WEBHOOK_RETRY_SPAN_MS}-0`;
+    if (await store.auditFeedGap(cursor)) {
+      logger.error(
+        { cursor },
+        'webhook relay: audit feed lines after its cursor were dropped before they were relayed; events of those writes that were not queued at once are lost (raise the feed bound or keep a replica running)',
+      );
+    }
+    const incidents = new Map<string, IncidentRecord | null>();
+    let lines = 0;
+    let queued = 0;
+    while (lines < RELAY_MAX_LINES) {
+      const page = await store.listAuditFeed(cursor, RELAY_PAGE);
+      for (const { written } of page) {
+        const incidentId = written?.changed[0]?.after.incidentId;
+        if (!written || incidentId === undefined) continue;
+        if (!incidents.has(incidentId))
+          incidents.set(incidentId, (await store.getIncident(incidentId))?.incident ?? null);
+        const incident = incidents.get(incidentId);
+        if (incident) queued += await events.emitWritten(incident, written, 'relayed');
+      }
+      const last = page.at(-1);
+      if (!last) break;
+      cursor = last.cursor;
+      await store.setCursor(WEBHOOK_RELAY_CURSOR, cursor);
+      lines += page.length;
+      if (page.length < RELAY_PAGE) break;
+    }
+    return { lines, queued };
   }
 }
 

@@ -50,6 +50,19 @@ export interface ActionSpec {
   guidance: string;
 }
 
+/** Restores what Defender quarantined under the threat name of custom file indicators (block). */
+const CUSTOM_INDICATOR_RESTORE = 'MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All';
+
+/** Releasing a file from quarantine by hand, step by step: Defender has no API for it. */
+export function releaseFromQuarantineSteps(file: string, device: string): string[] {
+  return [
+    'Open the Microsoft Defender portal: Action center > History.',
+    `Find the quarantine action for ${file} on ${device} and choose Undo.`,
+    `If a custom indicator blocked it, on the device as administrator run "${CUSTOM_INDICATOR_RESTORE}".`,
+    'Warning: that command restores every file a custom indicator blocked on the device in the last 30 days, not only this one.',
+  ];
+}
+
 const DEVICE_PORTAL =
   'In the Microsoft Defender portal open Assets > Devices, select the device, and use the action menu';
 
@@ -88,8 +101,7 @@ export const ACTION_CATALOGUE: Record<ActionType, ActionSpec> = {
     label: 'Release file from quarantine on',
     done: 'Released from quarantine',
     destructive: false,
-    guidance:
-      'Defender has no API for this. In the Defender portal open Action center > History, find the quarantine action for this file and choose Undo. If a custom indicator blocked it, on the device as administrator run "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All" (it restores every file a custom indicator blocked on that device in the last 30 days, not only this one).',
+    guidance: `Defender has no API for this. ${releaseFromQuarantineSteps('this file', 'the device').join(' ')}`,
   },
   restrictAppExecution: {
     kind: 'device',
@@ -169,8 +181,3 @@ export const ACTION_CATALOGUE: Record<ActionType, ActionSpec> = {
 export const SCAN_TYPES = ['Quick', 'Full'] as const;
 
 export type ScanType = (typeof SCAN_TYPES)[number];
-
-/** Whether a value names one of the 14 actions. */
-export function isActionType(value: string): value is ActionType {
-  return (ACTION_TYPES as readonly string[]).includes(value);
-}

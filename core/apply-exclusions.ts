@@ -3,6 +3,7 @@ import { requestBatchEmail } from './email-customer-tasks.js';
 import { evaluateExclusion } from './exclusions.js';
 import type { ActionRecord, Exclusions } from './model.js';
 import type { CoreDeps } from './ports.js';
+import { scheduleReminder } from './remind-task.js';
 
 /** How many recent incidents an exclusion change re-checks at once. */
 export const EXCLUSION_SWEEP_INCIDENTS = 200;
@@ -40,13 +41,7 @@ export async function applyExclusions(
       if (!result.ok) continue;
       moved.push(result.action);
       tasks.push(result.action);
-      const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
-      await deps.jobs.schedule({
-        kind: 'remind',
-        incidentId: action.incidentId,
-        actionId: action.id,
-        dueAt: dueAt.toISOString(),
-      });
+      await scheduleReminder(deps, { incidentId: action.incidentId, actionId: action.id });
     }
     if (tasks.length === 0) continue;
     await requestBatchEmail(deps, summary.id, tasks);

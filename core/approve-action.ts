@@ -1,24 +1,18 @@
 import { z } from 'zod';
 import { ACTION_CATALOGUE, SCAN_TYPES, type ScanType } from './actions.js';
+import { assetOf } from './asset-name.js';
+import { decide, expertsOnly } from './decide.js';
 import {
+  type ActionRef,
   type Actor,
-  checkRef,
   type Decision,
   decidedByOf,
   describeHandled,
-  refuse,
   transition,
 } from './decisions.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
-import { assetOf, evaluateExclusion } from './exclusions.js';
-import { rulesInForce } from './exclusions-in-force.js';
-import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
-
-export interface ActionRef {
-  incidentId: string;
-  actionId: string;
-}
+import { scheduleReminder } from './remind-task.js';
 
 /** What the approving expert chose with the approval: the antivirus scan (`runAntivirusScan` only). */
 export interface ApproveChoices {
@@ -42,109 +36,84 @@ export async function approveAction(
   choices: ApproveChoices = {},
 ): Promise<Decision> {
   const event = 'approve';
-  const invalid = await checkRef(deps, actor, event, ref);
-  if (invalid) return invalid;
   const chosen = approveChoicesSchema.safeParse(choices);
-  if (!chosen.success) {
-    const detail = chosen.error.issues.map((i) => `${i.path.join('.') || 'choice'}: ${i.message}`).join('; ');
-    return refuse(
-      deps,
-      actor,
-      event,
-      ref,
-      'invalid_choice',
-      `not approved: ${detail} (scan type is Quick or Full)`,
-    );
-  }
-  if (!rolesOf(deps.policy.roles, actor.id).expert) {
-    return refuse(
-      deps,
-      actor,
-      event,
-      ref,
-      'not_expert',
-      'only the MDR experts named in the policy may approve actions',
-    );
-  }
-  const loaded = await deps.store.loadForDecision(ref.incidentId, ref.actionId);
-  if (!loaded) return refuse(deps, actor, event, ref, 'not_found', 'no such incident or action');
-  const { incident, action } = loaded;
-  if (action.state === 'customerPending' && action.excludedBy) {
-    const message = `${assetOf(action.target, loaded.incident)} is excluded by ${action.excludedBy}: this is now a task for your team`;
-    return refuse(deps, actor, event, ref, 'asset_excluded', message, action);
-  }
-  if (action.state !== 'proposed') {
-    return refuse(deps, actor, event, ref, 'already_handled', describeHandled(action), action);
-  }
-  const scanType = chosen.data.scanType;
-  if (scanType && action.type !== 'runAntivirusScan') {
-    const message = `not approved: a scan type is chosen only for an antivirus scan, not for ${ACTION_CATALOGUE[action.type].label.toLowerCase()}`;
-    return refuse(deps, actor, event, ref, 'invalid_choice', message, action);
-  }
+  const scanType = chosen.data?.scanType;
+  const asked = await decide(deps, actor, event, ref, {
+    gates: [
+      () => {
+        if (chosen.success) return null;
+        const detail = chosen.error.issues
+          .map((i) => `${i.path.join('.') || 'choice'}: ${i.message}`)
+          .join('; ');
+        return { code: 'invalid_choice', message: `not approved: ${detail} (scan type is Quick or Full)` };
+      },
+      expertsOnly('approve actions'),
+    ],
+    from: ['proposed'],
+    elsewhere: (action, incident) =>
+      action.state === 'customerPending' && action.excludedBy
+        ? {
+            code: 'asset_excluded',
+            message: `${assetOf(action, incident)} is excluded by ${action.excludedBy}: this is now a task for your team`,
+          }
+        : { code: 'already_handled', message: describeHandled(action) },
+    check: (action) =>
+      scanType && action.type !== 'runAntivirusScan'
+        ? {
+            code: 'invalid_choice',
+            message: `not approved: a scan type is chosen only for an antivirus scan, not for ${ACTION_CATALOGUE[action.type].label.toLowerCase()}`,
+          }
+        : null,
+    weigh: true,
+  });
+  if (!asked.ok) return asked;
+  const { action, verdict } = asked;
 
-  const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
-  const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
-  if (decision.kind === 'excluded') {
-    const message = `${decision.asset} is excluded by ${decision.rule}: this is now a task for your team`;
+  if (verdict.kind === 'excluded') {
+    const message = `${verdict.asset} is excluded by ${verdict.rule}: this is now a task for your team`;
     const moved = await transition(
       deps,
       action,
       'customerPending',
-      { excludedBy: decision.rule, blockedReason: undefined },
-      { actor, event, outcome: 'refused', detail: `asset_excluded: ${decision.rule}; now customerPending` },
+      { excludedBy: verdict.rule, blockedReason: undefined },
+      { actor, event, outcome: 'refused', detail: `asset_excluded: ${verdict.rule}; now customerPending` },
     );
     if (moved.ok) {
-      const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
-      await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+      await scheduleReminder(deps, ref);
       await requestBatchEmail(deps, ref.incidentId, [moved.action]);
       await deps.notifier.incidentChanged(ref.incidentId);
       return { ok: false, code: 'asset_excluded', message, action: moved.action };
     }
-    return refuse(deps, actor, event, ref, 'asset_excluded', message, moved.current ?? action);
+    return asked.refuse('asset_excluded', message, moved.current ?? action);
   }
-  if (decision.kind === 'unverifiable') {
-    const message = `${ACTION_CATALOGUE[action.type].label} ${decision.asset} was not approved: ${decision.reason}`;
-    if (action.blockedReason !== decision.reason) {
+  if (verdict.kind === 'unverifiable') {
+    const message = `${ACTION_CATALOGUE[action.type].label} ${verdict.asset} was not approved: ${verdict.reason}`;
+    if (action.blockedReason !== verdict.reason) {
       const marked = await transition(
         deps,
         action,
         'proposed',
-        { blockedReason: decision.reason },
-        {
-          actor,
-          event,
-          outcome: 'refused',
-          detail: `exclusion_unverifiable: ${decision.reason}`,
-        },
+        { blockedReason: verdict.reason },
+        { actor, event, outcome: 'refused', detail: `exclusion_unverifiable: ${verdict.reason}` },
       );
       if (marked.ok) {
         await deps.notifier.incidentChanged(ref.incidentId);
         return { ok: false, code: 'exclusion_unverifiable', message, action: marked.action };
       }
     }
-    return refuse(deps, actor, event, ref, 'exclusion_unverifiable', message, action);
+    return asked.refuse('exclusion_unverifiable', message, action);
   }
 
-  const now = deps.clock.now().toISOString();
-  const result = await transition(
-    deps,
-    action,
+  const result = await asked.settle(
     'approved',
     {
-      ...decidedByOf(actor, now),
+      ...decidedByOf(actor, deps.clock.now().toISOString()),
       blockedReason: undefined,
       ...(action.type === 'runAntivirusScan' ? { scanType: scanType ?? 'Quick' } : {}),
     },
-    {
-      actor,
-      event,
-      ...(action.type === 'runAntivirusScan' ? { detail: `approved (${scanType ?? 'Quick'} scan)` } : {}),
-    },
+    action.type === 'runAntivirusScan' ? { detail: `approved (${scanType ?? 'Quick'} scan)` } : {},
   );
-  if (!result.ok) {
-    const current = result.current ?? action;
-    return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
-  }
+  if (!result.ok) return result;
   // Sent together: on Redis the execution job and the card updates share one round trip.
   await Promise.all([
     deps.jobs.schedule({ kind: 'execute', ...ref }),

@@ -124,11 +124,15 @@ export async function changeExclusions(
   throw new ConflictError(message);
 }
 
-/** The rules in force (policy file ∪ added − removed), each with where it comes from. */
+/**
+ * The rules in force (policy file ∪ added − removed), each with where it comes from: of `changes` when
+ * the caller read them with what they decide about (one round trip), else as the store has them now.
+ */
 export async function currentExclusions(
   deps: Pick<CoreDeps, 'store' | 'policy'>,
+  changes?: ExclusionChanges,
 ): Promise<ExclusionsInForce> {
-  return exclusionsInForce(deps.policy.exclusions, await deps.store.getExclusionChanges());
+  return exclusionsInForce(deps.policy.exclusions, changes ?? (await deps.store.getExclusionChanges()));
 }
 
 type Side = 'devices' | 'users';

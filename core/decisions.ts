@@ -85,6 +85,9 @@ const refId = z.string().regex(ID_PATTERN, 'is not an id of this bot');
 /** What a button, a command or an API call names: one action of one incident, and nothing else. */
 export const actionRefSchema = z.strictObject({ incidentId: refId, actionId: refId });
 
+/** One action of one incident, as `actionRefSchema` reads it. */
+export type ActionRef = z.infer<typeof actionRefSchema>;
+
 /**
  * Record a refusal that names no valid action (a malformed reference, an identity the platform could
  * not vouch for) in the policy audit trail. Every refusal is audited, these included.

@@ -1,6 +1,6 @@
 import { ACTION_CATALOGUE } from './actions.js';
+import { assetOf } from './asset-name.js';
 import { type Actor, auditEntry } from './decisions.js';
-import { assetOf } from './exclusions.js';
 import type { ActionRecord, IncidentRecord, Task } from './model.js';
 import type { CoreDeps, EmailMessage } from './ports.js';
 import { taskOf } from './tasks.js';
@@ -136,7 +136,7 @@ export function composeTaskEmail(
   ];
   tasks.forEach((task, i) => {
     const label = ACTION_CATALOGUE[task.type].label;
-    lines.push(`${i + 1}. ${label} ${oneLine(assetOf(task.target, incident), 200)}`);
+    lines.push(`${i + 1}. ${label} ${oneLine(assetOf(task, incident), 200)}`);
     lines.push(`   Task id: ${task.id}`);
     if (task.excludedBy) lines.push(`   Why it is yours: excluded by ${task.excludedBy}`);
     lines.push(`   What to do: ${oneLine(task.guidance, 2000)}`);

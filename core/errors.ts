@@ -2,12 +2,19 @@
 export type ErrorCode =
   | 'store_unavailable'
   | 'invalid_input'
+  /** The configuration is incomplete or wrong: the message says which variable and how to fix it. */
   | 'config_invalid'
   | 'asset_lookup_failed'
   | 'execution_failed'
+  /** Microsoft Graph, Defender, Slack or the Bot Connector failed or answered something unusable. */
+  | 'upstream_failed'
+  /** Work was handed to a job queue that is closed (the process is stopping). */
+  | 'queue_closed'
   | 'not_found'
   | 'conflict'
-  | 'wrong_tenant';
+  | 'wrong_tenant'
+  /** A fault of the bot itself (a job nobody handles): report it with the log line. */
+  | 'internal';
 
 /** Base class for coded failures; the HTTP layer maps `code` to a status. */
 export class MdrError extends Error {
@@ -39,13 +46,6 @@ export class InvalidInputError extends MdrError {
 export class AssetLookupError extends MdrError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('asset_lookup_failed', message, options);
-  }
-}
-
-/** Something named by id does not exist. */
-export class NotFoundError extends MdrError {
-  constructor(message: string) {
-    super('not_found', message);
   }
 }
 

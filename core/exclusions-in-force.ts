@@ -63,11 +63,6 @@ export function exclusionsInForce(policyFile: Exclusions, changes: ExclusionChan
   };
 }
 
-/** The rules in force without their sources: what `evaluateExclusion` takes. */
-export function rulesInForce(policyFile: Exclusions, changes: ExclusionChanges): Exclusions {
-  return withoutSources(exclusionsInForce(policyFile, changes));
-}
-
 /** Drops the `source` of each rule. */
 export function withoutSources(exclusions: ExclusionsInForce): Exclusions {
   return {

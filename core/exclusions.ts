@@ -1,4 +1,5 @@
 import { ACTION_CATALOGUE } from './actions.js';
+import { assetName } from './asset-name.js';
 import { AssetLookupError } from './errors.js';
 import type { ActionRecord, DeviceRule, Exclusions, IncidentRecord, UserRule } from './model.js';
 import { describeDeviceRule, describeUserRule } from './policy.js';
@@ -22,20 +23,6 @@ export type ExclusionDecision =
   | { kind: 'allowed'; subject?: DecisionSubject }
   | { kind: 'excluded'; rule: string; asset: string }
   | { kind: 'unverifiable'; reason: string; asset: string };
-
-/** How an action's target is named in messages: its DNS name or UPN where known, else its id. */
-export function assetOf(target: ActionRecord['target'], incident?: IncidentRecord): string {
-  const device = incident?.devices.find((d) => d.id === target.deviceId);
-  return (
-    target.deviceName ??
-    device?.dnsName ??
-    target.upn ??
-    target.recipient ??
-    target.deviceId ??
-    target.userId ??
-    'the asset'
-  );
-}
 
 const same = (a: string | undefined, b: string | undefined) =>
   a !== undefined && b !== undefined && a.trim().toLowerCase() === b.trim().toLowerCase();
@@ -76,7 +63,7 @@ async function evaluateDevice(
   directory: AssetDirectory,
 ): Promise<ExclusionDecision> {
   if (rules.length === 0) return { kind: 'allowed' };
-  let asset = assetOf(target, incident);
+  let asset = assetName('device', target, incident);
   // The id the action would be sent to is exact: a rule naming it excludes without asking Defender.
   for (const rule of rules) {
     if ('id' in rule && same(rule.id, target.deviceId)) {
@@ -127,7 +114,7 @@ async function identifyDevice(
   directory: AssetDirectory,
   because: string,
 ): Promise<{ kind: 'found'; facts: DeviceFacts; asset: string } | Unverifiable> {
-  let asset = assetOf(target, incident);
+  let asset = assetName('device', target, incident);
   if (target.deviceId === undefined && target.deviceName === undefined) {
     return {
       kind: 'unverifiable',
@@ -190,7 +177,7 @@ async function evaluateUser(
   const upn = byAddress ? undefined : named.upn;
   const userId = byAddress ? undefined : named.userId;
   const address = byAddress ? named.address : undefined;
-  let asset = address ?? upn ?? userId ?? 'unknown user';
+  let asset = assetName(byAddress ? 'message' : 'user', { recipient: address, upn, userId }, incident);
   // Whatever the body names, a rule matching it excludes: excluding is never the unsafe side.
   for (const rule of rules) {
     if ('upn' in rule && (same(rule.upn, upn) || same(rule.upn, address))) {

@@ -1,17 +1,12 @@
-import type { ActionRef } from './approve-action.js';
-import { type Actor, transition } from './decisions.js';
+import { assetOf } from './asset-name.js';
+import { weighExclusions } from './decide.js';
+import { type ActionRef, type Actor, transition } from './decisions.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
 import { StoreUnavailableError } from './errors.js';
-import {
-  assetOf,
-  type DecisionSubject,
-  type ExclusionDecision,
-  evaluateExclusion,
-  resolveSubject,
-} from './exclusions.js';
-import { rulesInForce } from './exclusions-in-force.js';
+import { type DecisionSubject, type ExclusionDecision, resolveSubject } from './exclusions.js';
 import type { ActionRecord, ExclusionChanges, IncidentRecord } from './model.js';
 import type { CasResult, CoreDeps, ExecutionOutcome, SubmitResult } from './ports.js';
+import { scheduleReminder } from './remind-task.js';
 
 const SYSTEM: Actor = { id: 'system', platform: 'system' };
 
@@ -56,7 +51,7 @@ export async function executeAction(
   let resume: boolean;
 
   if (action.state === 'approved') {
-    const decision = await decide(deps, action, incident, loaded.exclusionChanges);
+    const decision = await mayRun(deps, action, incident, loaded.exclusionChanges);
     if (decision.kind !== 'allowed') return notRun(deps, ref, action, decision, '');
     if (action.type === 'releaseFileFromQuarantine') {
       const moved = await transition(
@@ -168,11 +163,11 @@ async function checkAgain(
   changes: ExclusionChanges,
   subject: DecisionSubject | undefined,
 ): Promise<ExecuteResult | null> {
-  const again = await decide(deps, action, incident, changes);
+  const again = await mayRun(deps, action, incident, changes);
   if (again.kind !== 'allowed')
     return notRun(deps, ref, action, again, ' (exclusions changed while it was being started)');
   if (!sameSubject(again.subject, subject)) {
-    const asset = assetOf(action.target, incident);
+    const asset = assetOf(action, incident);
     const reason = `${asset} resolved to another identity while the action was being started`;
     return notRun(deps, ref, action, { kind: 'unverifiable', asset, reason }, '');
   }
@@ -307,14 +302,14 @@ export function finish(
  * May the action run, and on which identity? An expert's decision is bound by the exclusions in force;
  * a customer admin's own run (`decidedAs: 'customer'`) is not, but its target is still resolved live.
  */
-function decide(
+async function mayRun(
   deps: CoreDeps,
   action: ActionRecord,
   incident: IncidentRecord,
   changes: ExclusionChanges,
 ): Promise<ExclusionDecision> {
   if (action.decidedAs === 'customer') return resolveSubject(action, incident, deps.directory);
-  return evaluateExclusion(rulesInForce(deps.policy.exclusions, changes), action, incident, deps.directory);
+  return weighExclusions(deps, action, incident, changes);
 }
 
 /** A random execution token. */
@@ -360,8 +355,7 @@ async function notRun(
           },
         );
   if (moved.ok && moved.action.state === 'customerPending') {
-    const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
-    await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+    await scheduleReminder(deps, ref);
     await requestBatchEmail(deps, ref.incidentId, [moved.action]);
   }
   await deps.notifier.incidentChanged(ref.incidentId);

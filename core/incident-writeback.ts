@@ -1,5 +1,6 @@
-import { CUSTOMER_OPEN_STATES, type ManagedStatus, managedStatus } from './managed-status.js';
+import { type ManagedStatus, managedStatus } from './managed-status.js';
 import type { ActionRecord } from './model.js';
+import { LIFECYCLE } from './state-machine.js';
 
 /** Custom tags on the Graph incident that carry the managed status; one of them at a time. */
 export const MDR_TAG_PREFIX = 'MDR:';
@@ -45,7 +46,7 @@ export function writebackTarget(
   assignTo: string | undefined,
 ): WritebackTarget {
   const tag = mdrTagOf(managedStatus(actions));
-  const customerOpen = actions.some((a) => CUSTOMER_OPEN_STATES.includes(a.state));
+  const customerOpen = actions.some((a) => LIFECYCLE[a.state].openFor === 'customer');
   return { tag, ...(customerOpen && assignTo ? { assignedTo: assignTo } : {}) };
 }
 

@@ -35,10 +35,13 @@ const severitySchema = z
   });
 
 const odataType = z.string().nullish();
-const stringList = z
-  .array(z.string())
-  .nullish()
-  .transform((v) => v ?? []);
+/** A list Graph may leave out or send as null: read as empty. */
+const listOf = <T extends z.ZodType>(item: T) =>
+  z
+    .array(item)
+    .nullish()
+    .transform((v) => v ?? []);
+const stringList = listOf(z.string());
 
 const userAccountSchema = z.looseObject({
   azureAdUserId: z.string().nullish(),
@@ -72,10 +75,7 @@ const evidenceSchema = z.looseObject({
 const alertSchema = z.looseObject({
   id: z.string().nullish(),
   title: z.string().nullish(),
-  evidence: z
-    .array(evidenceSchema)
-    .nullish()
-    .transform((v) => v ?? []),
+  evidence: listOf(evidenceSchema),
 });
 
 const graphIncidentSchema = z.looseObject({
@@ -88,10 +88,7 @@ const graphIncidentSchema = z.looseObject({
   incidentWebUrl: z.url({ protocol: /^https?$/ }).nullish(),
   createdDateTime: z.string().nullish(),
   lastUpdateDateTime: z.string().nullish(),
-  alerts: z
-    .array(alertSchema)
-    .nullish()
-    .transform((v) => v ?? []),
+  alerts: listOf(alertSchema),
 });
 
 const sha1Schema = z.string().regex(/^[0-9a-fA-F]{40}$/, 'must be a 40-character hexadecimal SHA-1');

@@ -1,12 +1,13 @@
+import { currentExclusions } from './change-exclusions.js';
 import type { Actor } from './decisions.js';
 import { auditEntry, recordRefusal } from './decisions.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
 import { WrongTenantError } from './errors.js';
 import { evaluateExclusion } from './exclusions.js';
-import { rulesInForce } from './exclusions-in-force.js';
 import { parseIngestBody, toIncidentRecord } from './incident.js';
 import type { ActionRecord, IncidentState } from './model.js';
 import type { CoreDeps } from './ports.js';
+import { nextReminderAt, scheduleReminder } from './remind-task.js';
 
 export interface IngestResult {
   created: boolean;
@@ -46,7 +47,7 @@ export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor
   // A notification without a summary (a poll of Graph) keeps the experts' summary already received.
   if (existing && parsed.managedResponse.summary === undefined) incident.summary = existing.incident.summary;
   const known = new Set(existing?.actions.map((a) => a.id));
-  const exclusions = rulesInForce(deps.policy.exclusions, exclusionChanges);
+  const exclusions = await currentExclusions(deps, exclusionChanges);
 
   const fresh: ActionRecord[] = [];
   for (const a of parsed.managedResponse.actions) {
@@ -90,12 +91,10 @@ export async function ingestIncident(deps: CoreDeps, body: unknown, actor: Actor
     audit.unshift(auditEntry(deps, actor, 'ingest', 'ok', 'incident received', { incidentId: incident.id }));
 
   const { created, added } = await deps.store.upsertIncident(incident, fresh, audit);
-  const dueAt = new Date(
-    deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000,
-  ).toISOString();
+  const dueAt = nextReminderAt(deps);
   for (const a of added) {
     if (a.state === 'customerPending') {
-      await deps.jobs.schedule({ kind: 'remind', incidentId: a.incidentId, actionId: a.id, dueAt });
+      await scheduleReminder(deps, { incidentId: a.incidentId, actionId: a.id }, dueAt);
     }
   }
   // The new customer tasks of this notification are one batch: one email for them, whichever replica asks.

@@ -70,7 +70,7 @@ export interface IncidentRecord {
 }
 
 /** One managed-response action and its live state. */
-export interface ActionRecord {
+export interface ActionRecord extends TaskClosure {
   incidentId: string;
   id: string;
   type: ActionType;
@@ -149,16 +149,6 @@ export interface ActionRecord {
   dryRun?: boolean;
   /** The antivirus scan the approving expert chose (`runAntivirusScan` only); unset means Quick. */
   scanType?: ScanType;
-  doneBy?: Identity;
-  /** The name of `doneBy` as their platform gave it, for cards only (see `decidedByName`). */
-  doneByName?: string;
-  doneAt?: string;
-  /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
-  skippedBy?: Identity;
-  /** The name of `skippedBy` as their platform gave it, for cards only (see `doneByName`). */
-  skippedByName?: string;
-  skippedAt?: string;
-  skipReason?: string;
   /** Bumped on every write; the store's compare-and-set checks it. */
   version: number;
 }
@@ -228,8 +218,25 @@ export interface Roles {
   admins: Identity[];
 }
 
+/** How a task was closed: done, by whom and when, or skipped by the customer's team, and why. */
+export interface TaskClosure {
+  doneBy?: Identity;
+  /**
+   * The name of `doneBy` as their platform gave it: shown on cards and in chat answers, never used to
+   * decide anything (see `decidedByName`).
+   */
+  doneByName?: string;
+  doneAt?: string;
+  /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
+  skippedBy?: Identity;
+  /** The name of `skippedBy` as their platform gave it, shown only (see `doneByName`). */
+  skippedByName?: string;
+  skippedAt?: string;
+  skipReason?: string;
+}
+
 /** A pending customer task, as the REST API and chat commands show it. */
-export interface Task {
+export interface Task extends TaskClosure {
   id: string;
   incidentId: string;
   actionId: string;
@@ -239,16 +246,6 @@ export interface Task {
   excludedBy: string | null;
   guidance: string;
   createdAt: string;
-  doneBy?: Identity;
-  /** The name of `doneBy` as their platform gave it, for chat answers only. */
-  doneByName?: string;
-  doneAt?: string;
-  /** Who closed the customer task without doing it (`skippedByCustomer`), when, and why. */
-  skippedBy?: Identity;
-  /** The name of `skippedBy` as their platform gave it, for cards only (see `doneByName`). */
-  skippedByName?: string;
-  skippedAt?: string;
-  skipReason?: string;
 }
 
 /** Where an incident's card was posted on each platform. */

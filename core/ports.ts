@@ -19,6 +19,18 @@ export type ExecutionPhase = 'approved' | 'starting' | 'submitted';
 export interface AuditFeedEntry {
   cursor: string;
   entry: AuditEntry;
+  /** On the line of an action write (a transition, or the first line of an ingest that added actions). */
+  written?: ActionsWritten;
+}
+
+/**
+ * What one write did to an incident's actions, stored with its audit feed line in the same step (the
+ * outbox webhooks are relayed from): each action written, with its state before (null: created), and
+ * every action of the incident right after the write.
+ */
+export interface ActionsWritten {
+  changed: { before: ActionRecord['state'] | null; after: ActionRecord }[];
+  actions: Pick<ActionRecord, 'id' | 'version' | 'state'>[];
 }
 
 /** Result of a compare-and-set: the winner gets `ok`, the loser sees what is there now. */
@@ -64,6 +76,11 @@ export interface ActionStore {
    * latest entries only (the store's bound), so a cursor older than the oldest kept starts there.
    */
   listAuditFeed(since: string | null, limit: number): Promise<AuditFeedEntry[]>;
+  /**
+   * Whether entries after the cursor `since` may have been dropped before they were read: some entries
+   * were dropped (the bound) and `since` is older than the oldest entry kept.
+   */
+  auditFeedGap(since: string): Promise<boolean>;
   /** Customer tasks in creation order, oldest first. */
   listTasks(status: 'pending' | 'done', limit?: number): Promise<Task[]>;
   /**

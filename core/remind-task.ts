@@ -1,4 +1,4 @@
-import type { ActionRef } from './approve-action.js';
+import type { ActionRef } from './decisions.js';
 import { reminderEvent, requestTaskEmail } from './email-customer-tasks.js';
 import type { CoreDeps } from './ports.js';
 import { taskOf } from './tasks.js';
@@ -13,7 +13,22 @@ export async function remindTask(deps: CoreDeps, ref: ActionRef, firedDueAt?: st
   if (task?.state !== 'pending') return false;
   await deps.notifier.taskOverdue(task);
   if (firedDueAt) await requestTaskEmail(deps, ref.incidentId, reminderEvent(firedDueAt));
-  const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
-  await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+  await scheduleReminder(deps, ref);
   return true;
+}
+
+/** When a customer task created or reminded now is reminded next: `reminders.pendingTaskHours` later. */
+export function nextReminderAt(deps: Pick<CoreDeps, 'clock' | 'policy'>): string {
+  return new Date(
+    deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000,
+  ).toISOString();
+}
+
+/** Schedule a customer task's next reminder (tasks created together pass one `dueAt`, so they share it). */
+export function scheduleReminder(
+  deps: Pick<CoreDeps, 'clock' | 'policy' | 'jobs'>,
+  ref: ActionRef,
+  dueAt: string = nextReminderAt(deps),
+): Promise<void> {
+  return deps.jobs.schedule({ kind: 'remind', ...ref, dueAt });
 }

@@ -1,21 +1,11 @@
 import { ACTION_CATALOGUE } from './actions.js';
-import type { ActionRef } from './approve-action.js';
-import {
-  type Actor,
-  checkRef,
-  type Decision,
-  decidedByOf,
-  describeHandled,
-  refuse,
-  transition,
-} from './decisions.js';
+import { decide, expertsOnly, onlyFailed } from './decide.js';
+import { type ActionRef, type Actor, type Decision, decidedByOf } from './decisions.js';
 import { clearEarlierRun } from './earlier-run.js';
 import { requestBatchEmail } from './email-customer-tasks.js';
-import { evaluateExclusion } from './exclusions.js';
-import { rulesInForce } from './exclusions-in-force.js';
 import type { ActionRecord } from './model.js';
-import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
+import { scheduleReminder } from './remind-task.js';
 
 /**
  * An expert retries a failed action (`failed → approved`), decided like an approval: the clicker must
@@ -24,55 +14,34 @@ import type { CoreDeps } from './ports.js';
  * The new run gets an execution job of its own, named by the approved version.
  */
 export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor): Promise<Decision> {
-  const event = 'retry';
-  const invalid = await checkRef(deps, actor, event, ref);
-  if (invalid) return invalid;
-  if (!rolesOf(deps.policy.roles, actor.id).expert) {
-    return refuse(
-      deps,
-      actor,
-      event,
-      ref,
-      'not_expert',
-      'only the MDR experts named in the policy may retry actions',
-    );
-  }
-  const loaded = await deps.store.loadForDecision(ref.incidentId, ref.actionId);
-  if (!loaded) return refuse(deps, actor, event, ref, 'not_found', 'no such incident or action');
-  const { incident, action } = loaded;
-  if (action.state !== 'failed') {
-    const message = `only a failed action can be retried: ${describeHandled(action)}`;
-    return refuse(deps, actor, event, ref, 'already_handled', message, action);
-  }
+  const asked = await decide(deps, actor, 'retry', ref, {
+    gates: [expertsOnly('retry actions')],
+    from: ['failed'],
+    elsewhere: onlyFailed('retried'),
+    weigh: true,
+  });
+  if (!asked.ok) return asked;
+  const { action, verdict } = asked;
 
-  const exclusions = rulesInForce(deps.policy.exclusions, loaded.exclusionChanges);
-  const decision = await evaluateExclusion(exclusions, action, incident, deps.directory);
-  if (decision.kind === 'excluded') {
-    const message = `${decision.asset} is excluded by ${decision.rule}: this is now a task for your team`;
-    const moved = await transition(
-      deps,
-      action,
+  if (verdict.kind === 'excluded') {
+    const message = `${verdict.asset} is excluded by ${verdict.rule}: this is now a task for your team`;
+    const moved = await asked.settle(
       'customerPending',
-      { excludedBy: decision.rule },
-      { actor, event, outcome: 'refused', detail: `asset_excluded: ${decision.rule}; now customerPending` },
+      { excludedBy: verdict.rule },
+      { outcome: 'refused', detail: `asset_excluded: ${verdict.rule}; now customerPending` },
     );
-    if (!moved.ok) {
-      const current = moved.current ?? action;
-      return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
-    }
-    await scheduleReminder(deps, ref, moved.action);
+    if (!moved.ok) return moved;
+    await remindAndEmail(deps, ref, moved.action);
     await deps.notifier.incidentChanged(ref.incidentId);
     return { ok: false, code: 'asset_excluded', message, action: moved.action };
   }
-  if (decision.kind === 'unverifiable') {
-    const message = `${ACTION_CATALOGUE[action.type].label} ${decision.asset} was not retried: ${decision.reason}`;
-    return refuse(deps, actor, event, ref, 'exclusion_unverifiable', message, action);
+  if (verdict.kind === 'unverifiable') {
+    const message = `${ACTION_CATALOGUE[action.type].label} ${verdict.asset} was not retried: ${verdict.reason}`;
+    return asked.refuse('exclusion_unverifiable', message, action);
   }
 
   const attempt = (action.attempt ?? 1) + 1;
-  const result = await transition(
-    deps,
-    action,
+  const result = await asked.settle(
     'approved',
     {
       ...clearEarlierRun(),
@@ -81,12 +50,9 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
       attempt,
       ...decidedByOf(actor, deps.clock.now().toISOString()),
     },
-    { actor, event, detail: `approved (retry, attempt ${attempt})` },
+    { detail: `approved (retry, attempt ${attempt})` },
   );
-  if (!result.ok) {
-    const current = result.current ?? action;
-    return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
-  }
+  if (!result.ok) return result;
   await Promise.all([
     deps.jobs.schedule({ kind: 'execute', ...ref, retry: result.action.version }),
     deps.notifier.incidentChanged(ref.incidentId),
@@ -95,8 +61,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
 }
 
 /** The first reminder and the email of a new customer task, as for every other one. */
-async function scheduleReminder(deps: CoreDeps, ref: ActionRef, task: ActionRecord): Promise<void> {
-  const dueAt = new Date(deps.clock.now().getTime() + deps.policy.reminders.pendingTaskHours * 3_600_000);
-  await deps.jobs.schedule({ kind: 'remind', ...ref, dueAt: dueAt.toISOString() });
+async function remindAndEmail(deps: CoreDeps, ref: ActionRef, task: ActionRecord): Promise<void> {
+  await scheduleReminder(deps, ref);
   await requestBatchEmail(deps, ref.incidentId, [task]);
 }

@@ -1,15 +1,6 @@
-import type { ActionRef } from './approve-action.js';
-import {
-  type Actor,
-  checkRef,
-  type Decision,
-  decidedByOf,
-  describeHandled,
-  refuse,
-  transition,
-} from './decisions.js';
+import { decide, notPending } from './decide.js';
+import { type ActionRef, type Actor, type Decision, decidedByOf } from './decisions.js';
 import { clearEarlierRun } from './earlier-run.js';
-import { rolesOf } from './policy.js';
 import type { CoreDeps } from './ports.js';
 
 /**
@@ -21,50 +12,39 @@ import type { CoreDeps } from './ports.js';
  * not admins.
  */
 export async function runMyself(deps: CoreDeps, ref: ActionRef, actor: Actor): Promise<Decision> {
-  const event = 'runMyself';
-  const invalid = await checkRef(deps, actor, event, ref);
-  if (invalid) return invalid;
-  const roles = rolesOf(deps.policy.roles, actor.id);
-  if (roles.expert) {
-    return refuse(
-      deps,
-      actor,
-      event,
-      ref,
-      'not_customer',
-      "Run it myself is the customer's own decision, for the customer's admins: the MDR experts may not act on this asset",
-    );
-  }
-  if (!roles.admin) {
-    return refuse(
-      deps,
-      actor,
-      event,
-      ref,
-      'not_admin',
-      'only the admins named in the policy may have the bot carry out a task; mark it done or skip it instead',
-    );
-  }
-  const action = await deps.store.getAction(ref.incidentId, ref.actionId);
-  if (!action) return refuse(deps, actor, event, ref, 'not_found', 'no such incident or action');
-  if (action.state !== 'customerPending') {
-    const message = `this is not a pending task: ${describeHandled(action)}`;
-    return refuse(deps, actor, event, ref, 'already_handled', message, action);
-  }
-  if (action.type === 'releaseFileFromQuarantine') {
-    return refuse(
-      deps,
-      actor,
-      event,
-      ref,
-      'not_allowed',
-      'releasing a file from quarantine has no Defender API: follow the steps, then mark the task done',
-      action,
-    );
-  }
-  const result = await transition(
-    deps,
-    action,
+  const asked = await decide(deps, actor, 'runMyself', ref, {
+    gates: [
+      (roles) =>
+        roles.expert
+          ? {
+              code: 'not_customer',
+              message:
+                "Run it myself is the customer's own decision, for the customer's admins: the MDR experts may not act on this asset",
+            }
+          : null,
+      (roles) =>
+        roles.admin
+          ? null
+          : {
+              code: 'not_admin',
+              message:
+                'only the admins named in the policy may have the bot carry out a task; mark it done or skip it instead',
+            },
+    ],
+    from: ['customerPending'],
+    elsewhere: notPending,
+    check: (action) =>
+      action.type === 'releaseFileFromQuarantine'
+        ? {
+            code: 'not_allowed',
+            message:
+              'releasing a file from quarantine has no Defender API: follow the steps, then mark the task done',
+          }
+        : null,
+  });
+  if (!asked.ok) return asked;
+  const { action } = asked;
+  const result = await asked.settle(
     'approved',
     {
       ...clearEarlierRun(),
@@ -75,18 +55,13 @@ export async function runMyself(deps: CoreDeps, ref: ActionRef, actor: Actor): P
       ...(action.type === 'runAntivirusScan' ? { scanType: 'Quick' as const } : {}),
     },
     {
-      actor,
-      event,
       detail:
         action.type === 'runAntivirusScan'
           ? 'approved (customer decision: run by the customer admin, Quick scan)'
           : 'approved (customer decision: run by the customer admin)',
     },
   );
-  if (!result.ok) {
-    const current = result.current ?? action;
-    return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
-  }
+  if (!result.ok) return result;
   // A job of its own, named by this version: an earlier run's job (stopped by the exclusion) keeps its id.
   await Promise.all([
     deps.jobs.schedule({ kind: 'execute', ...ref, retry: result.action.version }),

@@ -1,14 +1,5 @@
-import type { ActionRef } from './approve-action.js';
-import {
-  type Actor,
-  checkRef,
-  type Decision,
-  describeHandled,
-  nameOf,
-  refuse,
-  transition,
-} from './decisions.js';
-import { rolesOf } from './policy.js';
+import { customersOnly, decide, noTask, notPending } from './decide.js';
+import { type ActionRef, type Actor, type Decision, nameOf } from './decisions.js';
 import type { CoreDeps } from './ports.js';
 
 /** Longest skip reason kept (card, audit, API). */
@@ -25,41 +16,21 @@ export async function skipTask(
   actor: Actor,
   reason: string,
 ): Promise<Decision> {
-  const event = 'skip';
-  const invalid = await checkRef(deps, actor, event, ref);
-  if (invalid) return invalid;
-  const roles = rolesOf(deps.policy.roles, actor.id);
-  if (roles.expert && !roles.admin) {
-    return refuse(
-      deps,
-      actor,
-      event,
-      ref,
-      'not_customer',
-      "customer tasks are skipped by the customer's team",
-    );
-  }
   const why = reason.replace(/\s+/g, ' ').trim().slice(0, SKIP_REASON_MAX);
-  if (why.length === 0) {
-    return refuse(
-      deps,
-      actor,
-      event,
-      ref,
-      'not_allowed',
-      'say why the task is skipped: skip <taskId> <reason>',
-    );
-  }
-  const action = await deps.store.getAction(ref.incidentId, ref.actionId);
-  if (!action)
-    return refuse(deps, actor, event, ref, 'not_found', `no task ${ref.incidentId}:${ref.actionId}`);
-  if (action.state !== 'customerPending') {
-    const message = `this is not a pending task: ${describeHandled(action)}`;
-    return refuse(deps, actor, event, ref, 'already_handled', message, action);
-  }
-  const result = await transition(
-    deps,
-    action,
+  const asked = await decide(deps, actor, 'skip', ref, {
+    gates: [
+      customersOnly('skipped'),
+      () =>
+        why.length === 0
+          ? { code: 'not_allowed', message: 'say why the task is skipped: skip <taskId> <reason>' }
+          : null,
+    ],
+    notFound: noTask,
+    from: ['customerPending'],
+    elsewhere: notPending,
+  });
+  if (!asked.ok) return asked;
+  const result = await asked.settle(
     'skippedByCustomer',
     {
       skippedBy: actor.id,
@@ -67,12 +38,8 @@ export async function skipTask(
       skippedAt: deps.clock.now().toISOString(),
       skipReason: why,
     },
-    { actor, event, detail: `skippedByCustomer: ${why}`.slice(0, 500) },
+    { detail: `skippedByCustomer: ${why}`.slice(0, 500) },
   );
-  if (!result.ok) {
-    const current = result.current ?? action;
-    return refuse(deps, actor, event, ref, 'already_handled', describeHandled(current), current);
-  }
-  await deps.notifier.incidentChanged(ref.incidentId);
+  if (result.ok) await deps.notifier.incidentChanged(ref.incidentId);
   return result;
 }

@@ -1,5 +1,6 @@
-import { ACTION_CATALOGUE } from './actions.js';
+import { ACTION_CATALOGUE, ACTION_STATES, type ActionState } from './actions.js';
 import type { ActionRecord, Task } from './model.js';
+import { LIFECYCLE, statesReaching } from './state-machine.js';
 
 const SEPARATOR = ':';
 
@@ -29,17 +30,35 @@ export function guidanceOf(action: Pick<ActionRecord, 'type' | 'handoverReason'>
   return `The experts could not carry this out (${quoted}), so it is now for your team. ${steps}`;
 }
 
+/** The lifecycle stage behind each task status: pending customer tasks, and those done or skipped. */
+const TASK_STAGE = { pending: 'customerTasks', done: 'customerDone' } as const;
+
+/** The task status of an action in `state`, or null when it is no customer task. */
+function taskStatusOf(state: ActionState): Task['state'] | null {
+  const { stage } = LIFECYCLE[state];
+  if (stage === TASK_STAGE.pending) return 'pending';
+  return stage === TASK_STAGE.done ? 'done' : null;
+}
+
+/**
+ * The states from which an action may still become a task of `status` (those of the status included):
+ * a store keeps a task index entry while its action is in one of them.
+ */
+export function statesBecoming(status: Task['state']): ActionState[] {
+  return statesReaching(ACTION_STATES.filter((state) => taskStatusOf(state) === status));
+}
+
 /** The customer task behind an action, or null when the action is not one. */
 export function taskOf(action: ActionRecord): Task | null {
-  const closed = action.state === 'doneByCustomer' || action.state === 'skippedByCustomer';
-  if (action.state !== 'customerPending' && !closed) return null;
+  const status = taskStatusOf(action.state);
+  if (!status) return null;
   return {
     id: taskIdOf(action.incidentId, action.id),
     incidentId: action.incidentId,
     actionId: action.id,
     type: action.type,
     target: action.target,
-    state: action.state === 'customerPending' ? 'pending' : 'done',
+    state: status,
     excludedBy: action.excludedBy,
     guidance: guidanceOf(action),
     createdAt: action.createdAt,

@@ -8,11 +8,11 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { slackMessagePage } from '../cards/slack/html.js';
+import { slackMessagePage } from '../bot/preview/slack-html.js';
+import { teamsCardPage } from '../bot/preview/teams-card.js';
+import { buildIncidentView } from '../cards/incident-view.js';
 import { renderSlackMessage } from '../cards/slack/render.js';
-import { teamsCardPage } from '../cards/teams/html.js';
 import { renderTeamsCard } from '../cards/teams/render.js';
-import { buildIncidentView } from '../cards/view-model.js';
 import { incidentState, SAMPLE_NOW } from '../test/support/incident-factory.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -20,7 +20,8 @@ const state = incidentState({
   states: {
     'act-1': {
       state: 'succeeded',
-      decidedBy: 'slack:U0EXPERT1',
+      decidedBy: 'teams:6f2c0a4e-1b7d-4c2a-9e51-3d8f0b6a2c14',
+      decidedByName: 'Morgan Lee',
       decidedAt: '2025-03-14T10:42:00.000Z',
       result: 'Defender: Succeeded (full isolation)',
     },
@@ -53,7 +54,7 @@ try {
 
   const card = renderTeamsCard(view, { viewer: 'shared' });
   await page.setContent(teamsCardPage(card, { scriptText: acScript, title: 'Teams card' }));
-  await page.locator('#card').screenshot({ path: join(root, 'docs/teams-card.png') });
+  await page.locator('#card .teams-card').screenshot({ path: join(root, 'docs/teams-card.png') });
 
   const message = renderSlackMessage(view);
   await page.setContent(slackMessagePage(message, { time: '11:30 AM', title: 'Slack message' }));

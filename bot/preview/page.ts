@@ -1,5 +1,5 @@
-import { SLACK_HTML_CSS } from '../../cards/slack/html.js';
-import { TEAMS_HOST_CONFIG, TEAMS_HTML_CSS, TEAMS_MARKDOWN_SHIM } from '../../cards/teams/html.js';
+import { SLACK_HTML_CSS } from './slack-html.js';
+import { TEAMS_HTML_CSS, teamsRendererScript } from './teams-card.js';
 
 /**
  * The preview page: a shell that loads the incidents as JSON and draws each one's Teams card (official
@@ -44,10 +44,8 @@ ${SLACK_HTML_CSS}
 <main id="incidents"><p class="empty">Loading…</p></main>
 <section id="emails" aria-label="Emails that would have been sent"></section>
 <script>
+${teamsRendererScript()}
 (function(){
-  var AC = window.AdaptiveCards;
-  AC.AdaptiveCard.onProcessMarkdown = ${TEAMS_MARKDOWN_SHIM};
-  var hostConfig = new AC.HostConfig(${JSON.stringify(TEAMS_HOST_CONFIG)});
   var select = document.getElementById('as');
   var list = document.getElementById('incidents');
   var notice = document.getElementById('notice');
@@ -76,19 +74,6 @@ ${SLACK_HTML_CSS}
     post('/preview/api/action', body)
       .then(function(r){ show(r.message, r.ok); load(); });
   }
-  function renderTeams(cardJson){
-    var card = new AC.AdaptiveCard();
-    card.hostConfig = hostConfig;
-    card.onExecuteAction = function(action){
-      if (action instanceof AC.OpenUrlAction) { window.open(action.url, '_blank', 'noopener'); return; }
-      act(action.verb, action.data);
-    };
-    card.parse(cardJson);
-    var wrap = document.createElement('div');
-    wrap.className = 'teams-card';
-    wrap.appendChild(card.render());
-    return wrap;
-  }
   function load(){
     return fetch('/preview/api/state?as=' + encodeURIComponent(select.value || '')).then(function(r){ return r.text(); }).then(function(text){
       if (text === lastState) return;
@@ -112,7 +97,7 @@ ${SLACK_HTML_CSS}
         var panes = document.createElement('div'); panes.className = 'panes';
         var teams = document.createElement('div'); teams.className = 'pane teams';
         var th = document.createElement('h3'); th.textContent = 'Microsoft Teams'; teams.appendChild(th);
-        teams.appendChild(renderTeams(inc.teams));
+        teams.appendChild(window.renderTeamsCard(inc.teams, act));
         var slack = document.createElement('div'); slack.className = 'pane slack';
         var sh = document.createElement('h3'); sh.textContent = 'Slack'; slack.appendChild(sh);
         var frame = document.createElement('div'); frame.className = 'frame';

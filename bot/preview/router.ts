@@ -3,35 +3,29 @@ import express, { type NextFunction, type Request, type Response, Router } from 
 import { z } from 'zod';
 import { PreviewOutbox } from '../../adapters/graph-mailer.js';
 import { ATTR, annotate } from '../../adapters/tracing.js';
-import { slackBlocksToHtml } from '../../cards/slack/html.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { renderSlackMessage } from '../../cards/slack/render.js';
 import { renderTeamsCard } from '../../cards/teams/render.js';
-import { buildIncidentView } from '../../cards/view-model.js';
 import { SCAN_TYPES } from '../../core/actions.js';
-import { approveAction } from '../../core/approve-action.js';
+import { BUTTON_VERBS, USE_CASE_OF } from '../../core/button-verbs.js';
 import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
-import { handOverAction } from '../../core/hand-over-action.js';
 import { ingestIncident } from '../../core/ingest-incident.js';
 import { managedStatus } from '../../core/managed-status.js';
-import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
-import { rejectAction } from '../../core/reject-action.js';
-import { retryAction } from '../../core/retry-action.js';
-import { runMyself } from '../../core/run-myself.js';
-import { skipTask } from '../../core/skip-task.js';
 import { parseOrThrow } from '../../core/validation.js';
 import sampleIncident from '../../samples/incident-48213.json' with { type: 'json' };
 import { sendError } from '../http-errors.js';
 import { crossSiteProblem, localOnlyProblem } from '../local-only.js';
 import type { Runtime } from '../runtime.js';
 import { previewPage } from './page.js';
+import { slackBlocksToHtml } from './slack-html.js';
 
 const require = createRequire(import.meta.url);
 const SAMPLE = JSON.stringify(sampleIncident);
 const CUSTOMER = 'preview:customer';
 
 const actionBody = z.object({
-  verb: z.enum(['approve', 'reject', 'markDone', 'retry', 'handover', 'runMyself', 'skip']),
+  verb: z.enum(BUTTON_VERBS),
   incidentId: z.string().min(1).max(128),
   actionId: z.string().min(1).max(128),
   as: z.string().min(1).max(200),
@@ -140,17 +134,10 @@ export function previewRouter(runtime: Runtime): Router {
       [ATTR.verb]: body.verb,
     });
     const actor = actorFor(body.as);
-    const decision: Decision =
-      body.verb === 'skip'
-        ? await skipTask(deps, ref, actor, body.reason ?? '')
-        : await {
-            approve: approveAction,
-            reject: rejectAction,
-            markDone: markTaskDone,
-            retry: retryAction,
-            handover: handOverAction,
-            runMyself,
-          }[body.verb](deps, ref, actor, body.scanType ? { scanType: body.scanType } : {});
+    const decision: Decision = await USE_CASE_OF[body.verb](deps, ref, actor, {
+      ...(body.scanType ? { scanType: body.scanType } : {}),
+      ...(body.reason !== undefined ? { reason: body.reason } : {}),
+    });
     if (decision.ok) annotate({ [ATTR.actionType]: decision.action.type });
     res.json(
       decision.ok

@@ -1,48 +1,32 @@
 import type { App, BlockAction, ButtonAction, RespondArguments } from '@slack/bolt';
 import { ATTR, annotate } from '../../adapters/tracing.js';
 import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
-import type { ButtonVerb } from '../../cards/view-model.js';
+import { type ApproveChoices, approveChoicesSchema } from '../../core/approve-action.js';
+import { BUTTON_VERBS, type ButtonVerb, USE_CASE_OF } from '../../core/button-verbs.js';
 import {
   type ActionRef,
-  type ApproveChoices,
-  approveAction,
-  approveChoicesSchema,
-} from '../../core/approve-action.js';
-import { type Actor, actionRefSchema, type Decision, recordRefusal } from '../../core/decisions.js';
-import { handOverAction } from '../../core/hand-over-action.js';
+  type Actor,
+  actionRefSchema,
+  type Decision,
+  recordRefusal,
+} from '../../core/decisions.js';
 import { listTasks } from '../../core/list-tasks.js';
-import { markTaskDone } from '../../core/mark-task-done.js';
-import type { CoreDeps } from '../../core/ports.js';
-import { rejectAction } from '../../core/reject-action.js';
-import { retryAction } from '../../core/retry-action.js';
-import { runMyself } from '../../core/run-myself.js';
+import { failureText } from '../failures.js';
 import type { Runtime } from '../runtime.js';
-import { failureText } from './errors.js';
 
 /** The Slack buttons decided at once; Skip asks for a reason first, in a modal (skip-modal.ts). */
 type SlackVerb = Exclude<ButtonVerb, 'skip'>;
-
-const USE_CASES: Record<
-  SlackVerb,
-  (deps: CoreDeps, ref: ActionRef, actor: Actor, choices?: ApproveChoices) => Promise<Decision>
-> = {
-  approve: approveAction,
-  reject: rejectAction,
-  markDone: markTaskDone,
-  retry: retryAction,
-  handover: handOverAction,
-  runMyself,
-};
+const SLACK_VERBS = BUTTON_VERBS.filter((verb): verb is SlackVerb => verb !== 'skip').join('|');
 
 /**
  * The action ids the card renderer gives decision buttons: `approve:act-1`, `reject:…`, `markDone:…`,
  * `retry:…`, `handover:…`, `runMyself:…` (its confirm dialog is Slack's own, shown before the click is sent).
  */
-export const DECISION_ACTION_ID = /^(approve|reject|markDone|retry|handover|runMyself):/;
+export const DECISION_ACTION_ID = new RegExp(`^(${SLACK_VERBS}):`);
 /** Link buttons (portal, API, Action center): Slack still sends a click, which only needs an ack. */
 export const LINK_ACTION_ID = /^open[_:]/;
 /** Every action id that is neither a decision, the Skip button (it opens a modal) nor a link button. */
-const UNKNOWN_ACTION_ID = /^(?!(approve|reject|markDone|retry|handover|runMyself|skip):|open[_:])/;
+const UNKNOWN_ACTION_ID = new RegExp(`^(?!(${BUTTON_VERBS.join('|')}):|open[_:])`);
 
 /** An approval button's value: the ids and, on an antivirus scan, the scan chosen (Quick or Full only). */
 const approveValueSchema = actionRefSchema.extend(approveChoicesSchema.shape);
@@ -98,7 +82,7 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
     { type: 'block_actions', action_id: DECISION_ACTION_ID },
     async ({ ack, action, body, respond }) => {
       const verb = action.action_id.slice(0, action.action_id.indexOf(':')) as SlackVerb;
-      const run = USE_CASES[verb];
+      const run = USE_CASE_OF[verb];
       const click = parseClick(verb, action.value);
       if (!click.ok) {
         await recordRefusal(

@@ -1,5 +1,6 @@
 import { stringify } from 'node:querystring';
 import { webApi } from '@slack/bolt';
+import { MdrError } from '../../core/errors.js';
 
 /** The Web API methods the card publisher calls, with their answers' fields it reads. */
 export interface SlackCardCalls {
@@ -59,7 +60,7 @@ export class SlackCardApi implements SlackCardCalls {
       const retryAfter = Number.parseInt(response.headers.get('retry-after') ?? '', 10);
       await response.body?.cancel();
       if (!Number.isNaN(retryAfter)) throw new webApi.WebAPIRateLimitedError(retryAfter);
-      throw new Error(`Slack answered 429 to ${method} without a valid Retry-After`);
+      throw new MdrError('internal', `Slack answered 429 to ${method} without a valid Retry-After`);
     }
     if (response.status !== 200) {
       const body = await response.text();

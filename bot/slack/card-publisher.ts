@@ -1,7 +1,9 @@
 import type { webApi } from '@slack/bolt';
 import { ATTR, withClientSpan } from '../../adapters/tracing.js';
+import { describeAction } from '../../cards/assets.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { renderSlackMessage, renderSlackText } from '../../cards/slack/render.js';
-import { buildIncidentView, describeAction } from '../../cards/view-model.js';
+import { MdrError } from '../../core/errors.js';
 import type { IncidentState, Task } from '../../core/model.js';
 import { type CardPublisher, type DeliveryContext, recordPosted } from '../delivery.js';
 import type { Runtime } from '../runtime.js';
@@ -80,7 +82,7 @@ export class SlackCardPublisher implements CardPublisher {
           unfurl_media: false,
         }),
       );
-      if (!posted.ts) throw new Error('chat.postMessage answered without a message ts');
+      if (!posted.ts) throw new MdrError('upstream_failed', 'chat.postMessage answered without a message ts');
       // Only Slack's field is written: the Teams delivery keeps its own.
       const card = { channel: posted.channel ?? channel, ts: posted.ts };
       await recordPosted(

@@ -1,16 +1,21 @@
 import { App, type Logger as BoltLogger, ExpressReceiver, LogLevel } from '@slack/bolt';
 import type { RequestHandler } from 'express';
+import { MdrError } from '../../core/errors.js';
 import { type CardPublisher, PLATFORM_CALL_TIMEOUT_MS } from '../delivery.js';
+import { sendError } from '../http-errors.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
+import type { ReadinessCheck } from '../server.js';
+import type { Backoff } from './backoff.js';
 import { registerButtonActions } from './button-actions.js';
 import { SlackCardApi } from './card-api.js';
 import { SlackCardPublisher } from './card-publisher.js';
 import { slackPayloadGuard } from './payload-guard.js';
 import { registerSkipModal } from './skip-modal.js';
 import { registerSlashCommand } from './slash-command.js';
+import { SlackSocketReceiver } from './socket-mode.js';
 import { traceSlackRequests } from './trace-requests.js';
-import { type AuthRetry, SlackWorkspace, workspaceGuard } from './workspace.js';
+import { SlackWorkspace, workspaceGuard } from './workspace.js';
 
 /** The Slack side of the bot: the request handler for `POST /slack/events`, the card publisher, the Bolt app. */
 export interface Slack {
@@ -19,6 +24,8 @@ export interface Slack {
   app: App;
   /** The workspace of the bot token (`auth.test`), the only one served. */
   workspace: SlackWorkspace;
+  /** Socket Mode only: not ready while the socket is down (for `/readyz`). */
+  readiness?: ReadinessCheck;
 }
 
 /** Where Slack sends events, button clicks and slash commands (fixed route). */
@@ -27,26 +34,60 @@ export const SLACK_EVENTS_PATH = '/slack/events';
 /** Web API calls waiting longer than this fail, well inside the delivery lease and the job lock. */
 const WEB_API_TIMEOUT_MS = PLATFORM_CALL_TIMEOUT_MS;
 
+/** What `POST /slack/events` answers in Socket Mode, where nothing is received over HTTP. */
+export const SOCKET_MODE_HTTP_MESSAGE =
+  'Slack runs in Socket Mode (SLACK_APP_TOKEN is set): events, clicks and /mdr arrive over the socket, not at POST /slack/events. To receive them here instead, unset SLACK_APP_TOKEN and set SLACK_SIGNING_SECRET.';
+
 /**
- * Build the Slack app from `runtime.config.slack`: Bolt with signature verification (401 on a missing,
- * forged or over five minutes old signature), a guard that serves only the bot token's workspace
- * (read with `auth.test`, retried in the background with `options.authRetry`), listeners for buttons
- * and `/mdr`, the Skip modal, and a card publisher, which it adds to `runtime.publishers`. Mount `handler` at
- * `POST /slack/events`.
+ * Build the Slack app from `runtime.config.slack`. Over HTTP: Bolt with signature verification (401 on
+ * a missing, forged or over five minutes old signature); mount `handler` at `POST /slack/events`. With
+ * an app-level token: Socket Mode (the socket is opened now and kept open; `readiness` says when it is
+ * down), and `handler` answers 404. Either way the same guard serves only the bot token's workspace
+ * (read with `auth.test`, retried in the background with `options.authRetry`), the same listeners
+ * handle buttons, the Skip modal and `/mdr`, and a card publisher is added to `runtime.publishers`.
  */
-export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry } = {}): Slack {
+export function createSlack(
+  runtime: Runtime,
+  options: { authRetry?: Backoff; socketRetry?: Backoff } = {},
+): Slack {
   const { config } = runtime;
   if (!config.slack) {
-    throw new Error('Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET');
+    throw new MdrError(
+      'config_invalid',
+      'Slack is not configured: set SLACK_BOT_TOKEN with SLACK_SIGNING_SECRET, or with SLACK_APP_TOKEN for Socket Mode',
+    );
   }
-  const { botToken, signingSecret, apiUrl } = config.slack;
+  const { botToken, signingSecret, appToken, apiUrl } = config.slack;
   const logger = boltLogger(runtime.logger.child({ component: 'slack' }));
-  const receiver = new ExpressReceiver({
-    signingSecret,
-    endpoints: SLACK_EVENTS_PATH,
-    logger,
-    processBeforeResponse: false,
-  });
+  let receiver: ExpressReceiver | SlackSocketReceiver;
+  let handler: RequestHandler;
+  if (appToken) {
+    receiver = new SlackSocketReceiver({
+      appToken,
+      apiUrl,
+      logger: runtime.logger,
+      boltLogger: logger,
+      timeoutMs: WEB_API_TIMEOUT_MS,
+      ...(options.socketRetry ? { retry: options.socketRetry } : {}),
+    });
+    handler = (_req, res) => {
+      sendError(res, 404, 'not_found', SOCKET_MODE_HTTP_MESSAGE);
+    };
+  } else if (signingSecret) {
+    const http = new ExpressReceiver({
+      signingSecret,
+      endpoints: SLACK_EVENTS_PATH,
+      logger,
+      processBeforeResponse: false,
+    });
+    const guard = slackPayloadGuard(signingSecret, runtime.logger);
+    handler = (req, res, next) => {
+      guard(req, res, (error?: unknown) => (error ? next(error) : http.router(req, res, next)));
+    };
+    receiver = http;
+  } else {
+    throw new Error('Slack needs SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN for Socket Mode');
+  }
   const app = new App({
     receiver,
     logger,
@@ -81,16 +122,15 @@ export function createSlack(runtime: Runtime, options: { authRetry?: AuthRetry }
   );
   runtime.publishers.push(publisher);
   workspace.start();
+  const socket = receiver instanceof SlackSocketReceiver ? receiver : undefined;
+  void socket?.start();
   const close = runtime.close;
   runtime.close = async () => {
     workspace.stop();
+    await socket?.stop();
     await close();
   };
-  const guard = slackPayloadGuard(signingSecret, runtime.logger);
-  const handler: RequestHandler = (req, res, next) => {
-    guard(req, res, (error?: unknown) => (error ? next(error) : receiver.router(req, res, next)));
-  };
-  return { handler, publisher, app, workspace };
+  return { handler, publisher, app, workspace, ...(socket ? { readiness: socket.readiness } : {}) };
 }
 
 /** Bolt's logger interface on top of the process logger. */

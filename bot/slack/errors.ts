@@ -1,5 +1,4 @@
 import { webApi } from '@slack/bolt';
-import { MdrError } from '../../core/errors.js';
 
 /** Slack Web API errors that no retry will cure: each with what the operator must change. */
 const PERMANENT: Record<string, string> = {
@@ -42,11 +41,4 @@ export function classifySlackFailure(error: unknown): SlackFailure {
     if (fix) return { kind: 'permanent', code, fix };
   }
   return { kind: 'transient' };
-}
-
-/** The sentence the person in Slack sees when the bot itself failed (not a refusal). */
-export function failureText(error: unknown): string {
-  if (error instanceof MdrError && error.code === 'store_unavailable')
-    return 'The bot cannot reach its store right now: nothing was recorded. Try again in a minute.';
-  return 'Something went wrong in the bot: nothing was recorded. Try again; if it persists, tell the bot operator.';
 }

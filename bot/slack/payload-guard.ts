@@ -85,6 +85,24 @@ function problemOf(raw: string, contentType: string | undefined): string | null 
   return parsed.success ? null : `the slash command is malformed (${describe(parsed.error)})`;
 }
 
+/**
+ * What is wrong with the body of a Socket Mode envelope (`slash_commands`, `interactive`, `events_api`),
+ * checked against the same shapes as over HTTP; null when it is shaped as Slack sends it.
+ */
+export function socketPayloadProblem(body: unknown): string | null {
+  if (typeof body !== 'object' || body === null) return 'the envelope has no payload object';
+  const b = body as { command?: unknown; type?: unknown };
+  if ('command' in b) {
+    const parsed = slashCommand.safeParse(body);
+    return parsed.success ? null : `the slash command is malformed (${describe(parsed.error)})`;
+  }
+  if (b.type === 'event_callback' || b.type === 'app_rate_limited') {
+    return eventEnvelope.safeParse(body).success ? null : 'the payload is not a Slack Events API envelope';
+  }
+  const parsed = interactivity.safeParse(body);
+  return parsed.success ? null : `the interactivity payload is malformed (${describe(parsed.error)})`;
+}
+
 function describe(error: z.ZodError): string {
   const first = error.issues[0];
   return first ? `${first.path.join('.') || 'payload'}: ${first.message}` : 'unknown shape';

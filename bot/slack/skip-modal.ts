@@ -6,11 +6,12 @@ import {
   SKIP_MODAL_CALLBACK_ID,
   SKIP_REASON_FIELD,
 } from '../../cards/slack/skip-modal.js';
+import { USE_CASE_OF } from '../../core/button-verbs.js';
 import { type Actor, actionRefSchema, recordRefusal } from '../../core/decisions.js';
-import { SKIP_REASON_MAX, skipTask } from '../../core/skip-task.js';
+import { SKIP_REASON_MAX } from '../../core/skip-task.js';
+import { failureText } from '../failures.js';
 import type { Runtime } from '../runtime.js';
 import { ephemeral, parseButtonValue } from './button-actions.js';
-import { failureText } from './errors.js';
 
 /** The Skip button on a customer task: `skip:act-3`. */
 export const SKIP_ACTION_ID = /^skip:/;
@@ -98,7 +99,7 @@ export function registerSkipModal(app: App, runtime: Runtime): void {
         return;
       }
       try {
-        const decision = await skipTask(runtime.deps, ref, actor, reason.data);
+        const decision = await USE_CASE_OF.skip(runtime.deps, ref, actor, { reason: reason.data });
         if (decision.ok) {
           await ack({ response_action: 'clear' });
           return;

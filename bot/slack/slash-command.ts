@@ -2,8 +2,8 @@ import type { App, RespondArguments } from '@slack/bolt';
 import { escapeMrkdwn, escapeSlack, renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
 import type { Actor } from '../../core/decisions.js';
 import { type CommandPlace, type CommandReply, replyText, runCommand } from '../commands.js';
+import { failureText } from '../failures.js';
 import type { Runtime } from '../runtime.js';
-import { failureText } from './errors.js';
 
 /** The fixed slash command. */
 export const SLASH_COMMAND = '/mdr';

@@ -5,20 +5,15 @@ import type {
   ViewUpdateResponseAction,
   webApi,
 } from '@slack/bolt';
+import { backoffMs } from '../../adapters/backoff.js';
 import { renderSlackText } from '../../cards/slack/render.js';
 import { renderSlackNoticeModal } from '../../cards/slack/skip-modal.js';
 import { type Actor, recordRefusal } from '../../core/decisions.js';
+import { MdrError } from '../../core/errors.js';
 import type { Logger } from '../logger.js';
 import type { Runtime } from '../runtime.js';
+import { type Backoff, DEFAULT_BACKOFF } from './backoff.js';
 import { classifySlackFailure } from './errors.js';
-
-/** Back-off of `auth.test` after a failure: doubles from `firstMs` up to `maxMs`. */
-export interface AuthRetry {
-  firstMs: number;
-  maxMs: number;
-}
-
-const DEFAULT_RETRY: AuthRetry = { firstMs: 1_000, maxMs: 60_000 };
 
 /**
  * How long a request waits for an `auth.test` still in flight before it is refused as "not ready";
@@ -42,7 +37,8 @@ export class SlackWorkspace {
     private readonly client: webApi.WebClient,
     private readonly botToken: string,
     private readonly logger: Logger,
-    private readonly retry: AuthRetry = DEFAULT_RETRY,
+    /** Of `auth.test` after a failure. */
+    private readonly retry: Backoff = DEFAULT_BACKOFF,
   ) {}
 
   /** Call `auth.test` now (and again after each failure, until `stop`). */
@@ -79,7 +75,7 @@ export class SlackWorkspace {
     try {
       const answer = await this.client.auth.test({ token: this.botToken });
       if (typeof answer.team_id !== 'string' || answer.team_id === '')
-        throw new Error('auth.test answered without a team_id');
+        throw new MdrError('upstream_failed', 'auth.test answered without a team_id');
       this.team = answer.team_id;
       this.failures = 0;
       this.logger.info(
@@ -89,7 +85,7 @@ export class SlackWorkspace {
       return this.team;
     } catch (error) {
       this.failures += 1;
-      const delayMs = Math.min(this.retry.maxMs, this.retry.firstMs * 2 ** (this.failures - 1));
+      const delayMs = backoffMs(this.retry.firstMs, this.failures - 1, this.retry.maxMs);
       const failure = classifySlackFailure(error);
       const fix =
         failure.kind === 'permanent'

@@ -1,10 +1,12 @@
 import { ConfidentialClientApplication } from '@azure/msal-node';
 import {
   type Activity,
+  ActivityTypes,
   CloudAdapter,
   ConfigurationBotFrameworkAuthentication,
   type ConfigurationBotFrameworkAuthenticationOptions,
   type InvokeResponse,
+  MessageFactory,
   type TurnContext,
 } from 'botbuilder';
 import {
@@ -14,6 +16,8 @@ import {
 } from 'botframework-connector';
 import express, { type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
+import { MdrError } from '../../core/errors.js';
+import { failureLog, failureText } from '../failures.js';
 import { sendError } from '../http-errors.js';
 import { localOnlyProblem } from '../local-only.js';
 import type { Logger } from '../logger.js';
@@ -48,6 +52,48 @@ export class TeamsAdapter extends CloudAdapter {
   ): Promise<InvokeResponse | undefined> {
     return this.processActivity(authenticated, activity, logic);
   }
+}
+
+/**
+ * The Teams error funnel, as Slack's: when handling an activity fails, the person is told what happened
+ * and what to do (a card click gets it as the click's error, a message as a reply), and the log says
+ * what failed without the request a platform error carries (its headers hold tokens).
+ */
+export function turnErrorHandler(logger: Logger): (ctx: TurnContext, error: Error) => Promise<void> {
+  return async (ctx, error) => {
+    const { activity } = ctx;
+    // Only a person's click or message is answered here. Anything else (a card delivered proactively,
+    // an install event) fails to its caller as before: the delivery job retries it or drops the conversation.
+    if (activity.type !== ActivityTypes.Invoke && activity.type !== ActivityTypes.Message) throw error;
+    logger.error(
+      { err: failureLog(error), activityType: activity.type, name: activity.name },
+      'Teams: handling the activity failed; the sender was told to try again',
+    );
+    const message = failureText(error);
+    try {
+      if (activity.type === ActivityTypes.Invoke) {
+        // Shaped as the bot's own answers to a click (an Adaptive Card error, its status the HTTP one).
+        const statusCode = error instanceof MdrError && error.code === 'store_unavailable' ? 503 : 500;
+        await ctx.sendActivity({
+          type: ActivityTypes.InvokeResponse,
+          value: {
+            status: statusCode,
+            body: {
+              statusCode,
+              type: 'application/vnd.microsoft.error',
+              value: { code: error instanceof MdrError ? error.code : 'internal', message },
+            },
+          },
+        });
+      } else {
+        const reply = MessageFactory.text(message);
+        reply.textFormat = 'plain';
+        await ctx.sendActivity(reply);
+      }
+    } catch (replyError) {
+      logger.warn({ err: failureLog(replyError) }, 'Teams: could not tell the sender that handling failed');
+    }
+  };
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   TurnContext,
 } from 'botbuilder';
 import { ATTR, annotate, withSpan } from '../../adapters/tracing.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import {
   type AdaptiveCardJson,
   reasonInputId,
@@ -16,42 +17,20 @@ import {
   renderTeamsTaskList,
   teamsInputId,
 } from '../../cards/teams/render.js';
-import { buildIncidentView } from '../../cards/view-model.js';
-import {
-  type ActionRef,
-  type ApproveChoices,
-  approveAction,
-  approveChoicesSchema,
-} from '../../core/approve-action.js';
-import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
-import { handOverAction } from '../../core/hand-over-action.js';
+import { type ApproveChoices, approveChoicesSchema } from '../../core/approve-action.js';
+import { BUTTON_VERBS, USE_CASE_OF } from '../../core/button-verbs.js';
+import { type ActionRef, type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
 import { listTasks } from '../../core/list-tasks.js';
-import { markTaskDone } from '../../core/mark-task-done.js';
 import { rolesOf } from '../../core/policy.js';
-import { rejectAction } from '../../core/reject-action.js';
-import { retryAction } from '../../core/retry-action.js';
-import { runMyself } from '../../core/run-myself.js';
-import { skipTask } from '../../core/skip-task.js';
 import { type CommandPlace, replyText, runCommand } from '../commands.js';
 import type { Runtime } from '../runtime.js';
 import { baseConversationId } from './publisher.js';
 import { type TeamsTrust, tenantOf } from './trust.js';
 
 const CARD = 'application/vnd.microsoft.card.adaptive';
-const VERBS = ['approve', 'reject', 'markDone', 'retry', 'handover', 'runMyself', 'skip', 'refresh'] as const;
+/** The card's buttons, and `refresh` (Teams asks for the viewer's own card). */
+const VERBS = [...BUTTON_VERBS, 'refresh'] as const;
 type Verb = (typeof VERBS)[number];
-
-const DECIDE: Record<
-  Exclude<Verb, 'refresh' | 'skip'>,
-  (deps: Runtime['deps'], ref: ActionRef, actor: Actor, choices?: ApproveChoices) => Promise<Decision>
-> = {
-  approve: approveAction,
-  reject: rejectAction,
-  markDone: markTaskDone,
-  retry: retryAction,
-  handover: handOverAction,
-  runMyself,
-};
 
 /**
  * The Teams side of the bot: remembers where it is installed, answers Universal Action clicks with the
@@ -136,10 +115,8 @@ export class MdrTeamsBot extends TeamsActivityHandler {
         choices = parsed.data;
       }
       const named = await this.withName(ctx, actor);
-      decision =
-        verb === 'skip'
-          ? await skipTask(deps, ref, named, typedReason(data, ref.actionId))
-          : await DECIDE[verb](deps, ref, named, choices);
+      const input = verb === 'skip' ? { reason: typedReason(data, ref.actionId) } : choices;
+      decision = await USE_CASE_OF[verb](deps, ref, named, input);
     }
     if (decision?.ok) annotate({ [ATTR.actionType]: decision.action.type });
     const notice = decision && !decision.ok ? decision.message : undefined;

@@ -1,8 +1,15 @@
 import type { RequestHandler } from 'express';
 import { recordRefusal } from '../../core/decisions.js';
+import { MdrError } from '../../core/errors.js';
 import type { CardPublisher } from '../delivery.js';
 import type { Runtime } from '../runtime.js';
-import { createTeamsAdapter, TEAMS_OFF, type TeamsEnv, teamsRequestHandler } from './adapter.js';
+import {
+  createTeamsAdapter,
+  TEAMS_OFF,
+  type TeamsEnv,
+  teamsRequestHandler,
+  turnErrorHandler,
+} from './adapter.js';
 import { MdrTeamsBot } from './bot.js';
 import { TeamsPublisher } from './publisher.js';
 import { teamsTrustOf } from './trust.js';
@@ -34,9 +41,13 @@ export function createTeams(
   const { config, logger } = runtime;
   const appId = config.teams.appId ?? '';
   if ((blank(env.MicrosoftAppId) ?? '') !== appId)
-    throw new Error('createTeams: the environment names another MicrosoftAppId than the configuration');
+    throw new MdrError(
+      'config_invalid',
+      'createTeams: the environment names another MicrosoftAppId than the configuration',
+    );
   const trust = teamsTrustOf(config);
   const adapter = createTeamsAdapter(env);
+  adapter.onTurnError = turnErrorHandler(logger);
   const bot = new MdrTeamsBot(runtime, trust);
   const audit = (who: string, detail: string) =>
     recordRefusal(

@@ -1,7 +1,7 @@
 import { CardFactory, type ConversationReference, MessageFactory, type TurnContext } from 'botbuilder';
 import { ATTR, withClientSpan } from '../../adapters/tracing.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { type AdaptiveCardJson, renderTeamsCard } from '../../cards/teams/render.js';
-import { buildIncidentView } from '../../cards/view-model.js';
 import type { CardRefs, IncidentState, Task } from '../../core/model.js';
 import type { ActionStore, Clock } from '../../core/ports.js';
 import type { Config } from '../config.js';

@@ -1,17 +1,11 @@
 import type { Button, ContextBlock, KnownBlock, SectionBlock } from '@slack/types';
 import type { ScanType } from '../../core/actions.js';
 import type { Task } from '../../core/model.js';
+import { renderIncidentToFit, renderToFit } from '../fit.js';
+import { buildTaskListView, type TaskListView } from '../task-list-view.js';
+import { cleanText, cut } from '../text.js';
 import { checkSlackLimits } from '../validate.js';
-import {
-  type ActionLineView,
-  type ButtonView,
-  buildTaskListView,
-  cleanText,
-  cut,
-  type IncidentCardView,
-  shrinkIncidentView,
-  type TaskListView,
-} from '../view-model.js';
+import type { ActionLineView, ButtonView, IncidentCardView } from '../view-types.js';
 
 /** A Slack message: notification text plus Block Kit blocks. */
 export interface SlackMessage {
@@ -60,14 +54,7 @@ export function renderSlackText(text: string): SlackMessage {
 
 /** The Block Kit message of an incident; always inside Slack's limits (cut with "and N more"). */
 export function renderSlackMessage(view: IncidentCardView, options: { notice?: string } = {}): SlackMessage {
-  let current: IncidentCardView | null = view;
-  let message = incidentMessage(view, options.notice);
-  while (checkSlackLimits(message, { totalBlockText: SLACK_TEXT_BUDGET }).length > 0) {
-    current = current ? shrinkIncidentView(current) : null;
-    if (!current) break;
-    message = incidentMessage(current, options.notice);
-  }
-  return message;
+  return renderIncidentToFit(view, (v) => incidentMessage(v, options.notice), withinSlackLimits);
 }
 
 /** The `/mdr pending` answer: each pending customer task with a Mark done button. */
@@ -75,13 +62,16 @@ export function renderSlackTaskList(
   tasks: readonly Task[],
   options: { apiBaseUrl?: string; now?: Date; maxShown?: number } = {},
 ): SlackMessage {
-  let maxShown = options.maxShown ?? 20;
-  let message = taskListMessage(buildTaskListView(tasks, { ...options, maxShown }));
-  while (maxShown > 0 && checkSlackLimits(message, { totalBlockText: SLACK_TEXT_BUDGET }).length > 0) {
-    maxShown -= 1;
-    message = taskListMessage(buildTaskListView(tasks, { ...options, maxShown }));
-  }
-  return message;
+  return renderToFit(
+    options.maxShown ?? 20,
+    (maxShown) => taskListMessage(buildTaskListView(tasks, { ...options, maxShown })),
+    withinSlackLimits,
+    (maxShown) => (maxShown > 0 ? maxShown - 1 : null),
+  );
+}
+
+function withinSlackLimits(message: SlackMessage): boolean {
+  return checkSlackLimits(message, { totalBlockText: SLACK_TEXT_BUDGET }).length === 0;
 }
 
 /** The JSON a button's `value` holds. */

@@ -1,14 +1,8 @@
 import type { Task } from '../../core/model.js';
-import {
-  type ActionGroupKey,
-  type ButtonView,
-  buildTaskListView,
-  cleanText,
-  cut,
-  type IncidentCardView,
-  shrinkIncidentView,
-  type Tone,
-} from '../view-model.js';
+import { renderIncidentToFit } from '../fit.js';
+import { buildTaskListView } from '../task-list-view.js';
+import { cleanText, cut } from '../text.js';
+import type { ActionGroupKey, ButtonView, IncidentCardView, Tone } from '../view-types.js';
 import { compileTemplate } from './template.js';
 import incidentTemplate from './templates/incident.json' with { type: 'json' };
 import taskListTemplate from './templates/task-list.json' with { type: 'json' };
@@ -62,14 +56,11 @@ export function escapeTeamsMarkdown(text: string): string {
 /** The Adaptive Card 1.5 of an incident, drawn for one viewer; always inside TEAMS_CARD_MAX_BYTES. */
 export function renderTeamsCard(view: IncidentCardView, options: TeamsCardOptions): AdaptiveCardJson {
   const maxBytes = options.maxBytes ?? TEAMS_CARD_MAX_BYTES;
-  let current: IncidentCardView | null = view;
-  let card = expandIncident(view, options);
-  while (byteLength(card) > maxBytes) {
-    current = current ? shrinkIncidentView(current) : null;
-    if (!current) break;
-    card = expandIncident(current, options);
-  }
-  return card;
+  return renderIncidentToFit(
+    view,
+    (v) => expandIncident(v, options),
+    (card) => byteLength(card) <= maxBytes,
+  );
 }
 
 /** The Adaptive Card answering the `pending` command in Teams: each pending task with a Mark done button. */
@@ -187,7 +178,7 @@ function expandIncident(view: IncidentCardView, options: TeamsCardOptions): Adap
         ? [{ title: 'Failed', value: md(`${view.counts.failed} to retry or hand over`) }]
         : []),
       ...(view.counts.needExpert > 0
-        ? [{ title: 'Experts', value: md(`${view.counts.needExpert} awaiting approval or by hand`) }]
+        ? [{ title: 'Experts', value: md(`${view.counts.needExpert} awaiting approval, running or by hand`) }]
         : []),
       ...(view.counts.needCustomer > 0
         ? [{ title: 'Your team', value: md(`${view.counts.needCustomer} to do`) }]

@@ -22,17 +22,18 @@
  * Data values are never evaluated: a `${...}` inside incident text stays text.
  */
 
+import { MdrError } from '../../core/errors.js';
+
 /** The data an expression is evaluated against: the current `$data` (the root outside any `$data`). */
 type Scope = unknown;
 type Evaluate = (scope: Scope) => unknown;
 /** A compiled node: its expanded value; `null` when an element is dropped (or repeated zero times). */
 type Expand = (scope: Scope) => unknown;
 
-/** Raised when a template uses something this compiler does not implement. */
-export class TemplateCompileError extends Error {
+/** Raised when a template uses something this compiler does not implement: a fault of the bot's card. */
+export class TemplateCompileError extends MdrError {
   constructor(message: string) {
-    super(message);
-    this.name = 'TemplateCompileError';
+    super('internal', message);
   }
 }
 

@@ -7,7 +7,8 @@ import type { RuntimeParts } from '../../bot/runtime.js';
 import { approveAction } from '../../core/approve-action.js';
 import type { ActionStore } from '../../core/ports.js';
 import { ADMIN_TOKEN, type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { EXPERT, sampleIngestBody } from '../support/core-harness.js';
+import { EXPERT } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { fakeTime, GRAPH_URL, MDE_ORIGIN, MDE_URL, nockLogin, testCredential } from './defender-helpers.js';
 
@@ -42,7 +43,10 @@ describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
 
   it('ingests the sample incident and returns its managed-response state', async () => {
     await startWith();
-    const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const res = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({
       id: '48213',
@@ -50,7 +54,10 @@ describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
       managedStatus: 'inProgress',
       added: ['act-1', 'act-2', 'act-3', 'act-4', 'act-5', 'act-6'],
     });
-    const again = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const again = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(again.status).toBe(200);
     expect(again.body.added).toEqual([]);
 
@@ -82,7 +89,7 @@ describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
       sleep: fakeTime().sleep,
     });
     await startWith({}, { executor });
-    const body = sampleIngestBody();
+    const body = sampleIngestBody(shippedSample());
     body.managedResponse.actions = body.managedResponse.actions.filter((a: { id: string }) =>
       ['act-1', 'act-2'].includes(a.id),
     );
@@ -107,8 +114,8 @@ describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
 
   it('answers 400 naming the field, and stores nothing', async () => {
     await startWith();
-    const body = sampleIngestBody();
-    body.managedResponse.actions[0].target = {};
+    const body = sampleIngestBody(shippedSample());
+    body.managedResponse.actions[0]!.target = {};
     const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body });
     expect(res.status).toBe(400);
     expect(res.body.error).toMatchObject({
@@ -124,27 +131,30 @@ describe.each(backends)('REST API on the %s store', (_name, makeStore) => {
 
   it('answers 413 to a 2 MiB body and 401 to a wrong or missing token, storing nothing', async () => {
     await startWith();
-    const big = sampleIngestBody();
+    const big = sampleIngestBody(shippedSample());
     big.managedResponse.summary = 'x'.repeat(2 * 1024 * 1024);
     const tooLarge = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: big });
     expect(tooLarge.status).toBe(413);
     expect(tooLarge.body.error.code).toBe('payload_too_large');
     const wrong = await send(`${bot.url}/api/incidents`, {
       token: `${INGEST_TOKEN}x`,
-      body: sampleIngestBody(),
+      body: sampleIngestBody(shippedSample()),
     });
     expect(wrong.status).toBe(401);
     expect(wrong.body.error.code).toBe('unauthorized');
-    const missing = await send(`${bot.url}/api/incidents`, { body: sampleIngestBody() });
+    const missing = await send(`${bot.url}/api/incidents`, { body: sampleIngestBody(shippedSample()) });
     expect(missing.status).toBe(401);
-    const admin = await send(`${bot.url}/api/incidents`, { token: ADMIN_TOKEN, body: sampleIngestBody() });
+    const admin = await send(`${bot.url}/api/incidents`, {
+      token: ADMIN_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(admin.status).toBe(401);
     expect(await store.listIncidents(10)).toEqual([]);
   });
 
   it('lists pending tasks and marks one done through the API', async () => {
     await startWith();
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
     const pending = await send(`${bot.url}/api/tasks?status=pending`, { token: INGEST_TOKEN });
     expect(pending.status).toBe(200);
     expect(pending.body.tasks).toMatchObject([
@@ -238,7 +248,10 @@ describe('REST API without tokens configured', () => {
   it('answers 401 on every API route, saying which variable enables it', async () => {
     const bot = await startBot({ config: (c) => ({ ...c, ingestToken: undefined, adminToken: undefined }) });
     try {
-      const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+      const res = await send(`${bot.url}/api/incidents`, {
+        token: INGEST_TOKEN,
+        body: sampleIngestBody(shippedSample()),
+      });
       expect(res.status).toBe(401);
       expect(res.body.error.message).toContain('INGEST_TOKEN');
       expect((await send(`${bot.url}/api/exclusions`, { token: ADMIN_TOKEN })).body.error.message).toContain(

@@ -1,9 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../adapters/memory-store.js';
 import { RedisStore } from '../../adapters/redis-store.js';
+import type { AuditEntry } from '../../core/model.js';
 import type { ActionStore } from '../../core/ports.js';
 import { ADMIN_TOKEN, type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 
 let redis: TestRedis;
@@ -19,16 +20,34 @@ afterEach(async () => {
   for (const bot of bots.splice(0)) await bot.close();
 });
 
-const stores: [string, () => ActionStore][] = [
-  ['memory', () => new MemoryStore()],
+/** Each store, and the same with a feed bound of `feedMaxLen` lines (approximate on Redis). */
+const stores: [string, (feedMaxLen?: number) => ActionStore][] = [
+  ['memory', (feedMaxLen) => new MemoryStore(feedMaxLen)],
   [
     'redis',
-    () => new RedisStore({ url: redis.url }, `${redis.prefix}${Math.random().toString(16).slice(2, 8)}:`),
+    (feedMaxLen) =>
+      new RedisStore(
+        { url: redis.url },
+        `${redis.prefix}${Math.random().toString(16).slice(2, 8)}:`,
+        feedMaxLen ? { auditFeedMaxLen: feedMaxLen } : {},
+      ),
   ],
 ];
 
+/** A policy audit entry (no incident) numbered `n`. */
+function auditEntry(event: string, n: number): AuditEntry {
+  return {
+    at: new Date().toISOString(),
+    actor: 'admin:token',
+    platform: 'api',
+    event,
+    outcome: 'ok',
+    detail: `entry ${n}`,
+  };
+}
+
 function incident(id: string) {
-  const body = sampleIngestBody();
+  const body = sampleIngestBody(shippedSample());
   body.incident.id = id;
   body.incident.incidentWebUrl = `https://security.microsoft.com/incidents/${id}`;
   return body;
@@ -42,6 +61,7 @@ async function page(bot: BotServer, query: string, token = INGEST_TOKEN) {
     status: res.status,
     type: res.headers.get('content-type'),
     next: res.headers.get('x-next-cursor'),
+    gap: res.headers.get('x-cursor-gap'),
     text,
     lines: res.ok
       ? text
@@ -102,6 +122,36 @@ describe.each(stores)('GET /api/audit on the %s store', (_name, makeStore) => {
       expect.objectContaining({ incidentId: '48213', actionId: 'act-5', event: 'markDone', outcome: 'ok' }),
     ]);
     expect(later.next).toBe(later.lines[0].cursor);
+  });
+
+  it('tells a collector whose cursor is older than the oldest entry kept that entries were dropped', async () => {
+    const bot = await startBot({ parts: { store: makeStore(10) } });
+    bots.push(bot);
+    const store = bot.runtime.store;
+    await store.appendAudit(auditEntry('exclude', 0));
+    const [kept] = (await page(bot, '?limit=1')).lines;
+    expect((await page(bot, `?since=${kept.cursor}`)).gap).toBe('false');
+    // Enough entries for the bound to drop the oldest (Redis trims whole stream nodes of 100).
+    for (let i = 1; i <= 250; i += 1) await store.appendAudit(auditEntry('exclude', i));
+
+    const behind = await page(bot, `?since=${kept.cursor}&limit=1000`);
+    expect(behind.status).toBe(200);
+    expect(behind.gap).toBe('true');
+    // The page starts at the oldest entry kept, the dropped ones are gone.
+    expect(behind.lines[0].detail).not.toBe('entry 1');
+    expect(behind.lines.at(-1).detail).toBe('entry 250');
+    const oldest = behind.lines[0].cursor;
+    expect((await page(bot, `?since=${oldest}`)).gap).toBe('false');
+    expect((await page(bot, '')).gap).toBe('false');
+  });
+
+  it('says no gap for any cursor while nothing was dropped', async () => {
+    const bot = await startBot({ parts: { store: makeStore() } });
+    bots.push(bot);
+    await bot.runtime.store.appendAudit(auditEntry('exclude', 1));
+    const res = await page(bot, '?since=1-0');
+    expect(res.gap).toBe('false');
+    expect(res.lines.map((l) => l.detail)).toEqual(['entry 1']);
   });
 
   it('refuses a bad cursor or limit with a 400 naming the field, and a missing token with a 401', async () => {

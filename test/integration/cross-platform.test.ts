@@ -8,7 +8,7 @@ import { createSlack } from '../../bot/slack/create-slack.js';
 import { createTeams } from '../../bot/teams/index.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   clickButton,
@@ -120,7 +120,7 @@ const startBoth = async () => {
     mounts: (rt) => ({ slack: createSlack(rt).handler, teams: createTeams(rt, TEAMS_AUTH_ENV).handler }),
   });
   await send(`${bot.url}/api/messages`, { body: botAddedToTeam(), token: channelToken() });
-  await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+  await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
   await vi.waitFor(async () => {
     const refs = await store.getCardRefs(INCIDENT);
     expect(refs.slack?.ts).toBeTruthy();

@@ -4,7 +4,7 @@ import { DefenderAssetDirectory } from '../../adapters/defender-directory.js';
 import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { runCommand } from '../../bot/commands.js';
-import { buildIncidentView } from '../../cards/view-model.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { approveAction } from '../../core/approve-action.js';
 import { executeAction } from '../../core/execute-action.js';
 import { listTasks } from '../../core/list-tasks.js';
@@ -220,7 +220,7 @@ describe('Skip', () => {
         skipReason: 'isolated by our own IT already',
       },
     ]);
-    // The API lists it under skipped, with the reason as DESIGN names it, and not under done.
+    // The API lists it under skipped, with the reason as README's Ingest API table names it, and not under done.
     expect(await listTasks(h.deps, 'done')).toEqual([]);
     expect(await listTasks(h.deps, 'skipped')).toMatchObject([
       { id: '48213:act-1', skippedBy: CUSTOMER.id, reason: 'isolated by our own IT already' },

@@ -1820,7 +1820,7 @@ describe('DefenderExecutor: release from quarantine', () => {
     expect(outcome).toEqual({
       ok: false,
       reason:
-        'Defender has no API to release a file from quarantine: an expert does it in the Defender portal (Action center > History > Undo), or for a custom-indicator block on the device with "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All" (which restores every file blocked that way in the last 30 days), and marks it done',
+        'Defender has no API to release a file from quarantine: an expert does it by hand and marks it done. Open the Microsoft Defender portal: Action center > History. Find the quarantine action for the file on the device and choose Undo. If a custom indicator blocked it, on the device as administrator run "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All". Warning: that command restores every file a custom indicator blocked on the device in the last 30 days, not only this one.',
     });
     expect(tokenRequests).toEqual([]);
   });

@@ -13,7 +13,7 @@ import { batchEvent, requestBatchEmail } from '../../core/email-customer-tasks.j
 import { handOverAction } from '../../core/hand-over-action.js';
 import type { Policy } from '../../core/policy.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   fakeAuthTest,
@@ -175,7 +175,7 @@ describe('customer task email', () => {
     // Reminders a second apart, so a reminder email follows the first one within the test.
     const p = policy({ reminders: { pendingTaskHours: 1 / 3600 } });
     const [one, two] = [await replica(prefix, p), await replica(prefix, p)];
-    const body = sampleIngestBody();
+    const body = sampleIngestBody(shippedSample());
     const results = await Promise.all(
       [one, two].map((bot) => send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body })),
     );
@@ -232,7 +232,7 @@ describe('customer task email', () => {
       }
     };
 
-    const body = sampleIngestBody();
+    const body = sampleIngestBody(shippedSample());
     await both(body);
     await vi.waitFor(async () => expect(await sentEvents()).toEqual(['tasks-act-5@1']), WAIT);
 
@@ -322,7 +322,10 @@ describe('customer task email', () => {
     const calls = fakeSendMail([{ status: 503 }]);
     const bot = await replica(uniquePrefix(), policy(), { slack: true });
 
-    const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const res = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(res.status).toBe(201);
     await vi.waitFor(async () => {
       expect(posts).toHaveLength(1);
@@ -339,7 +342,10 @@ describe('customer task email', () => {
   it('sends nothing when the policy names no address', async () => {
     const calls = fakeSendMail();
     const bot = await replica(uniquePrefix(), policy({ notifications: { email: [] } }));
-    const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const res = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(res.status).toBe(201);
     // The task exists and its reminder is queued, which is where the email job would have been asked for.
     expect((await bot.runtime.store.listTasks('pending')).map((t) => t.id)).toEqual(['48213:act-5']);
@@ -367,7 +373,10 @@ describe('local mode', () => {
     bots.push(bot);
     expect(config.localMode && bot.runtime.config.localMode).toBe(true);
 
-    const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const res = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(res.status).toBe(201);
     await vi.waitFor(async () => {
       const state = await send(`${bot.url}/preview/api/state`);

@@ -250,11 +250,16 @@ describe('exactly once', () => {
   it('sends nothing from a second run of the action while the first holds the token', async () => {
     const h = onRedis();
     let posts = 0;
+    // Defender answers the first run's POST only once the second run has been tried.
+    let answer: () => void = () => {};
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
     mde()
       .post(POST_ISOLATE)
-      .delay(300)
-      .reply(() => {
+      .reply(async () => {
         posts++;
+        await answered;
         return [201, machineAction('ma-1', '1')];
       });
     await seed(h.store, '1');
@@ -264,6 +269,7 @@ describe('exactly once', () => {
     const first = executeAction(h.deps, ref, { token: 'run-a' });
     await expect.poll(async () => (await h.store.getAction('1', 'act-1'))?.executionToken).toBe('run-a');
     const second = await executeAction(h.deps, ref, { token: 'run-b' });
+    answer();
 
     expect(second).toEqual({ status: 'skipped', reason: 'another run holds it' });
     expect(await first).toMatchObject({ status: 'done', action: { state: 'executing', externalId: 'ma-1' } });

@@ -6,7 +6,8 @@ import { handOverAction } from '../../core/hand-over-action.js';
 import { ingestIncident } from '../../core/ingest-incident.js';
 import type { ResponseExecutor } from '../../core/ports.js';
 import { retryAction } from '../../core/retry-action.js';
-import { coreHarness, EXPERT, sampleIngestBody } from '../support/core-harness.js';
+import { coreHarness, EXPERT } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 
 const ISOLATE = { incidentId: '48213', actionId: 'act-1' };
@@ -31,7 +32,7 @@ const failing: ResponseExecutor = {
 async function failedOnRedis(name: string) {
   const store = new RedisStore({ url: redis.url }, `${redis.prefix}${name}:`);
   const h = coreHarness({ store, executor: failing });
-  await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+  await ingestIncident(h.deps, sampleIngestBody(shippedSample()), { id: 'api:ingest', platform: 'api' });
   await approveAction(h.deps, ISOLATE, EXPERT);
   expect(await executeAction(h.deps, ISOLATE)).toMatchObject({ action: { state: 'failed' } });
   h.jobs.jobs.splice(0);

@@ -7,7 +7,8 @@ import { parsePolicy } from '../../bot/config.js';
 import { GRAPH_POLL_CURSOR, IncidentPoller } from '../../bot/incident-poller.js';
 import type { GraphIncidentFilter } from '../../core/policy.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { ManualClock, sampleIngestBody } from '../support/core-harness.js';
+import { ManualClock } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { GRAPH_ORIGIN, GRAPH_TOKEN, GRAPH_URL, nockLogin, testCredential } from './defender-helpers.js';
 
@@ -101,7 +102,7 @@ describe('polling Graph security incidents (GRAPH_POLL_SECONDS)', () => {
   it('ingests every page, keeping the actions and summary already received', async () => {
     bot = await startWith();
     nockLogin();
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
     const requests: { query: string; auth: string | undefined; prefer: string | undefined }[] = [];
     nock(GRAPH_ORIGIN)
       .get(INCIDENTS)

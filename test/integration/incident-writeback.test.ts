@@ -6,7 +6,7 @@ import { GraphIncidentWriter } from '../../adapters/graph-incident-writer.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { buildRuntime, describeRuntime } from '../../bot/compose.js';
 import { type Config, ConfigError, loadConfig } from '../../bot/config.js';
-import { runWriteback } from '../../bot/incident-writeback.js';
+import { runWriteback, WRITEBACK_PAUSE } from '../../bot/incident-writeback.js';
 import { createLogger } from '../../bot/logger.js';
 import { JOB_LANES } from '../../bot/runtime.js';
 import { markTaskDone } from '../../core/mark-task-done.js';
@@ -14,7 +14,7 @@ import type { Policy } from '../../core/policy.js';
 import { rejectAction } from '../../core/reject-action.js';
 import graphIncident from '../fixtures/graph-incident.json' with { type: 'json' };
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { GRAPH_ORIGIN, GRAPH_TOKEN, GRAPH_URL, nockLogin, testCredential } from './defender-helpers.js';
 
@@ -154,7 +154,10 @@ const writebackAudit = async (server: BotServer) =>
   (await server.runtime.store.listAudit('48213')).filter((e) => e.event === 'writeback');
 
 async function ingest(server: BotServer): Promise<void> {
-  const r = await send(`${server.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+  const r = await send(`${server.url}/api/incidents`, {
+    token: INGEST_TOKEN,
+    body: sampleIngestBody(shippedSample()),
+  });
   expect(r.status).toBeLessThan(300);
 }
 
@@ -237,6 +240,7 @@ describe('Defender incident write-back', () => {
     ]);
     const prefix = uniquePrefix();
     const server = await bot(prefix);
+    const paused = vi.spyOn(server.runtime.store, 'pauseChannel');
     await ingest(server);
 
     await vi.waitFor(async () => {
@@ -244,7 +248,9 @@ describe('Defender incident write-back', () => {
     }, WAIT);
     const patches = graph.patches();
     expect(patches).toHaveLength(2);
-    expect((patches[1]?.at ?? 0) - (patches[0]?.at ?? 0)).toBeGreaterThanOrEqual(1_000);
+    // The 429 paused the write-back (for every replica, through the store) until Retry-After ended.
+    expect(paused.mock.calls.map(([channel]) => channel)).toEqual([WRITEBACK_PAUSE]);
+    expect(paused.mock.calls[0]?.[1]).toBeGreaterThanOrEqual((patches[0]?.at ?? 0) + 1_000);
     expect(patches[1]?.body).toEqual({
       customTags: ['Finance', 'MDR: In progress'],
       assignedTo: 'Contoso SOC',

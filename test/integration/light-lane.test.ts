@@ -7,6 +7,8 @@ import { LeaseLostError, RedisWorkLane } from '../../adapters/redis-work-lane.js
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** How long a condition may take to hold on a busy machine (the lanes poll Redis). */
+const WAIT = { timeout: 15_000, interval: 20 };
 
 function recordingLogger(): QueueLogger & { errors: string[]; warnings: string[] } {
   const errors: string[] = [];
@@ -71,15 +73,15 @@ describe('a light lane of the Redis queue', () => {
     expect(await queue.has('work', 'a/1', { x: 1 })).toBe(true);
     expect(await queue.has('work', 'a/2', { x: 1 })).toBe(false);
     await queue.start();
-    await expect.poll(() => runs.length).toBe(1);
+    await expect.poll(() => runs.length, WAIT).toBe(1);
     await queue.add('work', { x: 1 }, { id: 'a/1' });
     expect(await queue.has('work', 'a/1', { x: 1 })).toBe(true);
     release.open();
-    await expect.poll(() => queue.has('work', 'a/1', { x: 1 })).toBe(false);
+    await expect.poll(() => queue.has('work', 'a/1', { x: 1 }), WAIT).toBe(false);
     expect(runs).toEqual([{ x: 1 }]);
 
     await queue.add('work', { x: 1 }, { id: 'a/1' });
-    await expect.poll(() => runs.length).toBe(2);
+    await expect.poll(() => runs.length, WAIT).toBe(2);
   });
 
   it('coalesces adds while a job waits, and runs once more after a run that an add came during', async () => {
@@ -97,15 +99,15 @@ describe('a light lane of the Redis queue', () => {
     });
     for (let i = 0; i < 5; i++) await queue.add('work', { card: 'c1' }, { coalesce: 'c1', delayMs: 100 });
     await queue.start();
-    await expect.poll(() => runs.length).toBe(1);
+    await expect.poll(() => runs.length, WAIT).toBe(1);
     // Changes while the run is under way: one more run, after it, never beside it.
     for (let i = 0; i < 3; i++) await queue.add('work', { card: 'c1' }, { coalesce: 'c1' });
     const first = release;
     release = gate();
     first.open();
-    await expect.poll(() => runs.length).toBe(2);
+    await expect.poll(() => runs.length, WAIT).toBe(2);
     release.open();
-    await expect.poll(() => queue.has('work', 'c1', { card: 'c1' })).toBe(false);
+    await expect.poll(() => queue.has('work', 'c1', { card: 'c1' }), WAIT).toBe(false);
     expect(runs).toHaveLength(2);
     expect(most).toBe(1);
   });
@@ -119,7 +121,7 @@ describe('a light lane of the Redis queue', () => {
     await queue.start();
     const added = Date.now();
     await queue.add('work', {}, { id: 'later', delayMs: 300 });
-    await expect.poll(() => ran.length).toBe(1);
+    await expect.poll(() => ran.length, WAIT).toBe(1);
     expect((ran[0] ?? 0) - added).toBeGreaterThanOrEqual(295);
   });
 
@@ -132,7 +134,7 @@ describe('a light lane of the Redis queue', () => {
     });
     await queue.start();
     await queue.add('work', {}, { id: 'fails' });
-    await expect.poll(() => logger.errors).toEqual(['job failed for good']);
+    await expect.poll(() => logger.errors, WAIT).toEqual(['job failed for good']);
     expect(tries).toHaveLength(3);
     expect((tries[1] ?? 0) - (tries[0] ?? 0)).toBeGreaterThanOrEqual(45);
     expect((tries[2] ?? 0) - (tries[1] ?? 0)).toBeGreaterThanOrEqual(95);
@@ -165,7 +167,7 @@ describe('a light lane of the Redis queue', () => {
     stuck.start();
     const since = Date.now();
     await stuck.add('work', { i: 1 }, { id: 'w1' });
-    await expect.poll(() => took).toBe(1);
+    await expect.poll(() => took, WAIT).toBe(1);
 
     const other = lightQueue(prefix).queue;
     const done: number[] = [];
@@ -173,7 +175,7 @@ describe('a light lane of the Redis queue', () => {
       done.push(Date.now());
     });
     await other.start();
-    await expect.poll(() => done.length, { timeout: 5_000 }).toBe(1);
+    await expect.poll(() => done.length, WAIT).toBe(1);
     expect((done[0] ?? 0) - since).toBeGreaterThanOrEqual(1_000);
     hold.open();
     await stuck.close();
@@ -192,8 +194,9 @@ describe('a light lane of the Redis queue', () => {
     }
     const producer = lightQueue(prefix).queue;
     for (let i = 0; i < 60; i++) await producer.add('work', { i }, { id: `j${i}` });
-    await expect.poll(() => runs.length, { timeout: 5_000 }).toBe(60);
-    for (let i = 0; i < 60; i++) await expect.poll(() => producer.has('work', `j${i}`, { i })).toBe(false);
+    await expect.poll(() => runs.length, WAIT).toBe(60);
+    for (let i = 0; i < 60; i++)
+      await expect.poll(() => producer.has('work', `j${i}`, { i }), WAIT).toBe(false);
     expect(runs).toHaveLength(60);
     const jobs = runs.map((r) => Number(r.split(':')[1])).sort((x, y) => x - y);
     expect(jobs).toEqual([...Array(60).keys()]);
@@ -225,7 +228,7 @@ describe('groups of a light lane', () => {
       for (const group of ['g1', 'g2'])
         await producer.add('work', { group, i }, { id: `${group}-${i}`, group });
     }
-    await expect.poll(() => done.length, { timeout: 5_000 }).toBe(16);
+    await expect.poll(() => done.length, WAIT).toBe(16);
     expect(overlaps).toBe(0);
     expect(done.filter((d) => d.startsWith('g1:')).sort()).toEqual(
       [...Array(8).keys()].map((i) => `g1:${i}`),
@@ -250,8 +253,8 @@ describe('the lease of a light-lane job', () => {
     }
     const producer = lightQueue(prefix).queue;
     await producer.add('work', { long: true }, { id: 'long' });
-    await expect.poll(() => runs.length).toBe(1);
-    await expect.poll(() => producer.has('work', 'long', { long: true }), { timeout: 8_000 }).toBe(false);
+    await expect.poll(() => runs.length, WAIT).toBe(1);
+    await expect.poll(() => producer.has('work', 'long', { long: true }), WAIT).toBe(false);
     expect(runs).toHaveLength(1);
     expect(aborted).toBe(false);
   });
@@ -292,7 +295,7 @@ describe('the lease of a light-lane job', () => {
       events.push({ what: 'b ran', at: Date.now() });
     });
     await other.start();
-    await expect.poll(() => events.map((e) => e.what), { timeout: 6_000 }).toContain('b ran');
+    await expect.poll(() => events.map((e) => e.what), WAIT).toContain('b ran');
     await lane.close();
     expect(events.map((e) => e.what)).toEqual(['a started', 'a told to stop', 'b ran']);
     const [started, told, ran] = events as [(typeof events)[0], (typeof events)[0], (typeof events)[0]];
@@ -303,7 +306,7 @@ describe('the lease of a light-lane job', () => {
     expect(logger.warnings).toContain(
       'job lease ended before the job did: the run was told to stop and the job is left to its next run',
     );
-    await expect.poll(() => other.has('work', 'cut', { i: 1 })).toBe(false);
+    await expect.poll(() => other.has('work', 'cut', { i: 1 }), WAIT).toBe(false);
   });
 
   it('ends a run whose lease another run took without touching that run', async () => {
@@ -322,8 +325,8 @@ describe('the lease of a light-lane job', () => {
     });
     await queue.start();
     await queue.add('work', { t: 1 }, { id: 'taken' });
-    await expect.poll(() => signals[0]?.aborted ?? false, { timeout: 3_000 }).toBe(true);
-    await expect.poll(() => logger.warnings.length).toBe(1);
+    await expect.poll(() => signals[0]?.aborted ?? false, WAIT).toBe(true);
+    await expect.poll(() => logger.warnings.length, WAIT).toBe(1);
     // The other run's lease and the job are left as they were.
     expect(Number(await admin.hget(state, `r:${member}`))).toBeGreaterThan(Date.now() + 30_000);
     expect(await queue.has('work', 'taken', { t: 1 })).toBe(true);
@@ -374,13 +377,15 @@ describe('jobs an earlier version left in the BullMQ queue of a light lane', () 
     await Promise.all(replicas.map((q) => q.start()));
     // The id kept: the job is known under the id it was added with.
     const [first] = replicas as [BullMqQueue];
-    await expect.poll(() => first.has('work', 'execute/i1/a:1', { incidentId: 'i1', kind: 'id' })).toBe(true);
+    await expect
+      .poll(() => first.has('work', 'execute/i1/a:1', { incidentId: 'i1', kind: 'id' }), WAIT)
+      .toBe(true);
     held.open();
-    await expect.poll(() => runs.length, { timeout: 5_000 }).toBe(4);
+    await expect.poll(() => runs.length, WAIT).toBe(4);
 
     const admin = redis.client();
     const due = `${keyPrefix}{lane:light}:due`;
-    await expect.poll(() => admin.zcard(due)).toBe(0);
+    await expect.poll(() => admin.zcard(due), WAIT).toBe(0);
     expect(runs.map((r) => r.kind).sort()).toEqual(['delayed', 'id', 'key', 'plain']);
     expect((runs.find((r) => r.kind === 'delayed')?.at ?? 0) - addedAt).toBeGreaterThanOrEqual(690);
     expect(await legacy.getJobCounts('wait', 'delayed', 'paused', 'prioritized')).toEqual({

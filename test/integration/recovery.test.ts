@@ -7,7 +7,8 @@ import { Maintenance } from '../../bot/maintenance.js';
 import { approveAction } from '../../core/approve-action.js';
 import { StoreUnavailableError } from '../../core/errors.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { EXPERT, ManualClock, sampleIngestBody } from '../support/core-harness.js';
+import { EXPERT, ManualClock } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 
 /** A queue (port fake) whose first `execute` job is lost, as when Redis drops right after an approval. */
 class QueueLosingFirstExecute implements JobQueue {
@@ -50,7 +51,7 @@ describe('an approval whose execution job was lost', () => {
       new LocalQueue({ logger: createLogger('silent'), backoffMs: 10 }),
     );
     bot = await startBot({ parts: { clock, executor, queue } });
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
 
     const ref = { incidentId: '48213', actionId: 'act-1' };
     await expect(approveAction(bot.runtime.deps, ref, EXPERT)).rejects.toThrow(StoreUnavailableError);

@@ -15,7 +15,7 @@ import type { Runtime } from '../../bot/runtime.js';
 import { createHttpApp } from '../../bot/server.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import { INGEST_TOKEN, send } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { PrivateRedisCluster } from '../support/redis-cluster.js';
 import {
   clickButton,
@@ -177,9 +177,15 @@ describe('two replicas on a 3-master Redis Cluster (REDIS_CLUSTER=true)', () => 
   it('ingest, approval and execution work as on one Redis: one card, one Defender call, the result on the card', async () => {
     const [a, b] = replicas as [Replica, Replica];
     expect(a.runtime.storeKind).toBe('redis');
-    const ingested = await send(`${a.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const ingested = await send(`${a.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(ingested.status).toBe(201);
-    const again = await send(`${b.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const again = await send(`${b.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(again.status).toBe(200);
     await vi.waitFor(async () => {
       expect(slackPosts).toHaveLength(1);

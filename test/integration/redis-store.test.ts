@@ -4,7 +4,7 @@ import { measureApprovalRoundTrips } from '../../bench/approval-round-trips.js';
 import { currentExclusions } from '../../core/change-exclusions.js';
 import type { ActionRecord, ExclusionChanges } from '../../core/model.js';
 import { TEST_POLICY } from '../support/core-harness.js';
-import { type TestRedis, useTestRedis } from '../support/redis.js';
+import { deleteKeysWithPrefix, type TestRedis, useTestRedis } from '../support/redis.js';
 import { actionRecord, auditEntry, incidentRecord, moved } from '../support/store-fixtures.js';
 
 const VIP_ADDED: ExclusionChanges = {
@@ -209,8 +209,11 @@ describe('RedisStore task index', () => {
 
     expect(await store.listTasks('pending')).toEqual([]);
     expect((await store.listTasks('done')).map((t) => t.id)).toEqual(['1:done']);
-    expect(await raw.zrange(`${prefix}tasks:pending`, 0, -1)).toEqual(['1:approved']);
-    expect(await raw.zrange(`${prefix}tasks:done`, 0, -1)).toEqual(['1:done']);
+    // Read again (after the repair on read) and from another replica: the same lists.
+    for (const reader of [store, replica(prefix)]) {
+      expect(await reader.listTasks('pending')).toEqual([]);
+      expect((await reader.listTasks('done')).map((t) => t.id)).toEqual(['1:done']);
+    }
   });
 });
 
@@ -239,49 +242,64 @@ describe('RedisStore execution phase indexes', () => {
     await raw.zadd(`${prefix}exec:approved`, 5, '1:waiting', 6, '1:missing', 7, 'garbage');
 
     expect(await store.listActionsIn('approved')).toEqual([]);
-    // A failed action may be retried (approved again): its entry is kept until it can no longer be.
-    expect(await raw.zrange(`${prefix}exec:approved`, 0, -1)).toEqual(['1:waiting', '1:failed']);
+    // The lost writer's action is approved after all, and the failed one retried (approved again):
+    // both are found, once each, whatever entries were ahead of them.
+    await store.compareAndSet(
+      moved(waiting, 'approved'),
+      1,
+      auditEntry('approve', { incidentId: '1', actionId: 'waiting' }),
+    );
+    const retried = moved(moved(moved(failed, 'approved'), 'failed'), 'approved');
+    await store.compareAndSet(retried, 3, auditEntry('retry', { incidentId: '1', actionId: 'failed' }));
+    expect((await store.listActionsIn('approved')).map((a) => a.id).sort()).toEqual(['failed', 'waiting']);
   });
 });
 
+/** The part of a key Redis Cluster hashes (its first non-empty `{...}`), or the whole key. */
+function hashTagOf(key: string): string {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}
+
 describe('RedisStore keys', () => {
-  it('writes every key under its prefix, one hash tag per incident', async () => {
+  it('keeps everything under its prefix: with those keys deleted, the store holds nothing', async () => {
     const prefix = freshPrefix();
     const store = replica(prefix);
     const raw = redis.client();
-    const action = actionRecord('48213', 'act-1', { state: 'customerPending', excludedBy: 'tag VIP' });
-    await store.upsertIncident(
-      incidentRecord('48213'),
-      [action],
-      [auditEntry('ingest', { incidentId: '48213' })],
-    );
+    const id = `9${Math.floor(Math.random() * 1e8)}`;
+    const action = actionRecord(id, 'act-1', { state: 'customerPending', excludedBy: 'tag VIP' });
+    await store.upsertIncident(incidentRecord(id), [action], [auditEntry('ingest', { incidentId: id })]);
     await store.compareAndSet(
       moved(action, 'doneByCustomer'),
       1,
-      auditEntry('markDone', { incidentId: '48213', actionId: 'act-1' }),
+      auditEntry('markDone', { incidentId: id, actionId: 'act-1' }),
     );
-    await store.setCardRefs('48213', { slack: { channel: 'C0SOC', ts: '1.2' } });
+    await store.setCardRefs(id, { slack: { channel: 'C0SOC', ts: '1.2' } });
     await store.saveExclusionChanges(VIP_ADDED, 0, auditEntry('exclude'));
     await store.saveConversation('c', {});
-    await store.tryLock('deliver:slack:48213', 60_000);
+    expect(await store.tryLock(`deliver:slack:${id}`, 60_000)).toBe(true);
 
-    const keys = (await raw.keys(`${prefix}*`)).map((k) => k.slice(prefix.length)).sort();
+    // Nothing that names the incident lives outside the prefix.
+    const naming = await raw.keys(`*${id}*`);
+    expect(naming.length).toBeGreaterThan(0);
+    expect(naming.filter((k) => !k.startsWith(prefix))).toEqual([]);
+    // Every key of one incident hashes to one Redis Cluster slot (its scripts touch them together).
+    const perIncident = naming.filter((k) => !k.includes('lock'));
+    expect(new Set(perIncident.map(hashTagOf)).size).toBe(1);
 
-    expect(keys).toEqual([
-      'audit:feed',
-      'audit:policy',
-      `exclusions:{${prefix}audit:policy}`,
-      'incidents',
-      'lock:deliver:slack:48213',
-      'tasks:done',
-      'tasks:pending',
-      'teams:conversations',
-      '{inc:48213}:actions',
-      '{inc:48213}:audit',
-      '{inc:48213}:cards',
-      '{inc:48213}:meta',
-      '{inc:48213}:order',
-    ]);
+    await deleteKeysWithPrefix(raw, prefix);
+    const fresh = replica(prefix);
+    expect(await fresh.getIncident(id)).toBeNull();
+    expect(await fresh.listIncidents(10)).toEqual([]);
+    expect(await fresh.listTasks('pending')).toEqual([]);
+    expect(await fresh.listTasks('done')).toEqual([]);
+    expect(await fresh.getCardRefs(id)).toEqual({});
+    expect(await fresh.listConversations()).toEqual([]);
+    expect(await fresh.listAudit()).toEqual([]);
+    expect(await fresh.listAuditFeed(null, 10)).toEqual([]);
+    expect(await fresh.getExclusionChanges()).toMatchObject({ version: 0 });
+    expect(await fresh.tryLock(`deliver:slack:${id}`, 60_000)).toBe(true);
   });
 });
 
@@ -301,8 +319,9 @@ describe('RedisStore exclusions kept by an earlier version', () => {
     });
     expect(await store.saveExclusionChanges({ ...VIP_ADDED, legacy }, 0, auditEntry('exclude'))).toBe(true);
 
-    expect(await raw.exists(`${prefix}exclusions`)).toBe(0);
     expect(await store.getExclusionChanges()).toEqual({ ...VIP_ADDED, version: 1 });
+    // Read by another replica: the earlier version's list is gone, only the changes are left.
+    expect(await replica(prefix).getExclusionChanges()).toEqual({ ...VIP_ADDED, version: 1 });
   });
 });
 

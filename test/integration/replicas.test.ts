@@ -10,7 +10,7 @@ import { createLogger } from '../../bot/logger.js';
 import { createSlack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   clickButton,
@@ -82,10 +82,12 @@ describe('two bot processes on one Redis', () => {
   it('behave as one: one card, one execution of clicks split across both, both see the result', async () => {
     const [a, b] = replicas.map((r) => r.bot) as [BotServer, BotServer];
     expect(
-      (await send(`${a.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() })).status,
+      (await send(`${a.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) }))
+        .status,
     ).toBe(201);
     expect(
-      (await send(`${b.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() })).status,
+      (await send(`${b.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) }))
+        .status,
     ).toBe(200);
     await expect.poll(() => posts.length, { timeout: 10_000 }).toBe(1);
 

@@ -1,21 +1,17 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type BotProcess, buildIfStale, spawnBot, stopBot } from '../support/bot-process.js';
 import { freePort } from '../support/redis-server.js';
 
-const root = new URL('../../', import.meta.url).pathname;
-let child: ChildProcess | undefined;
+let bot: BotProcess | undefined;
 
-afterEach(() => {
-  // npm starts the bot as its own child: end the whole process group, not npm alone.
-  if (child?.pid && child.exitCode === null) {
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-  }
-  child = undefined;
+beforeAll(() => {
+  // What `npm start` does before it runs the bot (prestart).
+  buildIfStale();
+});
+
+afterEach(async () => {
+  await stopBot(bot);
+  bot = undefined;
 });
 
 async function waitForHealth(url: string, deadlineMs: number): Promise<Response> {
@@ -30,26 +26,12 @@ async function waitForHealth(url: string, deadlineMs: number): Promise<Response>
   }
 }
 
-/** `npm start` on a free loopback port with only `env` set; `output()` is what it printed so far. */
+/** The bot as `npm start` runs it, on a free loopback port with only `env` set. */
 async function startOnFreePort(env: Record<string, string> = {}) {
   const port = await freePort();
-  child = spawn('npm', ['start', '--silent'], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
+  bot = spawnBot({ PORT: String(port), HOST: '127.0.0.1', ...env });
   const health = await waitForHealth(`http://127.0.0.1:${port}/healthz`, 25_000);
-  return { base: `http://127.0.0.1:${port}`, port, health, output: () => output };
+  return { base: `http://127.0.0.1:${port}`, port, health, output: bot.output };
 }
 
 describe('npm start', () => {
@@ -58,7 +40,10 @@ describe('npm start', () => {
     expect(health.status).toBe(200);
     expect(await health.json()).toEqual({ status: 'ok' });
     expect(output()).toContain('NOT durable');
-    expect(output()).toContain(`local mode: open http://localhost:${port}/`);
+    // The address is logged once the server listens, which may be a moment after the first answer.
+    await vi.waitFor(() => expect(output()).toContain(`local mode: open http://localhost:${port}/`), {
+      timeout: 10_000,
+    });
   });
 
   it('serves Slack on /slack/events when configured, refusing unsigned requests, though Slack is unreachable', async () => {
@@ -84,16 +69,17 @@ describe('npm start', () => {
   });
 
   it('stops at once with a message naming the bad variable', async () => {
-    child = spawn('npm', ['start', '--silent'], {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', SLACK_BOT_TOKEN: 'xoxb-1-2-3' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let stderr = '';
-    child.stderr?.on('data', (d) => (stderr += d));
-    const [code] = await once(child, 'exit');
-    expect(code).toBe(2);
-    expect(stderr).toContain('SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set');
+    bot = spawnBot({ SLACK_BOT_TOKEN: 'xoxb-1-2-3' });
+    expect(await bot.exited).toBe(2);
+    expect(bot.output()).toContain('SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set');
+  });
+
+  it('ends when its process group is told to stop, leaving no process behind', async () => {
+    const started = await startOnFreePort();
+    expect(started.health.status).toBe(200);
+    const pid = bot?.child.pid ?? 0;
+    await stopBot(bot);
+    expect(bot?.child.exitCode ?? bot?.child.signalCode).not.toBeNull();
+    expect(() => process.kill(-pid, 0)).toThrow(/ESRCH/);
   });
 });

@@ -1,9 +1,10 @@
 import type { Cluster } from 'ioredis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../../adapters/memory-store.js';
 import { createRedisCluster, RedisStore } from '../../adapters/redis-store.js';
-import type { ExclusionChanges } from '../../core/model.js';
-import type { ActionStore } from '../../core/ports.js';
+import type { ActionRecord, ExclusionChanges } from '../../core/model.js';
+import type { ActionStore, ActionsWritten } from '../../core/ports.js';
+import { factsOf } from '../../core/webhook-events.js';
 import { PrivateRedisServer, type TestRedis, useTestRedis } from '../support/redis.js';
 import { actionRecord, auditEntry, incidentRecord, moved } from '../support/store-fixtures.js';
 
@@ -420,8 +421,77 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await store.tryLock('deliver:teams:1', 60_000)).toBe(true);
       await store.unlock('deliver:slack:1');
       expect(await store.tryLock('deliver:slack:1', 50)).toBe(true);
-      await new Promise((resolve) => setTimeout(resolve, 80));
-      expect(await store.tryLock('deliver:slack:1', 60_000)).toBe(true);
+      expect(await store.tryLock('deliver:slack:1', 60_000)).toBe(false);
+      // Expired: taken again (waiting for the store to let the 50 ms lease go, not a fixed sleep).
+      await vi.waitFor(async () => expect(await store.tryLock('deliver:slack:1', 60_000)).toBe(true), {
+        timeout: 5_000,
+        interval: 10,
+      });
+    });
+
+    it('keeps the facts of each action write with its audit feed line, the outbox of webhook events', async () => {
+      await store.upsertIncident(
+        incidentRecord('30'),
+        [actionRecord('30', 'act-1'), actionRecord('30', 'act-2', { state: 'customerPending' })],
+        [
+          auditEntry('ingest', { incidentId: '30' }),
+          auditEntry('ingest', { incidentId: '30', actionId: 'act-1' }),
+          auditEntry('ingest', { incidentId: '30', actionId: 'act-2' }),
+        ],
+      );
+      const act2 = (await store.getAction('30', 'act-2')) as ActionRecord;
+      const act1 = (await store.getAction('30', 'act-1')) as ActionRecord;
+      await store.compareAndSet(
+        moved(act2, 'doneByCustomer'),
+        1,
+        auditEntry('markDone', { incidentId: '30', actionId: 'act-2' }),
+      );
+      await store.compareAndSet(
+        moved(act1, 'rejected'),
+        1,
+        auditEntry('reject', { incidentId: '30', actionId: 'act-1' }),
+      );
+      // A lost compare-and-set and an ingest that adds nothing write no facts.
+      await store.compareAndSet(moved(act1, 'approved'), 1, auditEntry('approve', { incidentId: '30' }));
+      await store.upsertIncident(incidentRecord('30'), [actionRecord('30', 'act-1')], []);
+
+      const lines = await store.listAuditFeed(null, 100);
+      expect(lines.map((l) => [l.entry.event, l.written !== undefined])).toEqual([
+        ['ingest', true],
+        ['ingest', false],
+        ['ingest', false],
+        ['markDone', true],
+        ['reject', true],
+      ]);
+      const [ingested, , , done, rejected] = lines.map((l) => l.written as ActionsWritten);
+      expect(ingested?.changed.map((c) => [c.before, c.after.id, c.after.state])).toEqual([
+        [null, 'act-1', 'proposed'],
+        [null, 'act-2', 'customerPending'],
+      ]);
+      expect(done?.changed).toEqual([
+        { before: 'customerPending', after: { ...moved(act2, 'doneByCustomer'), version: 2 } },
+      ]);
+      const byId = (w?: ActionsWritten) => [...(w?.actions ?? [])].sort((a, b) => a.id.localeCompare(b.id));
+      expect(byId(done)).toEqual([
+        { id: 'act-1', version: 1, state: 'proposed' },
+        { id: 'act-2', version: 2, state: 'doneByCustomer' },
+      ]);
+      expect(byId(rejected)).toEqual([
+        { id: 'act-1', version: 2, state: 'rejected' },
+        { id: 'act-2', version: 2, state: 'doneByCustomer' },
+      ]);
+      // The facts webhooks are told of, read back from the feed alone.
+      const facts = (w?: ActionsWritten) => (w ? factsOf(w).map((f) => f.key) : []);
+      expect(facts(ingested)).toEqual(['task.created|30|act-2|1']);
+      expect(facts(done)).toEqual(['task.done|30|act-2|2']);
+      expect(facts(rejected)).toEqual(['incident.resolved|30|act-1@2,act-2@2']);
+    });
+
+    it('tells whether a feed cursor is older than the oldest line kept once lines were dropped', async () => {
+      await store.appendAudit(auditEntry('exclude'));
+      const [first] = await store.listAuditFeed(null, 1);
+      expect(await store.auditFeedGap('1-0')).toBe(false);
+      expect(await store.auditFeedGap(first?.cursor as string)).toBe(false);
     });
 
     it('answers ping', async () => {

@@ -13,7 +13,7 @@ import { JOB_LANES } from '../../bot/runtime.js';
 import { createSlack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import { ADMIN_TOKEN, type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   clickButton,
@@ -205,7 +205,7 @@ it('exports one trace from ingest to the card post, and one from a click to the 
   try {
     const ingested = await send(`${bot.url}/api/incidents`, {
       token: INGEST_TOKEN,
-      body: sampleIngestBody(),
+      body: sampleIngestBody(shippedSample()),
     });
     expect(ingested.status).toBe(201);
     await vi.waitFor(() => expect(slack.posts).toHaveLength(1), { timeout: 10_000, interval: 25 });
@@ -303,7 +303,7 @@ it('exports one trace from ingest to the card post, and one from a click to the 
     expect(collector.resources()[0]).toMatchObject({ 'service.name': 'mdr-bot-under-test' });
 
     // No token, secret or incident text in anything exported.
-    const body = sampleIngestBody();
+    const body = sampleIngestBody(shippedSample());
     const exported = collector.bodies.join('\n');
     for (const secret of [
       SLACK_BOT_TOKEN,
@@ -313,8 +313,7 @@ it('exports one trace from ingest to the card post, and one from a click to the 
       MDE_TOKEN,
       'test-secret-value',
       body.incident.displayName,
-      body.incident.alerts[0].title,
-      body.incident.alerts[0].description,
+      ...body.incident.alerts.flatMap((alert) => [alert.title, alert.description]),
     ]) {
       expect(exported).not.toContain(secret);
     }

@@ -7,16 +7,30 @@ import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BullMqQueue } from '../../adapters/bullmq-queue.js';
 import { RedisStore } from '../../adapters/redis-store.js';
+import { loadConfig } from '../../bot/config.js';
 import { createLogger } from '../../bot/logger.js';
-import { JOB_LANES } from '../../bot/runtime.js';
-import { WEBHOOK_JOB, type WebhookJob, webhookJobId } from '../../bot/webhooks.js';
+import { assembleRuntime, JOB_LANES } from '../../bot/runtime.js';
+import {
+  eventIdOf,
+  WEBHOOK_JOB,
+  WEBHOOK_RELAY_CURSOR,
+  WEBHOOK_RETRY_SPAN_MS,
+  WebhookEvents,
+  type WebhookJob,
+  WebhookRelay,
+  webhookJobId,
+} from '../../bot/webhooks.js';
 import { approveAction } from '../../core/approve-action.js';
 import { handOverAction } from '../../core/hand-over-action.js';
-import type { ResponseExecutor } from '../../core/ports.js';
+import { ingestIncident } from '../../core/ingest-incident.js';
+import { markTaskDone } from '../../core/mark-task-done.js';
+import type { Clock, ResponseExecutor } from '../../core/ports.js';
 import { skipTask } from '../../core/skip-task.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { CUSTOMER, EXPERT, sampleIngestBody } from '../support/core-harness.js';
+import { CUSTOMER, EXPERT, ManualClock } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
+import { freePort } from '../support/redis-server.js';
 
 const ORIGIN = 'https://itsm.example.test';
 const HOOK_PATH = '/hooks/mdr';
@@ -61,9 +75,36 @@ const failingExecutor: ResponseExecutor = {
 
 /** A bot on real Redis (store and BullMQ) whose policy names one webhook, subscribed to `events`. */
 async function startHookedBot(
-  events: string[] = ['task.created', 'task.done', 'task.skipped', 'action.failed', 'incident.resolved'],
+  events: string[] = ALL_EVENTS,
+  options: { prefix?: string; clock?: Clock } = {},
 ) {
-  const prefix = `${redis.prefix}${Math.random().toString(16).slice(2, 8)}:`;
+  const prefix = options.prefix ?? newPrefix();
+  const policyFile = hookedPolicy(prefix, events);
+  const logger = createLogger('silent');
+  const bot = await startBot({
+    env: { POLICY_FILE: policyFile, ITSM_WEBHOOK_SECRET: SECRET },
+    parts: {
+      store: new RedisStore({ url: redis.url }, prefix),
+      storeKind: 'redis',
+      queue: new BullMqQueue({ url: redis.url, keyPrefix: prefix, lanes: JOB_LANES, logger, backoffMs: 30 }),
+      executor: failingExecutor,
+      ...(options.clock ? { clock: options.clock } : {}),
+    },
+  });
+  bots.push(bot);
+  const lane = new Queue('notify', { connection: { url: redis.url }, prefix: `${prefix}{bull}` });
+  queues.push(lane);
+  return { bot, lane, prefix };
+}
+
+const ALL_EVENTS = ['task.created', 'task.done', 'task.skipped', 'action.failed', 'incident.resolved'];
+
+function newPrefix(): string {
+  return `${redis.prefix}${Math.random().toString(16).slice(2, 8)}:`;
+}
+
+/** A policy file naming one webhook subscribed to `events`. */
+function hookedPolicy(prefix: string, events: string[]): string {
   const policyFile = join(dir, `policy-${prefix.replace(/\W/g, '')}.yaml`);
   writeFileSync(
     policyFile,
@@ -81,20 +122,7 @@ async function startHookedBot(
       `      events: [${events.join(', ')}]`,
     ].join('\n'),
   );
-  const logger = createLogger('silent');
-  const bot = await startBot({
-    env: { POLICY_FILE: policyFile, ITSM_WEBHOOK_SECRET: SECRET },
-    parts: {
-      store: new RedisStore({ url: redis.url }, prefix),
-      storeKind: 'redis',
-      queue: new BullMqQueue({ url: redis.url, keyPrefix: prefix, lanes: JOB_LANES, logger, backoffMs: 30 }),
-      executor: failingExecutor,
-    },
-  });
-  bots.push(bot);
-  const lane = new Queue('notify', { connection: { url: redis.url }, prefix: `${prefix}{bull}` });
-  queues.push(lane);
-  return { bot, lane };
+  return policyFile;
 }
 
 async function drained(queue: Queue): Promise<void> {
@@ -143,18 +171,19 @@ function verify(secret: string, header: string, raw: string): boolean {
 
 /** The sample incident cut to three actions: one for the experts, one done, two on an excluded server. */
 function ingestBody() {
-  const body = sampleIngestBody();
-  const actions = body.managedResponse.actions as { id: string }[];
-  body.managedResponse.actions = [
-    ...actions.filter((a) => ['act-1', 'act-2', 'act-5'].includes(a.id)),
-    {
-      id: 'act-8',
-      type: 'restrictAppExecution',
-      status: 'proposed',
-      target: { deviceId: FIN_APP_07, deviceName: 'fin-app-07.corp.contoso.com' },
-    },
-  ];
-  return body;
+  const sample = shippedSample();
+  return sampleIngestBody({
+    ...sample,
+    actions: [
+      ...sample.actions.filter((a) => ['act-1', 'act-2', 'act-5'].includes(a.id)),
+      {
+        id: 'act-8',
+        type: 'restrictAppExecution',
+        status: 'proposed',
+        target: { deviceId: FIN_APP_07, deviceName: 'fin-app-07.corp.contoso.com' },
+      },
+    ],
+  });
 }
 
 async function ingest(bot: BotServer) {
@@ -330,5 +359,112 @@ describe('webhooks', () => {
     expect(elsewhere.isDone()).toBe(false);
     const audit = JSON.stringify(await bot.runtime.store.listAudit('48213'));
     expect(audit).not.toContain('kept-out-of-logs');
+  });
+});
+
+describe('webhook events are durable', () => {
+  it('delivers once each the events of writes whose writer could not queue them, when the relay runs', async () => {
+    const received = fakeReceiver();
+    const prefix = newPrefix();
+    const logger = createLogger('silent');
+    // The bot that decides: the shared store, but its job queue is down (nothing listens on that port),
+    // as for a bot that dies between the write and the queueing.
+    const deadQueue = new BullMqQueue({
+      url: `redis://127.0.0.1:${await freePort()}`,
+      keyPrefix: prefix,
+      lanes: JOB_LANES,
+      logger,
+    });
+    const writer = assembleRuntime(
+      loadConfig({
+        INGEST_TOKEN,
+        LOG_LEVEL: 'silent',
+        POLICY_FILE: hookedPolicy(prefix, ALL_EVENTS),
+        ITSM_WEBHOOK_SECRET: SECRET,
+      }),
+      logger,
+      { store: new RedisStore({ url: redis.url }, prefix), storeKind: 'redis', queue: deadQueue },
+    );
+    try {
+      // Each write lands in the store; what follows it (reminders, cards, the events) cannot be queued.
+      await expect(
+        ingestIncident(writer.deps, ingestBody(), { id: 'api:ingest', platform: 'api' }),
+      ).rejects.toThrow();
+      await markTaskDone(writer.deps, ref('act-5'), CUSTOMER).catch(() => undefined);
+      await skipTask(writer.deps, ref('act-8'), CUSTOMER, 'server is being retired').catch(() => undefined);
+      const stored = await writer.store.getIncident('48213');
+      expect(stored?.actions.map((a) => [a.id, a.state, a.version])).toEqual([
+        ['act-1', 'proposed', 1],
+        ['act-2', 'succeeded', 1],
+        ['act-5', 'doneByCustomer', 2],
+        ['act-8', 'skippedByCustomer', 2],
+      ]);
+      const notQueued = await writer.metrics.registry.getSingleMetricAsString('mdr_webhook_events_total');
+      expect(notQueued).toMatch(/outcome="not_queued"} 2/);
+      expect(received).toHaveLength(0);
+    } finally {
+      await writer.close();
+    }
+
+    // Another replica, with a queue that works: its relay reads the facts from the audit feed.
+    const { bot, lane } = await startHookedBot(ALL_EVENTS, { prefix });
+    await vi.waitFor(() => expect(received.length).toBeGreaterThanOrEqual(4), WAIT);
+    await drained(lane);
+    const expected = [
+      'task.created|48213|act-5|1',
+      'task.created|48213|act-8|1',
+      'task.done|48213|act-5|2',
+      'task.skipped|48213|act-8|2',
+    ];
+    expect(received.map((r) => r.event.id).sort()).toEqual(expected.map(eventIdOf).sort());
+    for (const r of received) expect(verify(SECRET, r.signature, r.raw)).toBe(true);
+    expect(received.find((r) => r.event.type === 'task.skipped')?.event.task).toMatchObject({
+      id: '48213:act-8',
+      reason: 'server is being retired',
+    });
+
+    // This replica's own decision is queued at once; relaying the whole feed again sends nothing twice.
+    expect((await approveAction(bot.runtime.deps, ref('act-1'), EXPERT)).ok).toBe(true);
+    await vi.waitFor(() => expect(received.map((r) => r.event.type)).toContain('action.failed'), WAIT);
+    await bot.runtime.store.setCursor(WEBHOOK_RELAY_CURSOR, '0-0');
+    const { store, queue, clock, metrics, config } = bot.runtime;
+    const events = new WebhookEvents({ store, queue, clock, logger, metrics, webhooks: config.webhooks });
+    const again = await new WebhookRelay({ store, logger, events }).runOnce();
+    expect(again.queued).toBe(5);
+    await drained(lane);
+    expect(received).toHaveLength(5);
+    expect(new Set(received.map((r) => r.event.id)).size).toBe(5);
+    expect(await store.getCursor(WEBHOOK_RELAY_CURSOR)).not.toBe('0-0');
+  });
+
+  it('gives a delivery up 24 h after it was queued, by the clock, and audits it', async () => {
+    const received = fakeReceiver([503]);
+    const clock = new ManualClock(new Date());
+    const { bot, lane } = await startHookedBot(['task.created'], { clock });
+
+    await ingest(bot);
+    // Tried again and again while the day is not over, nothing given up.
+    await vi.waitFor(() => expect(received.length).toBeGreaterThanOrEqual(6), WAIT);
+    const given = async () =>
+      (await bot.runtime.store.listAudit('48213')).filter((e) => e.event === 'webhook');
+    expect(await given()).toEqual([]);
+
+    clock.advance(WEBHOOK_RETRY_SPAN_MS);
+    await vi.waitFor(async () => expect(await given()).toHaveLength(2), WAIT);
+    await drained(lane);
+    for (const entry of await given()) {
+      expect(entry).toMatchObject({
+        outcome: 'failed',
+        detail: expect.stringMatching(
+          /^task\.created evt_\w+ to .+: HTTP 503, given up after 24 h of tries$/,
+        ),
+      });
+    }
+    // Each event was tried with one id until then, and not after.
+    const tries = received.length;
+    const ids = new Set(received.map((r) => r.event.id));
+    expect(ids.size).toBe(2);
+    await drained(lane);
+    expect(received).toHaveLength(tries);
   });
 });

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 import { hasRedisServer } from '../../bench/support/redis-stats.js';
+import { loopbackTls } from '../support/loopback-tls.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -35,31 +36,7 @@ export default async function setup(project: TestProject): Promise<() => void> {
     },
   );
   const dir = mkdtempSync(join(tmpdir(), 'mdr-reliability-tls-'));
-  const keyFile = join(dir, 'login-key.pem');
-  const certFile = join(dir, 'login-cert.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-    ],
-    { stdio: 'ignore' },
-  );
+  const { keyFile, certFile } = loopbackTls(dir, 'login');
   project.provide('loginTls', { keyFile, certFile });
   return () => rmSync(dir, { recursive: true, force: true });
 }

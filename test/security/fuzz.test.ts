@@ -7,7 +7,7 @@ import { createSlack } from '../../bot/slack/create-slack.js';
 import { createTeams } from '../../bot/teams/index.js';
 import type { ActionState } from '../../core/actions.js';
 import { ADMIN_TOKEN, type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   blockActionsPayload,
@@ -91,7 +91,7 @@ function pathsOf(value: unknown, prefix: (string | number)[] = []): (string | nu
   return [prefix, ...keys.flatMap((k) => pathsOf((value as Record<string, unknown>)[k], [...prefix, k]))];
 }
 
-const SAMPLE = sampleIngestBody();
+const SAMPLE = sampleIngestBody(shippedSample());
 const SAMPLE_PATHS = pathsOf(SAMPLE);
 const mutatedSample = fc
   .tuple(fc.constantFrom(...SAMPLE_PATHS), oddValue, fc.boolean())
@@ -231,7 +231,12 @@ describe('Slack payloads under fuzzing', () => {
         mounts: (rt) => ({ slack: createSlack(rt).handler }),
       });
       expect(
-        (await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() })).status,
+        (
+          await send(`${bot.url}/api/incidents`, {
+            token: INGEST_TOKEN,
+            body: sampleIngestBody(shippedSample()),
+          })
+        ).status,
       ).toBe(201);
       const before = await statesOf(store, '48213');
       const exclusionsBefore = (await send(`${bot.url}/api/exclusions`, { token: ADMIN_TOKEN })).body;
@@ -332,7 +337,12 @@ describe('Teams activities under fuzzing (local mode, loopback)', () => {
         mounts: (rt) => ({ teams: createTeams(rt, {}).handler }),
       });
       expect(
-        (await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() })).status,
+        (
+          await send(`${bot.url}/api/incidents`, {
+            token: INGEST_TOKEN,
+            body: sampleIngestBody(shippedSample()),
+          })
+        ).status,
       ).toBe(201);
       const before = await statesOf(store, '48213');
 

@@ -5,9 +5,9 @@ import { describeRuntime } from '../../bot/compose.js';
 import { ConfigError, loadConfig } from '../../bot/config.js';
 import { createLogger } from '../../bot/logger.js';
 import { assembleRuntime } from '../../bot/runtime.js';
-import { buildIncidentView } from '../../cards/view-model.js';
+import { buildIncidentView } from '../../cards/incident-view.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 
 const TENANT = '7f3c2a10-5b1e-4c8d-9a6f-2e4b8d1c0a55';
 const SLACK = { SLACK_BOT_TOKEN: 'xoxb-1-2-3', SLACK_SIGNING_SECRET: 'abcdef0123456789abcdef' };
@@ -99,7 +99,7 @@ describe('ingested incidents', () => {
     const store = new MemoryStore();
     bot = await startBot({ env: { PUBLIC_URL: 'https://mdr-bot.contoso.com' }, parts: { store } });
     const ingest = async (id: string, incidentWebUrl: string) => {
-      const body = sampleIngestBody();
+      const body = sampleIngestBody(shippedSample());
       body.incident.id = id;
       body.incident.incidentWebUrl = incidentWebUrl;
       const res = await send(`${bot?.url}/api/incidents`, { token: INGEST_TOKEN, body });
@@ -134,13 +134,13 @@ describe('ingested incidents', () => {
   it('refuses with 422 an incident of another tenant than DEFENDER_TENANT_ID, audits it and stores nothing', async () => {
     const store = new MemoryStore();
     bot = await startBot({ env: { DEFENDER_TENANT_ID: TENANT.toUpperCase() }, parts: { store } });
-    const foreign = sampleIngestBody();
+    const foreign = sampleIngestBody(shippedSample());
     foreign.incident.tenantId = '00000000-0000-0000-0000-00000000beef';
 
     const refused = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: foreign });
     const accepted = await send(`${bot.url}/api/incidents`, {
       token: INGEST_TOKEN,
-      body: sampleIngestBody(),
+      body: sampleIngestBody(shippedSample()),
     });
 
     expect(refused.status).toBe(422);

@@ -19,7 +19,8 @@ import {
   nockLogin,
   testCredential,
 } from '../integration/defender-helpers.js';
-import { coreHarness, EXPERT, type Harness, sampleIngestBody } from '../support/core-harness.js';
+import { coreHarness, EXPERT, type Harness } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 
 // Issue 10: decisions read live facts (point 2) about one user with every identifier, and the device as
 // Defender reports it (point 3). Graph and Defender are faked with nock; the core runs for real.
@@ -49,7 +50,7 @@ function harness(exclusions: Exclusions): Harness {
 
 /** Ingest the sample incident with one proposed action, `act-9`, aimed at `target`. */
 async function ingestWith(type: string, target: Record<string, string>) {
-  const body = sampleIngestBody();
+  const body = sampleIngestBody(shippedSample());
   body.managedResponse.actions = [{ id: 'act-9', type, status: 'proposed', target }];
   return ingestIncident(h.deps, body, INGEST);
 }

@@ -9,7 +9,7 @@ import { createSlack, type Slack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import { renderSlackSkipModal } from '../../cards/slack/skip-modal.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import {
   AUTH_TEST_RESPONSE,
   clickButton,
@@ -102,7 +102,10 @@ describe('Slack requests from another workspace than the bot token', () => {
   it("refuses an expert's Approve from another workspace (or by a user of another one): nothing reaches the core, the refusal is audited", async () => {
     fakeAuthTest();
     await start();
-    const res = await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    const res = await send(`${bot.url}/api/incidents`, {
+      token: INGEST_TOKEN,
+      body: sampleIngestBody(shippedSample()),
+    });
     expect(res.status).toBe(201);
     const approve = { action_id: 'approve:act-1', value: buttonValue('48213', 'act-1') };
 
@@ -137,7 +140,7 @@ describe('Slack requests from another workspace than the bot token', () => {
   it('refuses a Skip reason submitted from another workspace, even one named by the view alone: the task stays pending', async () => {
     fakeAuthTest();
     await start();
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
     expect((await store.getAction('48213', 'act-5'))?.state).toBe('customerPending');
     const view = renderSlackSkipModal({ incidentId: '48213', actionId: 'act-5' });
     const opened = { ...view, blocks: view.blocks as OpenedView['blocks'] } as OpenedView;

@@ -1,48 +1,35 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { networkInterfaces } from 'node:os';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type BotProcess, buildIfStale, spawnBot, stopBot } from '../support/bot-process.js';
 import { freePort } from '../support/redis-server.js';
 
-const root = new URL('../../', import.meta.url).pathname;
-let child: ChildProcess | undefined;
+let bot: BotProcess | undefined;
 
-afterEach(() => {
-  // The bot runs in its own process group (npm, tsx, node): stop all of it.
-  if (child?.pid && child.exitCode === null) {
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {
-      // already gone
-    }
-  }
-  child = undefined;
+beforeAll(() => {
+  // What `npm start` does before it runs the bot (prestart).
+  buildIfStale();
 });
 
-/** `npm start` with only `env` (no HOST), in its own process group; resolves once it printed `until`. */
+afterEach(async () => {
+  // The bot runs in its own process group: stop all of it, and wait until it is gone.
+  await stopBot(bot);
+  bot = undefined;
+});
+
+/** The bot as `npm start` runs it, with only `env` (no HOST); resolves once it printed `until`. */
 async function startBot(env: Record<string, string>, until: RegExp) {
   const port = await freePort();
-  child = spawn('npm', ['start', '--silent'], {
-    cwd: root,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      PORT: String(port),
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  let output = '';
+  const started = spawnBot({ PORT: String(port), ...env });
+  bot = started;
   await new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      output += d;
-      if (until.test(output)) resolve();
+    const check = () => {
+      if (until.test(started.output())) resolve();
     };
-    child?.stdout?.on('data', onData);
-    child?.stderr?.on('data', onData);
-    child?.once('exit', (code) => reject(new Error(`the bot exited (${code}):\n${output}`)));
+    started.child.stdout?.on('data', check);
+    started.child.stderr?.on('data', check);
+    started.child.once('exit', (code) => reject(new Error(`the bot exited (${code}):\n${started.output()}`)));
   });
-  return { port, output: () => output };
+  return { port, output: started.output };
 }
 
 const lanAddress = Object.values(networkInterfaces())

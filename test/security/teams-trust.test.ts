@@ -6,7 +6,7 @@ import { RedisStore } from '../../adapters/redis-store.js';
 import { ConfigError, loadConfig } from '../../bot/config.js';
 import { createTeams } from '../../bot/teams/index.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
-import { sampleIngestBody } from '../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   BOT,
@@ -193,7 +193,7 @@ describe('Teams with MicrosoftAppId: tenant, channel and serviceUrl', () => {
     await store.saveConversation('19:legacy@thread.tacv2', channel('19:legacy@thread.tacv2'));
     await store.saveConversation('19:foreign@thread.tacv2', channel('19:foreign@thread.tacv2', OTHER_TENANT));
 
-    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody() });
+    await send(`${bot.url}/api/incidents`, { token: INGEST_TOKEN, body: sampleIngestBody(shippedSample()) });
     await vi.waitFor(
       async () => expect((await store.getCardRefs('48213')).teams?.[0]?.activityId).toBeTruthy(),
       WAIT,

@@ -21,7 +21,7 @@ export async function startBot(
   options: {
     env?: Record<string, string>;
     parts?: Partial<RuntimeParts>;
-    mounts?: (runtime: Runtime) => Mounts;
+    mounts?: (runtime: Runtime) => Mounts | Promise<Mounts>;
     config?: (config: Config) => Config;
   } = {},
 ): Promise<BotServer> {
@@ -36,7 +36,7 @@ export async function startBot(
   });
   await runtime.queue.start();
   await runtime.startTimers();
-  const app = createHttpApp(runtime, options.mounts?.(runtime));
+  const app = createHttpApp(runtime, await options.mounts?.(runtime));
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -51,6 +51,16 @@ export async function startBot(
       await tracing?.shutdown();
     },
   };
+}
+
+/**
+ * Waits until the bot's in-process queue is drained (no job waiting, delayed, retrying or running), so
+ * that what did not happen can be asserted: nothing is left that could still do it.
+ */
+export async function drained(bot: BotServer): Promise<void> {
+  const queue = bot.runtime.queue;
+  if (!(queue instanceof LocalQueue)) throw new Error('drained() needs the in-process queue (LocalQueue)');
+  await queue.idle();
 }
 
 /** `fetch` with a JSON body and a bearer token. */

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
 import { MemoryStore } from '../../adapters/memory-store.js';
 import { StaticAssetDirectory } from '../../adapters/static-directory.js';
@@ -58,6 +57,11 @@ export class RecordingNotifier implements Notifier {
 export const EXPERT = { id: 'slack:U0EXPERT1', platform: 'slack' } as const;
 export const ADMIN = { id: 'slack:U0ADMIN1', platform: 'slack' } as const;
 export const CUSTOMER = { id: 'slack:U0CUSTOMER', platform: 'slack' } as const;
+/** Who ingests through the REST API. */
+export const INGEST = { id: 'api:ingest', platform: 'api' } as const;
+
+/** A reference to one of the sample incident's (48213) actions. */
+export const actionRef = (actionId: string) => ({ incidentId: '48213', actionId });
 
 export const TEST_POLICY: PolicyView = {
   roles: { experts: [EXPERT.id, 'teams:expert-aad'], admins: [ADMIN.id] },
@@ -98,9 +102,4 @@ export function coreHarness(
     policy: { ...TEST_POLICY, ...overrides.policy },
   };
   return { deps, store, executor, clock, jobs, notifier };
-}
-
-/** The sample ingest body (samples/incident-48213.json: the reference Graph incident plus a managed-response block), fresh each call. */
-export function sampleIngestBody(): Record<string, any> {
-  return JSON.parse(readFileSync(new URL('../../samples/incident-48213.json', import.meta.url), 'utf8'));
 }

@@ -1,6 +1,29 @@
+import { readFileSync } from 'node:fs';
 import { parseIngestBody, toIncidentRecord } from '../../core/incident.js';
 import type { ActionRecord, IncidentState } from '../../core/model.js';
 import graphIncident from '../fixtures/graph-incident.json' with { type: 'json' };
+
+/** A Graph incident as the fixture has it; a test may set other fields too (also ones the API refuses). */
+export type SampleIncident = typeof graphIncident & Record<string, unknown>;
+
+/** One managed-response action as a client sends it (before validation: tests also send bad ones). */
+export interface IngestActionInput {
+  id: string;
+  type: string;
+  status?: 'proposed' | 'completed';
+  target: Record<string, string>;
+  reason?: string;
+  completedBy?: string;
+  completedAt?: string;
+  [field: string]: unknown;
+}
+
+/** The body of `POST /api/incidents` as a client sends it. */
+export interface IngestBodyInput {
+  incident: SampleIncident;
+  managedResponse: { summary: string; actions: IngestActionInput[]; [field: string]: unknown };
+  [field: string]: unknown;
+}
 
 /** The ids of the sample incident's assets (from test/fixtures/graph-incident.json). */
 export const SAMPLE = {
@@ -21,8 +44,8 @@ export const SAMPLE = {
 export const RECEIVED_AT = '2025-03-14T09:05:00.000Z';
 export const SAMPLE_NOW = new Date('2025-03-14T11:30:00.000Z');
 
-/** The four managed-response actions of DESIGN.md, aimed at the sample incident's assets. */
-export function sampleActions(): Record<string, unknown>[] {
+/** Four managed-response actions (isolate, revoke sessions, soft delete, quarantine), aimed at the sample incident's assets. */
+export function sampleActions(): IngestActionInput[] {
   return [
     {
       id: 'act-1',
@@ -54,14 +77,25 @@ export function sampleActions(): Record<string, unknown>[] {
   ];
 }
 
-/** An ingest body for the sample incident; `incident` fields and the action list can be replaced. */
+/**
+ * The summary and the six actions of the sample shipped with the bot (samples/incident-48213.json, used
+ * by the README and the demo), fresh each call: `sampleIngestBody(shippedSample())` is that file's body.
+ */
+export function shippedSample(): { summary: string; actions: IngestActionInput[] } {
+  const file = JSON.parse(
+    readFileSync(new URL('../../samples/incident-48213.json', import.meta.url), 'utf8'),
+  ) as IngestBodyInput;
+  return { summary: file.managedResponse.summary, actions: file.managedResponse.actions };
+}
+
+/**
+ * The one ingest body factory: the sample incident (test/fixtures/graph-incident.json, the same
+ * incident as samples/incident-48213.json) with `incident` fields, the summary and the action list
+ * replaceable. A fresh object each call, so a test may change it.
+ */
 export function sampleIngestBody(
-  overrides: {
-    incident?: Record<string, unknown>;
-    summary?: string;
-    actions?: Record<string, unknown>[];
-  } = {},
-): Record<string, unknown> {
+  overrides: { incident?: Partial<SampleIncident>; summary?: string; actions?: IngestActionInput[] } = {},
+): IngestBodyInput {
   return {
     incident: { ...structuredClone(graphIncident), ...overrides.incident },
     managedResponse: {
@@ -111,8 +145,8 @@ export function incidentState(
   return { incident, actions };
 }
 
-/** Extra actions (beyond the four of DESIGN.md) so every lifecycle state appears once. */
-export function everyStateActions(): Record<string, unknown>[] {
+/** Extra actions (beyond the four of sampleActions) so every lifecycle state appears once. */
+export function everyStateActions(): IngestActionInput[] {
   return [
     ...sampleActions(),
     {

@@ -245,3 +245,67 @@ export function slashCommand(
 ): Promise<{ status: number; body: any; ms: number }> {
   return postSlack(url, formBody(slashCommandFields(userId, text)));
 }
+
+/** A message the bot sent through the fake Web API. */
+export interface SentMessage {
+  channel: string;
+  ts?: string;
+  thread_ts?: string;
+  text: string;
+  blocks: any[];
+  authorization: string | undefined;
+  at: number;
+}
+
+/** The fake Slack Web API: records every chat.postMessage / chat.update and answers like Slack. */
+export function fakeSlackApi() {
+  const posts: SentMessage[] = [];
+  const updates: SentMessage[] = [];
+  const read = (req: { headers: Record<string, unknown> }, body: unknown): SentMessage => {
+    const form = new URLSearchParams(String(body));
+    return {
+      channel: form.get('channel') ?? '',
+      ...(form.get('ts') ? { ts: form.get('ts') as string } : {}),
+      ...(form.get('thread_ts') ? { thread_ts: form.get('thread_ts') as string } : {}),
+      text: form.get('text') ?? '',
+      blocks: JSON.parse(form.get('blocks') ?? '[]'),
+      authorization: req.headers.authorization as string | undefined,
+      at: Date.now(),
+    };
+  };
+  fakeAuthTest();
+  nock(SLACK_API_ORIGIN)
+    .persist()
+    .post('/api/chat.postMessage')
+    .reply(function (_uri, body) {
+      const message = read(this.req, body);
+      posts.push(message);
+      const ts = `1741942000.${String(posts.length).padStart(6, '0')}`;
+      return [200, { ok: true, channel: message.channel, ts, message: { ts, text: message.text } }];
+    })
+    .post('/api/chat.update')
+    .reply(function (_uri, body) {
+      const message = read(this.req, body);
+      updates.push(message);
+      return [200, { ok: true, channel: message.channel, ts: message.ts, text: message.text }];
+    });
+  return { posts, updates };
+}
+
+/** Records what the bot sends to the payloads' response URLs (ephemeral answers). */
+export function fakeResponseUrls() {
+  const responses: { path: string; body: any }[] = [];
+  nock(RESPONSE_URL_ORIGIN)
+    .persist()
+    .post(/.*/)
+    .reply(200, (uri, body) => {
+      responses.push({ path: uri, body });
+      return 'ok';
+    });
+  return responses;
+}
+
+/** Every button in a message's actions blocks. */
+export function buttons(blocks: any[]): { action_id: string; value?: string }[] {
+  return blocks.filter((b) => b.type === 'actions').flatMap((b) => b.elements);
+}

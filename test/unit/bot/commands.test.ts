@@ -3,7 +3,8 @@ import { parseCommand, replyText, runCommand } from '../../../bot/commands.js';
 import { approveAction } from '../../../core/approve-action.js';
 import { executeAction } from '../../../core/execute-action.js';
 import { ingestIncident } from '../../../core/ingest-incident.js';
-import { ADMIN, CUSTOMER, coreHarness, EXPERT, sampleIngestBody } from '../../support/core-harness.js';
+import { ADMIN, CUSTOMER, coreHarness, EXPERT } from '../../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../../support/incident-factory.js';
 
 const FIN_SERVERS = { devices: [{ group: 'Finance-Servers' }], users: [] };
 
@@ -42,7 +43,7 @@ describe('chat commands', () => {
       check: async () => [],
     };
     const h = coreHarness({ executor: failing });
-    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), { id: 'api:ingest', platform: 'api' });
     for (const actionId of ['act-1', 'act-3']) {
       await approveAction(h.deps, { incidentId: '48213', actionId }, EXPERT);
       await executeAction(h.deps, { incidentId: '48213', actionId });
@@ -94,7 +95,7 @@ describe('chat commands', () => {
 
   it('lists pending tasks and marks one done as a customer', async () => {
     const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
-    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), { id: 'api:ingest', platform: 'api' });
     const pending = await runCommand(h.deps, 'pending', CUSTOMER, 'socChannel');
     expect(pending).toMatchObject({ kind: 'tasks', shared: false, tasks: [{ id: '48213:act-5' }] });
     const done = await runCommand(h.deps, 'done 48213:act-5', CUSTOMER, 'socChannel');
@@ -110,7 +111,7 @@ describe('chat commands', () => {
 
   it('lets admins change exclusions and refuses everyone else', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), { id: 'api:ingest', platform: 'api' });
     const refused = await runCommand(
       h.deps,
       'exclude device fin-wks-0142.corp.contoso.com',
@@ -145,7 +146,7 @@ describe('chat commands', () => {
 
   it('answers commands only in the SOC channel and direct messages, and audits every refusal', async () => {
     const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
-    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), { id: 'api:ingest', platform: 'api' });
     for (const words of [
       'help',
       'pending',
@@ -181,7 +182,7 @@ describe('chat commands', () => {
 
   it('keeps customer tasks to the SOC channel: a customer in a direct message is sent there', async () => {
     const h = coreHarness({ policy: { exclusions: FIN_SERVERS } });
-    await ingestIncident(h.deps, sampleIngestBody(), { id: 'api:ingest', platform: 'api' });
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), { id: 'api:ingest', platform: 'api' });
     expect(await runCommand(h.deps, 'done 48213:act-5', CUSTOMER, 'direct')).toMatchObject({
       kind: 'refused',
       refusal: { code: 'wrong_place' },

@@ -47,6 +47,8 @@ describe('loadConfig', () => {
       [{ SLACK_SIGNING_SECRET: 'abcdef0123456789' }, 'SLACK_BOT_TOKEN'],
       [{ SLACK_BOT_TOKEN: 'xoxp-user-token', SLACK_SIGNING_SECRET: 'abcdef0123456789' }, 'SLACK_BOT_TOKEN'],
       [{ SLACK_API_URL: 'not a url' }, 'SLACK_API_URL'],
+      [{ SLACK_BOT_TOKEN: 'xoxb-123', SLACK_APP_TOKEN: 'xoxb-not-an-app-token' }, 'SLACK_APP_TOKEN'],
+      [{ SLACK_APP_TOKEN: 'xapp-1-A0-1-abc' }, 'SLACK_BOT_TOKEN'],
       [{ MicrosoftAppId: '00000000-0000-0000-0000-000000000001' }, 'MicrosoftAppPassword'],
       [
         { MicrosoftAppType: 'SingleTenant', MicrosoftAppId: 'x', MicrosoftAppPassword: 'y' },
@@ -80,6 +82,42 @@ describe('loadConfig', () => {
     const problems = problemsOf({ PORT: 'x', LOG_LEVEL: 'loud', DRY_RUN: 'maybe' });
     expect(problems).toHaveLength(3);
     expect(String(new ConfigError(problems).message)).toMatch(/Invalid configuration:\n {2}- /);
+  });
+
+  it('reports a bad value together with the problems across variables and in the policy file', () => {
+    const problems = problemsOf({
+      PORT: 'eighty',
+      SLACK_BOT_TOKEN: 'xoxb-1-2-3',
+      DEFENDER_CLIENT_SECRET: 'test-secret-value',
+      GRAPH_API_URL: 'http://graph.example',
+      POLICY_FILE: '/nonexistent/policy.yaml',
+    });
+    expect(problems.map((p) => p.slice(0, p.indexOf(':')))).toEqual([
+      'PORT',
+      'SLACK_SIGNING_SECRET',
+      'DEFENDER_TENANT_ID',
+      'DEFENDER_CLIENT_ID',
+      'GRAPH_API_URL',
+      'POLICY_FILE',
+    ]);
+    expect(problems[0]).toBe('PORT: must be a port number from 0 to 65535 (default 3978)');
+    expect(problems[5]).toBe('POLICY_FILE: cannot read /nonexistent/policy.yaml (ENOENT)');
+  });
+
+  it('says what is wrong in its own words, never in the validator’s', () => {
+    const problems = problemsOf({
+      PORT: '3978.5',
+      GRAPH_POLL_SECONDS: 'often',
+      DEFENDER_FOLLOW_SECONDS: 'soon',
+      DEFENDER_ACTIONS_PER_MINUTE: 'many',
+      DEFENDER_ACTIONS_PER_HOUR: '-1',
+      LOG_LEVEL: 'loud',
+    });
+    expect(problems).toHaveLength(6);
+    for (const problem of problems) {
+      expect(problem).toMatch(/^[A-Z_]+: must be /);
+      expect(problem).not.toMatch(/Invalid input|expected|received|NaN/i);
+    }
   });
 
   it('says how to fix a half-configured Slack', () => {
@@ -148,6 +186,27 @@ reminders:
       apiUrl: 'http://127.0.0.1:9/api/',
     });
     expect(config.localMode).toBe(false);
+  });
+
+  it('takes SLACK_APP_TOKEN for Socket Mode without a signing secret, and says what it needs', () => {
+    const config = loadConfig({ SLACK_BOT_TOKEN: 'xoxb-1-2-3', SLACK_APP_TOKEN: 'xapp-1-A0MDRBOT-1-abc' });
+    expect(config.slack).toEqual({
+      botToken: 'xoxb-1-2-3',
+      appToken: 'xapp-1-A0MDRBOT-1-abc',
+      apiUrl: 'https://slack.com/api/',
+    });
+    expect(config.localMode).toBe(false);
+    expect(problemsOf({ SLACK_APP_TOKEN: 'xapp-1-A0MDRBOT-1-abc' })).toEqual([
+      expect.stringMatching(/^SLACK_BOT_TOKEN: is required when SLACK_APP_TOKEN is set \(Slack app > OAuth/),
+    ]);
+    expect(problemsOf({ SLACK_BOT_TOKEN: 'xoxb-1-2-3', SLACK_APP_TOKEN: 'xoxp-user' })).toEqual([
+      expect.stringMatching(
+        /^SLACK_APP_TOKEN: must be an app-level token starting with xapp- .*connections:write/,
+      ),
+    ]);
+    expect(problemsOf({ SLACK_BOT_TOKEN: 'xoxb-1-2-3' })).toEqual([
+      expect.stringMatching(/^SLACK_SIGNING_SECRET: is required .*or set SLACK_APP_TOKEN to use Socket Mode/),
+    ]);
   });
 
   it('takes MAIL_SENDER with the app registration that sends it, and refuses it otherwise', () => {

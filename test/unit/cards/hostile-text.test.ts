@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { slackBlocksToHtml } from '../../../cards/slack/html.js';
+import { slackBlocksToHtml } from '../../../bot/preview/slack-html.js';
+import { buildIncidentView } from '../../../cards/incident-view.js';
 import { renderSlackMessage } from '../../../cards/slack/render.js';
 import { renderTeamsCard } from '../../../cards/teams/render.js';
 import { checkSlackLimits, validateAdaptiveCard } from '../../../cards/validate.js';
-import { buildIncidentView } from '../../../cards/view-model.js';
 import type { IncidentState } from '../../../core/model.js';
 import { incidentState } from '../../support/incident-factory.js';
 import { VIEW_OPTIONS } from './scenarios.js';

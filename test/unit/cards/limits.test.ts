@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { buildIncidentView } from '../../../cards/incident-view.js';
 import { renderSlackMessage, SLACK_TEXT_BUDGET } from '../../../cards/slack/render.js';
 import { renderTeamsCard, TEAMS_CARD_MAX_BYTES } from '../../../cards/teams/render.js';
 import { checkSlackLimits, validateAdaptiveCard } from '../../../cards/validate.js';
-import { buildIncidentView } from '../../../cards/view-model.js';
 import { ACTION_STATES, ACTION_TYPES } from '../../../core/actions.js';
 import type { ActionRecord, IncidentState } from '../../../core/model.js';
 import { incidentState, SAMPLE_NOW } from '../../support/incident-factory.js';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { buildIncidentView } from '../../../cards/incident-view.js';
 import { renderSlackMessage, renderSlackTaskList } from '../../../cards/slack/render.js';
 import { renderTeamsCard, renderTeamsTaskList } from '../../../cards/teams/render.js';
 import { validateAdaptiveCard } from '../../../cards/validate.js';
-import { buildIncidentView } from '../../../cards/view-model.js';
 import { taskOf } from '../../../core/tasks.js';
 import { incidentState, SAMPLE, sampleActions, sampleIngestBody } from '../../support/incident-factory.js';
 import { VIEW_OPTIONS } from './scenarios.js';

@@ -1,5 +1,6 @@
 import type { KnownBlock } from '@slack/types';
 import { describe, expect, it } from 'vitest';
+import { buildIncidentView } from '../../../cards/incident-view.js';
 import {
   escapeMrkdwn,
   escapeSlack,
@@ -8,7 +9,6 @@ import {
   renderSlackText,
 } from '../../../cards/slack/render.js';
 import { checkSlackLimits } from '../../../cards/validate.js';
-import { buildIncidentView } from '../../../cards/view-model.js';
 import { taskOf } from '../../../core/tasks.js';
 import {
   everyStateIncident,
@@ -87,7 +87,7 @@ describe('renderSlackMessage', () => {
       return JSON.stringify(block);
     };
     expect(context(everyStateIncident())).toContain(
-      '⏳ *In progress*  ·  1 failed  ·  3 for the experts  ·  1 for your team  ·  Incident',
+      '⏳ *In progress*  ·  1 failed  ·  4 for the experts  ·  1 for your team  ·  Incident',
     );
     expect(context(failedWithClosedTasksIncident())).toContain('⏳ *In progress*  ·  1 failed  ·  Incident');
   });

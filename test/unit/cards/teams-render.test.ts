@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { buildIncidentView } from '../../../cards/incident-view.js';
 import { escapeTeamsMarkdown, renderTeamsCard, renderTeamsTaskList } from '../../../cards/teams/render.js';
 import { validateAdaptiveCard } from '../../../cards/validate.js';
-import { buildIncidentView } from '../../../cards/view-model.js';
 import { taskOf } from '../../../core/tasks.js';
 import {
   everyStateIncident,
@@ -152,7 +152,7 @@ describe('renderTeamsCard', () => {
       'Status: ⏳ In progress',
       'Received: 09:05 UTC',
       'Failed: 1 to retry or hand over',
-      'Experts: 3 awaiting approval or by hand',
+      'Experts: 4 awaiting approval, running or by hand',
       'Your team: 1 to do',
     ]);
     expect(facts(failedWithClosedTasksIncident())).toEqual([

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../../adapters/memory-store.js';
 import { changeExclusions, EXCLUSION_CHANGE_ATTEMPTS } from '../../../core/change-exclusions.js';
 import { ConflictError } from '../../../core/errors.js';
-import { exclusionsInForce, rulesInForce } from '../../../core/exclusions-in-force.js';
+import { exclusionsInForce, withoutSources } from '../../../core/exclusions-in-force.js';
 import type { AuditEntry, ExclusionChanges, Exclusions } from '../../../core/model.js';
 import { ADMIN, coreHarness } from '../../support/core-harness.js';
 
@@ -42,7 +42,7 @@ describe('exclusionsInForce', () => {
         { group: 'Executives', source: `added by api:admin at ${at}` },
       ],
     });
-    expect(rulesInForce(FILE, changes()).devices).toEqual(FILE.devices);
+    expect(withoutSources(exclusionsInForce(FILE, changes())).devices).toEqual(FILE.devices);
   });
 
   it('reads the whole list an earlier version stored as what it added to and removed from the file', () => {
@@ -50,7 +50,7 @@ describe('exclusionsInForce', () => {
 
     const inForce = exclusionsInForce(FILE, { ...changes({ version: 0 }), legacy });
 
-    expect(rulesInForce(FILE, { ...changes({ version: 0 }), legacy })).toEqual(legacy);
+    expect(withoutSources(exclusionsInForce(FILE, { ...changes({ version: 0 }), legacy }))).toEqual(legacy);
     expect(inForce.devices.map((r) => r.source)).toEqual([
       'policy file',
       'added by a run-time change kept by an earlier version of the bot',

@@ -5,10 +5,10 @@ import { evaluateExclusion } from '../../../core/exclusions.js';
 import { parseIngestBody, toIncidentRecord } from '../../../core/incident.js';
 import type { ActionRecord, Exclusions, IncidentRecord } from '../../../core/model.js';
 import type { AssetDirectory } from '../../../core/ports.js';
-import { sampleIngestBody } from '../../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../../support/incident-factory.js';
 
 const incident: IncidentRecord = toIncidentRecord(
-  parseIngestBody(sampleIngestBody()),
+  parseIngestBody(sampleIngestBody(shippedSample())),
   '2026-11-27T10:00:00Z',
 );
 const WKS = {

@@ -12,7 +12,8 @@ import type { AssetDirectory, ResponseExecutor } from '../../../core/ports.js';
 import { recoverApprovals } from '../../../core/recover-approvals.js';
 import { remindTask } from '../../../core/remind-task.js';
 import { retryAction } from '../../../core/retry-action.js';
-import { ADMIN, CUSTOMER, coreHarness, EXPERT, sampleIngestBody } from '../../support/core-harness.js';
+import { ADMIN, CUSTOMER, coreHarness, EXPERT } from '../../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../../support/incident-factory.js';
 
 const INGEST = { id: 'api:ingest', platform: 'api' } as const;
 const ISOLATE = { incidentId: '48213', actionId: 'act-1' };
@@ -47,7 +48,7 @@ async function failedIsolation(
 ) {
   const executor = failsOnce();
   const h = coreHarness({ executor, ...options });
-  await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+  await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
   await approveAction(h.deps, ISOLATE, EXPERT);
   const run = await executeAction(h.deps, ISOLATE);
   expect(run).toMatchObject({ status: 'done', action: { state: 'failed', error: FAILURE } });
@@ -120,7 +121,7 @@ describe('retrying a failed action', () => {
 
   it('refuses an action that has not failed', async () => {
     const h = coreHarness();
-    await ingestIncident(h.deps, sampleIngestBody(), INGEST);
+    await ingestIncident(h.deps, sampleIngestBody(shippedSample()), INGEST);
     expect(await retryAction(h.deps, ISOLATE, EXPERT)).toMatchObject({
       ok: false,
       code: 'already_handled',

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ACTION_CATALOGUE, ACTION_TYPES } from '../../../core/actions.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import { parseIngestBody, toIncidentRecord } from '../../../core/incident.js';
-import { sampleIngestBody } from '../../support/core-harness.js';
+import { sampleIngestBody, shippedSample } from '../../support/incident-factory.js';
 
 function fieldOf(body: unknown): string {
   try {
@@ -16,7 +16,10 @@ function fieldOf(body: unknown): string {
 
 describe('the incident model', () => {
   it('parses the reference Graph incident with its evidence', () => {
-    const record = toIncidentRecord(parseIngestBody(sampleIngestBody()), '2026-11-27T10:00:00Z');
+    const record = toIncidentRecord(
+      parseIngestBody(sampleIngestBody(shippedSample())),
+      '2026-11-27T10:00:00Z',
+    );
     expect(record).toMatchObject({
       id: '48213',
       severity: 'high',
@@ -49,11 +52,12 @@ describe('the incident model', () => {
   });
 
   it('accepts PascalCase enums, numeric ids and unknown fields', () => {
-    const body = sampleIngestBody();
-    body.incident.id = 48213;
-    body.incident.severity = 'High';
-    body.incident.somethingNew = { nested: true };
-    body.incident.alerts[0].evidence.push({
+    const body = sampleIngestBody(shippedSample());
+    const incident: Record<string, unknown> = body.incident;
+    incident.id = 48213;
+    incident.severity = 'High';
+    incident.somethingNew = { nested: true };
+    (body.incident.alerts[0]!.evidence as unknown[]).push({
       '@odata.type': '#microsoft.graph.security.futureEvidence',
       x: 1,
     });
@@ -86,7 +90,7 @@ describe('the incident model', () => {
       ['managedResponse.summary', (b) => (b.managedResponse.summary = 42)],
     ];
     for (const [field, mutate] of variants) {
-      const body = sampleIngestBody();
+      const body = sampleIngestBody(shippedSample());
       mutate(body);
       expect(fieldOf(body), field).toContain(field);
     }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { buildIncidentView, describeAction, displayIdentity, formatWhen } from '../../../cards/view-model.js';
+import { describeAction } from '../../../cards/assets.js';
+import { buildIncidentView } from '../../../cards/incident-view.js';
+import { displayIdentity, formatWhen } from '../../../cards/text.js';
 import {
   customerTasksOnlyIncident,
   everyStateIncident,
@@ -153,7 +155,7 @@ describe('buildIncidentView', () => {
       needCustomer: 0,
     });
     const view = buildIncidentView(everyStateIncident(), options);
-    expect(view.counts).toEqual({ open: 6, failed: 1, needExpert: 3, needCustomer: 1 });
+    expect(view.counts).toEqual({ open: 6, failed: 1, needExpert: 4, needCustomer: 1 });
     expect(view.groups.find((g) => g.key === 'customerTasks')).toMatchObject({
       title: 'Pending customer actions',
       total: 1,
@@ -163,6 +165,15 @@ describe('buildIncidentView', () => {
       failed: 0,
       needExpert: 0,
       needCustomer: 0,
+    });
+  });
+
+  it('counts a running action as the experts’ open work, as the managed status does', () => {
+    const state = incidentState({ states: { 'act-1': { state: 'executing' } } });
+    const running = { ...state, actions: state.actions.filter((a) => a.id === 'act-1') };
+    expect(buildIncidentView(running, options)).toMatchObject({
+      status: { value: 'inProgress' },
+      counts: { open: 1, needExpert: 1, failed: 0, needCustomer: 0 },
     });
   });
 
@@ -206,7 +217,7 @@ describe('buildIncidentView', () => {
       `File: Invoice_0314.exe · SHA-1 ${SAMPLE.sha1}`,
       'Open the Microsoft Defender portal: Action center > History.',
       `Find the quarantine action for Invoice_0314.exe on ${SAMPLE.server} and choose Undo.`,
-      'If a custom indicator blocked it, on the device as administrator run: MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All',
+      'If a custom indicator blocked it, on the device as administrator run "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All".',
       'Warning: that command restores every file a custom indicator blocked on the device in the last 30 days, not only this one.',
       'Then click Mark done here.',
     ]);
@@ -228,7 +239,7 @@ describe('buildIncidentView', () => {
     const task = line(buildIncidentView({ ...state, incident: evidence, actions }, options), 'act-5');
     expect(task.steps[0]).toBe(`File: payroll.xlsm · SHA-1 ${SAMPLE.sha1}`);
     expect(task.steps).toContain(
-      'If a custom indicator blocked it, on the device as administrator run: MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All',
+      'If a custom indicator blocked it, on the device as administrator run "MpCmdRun.exe -Restore -Name EUS:Win32/CustomEnterpriseBlock -All".',
     );
   });
 

@@ -1,4 +1,4 @@
-import { escapeHtml } from '../slack/html.js';
+import { escapeHtml } from './slack-html.js';
 
 /** Teams' light-theme text colours, the same on plain and emphasis containers. */
 const TEAMS_FOREGROUND = {
@@ -95,8 +95,36 @@ function scriptJson(value: unknown): string {
 }
 
 /**
- * A whole HTML page that renders an Adaptive Card with the official renderer. Give the renderer either
- * as a URL (`scriptSrc`, e.g. a route serving adaptivecards/dist/adaptivecards.min.js) or inline
+ * The Teams renderer of both pages that draw Adaptive Cards (the preview page and the one the README
+ * pictures are taken of): browser script, run after the official adaptivecards renderer has loaded,
+ * that defines `window.renderTeamsCard(cardJson, onAction)`. It returns the card drawn in a
+ * `.teams-card` element with Teams' host config; a click on an Open URL opens it, any other button calls
+ * `onAction(verb, data)`.
+ */
+export function teamsRendererScript(hostConfig: unknown = TEAMS_HOST_CONFIG): string {
+  return `(function(){
+  var AC = window.AdaptiveCards;
+  AC.AdaptiveCard.onProcessMarkdown = ${TEAMS_MARKDOWN_SHIM};
+  var hostConfig = new AC.HostConfig(${scriptJson(hostConfig)});
+  window.renderTeamsCard = function(cardJson, onAction){
+    var card = new AC.AdaptiveCard();
+    card.hostConfig = hostConfig;
+    card.onExecuteAction = function(action){
+      if (action instanceof AC.OpenUrlAction) { window.open(action.url, '_blank', 'noopener'); return; }
+      onAction(action.verb, action.data);
+    };
+    card.parse(cardJson);
+    var wrap = document.createElement('div');
+    wrap.className = 'teams-card';
+    wrap.appendChild(card.render());
+    return wrap;
+  };
+})();`;
+}
+
+/**
+ * A whole HTML page that draws one Adaptive Card with `teamsRendererScript`. Give the official renderer
+ * either as a URL (`scriptSrc`, e.g. a route serving adaptivecards/dist/adaptivecards.min.js) or inline
  * (`scriptText`). Clicking a button calls `window.onCardAction(verb, data)` when the page defines it.
  */
 export function teamsCardPage(
@@ -110,21 +138,12 @@ export function teamsCardPage(
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(options.title ?? 'Teams card')}</title>
 <style>body{margin:0;padding:16px;background:#F5F5F5;font-family:"Segoe UI",-apple-system,Roboto,sans-serif}${TEAMS_HTML_CSS}</style>
 ${script}</head>
-<body><div class="teams-card" id="card"></div>
+<body><div id="card"></div>
 <script>
-(function(){
-  var AC = window.AdaptiveCards;
-  AC.AdaptiveCard.onProcessMarkdown = ${TEAMS_MARKDOWN_SHIM};
-  var card = new AC.AdaptiveCard();
-  card.hostConfig = new AC.HostConfig(${scriptJson(options.hostConfig ?? TEAMS_HOST_CONFIG)});
-  card.onExecuteAction = function(action){
-    if (action instanceof AC.OpenUrlAction) { window.open(action.url, '_blank', 'noopener'); return; }
-    if (typeof window.onCardAction === 'function') window.onCardAction(action.verb, action.data);
-  };
-  card.parse(${scriptJson(card)});
-  var el = card.render();
-  document.getElementById('card').appendChild(el);
-})();
+${teamsRendererScript(options.hostConfig)}
+document.getElementById('card').appendChild(window.renderTeamsCard(${scriptJson(card)}, function(verb, data){
+  if (typeof window.onCardAction === 'function') window.onCardAction(verb, data);
+}));
 </script></body></html>
 `;
 }

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { mrkdwnToHtml, slackBlocksToHtml, slackMessagePage } from '../../../cards/slack/html.js';
-import { renderSlackMessage } from '../../../cards/slack/render.js';
-import { teamsCardPage } from '../../../cards/teams/html.js';
-import { renderTeamsCard } from '../../../cards/teams/render.js';
-import { buildIncidentView } from '../../../cards/view-model.js';
-import { everyStateIncident } from '../../support/incident-factory.js';
-import { VIEW_OPTIONS } from './scenarios.js';
+import { mrkdwnToHtml, slackBlocksToHtml, slackMessagePage } from '../../../../bot/preview/slack-html.js';
+import { teamsCardPage } from '../../../../bot/preview/teams-card.js';
+import { buildIncidentView } from '../../../../cards/incident-view.js';
+import { renderSlackMessage } from '../../../../cards/slack/render.js';
+import { renderTeamsCard } from '../../../../cards/teams/render.js';
+import { everyStateIncident } from '../../../support/incident-factory.js';
+import { VIEW_OPTIONS } from '../../cards/scenarios.js';
 
 describe('Slack blocks as HTML', () => {
   it('draws mrkdwn formatting, links and mentions the way Slack does', () => {
