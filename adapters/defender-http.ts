@@ -5,7 +5,11 @@ import { scopeFor } from './azure-credential.js';
 import { backoffMs } from './backoff.js';
 import { withClientSpan } from './tracing.js';
 
-/** A result worth another attempt, carried through p-retry with the wait it asks for. */
+/**
+ * A result worth another attempt, carried through p-retry (which retries on a thrown Error) with the
+ * wait it asks for. Control flow inside `sendWithRetries` only: it is always caught there and turned
+ * back into the result, never seen by a caller.
+ */
 class RetryableResult extends Error {
   attemptNumber = 0;
   retriesLeft = 0;

@@ -86,7 +86,10 @@ export function createSlack(
     };
     receiver = http;
   } else {
-    throw new Error('Slack needs SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN for Socket Mode');
+    throw new MdrError(
+      'config_invalid',
+      'Slack needs SLACK_SIGNING_SECRET, or SLACK_APP_TOKEN for Socket Mode',
+    );
   }
   const app = new App({
     receiver,
