@@ -884,6 +884,25 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
     onPremisesSecurityIdentifier: null,
   };
   const syncedUser = { ...cloudUser, onPremisesSyncEnabled: true, onPremisesSecurityIdentifier: SID };
+  /** Graph reading the synced user, then answering its Defender for Identity account lookup. */
+  const syncedAccount = (
+    filter: Parameters<nock.Interceptor['query']>[0] = {
+      $filter: `onPremisesSecurityIdentifier eq '${SID}'`,
+    },
+    accounts: object = fixture('graph-identity-accounts'),
+  ) =>
+    graph()
+      .get(USER)
+      .query(SELECT)
+      .reply(200, syncedUser)
+      .get(IDENTITY_ACCOUNTS)
+      .query(filter)
+      .reply(200, accounts);
+  /** The invokeAction answer for `action` on the synced user's Active Directory account. */
+  const invokeAnswer = (action: string) =>
+    fixture('graph-invoke-action', {
+      value: { accountId: AD_ACCOUNT, action, provider: 'activeDirectory', correlationId: CORRELATION },
+    });
 
   it.each([
     {
@@ -1132,16 +1151,10 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
     'carries out $type of an on-premises synced user through Defender for Identity, never PATCH',
     async ({ type, mdi, detail }) => {
       let filter: unknown;
-      const api = graph()
-        .get(USER)
-        .query(SELECT)
-        .reply(200, syncedUser)
-        .get(IDENTITY_ACCOUNTS)
-        .query((q) => {
-          filter = q.$filter;
-          return true;
-        })
-        .reply(200, fixture('graph-identity-accounts'));
+      const api = syncedAccount((q) => {
+        filter = q.$filter;
+        return true;
+      });
       const invoked = graph()
         .matchHeader('content-type', 'application/json')
         .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`, {
@@ -1149,17 +1162,7 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
           action: mdi,
           identityProvider: 'activeDirectory',
         })
-        .reply(
-          200,
-          fixture('graph-invoke-action', {
-            value: {
-              accountId: AD_ACCOUNT,
-              action: mdi,
-              provider: 'activeDirectory',
-              correlationId: CORRELATION,
-            },
-          }),
-        );
+        .reply(200, invokeAnswer(mdi));
 
       const { outcome } = await carryOut(
         executor(),
@@ -1179,28 +1182,12 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
   it('suspends an on-premises synced user through Defender for Identity (disable), then revokes sessions through Graph, never PATCH', async () => {
     const log: string[] = [];
     const invoked: unknown[] = [];
-    graph()
-      .get(USER)
-      .query(SELECT)
-      .reply(200, syncedUser)
-      .get(IDENTITY_ACCOUNTS)
-      .query({ $filter: `onPremisesSecurityIdentifier eq '${SID}'` })
-      .reply(200, fixture('graph-identity-accounts'))
+    syncedAccount()
       .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`)
       .reply((_uri, body) => {
         log.push('POST invokeAction');
         invoked.push(body);
-        return [
-          200,
-          fixture('graph-invoke-action', {
-            value: {
-              accountId: AD_ACCOUNT,
-              action: 'disable',
-              provider: 'activeDirectory',
-              correlationId: CORRELATION,
-            },
-          }),
-        ];
+        return [200, invokeAnswer('disable')];
       })
       .post(`${USER}/revokeSignInSessions`)
       .reply(() => {
@@ -1233,27 +1220,11 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
 
   it('unsuspends an on-premises synced user through Defender for Identity (enable), never PATCH', async () => {
     const invoked: unknown[] = [];
-    graph()
-      .get(USER)
-      .query(SELECT)
-      .reply(200, syncedUser)
-      .get(IDENTITY_ACCOUNTS)
-      .query({ $filter: `onPremisesSecurityIdentifier eq '${SID}'` })
-      .reply(200, fixture('graph-identity-accounts'))
+    syncedAccount()
       .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`)
       .reply((_uri, body) => {
         invoked.push(body);
-        return [
-          200,
-          fixture('graph-invoke-action', {
-            value: {
-              accountId: AD_ACCOUNT,
-              action: 'enable',
-              provider: 'activeDirectory',
-              correlationId: CORRELATION,
-            },
-          }),
-        ];
+        return [200, invokeAnswer('enable')];
       });
     const patched = graph().patch(USER).reply(204);
 
@@ -1274,13 +1245,7 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
   });
 
   it('suspends nothing and says what to do when a synced user cannot be found in Defender for Identity', async () => {
-    graph()
-      .get(USER)
-      .query(SELECT)
-      .reply(200, syncedUser)
-      .get(IDENTITY_ACCOUNTS)
-      .query(true)
-      .reply(200, { '@odata.context': 'x', value: [] });
+    syncedAccount(true, { '@odata.context': 'x', value: [] });
     const sent = graph().post(/.*/).reply(204).patch(/.*/).reply(204);
 
     const { outcome } = await carryOut(
@@ -1298,13 +1263,7 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
 
   it('forces the password reset of a synced user through Defender for Identity, then revokes and confirms compromised', async () => {
     const log: string[] = [];
-    const api = graph()
-      .get(USER)
-      .query(SELECT)
-      .reply(200, syncedUser)
-      .get(IDENTITY_ACCOUNTS)
-      .query({ $filter: `onPremisesSecurityIdentifier eq '${SID}'` })
-      .reply(200, fixture('graph-identity-accounts'))
+    const api = syncedAccount()
       .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`, {
         accountId: AD_ACCOUNT,
         action: 'forcePasswordReset',
@@ -1312,17 +1271,7 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
       })
       .reply(() => {
         log.push('POST invokeAction forcePasswordReset');
-        return [
-          200,
-          fixture('graph-invoke-action', {
-            value: {
-              accountId: AD_ACCOUNT,
-              action: 'forcePasswordReset',
-              provider: 'activeDirectory',
-              correlationId: CORRELATION,
-            },
-          }),
-        ];
+        return [200, invokeAnswer('forcePasswordReset')];
       })
       .post(`${USER}/revokeSignInSessions`)
       .reply(() => {
@@ -1354,13 +1303,7 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
   });
 
   it('sends nothing for a synced user Defender for Identity does not observe in Active Directory', async () => {
-    graph()
-      .get(USER)
-      .query(SELECT)
-      .reply(200, syncedUser)
-      .get(IDENTITY_ACCOUNTS)
-      .query(true)
-      .reply(200, { value: [] });
+    syncedAccount(true, { value: [] });
 
     const { outcome } = await carryOut(
       executor(),
@@ -1375,13 +1318,7 @@ describe('DefenderExecutor: the Microsoft Graph actions', () => {
   });
 
   it('names SecurityIdentitiesActions.ReadWrite.All when invokeAction is refused', async () => {
-    graph()
-      .get(USER)
-      .query(SELECT)
-      .reply(200, syncedUser)
-      .get(IDENTITY_ACCOUNTS)
-      .query(true)
-      .reply(200, fixture('graph-identity-accounts'))
+    syncedAccount(true)
       .post(`${IDENTITY_ACCOUNTS}/${MDI_ID}/invokeAction`)
       .reply(403, { error: { code: 'Forbidden', message: 'Missing permissions.' } });
 
