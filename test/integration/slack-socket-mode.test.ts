@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
@@ -11,6 +8,7 @@ import { SOCKET_DOWN } from '../../bot/slack/socket-mode.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import type { ActionRecord } from '../../core/model.js';
 import { type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
+import { type PolicyFile, writePolicyFile } from '../support/config.js';
 import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
@@ -53,15 +51,14 @@ const approve = (actionId: string): ClickedButton => ({
 });
 
 let redis: TestRedis;
-let policyDir: string;
+let policy: PolicyFile;
 beforeAll(async () => {
   redis = await useTestRedis(import.meta.filename);
-  policyDir = mkdtempSync(join(tmpdir(), 'mdr-slack-socket-policy-'));
-  writeFileSync(join(policyDir, 'policy.yaml'), POLICY);
+  policy = writePolicyFile(POLICY);
 });
 afterAll(async () => {
   await redis.cleanup();
-  rmSync(policyDir, { recursive: true, force: true });
+  policy.remove();
 });
 
 describe('Slack over Socket Mode', () => {
@@ -81,7 +78,7 @@ describe('Slack over Socket Mode', () => {
         SLACK_BOT_TOKEN,
         SLACK_APP_TOKEN,
         SLACK_API_URL,
-        POLICY_FILE: join(policyDir, 'policy.yaml'),
+        POLICY_FILE: policy.path,
       },
       parts: { store, storeKind: 'redis', executor },
       mounts: async (rt) => (await createPlatforms(rt, {})).mounts,
@@ -325,7 +322,7 @@ describe('Slack over Socket Mode', () => {
     fake.refuseSockets(1);
     store = new RedisStore({ url: redis.url }, `${redis.prefix}${Math.random().toString(36).slice(2)}:`);
     bot = await startBot({
-      env: { SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_API_URL, POLICY_FILE: join(policyDir, 'policy.yaml') },
+      env: { SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_API_URL, POLICY_FILE: policy.path },
       parts: { store, storeKind: 'redis' },
       mounts: (rt) => {
         const socketSlack = createSlack(rt, { socketRetry: { firstMs: 300, maxMs: 600 } });

@@ -1,25 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../../bot/config.js';
+import { problemsOf, writePolicyFile } from '../../support/config.js';
 
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error('expected the configuration to be refused');
-}
-
-function policyFile(text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mdr-policy-'));
-  const path = join(dir, 'policy.yaml');
-  writeFileSync(path, text);
-  return path;
-}
+const policyFile = (text: string) => writePolicyFile(text).path;
 
 describe('loadConfig', () => {
   it('runs the embedded default with an empty environment', () => {

@@ -1,8 +1,6 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../../bot/config.js';
+import { loadConfig } from '../../../bot/config.js';
+import { problemsOf, writePolicyFile } from '../../support/config.js';
 
 const SECRET = 'whsec-0123456789abcdef';
 const REDIS = { REDIS_URL: 'redis://127.0.0.1:6379/0' };
@@ -10,10 +8,7 @@ const REDIS = { REDIS_URL: 'redis://127.0.0.1:6379/0' };
 const SECRET_REF = '${ITSM_SECRET}';
 
 function policyWith(url: string, secret = SECRET_REF, events = '[task.created, incident.resolved]') {
-  const dir = mkdtempSync(join(tmpdir(), 'mdr-webhook-policy-'));
-  const path = join(dir, 'policy.yaml');
-  writeFileSync(
-    path,
+  return writePolicyFile(
     [
       'notifications:',
       '  webhooks:',
@@ -21,18 +16,7 @@ function policyWith(url: string, secret = SECRET_REF, events = '[task.created, i
       `      secret: ${secret}`,
       `      events: ${events}`,
     ].join('\n'),
-  );
-  return path;
-}
-
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error('expected the configuration to be refused');
+  ).path;
 }
 
 describe('policy webhooks', () => {
