@@ -47,6 +47,21 @@ export function fixture<T = Record<string, unknown>>(
 }
 
 /** What the nocked token endpoint received (form fields), newest last. */
+/**
+ * Defender answering the batched status query of submitted actions (`$filter=id in ('a','b')`) on
+ * `defender` with `actionOf(id)` for every id asked.
+ */
+export function answerStatusQuery(defender: nock.Scope, actionOf: (id: string) => unknown): nock.Scope {
+  return defender
+    .get('/prefix/api/machineactions')
+    .query((q) => String(q.$filter).startsWith('id in ('))
+    .reply((uri) => {
+      const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
+      const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
+      return [200, { value: ids.map(actionOf) }];
+    });
+}
+
 export const tokenRequests: URLSearchParams[] = [];
 
 /**

@@ -19,13 +19,13 @@ import { sampleIngestBody, shippedSample } from '../support/incident-factory.js'
 import { PrivateRedisCluster } from '../support/redis-cluster.js';
 import {
   clickButton,
-  fakeAuthTest,
-  SLACK_API_ORIGIN,
+  recordSlackBodies,
   SLACK_API_URL,
   SLACK_BOT_TOKEN,
   SLACK_SIGNING_SECRET,
 } from '../support/slack.js';
 import {
+  answerStatusQuery,
   CLIENT_ID,
   fixture,
   GRAPH_URL,
@@ -95,20 +95,7 @@ beforeAll(async () => {
 
   nock.disableNetConnect();
   nock.enableNetConnect(/127\.0\.0\.1|localhost/);
-  fakeAuthTest();
-  nock(SLACK_API_ORIGIN)
-    .persist()
-    .post('/api/chat.postMessage')
-    .reply((_uri, body) => {
-      slackPosts.push(String(body));
-      return [200, { ok: true, channel: 'C0SOC', ts: '1741942000.000001' }];
-    })
-    .post('/api/chat.update')
-    .reply((_uri, body) => {
-      slackUpdates.push(decodeURIComponent(String(body)));
-      return [200, { ok: true, channel: 'C0SOC', ts: '1741942000.000001' }];
-    });
-  nock('https://hooks.slack.com').persist().post(/.*/).reply(200, 'ok');
+  recordSlackBodies({ posts: slackPosts, updates: slackUpdates, decodeUpdates: true });
   nockLogin();
   const machineAction = (id: string, status: string, comment = '') =>
     fixture('machine-action', { id, status, machineId: MACHINE, requestorComment: comment });
@@ -118,14 +105,7 @@ beforeAll(async () => {
     isolations.push(id);
     return [201, machineAction(id, 'Pending', (body as { Comment?: string }).Comment ?? '')];
   });
-  defender
-    .get('/prefix/api/machineactions')
-    .query((q) => String(q.$filter).startsWith('id in ('))
-    .reply((uri) => {
-      const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
-      const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
-      return [200, { value: ids.map((id) => machineAction(id, 'Succeeded')) }];
-    });
+  answerStatusQuery(defender, (id) => machineAction(id, 'Succeeded'));
 
   const env = {
     REDIS_URL: cluster.url,

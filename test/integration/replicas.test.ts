@@ -14,8 +14,7 @@ import { sampleIngestBody, shippedSample } from '../support/incident-factory.js'
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   clickButton,
-  fakeAuthTest,
-  SLACK_API_ORIGIN,
+  recordSlackBodies,
   SLACK_API_URL,
   SLACK_BOT_TOKEN,
   SLACK_SIGNING_SECRET,
@@ -34,20 +33,7 @@ beforeAll(async () => {
   writeFileSync(policy, 'roles:\n  experts: [slack:U0EXPERT1, slack:U0EXPERT2]\nchannels:\n  slack: C0SOC\n');
   nock.disableNetConnect();
   nock.enableNetConnect(/127\.0\.0\.1|localhost/);
-  fakeAuthTest();
-  nock(SLACK_API_ORIGIN)
-    .persist()
-    .post('/api/chat.postMessage')
-    .reply((_uri, body) => {
-      posts.push(String(body));
-      return [200, { ok: true, channel: 'C0SOC', ts: `1741942000.00000${posts.length}` }];
-    })
-    .post('/api/chat.update')
-    .reply((_uri, body) => {
-      updates.push(decodeURIComponent(String(body)));
-      return [200, { ok: true, channel: 'C0SOC', ts: '1741942000.000001' }];
-    });
-  nock('https://hooks.slack.com').persist().post(/.*/).reply(200, 'ok');
+  recordSlackBodies({ posts, updates, numberPosts: true, decodeUpdates: true });
 
   for (let i = 0; i < 2; i++) {
     const executor = new DryRunExecutor();

@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import nock from 'nock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BullMqQueue } from '../../adapters/bullmq-queue.js';
@@ -16,6 +13,7 @@ import { buttonValue } from '../../cards/slack/render.js';
 import type { AssetDirectory } from '../../core/ports.js';
 import { rejectAction } from '../../core/reject-action.js';
 import { type BotServer, drained, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
+import { type PolicyFile, writePolicyFile } from '../support/config.js';
 import { SAMPLE, sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
@@ -36,6 +34,7 @@ import {
   submitView,
 } from '../support/slack.js';
 import {
+  answerStatusQuery,
   fakeTime,
   fixture,
   GRAPH_URL,
@@ -77,15 +76,14 @@ const markDone = (actionId: string, incidentId = '48213') => ({
 });
 
 let redis: TestRedis;
-let policyDir: string;
+let policy: PolicyFile;
 beforeAll(async () => {
   redis = await useTestRedis(import.meta.filename);
-  policyDir = mkdtempSync(join(tmpdir(), 'mdr-slack-policy-'));
-  writeFileSync(join(policyDir, 'policy.yaml'), POLICY);
+  policy = writePolicyFile(POLICY);
 });
 afterAll(async () => {
   await redis.cleanup();
-  rmSync(policyDir, { recursive: true, force: true });
+  policy.remove();
 });
 
 describe('Slack through the real HTTP endpoint', () => {
@@ -103,7 +101,7 @@ describe('Slack through the real HTTP endpoint', () => {
         SLACK_BOT_TOKEN,
         SLACK_SIGNING_SECRET,
         SLACK_API_URL,
-        POLICY_FILE: join(policyDir, 'policy.yaml'),
+        POLICY_FILE: policy.path,
         ...env,
       },
       parts: { store, storeKind: 'redis', executor, ...parts },
@@ -197,14 +195,7 @@ describe('Slack through the real HTTP endpoint', () => {
       posts.push(id);
       return [201, machineAction(id, 'Pending', (body as { Comment?: string }).Comment ?? '')];
     });
-    defender
-      .get('/prefix/api/machineactions')
-      .query((q) => String(q.$filter).startsWith('id in ('))
-      .reply((uri) => {
-        const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
-        const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
-        return [200, { value: ids.map((id) => machineAction(id, statusOf(id), '')) }];
-      });
+    answerStatusQuery(defender, (id) => machineAction(id, statusOf(id), ''));
     await start(
       {
         executor: new DefenderExecutor({
@@ -290,14 +281,7 @@ describe('Slack through the real HTTP endpoint', () => {
       sent.push(body as { Comment: string; ScanType: string });
       return [201, machineAction(`ma-${sent.length}`, 'Pending')];
     });
-    defender
-      .get('/prefix/api/machineactions')
-      .query((q) => String(q.$filter).startsWith('id in ('))
-      .reply((uri) => {
-        const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
-        const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
-        return [200, { value: ids.map((id) => machineAction(id, 'Succeeded')) }];
-      });
+    answerStatusQuery(defender, (id) => machineAction(id, 'Succeeded'));
     await start(
       {
         executor: new DefenderExecutor({
@@ -839,7 +823,7 @@ describe('Slack through the real HTTP endpoint', () => {
         SLACK_BOT_TOKEN,
         SLACK_SIGNING_SECRET,
         SLACK_API_URL,
-        POLICY_FILE: join(policyDir, 'policy.yaml'),
+        POLICY_FILE: policy.path,
       },
       config: (c) => ({ ...c, policy: { ...c.policy, channels: {} } }),
       parts: { store, storeKind: 'redis', executor: new DryRunExecutor() },

@@ -37,6 +37,7 @@ import {
   TENANT_ID,
 } from '../support/teams.js';
 import {
+  answerStatusQuery,
   fakeTime,
   fixture,
   GRAPH_URL,
@@ -396,14 +397,7 @@ describe('Teams over the real HTTP endpoint (no app id: loopback only)', () => {
       sent.push(body as { Comment: string; ScanType: string });
       return [201, machineAction(`ma-${sent.length}`, 'Pending')];
     });
-    defender
-      .get('/prefix/api/machineactions')
-      .query((q) => String(q.$filter).startsWith('id in ('))
-      .reply((uri) => {
-        const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
-        const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
-        return [200, { value: ids.map((id) => machineAction(id, 'Succeeded')) }];
-      });
+    answerStatusQuery(defender, (id) => machineAction(id, 'Succeeded'));
     await start(
       { DEFENDER_FOLLOW_SECONDS: '1' },
       {},

@@ -1,8 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import nock from 'nock';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { BullMqQueue } from '../../adapters/bullmq-queue.js';
@@ -13,13 +10,12 @@ import { JOB_LANES } from '../../bot/runtime.js';
 import { createSlack } from '../../bot/slack/create-slack.js';
 import { buttonValue } from '../../cards/slack/render.js';
 import { ADMIN_TOKEN, type BotServer, INGEST_TOKEN, send, startBot } from '../support/bot-server.js';
+import { type PolicyFile, writePolicyFile } from '../support/config.js';
 import { sampleIngestBody, shippedSample } from '../support/incident-factory.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   clickButton,
-  fakeAuthTest,
-  RESPONSE_URL_ORIGIN,
-  SLACK_API_ORIGIN,
+  recordSlackBodies,
   SLACK_API_URL,
   SLACK_BOT_TOKEN,
   SLACK_SIGNING_SECRET,
@@ -107,14 +103,13 @@ function fakeCollector() {
 }
 
 let redis: TestRedis;
-let policyDir: string;
+let policy: PolicyFile;
 let collector: ReturnType<typeof fakeCollector>;
 let collectorUrl: string;
 
 beforeAll(async () => {
   redis = await useTestRedis(import.meta.filename);
-  policyDir = mkdtempSync(join(tmpdir(), 'mdr-tracing-policy-'));
-  writeFileSync(join(policyDir, 'policy.yaml'), POLICY);
+  policy = writePolicyFile(POLICY);
   collector = fakeCollector();
   await new Promise<void>((resolve) => collector.server.listen(0, '127.0.0.1', resolve));
   collectorUrl = `http://127.0.0.1:${(collector.server.address() as AddressInfo).port}`;
@@ -122,30 +117,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await new Promise((resolve) => collector?.server.close(resolve));
   await redis?.cleanup();
-  rmSync(policyDir, { recursive: true, force: true });
+  policy.remove();
   nock.cleanAll();
   nock.enableNetConnect();
 });
 
 /** Slack's Web API, recording what the bot posts and updates. */
 function fakeSlack() {
-  const posts: string[] = [];
-  const updates: string[] = [];
-  fakeAuthTest();
-  nock(SLACK_API_ORIGIN)
-    .persist()
-    .post('/api/chat.postMessage')
-    .reply((_uri, body) => {
-      posts.push(String(body));
-      return [200, { ok: true, channel: CHANNEL, ts: '1741942000.000001' }];
-    })
-    .post('/api/chat.update')
-    .reply((_uri, body) => {
-      updates.push(String(body));
-      return [200, { ok: true, channel: CHANNEL, ts: '1741942000.000001' }];
-    });
-  nock(RESPONSE_URL_ORIGIN).persist().post(/.*/).reply(200, 'ok');
-  return { posts, updates };
+  return recordSlackBodies({ channel: CHANNEL });
 }
 
 /** Defender: the isolation is accepted (Pending) and then reported Succeeded. */
@@ -178,7 +157,7 @@ it('exports one trace from ingest to the card post, and one from a click to the 
       SLACK_BOT_TOKEN,
       SLACK_SIGNING_SECRET,
       SLACK_API_URL,
-      POLICY_FILE: join(policyDir, 'policy.yaml'),
+      POLICY_FILE: policy.path,
       DEFENDER_FOLLOW_SECONDS: '1',
       OTEL_EXPORTER_OTLP_ENDPOINT: `${collectorUrl}/`,
       OTEL_SERVICE_NAME: 'mdr-bot-under-test',

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort } from './redis-server.js';
+import { answersPing, freePort } from './redis-server.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -126,22 +126,8 @@ export class PrivateRedisCluster {
 
 async function waitForPing(port: number): Promise<void> {
   const deadline = Date.now() + 10_000;
-  for (;;) {
-    const client = new Redis(port, '127.0.0.1', {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    // Refused while the server starts: the next round tries again.
-    client.on('error', () => {});
-    try {
-      await client.connect();
-      if ((await client.ping()) === 'PONG') return;
-    } catch (error) {
-      if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start: ${error}`);
-    } finally {
-      client.disconnect();
-    }
+  while (!(await answersPing(`redis://127.0.0.1:${port}`))) {
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
     await sleep(50);
   }
 }

@@ -292,6 +292,36 @@ export function fakeSlackApi() {
   return { posts, updates };
 }
 
+/**
+ * A thinner fake Web API than fakeSlackApi: keeps the raw form bodies of chat.postMessage and chat.update
+ * (URL-decoded with `decodeUpdates`), answers on `channel`, numbers the posts' ts with `numberPosts`
+ * (else every card is ts 1741942000.000001), and accepts every post to a response URL.
+ */
+export function recordSlackBodies({
+  posts = [] as string[],
+  updates = [] as string[],
+  channel = 'C0SOC',
+  numberPosts = false,
+  decodeUpdates = false,
+} = {}) {
+  fakeAuthTest();
+  nock(SLACK_API_ORIGIN)
+    .persist()
+    .post('/api/chat.postMessage')
+    .reply((_uri, body) => {
+      posts.push(String(body));
+      const ts = numberPosts ? `1741942000.00000${posts.length}` : '1741942000.000001';
+      return [200, { ok: true, channel, ts }];
+    })
+    .post('/api/chat.update')
+    .reply((_uri, body) => {
+      updates.push(decodeUpdates ? decodeURIComponent(String(body)) : String(body));
+      return [200, { ok: true, channel, ts: '1741942000.000001' }];
+    });
+  nock(RESPONSE_URL_ORIGIN).persist().post(/.*/).reply(200, 'ok');
+  return { posts, updates };
+}
+
 /** Records what the bot sends to the payloads' response URLs (ephemeral answers). */
 export function fakeResponseUrls() {
   const responses: { path: string; body: any }[] = [];

@@ -12,6 +12,7 @@ import { type Fakes, startFakes } from '../../../bench/support/fakes.js';
 import { type Exchange, keepAliveAgent, runSenders, send } from '../../../bench/support/http.js';
 import { freePort } from '../../../bench/support/redis-stats.js';
 import { sampleIngestBody } from '../../support/incident-factory.js';
+import { answersPing } from '../../support/redis-server.js';
 import { blockActionsPayload, formBody, slackSignatureHeaders } from '../../support/slack.js';
 import { TENANT_ID } from '../../support/teams.js';
 import { type FlakySlack, type SlackFaults, startFlakySlack } from './flaky-slack.js';
@@ -109,20 +110,7 @@ export class RedisServer {
       `redis-server on port ${this.port} answers`,
       async () => {
         if (child.process.exitCode !== null) throw new Error(`redis-server exited:\n${child.tail()}`);
-        const client = new Redis(this.url, {
-          lazyConnect: true,
-          maxRetriesPerRequest: 0,
-          retryStrategy: () => null,
-        });
-        client.on('error', () => {});
-        try {
-          await client.connect();
-          return (await client.ping()) === 'PONG';
-        } catch {
-          return false;
-        } finally {
-          client.disconnect();
-        }
+        return answersPing(this.url);
       },
       { timeoutMs: 10_000, pollMs: 50 },
     );
