@@ -1,18 +1,9 @@
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type BotProcess, buildIfStale, spawnBot, stopBot } from '../support/bot-process.js';
+import { describe, expect, it, vi } from 'vitest';
+import { stopBot } from '../support/bot-process.js';
 import { freePort } from '../support/redis-server.js';
+import { useBotProcesses } from '../support/use-bot-processes.js';
 
-let bot: BotProcess | undefined;
-
-beforeAll(() => {
-  // What `npm start` does before it runs the bot (prestart).
-  buildIfStale();
-});
-
-afterEach(async () => {
-  await stopBot(bot);
-  bot = undefined;
-});
+const bots = useBotProcesses();
 
 async function waitForHealth(url: string, deadlineMs: number): Promise<Response> {
   const deadline = Date.now() + deadlineMs;
@@ -29,7 +20,7 @@ async function waitForHealth(url: string, deadlineMs: number): Promise<Response>
 /** The bot as `npm start` runs it, on a free loopback port with only `env` set. */
 async function startOnFreePort(env: Record<string, string> = {}) {
   const port = await freePort();
-  bot = spawnBot({ PORT: String(port), HOST: '127.0.0.1', ...env });
+  const bot = bots.spawn({ PORT: String(port), HOST: '127.0.0.1', ...env });
   const health = await waitForHealth(`http://127.0.0.1:${port}/healthz`, 25_000);
   return { base: `http://127.0.0.1:${port}`, port, health, output: bot.output };
 }
@@ -69,7 +60,7 @@ describe('npm start', () => {
   });
 
   it('stops at once with a message naming the bad variable', async () => {
-    bot = spawnBot({ SLACK_BOT_TOKEN: 'xoxb-1-2-3' });
+    const bot = bots.spawn({ SLACK_BOT_TOKEN: 'xoxb-1-2-3' });
     expect(await bot.exited).toBe(2);
     expect(bot.output()).toContain('SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set');
   });
@@ -77,6 +68,7 @@ describe('npm start', () => {
   it('ends when its process group is told to stop, leaving no process behind', async () => {
     const started = await startOnFreePort();
     expect(started.health.status).toBe(200);
+    const bot = bots.current();
     const pid = bot?.child.pid ?? 0;
     await stopBot(bot);
     expect(bot?.child.exitCode ?? bot?.child.signalCode).not.toBeNull();

@@ -1,26 +1,14 @@
 import { networkInterfaces } from 'node:os';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type BotProcess, buildIfStale, spawnBot, stopBot } from '../support/bot-process.js';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../support/redis-server.js';
+import { useBotProcesses } from '../support/use-bot-processes.js';
 
-let bot: BotProcess | undefined;
-
-beforeAll(() => {
-  // What `npm start` does before it runs the bot (prestart).
-  buildIfStale();
-});
-
-afterEach(async () => {
-  // The bot runs in its own process group: stop all of it, and wait until it is gone.
-  await stopBot(bot);
-  bot = undefined;
-});
+const bots = useBotProcesses();
 
 /** The bot as `npm start` runs it, with only `env` (no HOST); resolves once it printed `until`. */
 async function startBot(env: Record<string, string>, until: RegExp) {
   const port = await freePort();
-  const started = spawnBot({ PORT: String(port), ...env });
-  bot = started;
+  const started = bots.spawn({ PORT: String(port), ...env });
   await new Promise<void>((resolve, reject) => {
     const check = () => {
       if (until.test(started.output())) resolve();
