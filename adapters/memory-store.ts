@@ -1,4 +1,4 @@
-import { EXECUTION_PHASES, phaseOf } from '../core/execution-phase.js';
+import { EXECUTION_PHASES, phaseOf, windowOf } from '../core/execution-phase.js';
 import type {
   ActionRecord,
   AuditEntry,
@@ -197,6 +197,17 @@ export class MemoryStore implements ActionStore {
       if (action && phaseOf(action) === phase) found.push(clone(action));
     }
     return found;
+  }
+
+  async sliceActionsIn(phase: ExecutionPhase, size: number, from: number) {
+    const ids = [...this.phaseIndex[phase].entries()].sort((a, b) => a[1] - b[1]).map(([key]) => key);
+    const actions: ActionRecord[] = [];
+    for (const key of windowOf(ids, size, from)) {
+      const ref = parseTaskId(key);
+      const action = ref ? this.actions.get(ref.incidentId)?.get(ref.actionId) : undefined;
+      if (action && phaseOf(action) === phase) actions.push(clone(action));
+    }
+    return { total: ids.length, actions };
   }
 
   async getExclusionChanges(): Promise<ExclusionChanges> {

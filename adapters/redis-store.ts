@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { ActionState } from '../core/actions.js';
 import { StoreUnavailableError } from '../core/errors.js';
-import { mayEnter, phaseOf } from '../core/execution-phase.js';
+import { mayEnter, phaseOf, windowOf } from '../core/execution-phase.js';
 import type {
   ActionRecord,
   AuditEntry,
@@ -275,16 +275,16 @@ export class RedisStore implements ActionStore {
 
   async loadForDecision(incidentId: string, actionId: string) {
     const keys = this.incidentKeys(incidentId);
-    const [meta, action, changes, legacy] = (await this.run([
+    const [meta, action, ...exclusions] = (await this.run([
       ['get', keys.meta],
       ['hget', keys.actions, actionId],
       ...this.exclusionReads(),
-    ])) as (string | null)[];
+    ])) as [string | null, string | null, ...unknown[]];
     if (meta == null || action == null) return null;
     return {
       incident: JSON.parse(meta) as IncidentRecord,
       action: JSON.parse(action) as ActionRecord,
-      exclusionChanges: this.parseExclusionChanges(changes ?? null, legacy ?? null),
+      exclusionChanges: this.parseExclusionChanges(exclusions),
     };
   }
 
@@ -376,21 +376,22 @@ export class RedisStore implements ActionStore {
     await this.sweepIndex(
       this.key(`exec:${phase}`),
       () => found.length < limit,
-      (_member, action) => {
-        if (action && phaseOf(action) === phase) {
-          if (found.length < limit) found.push(action);
-          return 'keep';
-        }
-        if (action && mayEnter(action, phase)) return 'keep';
-        return [];
-      },
+      inPhase(phase, found, limit),
     );
     return found;
   }
 
+  async sliceActionsIn(phase: ExecutionPhase, size: number, from: number) {
+    const index = this.key(`exec:${phase}`);
+    // The index holds ids only (a few dozen bytes each): all of them, then only the window's actions.
+    const [members] = (await this.run([['zrange', index, 0, -1]])) as [string[]];
+    const actions: ActionRecord[] = [];
+    await this.checkEntries(index, windowOf(members, size, from), inPhase(phase, actions, size));
+    return { total: members.length, actions };
+  }
+
   async getExclusionChanges(): Promise<ExclusionChanges> {
-    const [changes, legacy] = (await this.run(this.exclusionReads())) as (string | null)[];
-    return this.parseExclusionChanges(changes ?? null, legacy ?? null);
+    return this.parseExclusionChanges(await this.run(this.exclusionReads()));
   }
 
   async saveExclusionChanges(
@@ -519,15 +520,23 @@ export class RedisStore implements ActionStore {
     return `${this.key('exclusions')}:{${this.key('audit:policy')}}`;
   }
 
-  /** Reads the changes and (for a store written by an earlier version) the whole list kept before them. */
+  /**
+   * Reads the changes and (for a store written by an earlier version) the whole list kept before them:
+   * one MGET on one server; two GETs on a cluster, where the two keys live in different slots.
+   */
   private exclusionReads(): Command[] {
-    return [
-      ['get', this.exclusionChangesKey()],
-      ['get', this.key('exclusions')],
-    ];
+    const keys = [this.exclusionChangesKey(), this.key('exclusions')] as const;
+    if (this.redis instanceof Cluster) return keys.map((key): Command => ['get', key]);
+    return [['mget', ...keys]];
   }
 
-  private parseExclusionChanges(changes: string | null, legacy: string | null): ExclusionChanges {
+  /** The changes from the replies of `exclusionReads()`. */
+  private parseExclusionChanges(replies: unknown[]): ExclusionChanges {
+    const [changes, legacy] = (replies.length === 1 ? replies[0] : replies) as (string | null)[];
+    return this.parseExclusions(changes ?? null, legacy ?? null);
+  }
+
+  private parseExclusions(changes: string | null, legacy: string | null): ExclusionChanges {
     if (changes !== null) return JSON.parse(changes) as ExclusionChanges;
     if (legacy !== null) return { ...structuredClone(NO_CHANGES), legacy: JSON.parse(legacy) as Exclusions };
     return structuredClone(NO_CHANGES);
@@ -620,25 +629,39 @@ export class RedisStore implements ActionStore {
     for (let start = 0; more(); start += page) {
       const [members] = (await this.run([['zrange', index, start, start + page - 1]])) as [string[]];
       if (members.length === 0) break;
-      const refs = members.map((id) => parseTaskId(id));
-      const jsons = (await this.run(
-        refs.map((ref) =>
-          ref ? ['hget', this.incidentKeys(ref.incidentId).actions, ref.actionId] : ['echo', ''],
-        ),
-      )) as (string | null)[];
-      const repairs: Command[] = [];
-      let removed = 0;
-      members.forEach((member, i) => {
-        const json = jsons[i];
-        const verdict = visit(member, json ? (JSON.parse(json) as ActionRecord) : null);
-        if (verdict === 'keep') return;
-        repairs.push(...verdict, ['zrem', index, member]);
-        removed += 1;
-      });
-      if (repairs.length > 0) await this.run(repairs);
+      const removed = await this.checkEntries(index, members, visit);
       if (members.length < page) break;
       start -= removed;
     }
+  }
+
+  /**
+   * Hands `visit` each of these entries of an index with its action as stored now (one round trip), then
+   * removes the entries it does not keep, with the repairs it returns (one more). Returns how many went.
+   */
+  private async checkEntries(
+    index: string,
+    members: string[],
+    visit: (member: string, action: ActionRecord | null) => 'keep' | Command[],
+  ): Promise<number> {
+    if (members.length === 0) return 0;
+    const refs = members.map((id) => parseTaskId(id));
+    const jsons = (await this.run(
+      refs.map((ref) =>
+        ref ? ['hget', this.incidentKeys(ref.incidentId).actions, ref.actionId] : ['echo', ''],
+      ),
+    )) as (string | null)[];
+    const repairs: Command[] = [];
+    let removed = 0;
+    members.forEach((member, i) => {
+      const json = jsons[i];
+      const verdict = visit(member, json ? (JSON.parse(json) as ActionRecord) : null);
+      if (verdict === 'keep') return;
+      repairs.push(...verdict, ['zrem', index, member]);
+      removed += 1;
+    });
+    if (repairs.length > 0) await this.run(repairs);
+    return removed;
   }
 
   /**
@@ -671,4 +694,19 @@ export class RedisStore implements ActionStore {
     if (name.startsWith('mdr') && scripted) return scripted.apply(this.redis, args);
     return this.redis.call(name, ...args);
   }
+}
+
+/**
+ * The visit of a phase index's entries: collects up to `limit` actions in `phase` into `found`, keeps the
+ * entries whose action may still get there, drops the others.
+ */
+function inPhase(phase: ExecutionPhase, found: ActionRecord[], limit: number) {
+  return (_member: string, action: ActionRecord | null): 'keep' | Command[] => {
+    if (action && phaseOf(action) === phase) {
+      if (found.length < limit) found.push(action);
+      return 'keep';
+    }
+    if (action && mayEnter(action, phase)) return 'keep';
+    return [];
+  };
 }

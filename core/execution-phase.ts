@@ -25,3 +25,14 @@ export function mayEnter(action: ActionRecord, phase: ExecutionPhase): boolean {
   if (action.state === 'approved') return true;
   return phase === 'submitted' && now === 'starting';
 }
+
+/**
+ * A window of at most `size` entries of `list` starting at `from` (modulo its length), wrapping around to
+ * its start: successive windows (`from` growing by `size`) take every entry in turn.
+ */
+export function windowOf<T>(list: readonly T[], size: number, from: number): T[] {
+  if (list.length <= size) return [...list];
+  const start = ((Math.floor(from) % list.length) + list.length) % list.length;
+  const window = list.slice(start, start + size);
+  return window.length === size ? window : [...window, ...list.slice(0, size - window.length)];
+}

@@ -26,29 +26,35 @@ export interface FollowReport {
 
 /**
  * One round of following submitted actions (run on an interval by one replica at a time): asks the
- * executor for the remote status of every action `executing` with a remote id, in batches, shows status
- * changes on the card and ends the actions whose operation ended (or whose bounded wait ran out). Each
- * write is a compare-and-set on the version read, so an action that moved meanwhile is left alone.
+ * executor for the remote status of the actions `executing` with a remote id, in batches (a window of
+ * `perRound` of them that moves along the list each round: only those are read from the store), and
+ * ends the actions whose operation ended (or whose bounded wait ran out). Each write is a
+ * compare-and-set on the version read, so an action that moved meanwhile is left alone.
+ *
+ * A new remote status of an action still running (Pending, then InProgress) is written and audited but
+ * does not update the card by itself: the card already says "In progress" since the action was
+ * submitted, shows the latest status with its next update, and is updated when the action ends.
  */
 export async function followActions(deps: CoreDeps, options: FollowOptions = {}): Promise<FollowReport> {
   const perRound = Math.max(1, options.perRound ?? FOLLOW_PER_ROUND);
-  const inFlight = await deps.store.listActionsIn('submitted', 10_000);
-  const report: FollowReport = { inFlight: inFlight.length, checked: 0, changed: 0, ended: 0 };
-  if (inFlight.length === 0) return report;
-  const chosen = slice(inFlight, perRound, deps.clock.now().getTime(), options.roundMs ?? 5_000);
+  const round = Math.floor(deps.clock.now().getTime() / Math.max(1, options.roundMs ?? 5_000));
+  const { total, actions: chosen } = await deps.store.sliceActionsIn('submitted', perRound, round * perRound);
+  const report: FollowReport = { inFlight: total, checked: 0, changed: 0, ended: 0 };
+  if (chosen.length === 0) return report;
   const results = await deps.executor.check(chosen);
   report.checked = chosen.length;
-  const changed = new Set<string>();
+  const ended = new Set<string>();
   for (const [i, action] of chosen.entries()) {
     const result = results[i];
     if (!result || result.kind === 'unknown') continue;
     const moved = await apply(deps, action, result);
     if (!moved) continue;
-    changed.add(action.incidentId);
-    if (result.kind === 'finished') report.ended++;
-    else report.changed++;
+    if (result.kind === 'finished') {
+      ended.add(action.incidentId);
+      report.ended++;
+    } else report.changed++;
   }
-  for (const incidentId of changed) await deps.notifier.incidentChanged(incidentId);
+  for (const incidentId of ended) await deps.notifier.incidentChanged(incidentId);
   return report;
 }
 
@@ -76,13 +82,4 @@ async function apply(deps: CoreDeps, action: ActionRecord, result: RemoteCheck):
     current = ended.current;
   }
   return false;
-}
-
-/** A window of `size` actions that moves along a longer list each round, so each is asked in turn. */
-function slice(actions: ActionRecord[], size: number, nowMs: number, roundMs: number): ActionRecord[] {
-  if (actions.length <= size) return actions;
-  const round = Math.floor(nowMs / Math.max(1, roundMs));
-  const start = (round * size) % actions.length;
-  const window = actions.slice(start, start + size);
-  return window.length === size ? window : [...window, ...actions.slice(0, size - window.length)];
 }

@@ -89,6 +89,16 @@ export interface ActionStore {
    * dropped), so it never shows an action in a phase it is not in.
    */
   listActionsIn(phase: ExecutionPhase, limit?: number): Promise<ActionRecord[]>;
+  /**
+   * A window of at most `size` entries of a phase index, from entry `from` (modulo the index's length,
+   * wrapping around), read and checked as `listActionsIn` does: only the window's actions are read.
+   * `total`: the entries in the index before the window was checked (stale ones included).
+   */
+  sliceActionsIn(
+    phase: ExecutionPhase,
+    size: number,
+    from: number,
+  ): Promise<{ total: number; actions: ActionRecord[] }>;
   /** Exclusion rules added and removed at run time (chat or API); version 0 and empty until changed. */
   getExclusionChanges(): Promise<ExclusionChanges>;
   /**

@@ -169,7 +169,7 @@ function acceptIsolations(incidentId: (n: number) => string = () => '1') {
 }
 
 /** Defender answering the batched status query: every asked id with `status`; records the ids asked. */
-function answerStatus(status: string) {
+function answerStatus(status: string | (() => string)) {
   const asked: string[][] = [];
   mde()
     .persist()
@@ -179,7 +179,8 @@ function answerStatus(status: string) {
       const filter = new URL(uri, MDE_ORIGIN).searchParams.get('$filter') ?? '';
       const ids = [...filter.matchAll(/'([^']+)'/g)].map((m) => m[1] as string);
       asked.push(ids);
-      return [200, { value: ids.map((id) => machineAction(id, '1', status)) }];
+      const now = typeof status === 'function' ? status() : status;
+      return [200, { value: ids.map((id) => machineAction(id, '1', now)) }];
     });
   return asked;
 }
@@ -449,7 +450,7 @@ describe('following submitted actions', () => {
     expect(await h.store.listActionsIn('submitted')).toEqual([]);
   });
 
-  it('shows a status change on the card, and skips the round when Defender answers 429', async () => {
+  it('records a new remote status without a card update of its own, and skips the round when Defender answers 429', async () => {
     const h = onRedis();
     acceptIsolations();
     await seed(h.store, '1');
@@ -465,19 +466,53 @@ describe('following submitted actions', () => {
       );
     const skipped = await followActions(h.deps);
     const notAsked = await followActions(h.deps);
-    answerStatus('InProgress');
+    let status = 'InProgress';
+    answerStatus(() => status);
     h.clock.advance(11_000);
+    const changesBefore = h.notifier.changed.length;
 
     const shown = await followActions(h.deps);
+    const changesAfterProgress = h.notifier.changed.length;
+    status = 'Succeeded';
+    h.clock.advance(5_000);
+    const ended = await followActions(h.deps);
 
     expect(skipped).toMatchObject({ checked: 1, changed: 0, ended: 0 });
     expect(notAsked).toMatchObject({ checked: 1, changed: 0, ended: 0 });
     expect(shown).toMatchObject({ changed: 1, ended: 0 });
-    expect(await h.store.getAction('1', 'act-1')).toMatchObject({
-      state: 'executing',
-      progress: 'Defender: InProgress',
-    });
-    expect(h.notifier.changed.at(-1)).toBe('1');
+    // The card already said "In progress": the new status is written, shown with the next update.
+    expect(changesAfterProgress).toBe(changesBefore);
+    const audit = await h.store.listAudit('1');
+    expect(audit.some((e) => e.event === 'progress' && e.detail === 'Defender: InProgress')).toBe(true);
+    expect(ended).toMatchObject({ changed: 0, ended: 1 });
+    expect(h.notifier.changed.slice(changesBefore)).toEqual(['1']);
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({ state: 'succeeded' });
+  });
+
+  it('reads only the window of in-flight actions it asks about, and takes the next window next round', async () => {
+    const h = onRedis();
+    const ids = Array.from({ length: 5 }, (_, i) => `act-${i}`);
+    acceptIsolations();
+    await seed(h.store, '1', ids);
+    for (const actionId of ids) {
+      await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
+      await executeAction(h.deps, { incidentId: '1', actionId });
+    }
+    const asked = answerStatus('InProgress');
+    const firstRound = await followActions(h.deps, { perRound: 2, roundMs: 5_000 });
+    h.clock.advance(5_000);
+    const secondRound = await followActions(h.deps, { perRound: 2, roundMs: 5_000 });
+
+    expect(firstRound).toMatchObject({ inFlight: 5, checked: 2 });
+    expect(secondRound).toMatchObject({ inFlight: 5, checked: 2 });
+    expect(asked).toHaveLength(2);
+    expect(asked[0]).toHaveLength(2);
+    // The next window: other actions than the first round's.
+    expect(asked[1]?.some((id) => asked[0]?.includes(id))).toBe(false);
+    const inProgress = (await h.store.getIncident('1'))?.actions.filter(
+      (a) => a.remoteStatus === 'InProgress',
+    );
+    expect(inProgress).toHaveLength(4);
   });
 
   it('fails an action still running after the bounded wait, saying where to follow it', async () => {

@@ -315,6 +315,38 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await phases()).toEqual({ approved: [], starting: [], submitted: [] });
     });
 
+    it('reads a window of a phase index, wrapping around, and drops the ended entries it reads', async () => {
+      const ids = ['a', 'b', 'c'];
+      await store.upsertIncident(
+        incidentRecord('23'),
+        ids.map((id) => actionRecord('23', id)),
+        [],
+      );
+      const approved: Record<string, ReturnType<typeof actionRecord>> = {};
+      for (const id of ids) {
+        approved[id] = moved(actionRecord('23', id), 'approved');
+        await store.compareAndSet(approved[id], 1, auditEntry('approve', { incidentId: '23', actionId: id }));
+      }
+      const slice = async (size: number, from: number) => {
+        const { total, actions } = await store.sliceActionsIn('approved', size, from);
+        return { total, ids: actions.map((x) => x.id) };
+      };
+
+      expect(await slice(2, 0)).toEqual({ total: 3, ids: ['a', 'b'] });
+      expect(await slice(2, 2)).toEqual({ total: 3, ids: ['c', 'a'] });
+      expect(await slice(5, 7)).toEqual({ total: 3, ids: ['a', 'b', 'c'] });
+
+      const b = approved.b as ReturnType<typeof actionRecord>;
+      await store.compareAndSet(
+        moved(b, 'succeeded'),
+        2,
+        auditEntry('execute', { incidentId: '23', actionId: 'b' }),
+      );
+      // An ended action is never listed; its entry is gone once a window read it.
+      expect((await slice(3, 0)).ids).toEqual(['a', 'c']);
+      expect(await slice(3, 0)).toEqual({ total: 2, ids: ['a', 'c'] });
+    });
+
     it('never lists an action in a phase for a compare-and-set that lost', async () => {
       const action = actionRecord('22', 'a');
       await store.upsertIncident(incidentRecord('22'), [action], []);
