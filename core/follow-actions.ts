@@ -31,9 +31,8 @@ export interface FollowReport {
  * ends the actions whose operation ended (or whose bounded wait ran out). Each write is a
  * compare-and-set on the version read, so an action that moved meanwhile is left alone.
  *
- * A new remote status of an action still running (Pending, then InProgress) is written and audited but
- * does not update the card by itself: the card already says "In progress" since the action was
- * submitted, shows the latest status with its next update, and is updated when the action ends.
+ * Every status change is shown: a new remote status (Pending, then InProgress) updates the card like
+ * the end does, one update per incident and round (the delivery lane gathers them).
  */
 export async function followActions(deps: CoreDeps, options: FollowOptions = {}): Promise<FollowReport> {
   const perRound = Math.max(1, options.perRound ?? FOLLOW_PER_ROUND);
@@ -43,18 +42,17 @@ export async function followActions(deps: CoreDeps, options: FollowOptions = {})
   if (chosen.length === 0) return report;
   const results = await deps.executor.check(chosen);
   report.checked = chosen.length;
-  const ended = new Set<string>();
+  const changed = new Set<string>();
   for (const [i, action] of chosen.entries()) {
     const result = results[i];
     if (!result || result.kind === 'unknown') continue;
     const moved = await apply(deps, action, result);
     if (!moved) continue;
-    if (result.kind === 'finished') {
-      ended.add(action.incidentId);
-      report.ended++;
-    } else report.changed++;
+    changed.add(action.incidentId);
+    if (result.kind === 'finished') report.ended++;
+    else report.changed++;
   }
-  for (const incidentId of ended) await deps.notifier.incidentChanged(incidentId);
+  for (const incidentId of changed) await deps.notifier.incidentChanged(incidentId);
   return report;
 }
 

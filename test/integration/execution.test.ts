@@ -450,7 +450,7 @@ describe('following submitted actions', () => {
     expect(await h.store.listActionsIn('submitted')).toEqual([]);
   });
 
-  it('records a new remote status without a card update of its own, and skips the round when Defender answers 429', async () => {
+  it('shows a status change on the card, then the end, and skips the round when Defender answers 429', async () => {
     const h = onRedis();
     acceptIsolations();
     await seed(h.store, '1');
@@ -480,12 +480,13 @@ describe('following submitted actions', () => {
     expect(skipped).toMatchObject({ checked: 1, changed: 0, ended: 0 });
     expect(notAsked).toMatchObject({ checked: 1, changed: 0, ended: 0 });
     expect(shown).toMatchObject({ changed: 1, ended: 0 });
-    // The card already said "In progress": the new status is written, shown with the next update.
-    expect(changesAfterProgress).toBe(changesBefore);
+    // Defender's new status is shown on the card at once, and audited.
+    expect(changesAfterProgress).toBe(changesBefore + 1);
+    expect(h.notifier.changed.at(-1)).toBe('1');
     const audit = await h.store.listAudit('1');
     expect(audit.some((e) => e.event === 'progress' && e.detail === 'Defender: InProgress')).toBe(true);
     expect(ended).toMatchObject({ changed: 0, ended: 1 });
-    expect(h.notifier.changed.slice(changesBefore)).toEqual(['1']);
+    expect(h.notifier.changed.slice(changesBefore)).toEqual(['1', '1']);
     expect(await h.store.getAction('1', 'act-1')).toMatchObject({ state: 'succeeded' });
   });
 
