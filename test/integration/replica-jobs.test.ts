@@ -200,13 +200,18 @@ describe('periodic jobs across replicas', () => {
     const pollStarted = new Promise<void>((resolve) => {
       arrived = resolve;
     });
+    // Graph holds its answer until the stop has begun, so the stop meets a poll under way.
+    let answer: () => void = () => {};
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
     nock(GRAPH_ORIGIN)
       .persist()
       .get('/msgraph/v1.0/security/incidents')
       .query(true)
       .reply(async () => {
         arrived();
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        await answered;
         return [200, page()];
       });
     const prefix = uniquePrefix();
@@ -217,7 +222,9 @@ describe('periodic jobs across replicas', () => {
     await bot.runtime.startTimers();
     await pollStarted;
 
-    await bots.splice(0)[0]!.close();
+    const stopping = bots.splice(0)[0]!.close();
+    answer();
+    await stopping;
 
     const store = new RedisStore({ url: redis.url }, prefix);
     try {

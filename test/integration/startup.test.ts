@@ -5,16 +5,9 @@ import { useBotProcesses } from '../support/use-bot-processes.js';
 
 const bots = useBotProcesses();
 
-async function waitForHealth(url: string, deadlineMs: number): Promise<Response> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      return await fetch(url);
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 200)); // polling until the port answers
-    }
-  }
+/** The first answer of `url`, once the bot listens (retried until `deadlineMs`). */
+function waitForHealth(url: string, deadlineMs: number): Promise<Response> {
+  return vi.waitFor(() => fetch(url), { timeout: deadlineMs, interval: 200 });
 }
 
 /** The bot as `npm start` runs it, on a free loopback port with only `env` set. */
