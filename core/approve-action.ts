@@ -33,7 +33,7 @@ export async function approveAction(
   deps: CoreDeps,
   ref: ActionRef,
   actor: Actor,
-  choices: ApproveChoices = {},
+  choices: unknown = {},
 ): Promise<Decision> {
   const event = 'approve';
   const chosen = approveChoicesSchema.safeParse(choices);

@@ -1,4 +1,3 @@
-import type { ScanType } from './actions.js';
 import { approveAction } from './approve-action.js';
 import type { ActionRef, Actor, Decision } from './decisions.js';
 import { handOverAction } from './hand-over-action.js';
@@ -22,9 +21,12 @@ export const BUTTON_VERBS = [
 
 export type ButtonVerb = (typeof BUTTON_VERBS)[number];
 
-/** What a click carries besides the ids: the scan chosen with an approval, the reason typed under Skip. */
+/**
+ * What a click carries besides the ids: the scan chosen with an approval, the reason typed under Skip.
+ * Both as the platform sent them: the use cases check them (and audit a refusal).
+ */
 export interface ClickInput {
-  scanType?: ScanType;
+  scanType?: unknown;
   reason?: string;
 }
 

@@ -1,7 +1,7 @@
 import type { App, BlockAction, ButtonAction, RespondArguments } from '@slack/bolt';
+import { z } from 'zod';
 import { ATTR, annotate } from '../../adapters/tracing.js';
 import { renderSlackTaskList, renderSlackText } from '../../cards/slack/render.js';
-import { type ApproveChoices, approveChoicesSchema } from '../../core/approve-action.js';
 import { BUTTON_VERBS, type ButtonVerb, USE_CASE_OF } from '../../core/button-verbs.js';
 import {
   type ActionRef,
@@ -28,8 +28,8 @@ export const LINK_ACTION_ID = /^open[_:]/;
 /** Every action id that is neither a decision, the Skip button (it opens a modal) nor a link button. */
 const UNKNOWN_ACTION_ID = new RegExp(`^(?!(${BUTTON_VERBS.join('|')}):|open[_:])`);
 
-/** An approval button's value: the ids and, on an antivirus scan, the scan chosen (Quick or Full only). */
-const approveValueSchema = actionRefSchema.extend(approveChoicesSchema.shape);
+/** An approval button's value: the ids and, on an antivirus scan, the scan chosen (checked by the core). */
+const approveValueSchema = actionRefSchema.extend({ scanType: z.unknown().optional() });
 
 /** Read a button's value: JSON naming only the incident and the action; anything else is null. */
 export function parseButtonValue(value: string | undefined): ActionRef | null {
@@ -38,13 +38,13 @@ export function parseButtonValue(value: string | undefined): ActionRef | null {
 }
 
 /**
- * Read a click's value for its verb: the ids, plus the scan type on an approval. Any other key, or a
- * scan type other than Quick or Full, makes the value invalid, with the reason.
+ * Read a click's value for its verb: the ids, plus the scan type on an approval (as sent: the core
+ * decides whether it is a scan it takes). Any other key makes the value invalid, with the reason.
  */
 export function parseClick(
   verb: ButtonVerb,
   value: string | undefined,
-): { ok: true; ref: ActionRef; choices: ApproveChoices } | { ok: false; reason: string } {
+): { ok: true; ref: ActionRef; choices: { scanType?: unknown } } | { ok: false; reason: string } {
   if (!value) return { ok: false, reason: 'no value' };
   let json: unknown;
   try {
@@ -64,7 +64,7 @@ export function parseClick(
     return { ok: false, reason };
   }
   const { scanType, ...ref } = parsed.data;
-  return { ok: true, ref, choices: scanType ? { scanType } : {} };
+  return { ok: true, ref, choices: scanType === undefined ? {} : { scanType } };
 }
 
 /** An answer only the clicker sees, leaving the card as it is. */
@@ -85,21 +85,19 @@ export function registerButtonActions(app: App, runtime: Runtime): void {
       const run = USE_CASE_OF[verb];
       const click = parseClick(verb, action.value);
       if (!click.ok) {
+        await ack();
         await recordRefusal(
           runtime.deps,
           { id: `slack:${body.user.id}`, platform: 'slack' },
           verb,
           `not_found: invalid button value (${click.reason}) ${JSON.stringify((action.value ?? '').slice(0, 300))}`,
         );
-        await ack();
         runtime.logger.warn(
           { actionId: action.action_id, user: body.user.id, reason: click.reason },
           'slack: invalid button value',
         );
         await respond(
-          ephemeral(
-            'That button is not valid (it names no action of this bot, or a scan type other than Quick or Full): nothing was done.',
-          ),
+          ephemeral('That button is not valid (it names no action of this bot): nothing was done.'),
         );
         return;
       }

@@ -1,5 +1,5 @@
 import type { App, BlockAction, ButtonAction, ViewSubmitAction } from '@slack/bolt';
-import { z } from 'zod';
+import type { z } from 'zod';
 import {
   renderSlackNoticeModal,
   renderSlackSkipModal,
@@ -8,20 +8,12 @@ import {
 } from '../../cards/slack/skip-modal.js';
 import { USE_CASE_OF } from '../../core/button-verbs.js';
 import { type Actor, actionRefSchema, recordRefusal } from '../../core/decisions.js';
-import { SKIP_REASON_MAX } from '../../core/skip-task.js';
 import { failureText } from '../failures.js';
 import type { Runtime } from '../runtime.js';
 import { ephemeral, parseButtonValue } from './button-actions.js';
 
 /** The Skip button on a customer task: `skip:act-3`. */
 export const SKIP_ACTION_ID = /^skip:/;
-
-/** The reason typed in the modal: required, something other than blanks, as long as the core keeps. */
-const reasonSchema = z
-  .string()
-  .trim()
-  .min(1, 'Say why the task is skipped.')
-  .max(SKIP_REASON_MAX, `At most ${SKIP_REASON_MAX} characters.`);
 
 /** The ids the modal carries; only ever read back as a reference the core looks up and decides on. */
 function refOf(privateMetadata: string): z.infer<typeof actionRefSchema> | null {
@@ -90,18 +82,16 @@ export function registerSkipModal(app: App, runtime: Runtime): void {
         return;
       }
       const typed = view.state.values[SKIP_REASON_FIELD.block]?.[SKIP_REASON_FIELD.action]?.value ?? '';
-      const reason = reasonSchema.safeParse(typed);
-      if (!reason.success) {
-        await ack({
-          response_action: 'errors',
-          errors: { [SKIP_REASON_FIELD.block]: reason.error.issues[0]?.message ?? 'Say why.' },
-        });
-        return;
-      }
       try {
-        const decision = await USE_CASE_OF.skip(runtime.deps, ref, actor, { reason: reason.data });
+        // The core decides (a blank reason is refused and audited there); a refusal about the reason is
+        // shown under the field, so the customer can type one and send again.
+        const decision = await USE_CASE_OF.skip(runtime.deps, ref, actor, { reason: typed });
         if (decision.ok) {
           await ack({ response_action: 'clear' });
+          return;
+        }
+        if (typed.trim() === '') {
+          await ack({ response_action: 'errors', errors: { [SKIP_REASON_FIELD.block]: decision.message } });
           return;
         }
         await ack({

@@ -17,7 +17,6 @@ import {
   renderTeamsTaskList,
   teamsInputId,
 } from '../../cards/teams/render.js';
-import { type ApproveChoices, approveChoicesSchema } from '../../core/approve-action.js';
 import { BUTTON_VERBS, USE_CASE_OF } from '../../core/button-verbs.js';
 import { type ActionRef, type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
 import { listTasks } from '../../core/list-tasks.js';
@@ -97,28 +96,20 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     if (verb !== 'refresh') {
       const ref: ActionRef = { incidentId: data.incidentId, actionId: data.actionId as string };
       annotate({ [ATTR.incidentId]: ref.incidentId, [ATTR.actionId]: ref.actionId, [ATTR.verb]: verb });
-      let choices: ApproveChoices = {};
-      if (verb === 'approve') {
-        // The card's choice set for this action (Teams sends every input of the card with the click).
-        const raw = data[teamsInputId('scanType', ref.actionId)];
-        const parsed = approveChoicesSchema.safeParse(raw === undefined ? {} : { scanType: raw });
-        if (!parsed.success) {
-          const reason = 'the scan type must be Quick or Full';
-          await recordRefusal(
-            deps,
-            actor,
-            verb,
-            `invalid_choice: ${reason}: ${JSON.stringify(raw).slice(0, 100)}`,
-          );
-          return invokeError(400, 'BadRequest', `Not approved: ${reason}.`);
-        }
-        choices = parsed.data;
-      }
       const named = await this.withName(ctx, actor);
-      const input = verb === 'skip' ? { reason: typedReason(data, ref.actionId) } : choices;
+      // Teams sends every input of the card with the click: the reason typed under Skip, the scan chosen.
+      const input =
+        verb === 'skip'
+          ? { reason: typedReason(data, ref.actionId) }
+          : verb === 'approve'
+            ? { scanType: data[teamsInputId('scanType', ref.actionId)] }
+            : {};
       decision = await USE_CASE_OF[verb](deps, ref, named, input);
     }
     if (decision?.ok) annotate({ [ATTR.actionType]: decision.action.type });
+    if (decision && !decision.ok && decision.code === 'invalid_choice') {
+      return invokeError(400, 'BadRequest', decision.message);
+    }
     const notice = decision && !decision.ok ? decision.message : undefined;
     if (verb === 'markDone' && !(await this.isIncidentCard(ctx, data.incidentId))) {
       return cardResponse(

@@ -194,7 +194,7 @@ describe('Slack over Socket Mode', () => {
     });
     expect(blank.ack.payload).toEqual({
       response_action: 'errors',
-      errors: { reason: 'Say why the task is skipped.' },
+      errors: { reason: 'say why the task is skipped: skip <taskId> <reason>' },
     });
     const done = await fake.send('interactive', viewSubmissionPayload(CUSTOMER, view, 'server rebuilt'), {
       acceptsResponsePayload: true,

@@ -330,12 +330,12 @@ describe('Slack through the real HTTP endpoint', () => {
     });
     expect(forged.status).toBe(200);
     await vi.waitFor(() => expect(responses).toHaveLength(1), { timeout: 5_000, interval: 25 });
-    expect(JSON.stringify(responses[0]?.body)).toContain('a scan type other than Quick or Full');
+    expect(JSON.stringify(responses[0]?.body)).toContain('scan type is Quick or Full');
     expect(await state('act-7')).toBe('proposed');
     expect(
-      (await store.listAudit()).map((e) => `${e.actor} ${e.event} ${e.outcome} ${e.detail}`),
+      (await store.listAudit('48213')).map((e) => `${e.actor} ${e.event} ${e.outcome} ${e.detail}`),
     ).toContainEqual(
-      expect.stringMatching(/^slack:U0EXPERT1 approve refused not_found: invalid button value \(scanType: /),
+      expect.stringMatching(/^slack:U0EXPERT1 approve refused invalid_choice: not approved: scanType: /),
     );
 
     const full = scanButtons[1] as { action_id: string; value: string };
@@ -678,9 +678,18 @@ describe('Slack through the real HTTP endpoint', () => {
     const blank = await submitView(bot.url, CUSTOMER, view, '   ');
     expect(blank).toMatchObject({
       status: 200,
-      body: { response_action: 'errors', errors: { reason: 'Say why the task is skipped.' } },
+      body: {
+        response_action: 'errors',
+        errors: { reason: 'say why the task is skipped: skip <taskId> <reason>' },
+      },
     });
     expect(await state('act-5')).toBe('customerPending');
+    // Refused by the core, and audited like every refusal.
+    expect((await store.listAudit('48213')).at(-1)).toMatchObject({
+      event: 'skip',
+      outcome: 'refused',
+      detail: expect.stringContaining('say why the task is skipped'),
+    });
 
     const expert = await submitView(bot.url, EXPERT, view, 'not needed');
     expect(expert.body.response_action).toBe('update');
