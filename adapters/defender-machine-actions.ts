@@ -241,13 +241,8 @@ export class MachineActions {
     const sentIf = () => (last ? { maybeSent: true as const } : {});
     for (let attempt = 0; attempt <= maxRetries; attempt++) {
       if (last) {
-        // The previous POST may have reached Defender, and what it created may even have ended: never
-        // send a second one blindly.
-        const adopted = await this.adoptOwn(machineId, spec, action, 'retrying after a fault');
-        if (adopted) return adopted;
-        const pending = await this.findPending(machineId, spec, action, true);
-        if (!pending.ok) return pending.result;
-        if (pending.machineAction) return submitted(pending.machineAction);
+        const found = await this.afterFault(machineId, spec, action, 'retrying after a fault');
+        if (found) return found;
         await this.options.sleep(backoffMs(retryBaseMs, attempt - 1, MAX_BACKOFF_MS));
       }
       if (!(await context.claim())) {
@@ -301,15 +296,32 @@ export class MachineActions {
       );
       last = result;
     }
-    const pending = await this.findPending(machineId, spec, action, true);
-    if (!pending.ok) return pending.result;
-    if (pending.machineAction) return submitted(pending.machineAction);
+    const found = await this.afterFault(machineId, spec, action, 'after the last attempt');
+    if (found) return found;
     const lastAnswer = last?.reason ?? `Defender could not be reached for ${what} (no answer)`;
     return finishedWith(
       fail(
         `${lastAnswer}; gave up after ${maxRetries + 1} requests and no pending ${spec.type} action was found`,
       ),
     );
+  }
+
+  /**
+   * After a POST that may have reached Defender: this action's own machine action, whatever its status
+   * (what it created may even have ended), else an open one of its type to adopt; undefined when there is
+   * none, so the caller may send (or give up). Never sends a second one blindly.
+   */
+  private async afterFault(
+    machineId: string,
+    spec: MdeSpec,
+    action: ActionRecord,
+    why: string,
+  ): Promise<SubmitResult | undefined> {
+    const adopted = await this.adoptOwn(machineId, spec, action, why);
+    if (adopted) return adopted;
+    const pending = await this.findPending(machineId, spec, action, true);
+    if (!pending.ok) return pending.result;
+    return pending.machineAction ? submitted(pending.machineAction) : undefined;
   }
 
   /**

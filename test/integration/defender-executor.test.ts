@@ -760,6 +760,41 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
       expect(sent).toMatchObject({ kind: 'finished', externalId: 'created-anyway', outcome: { ok: true } });
     });
 
+    it('adopts its own action, already ended, when the last allowed POST answered 503 but Defender had created it', async () => {
+      let posts = 0;
+      mde()
+        .post(`${MACHINE}/isolate`)
+        .reply(() => {
+          posts++;
+          return [503, fixture('error-service-unavailable')];
+        })
+        .get(LIST)
+        .query(ownLookup)
+        .reply(200, {
+          value: [
+            machineAction({
+              id: 'created-by-the-last',
+              status: 'Succeeded',
+              requestorComment: COMMENT('isolate'),
+              creationDateTimeUtc: '2025-03-14T09:09:10.5000000Z',
+            }),
+          ],
+        });
+
+      // No retry left after the first POST: what it created is still found, not reported as a failure.
+      const sent = await executor({ maxRetries: 0 }).submit(
+        resuming(),
+        fakeContext(incidentRecord()).context,
+      );
+
+      expect(posts).toBe(1);
+      expect(sent).toMatchObject({
+        kind: 'finished',
+        externalId: 'created-by-the-last',
+        outcome: { ok: true },
+      });
+    });
+
     it('reads every page of the lookup and adopts its own action, ended, with its outcome', async () => {
       mde()
         .get(LIST)
