@@ -156,9 +156,13 @@ export class DeliveryNotifier implements Notifier {
 
   async incidentChanged(incidentId: string, change: { created?: boolean } = {}): Promise<void> {
     for (const listener of this.listeners) listener(incidentId);
-    for (const follower of this.followers) await follower(incidentId);
-    if (this.publishers.length === 0) return;
-    await requestDelivery(this.queue, { incidentId }, change.created ? 0 : UPDATE_GATHER_MS);
+    // The followers' jobs and the card delivery are queued together: one round trip's wait, not several.
+    await Promise.all([
+      ...this.followers.map((follower) => follower(incidentId)),
+      this.publishers.length === 0
+        ? undefined
+        : requestDelivery(this.queue, { incidentId }, change.created ? 0 : UPDATE_GATHER_MS),
+    ]);
   }
 
   async taskOverdue(task: Task): Promise<void> {

@@ -120,7 +120,7 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   const queue = traceQueue(config, adapters.queue);
   const notifier = new DeliveryNotifier(queue, publishers, clock);
   const metrics = new Metrics();
-  const webhooks = config.webhooks ?? [];
+  const webhooks = config.webhooks;
   const events =
     webhooks.length > 0 ? new WebhookEvents({ store, queue, clock, logger, metrics, webhooks }) : undefined;
   const deps: CoreDeps = {

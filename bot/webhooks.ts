@@ -114,7 +114,6 @@ export class WebhookEvents implements DomainEvents {
   }
 
   async actionsAdded(state: IncidentState, added: ActionRecord[]): Promise<void> {
-    if (this.deps.webhooks.length === 0) return;
     await this.guard(state.incident.id, () =>
       this.emitWritten(state.incident, {
         changed: added.map((after) => ({ before: null, after })),

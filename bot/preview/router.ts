@@ -5,7 +5,7 @@ import { PreviewOutbox } from '../../adapters/graph-mailer.js';
 import { ATTR, annotate } from '../../adapters/tracing.js';
 import { buildIncidentView } from '../../cards/incident-view.js';
 import { renderSlackMessage } from '../../cards/slack/render.js';
-import { renderTeamsCard } from '../../cards/teams/render.js';
+import { renderTeamsCard, viewerOf } from '../../cards/teams/render.js';
 import { SCAN_TYPES } from '../../core/actions.js';
 import { BUTTON_VERBS, USE_CASE_OF } from '../../core/button-verbs.js';
 import { type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
@@ -97,7 +97,7 @@ export function previewRouter(runtime: Runtime): Router {
         ? req.query.as
         : (identities()[0]?.id ?? CUSTOMER);
     const roles = rolesOf(config.policy.roles, as);
-    const viewer = roles.expert ? 'expert' : roles.admin ? 'admin' : 'customer';
+    const viewer = viewerOf(roles);
     const incidents = [];
     for (const summary of await store.listIncidents(20)) {
       const state = await store.getIncident(summary.id);

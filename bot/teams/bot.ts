@@ -16,6 +16,7 @@ import {
   renderTeamsCard,
   renderTeamsTaskList,
   teamsInputId,
+  viewerOf,
 } from '../../cards/teams/render.js';
 import { BUTTON_VERBS, USE_CASE_OF } from '../../core/button-verbs.js';
 import { type ActionRef, type Actor, type Decision, recordRefusal } from '../../core/decisions.js';
@@ -119,7 +120,7 @@ export class MdrTeamsBot extends TeamsActivityHandler {
     const state = await store.getIncident(data.incidentId);
     if (!state) return invokeError(404, 'NotFound', 'no such incident');
     const roles = rolesOf(deps.policy.roles, actor.id);
-    const viewer = roles.expert ? 'expert' : roles.admin ? 'admin' : 'customer';
+    const viewer = viewerOf(roles);
     const card = renderTeamsCard(buildIncidentView(state, this.viewOptions()), { viewer, notice });
     return cardResponse(card);
   }

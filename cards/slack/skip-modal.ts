@@ -1,5 +1,6 @@
 import type { ModalView } from '@slack/types';
 import { SKIP_REASON_MAX } from '../../core/skip-task.js';
+import { taskIdOf } from '../../core/tasks.js';
 import { escapeMrkdwn, escapeSlack } from './render.js';
 
 /** The `callback_id` of the modal that asks why a task is skipped (its submissions come back under it). */
@@ -13,7 +14,7 @@ export const SKIP_REASON_FIELD = { block: 'reason', action: 'reason' } as const;
  * decided again by the core.
  */
 export function renderSlackSkipModal(ref: { incidentId: string; actionId: string }): ModalView {
-  const taskId = `${ref.incidentId}:${ref.actionId}`;
+  const taskId = taskIdOf(ref.incidentId, ref.actionId);
   return {
     type: 'modal',
     callback_id: SKIP_MODAL_CALLBACK_ID,

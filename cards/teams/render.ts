@@ -17,6 +17,11 @@ export type AdaptiveCardJson = Record<string, unknown>;
 /** Who the card is drawn for: `shared` is the channel copy everybody sees before their own refresh. */
 export type TeamsViewer = 'expert' | 'customer' | 'admin' | 'other' | 'shared';
 
+/** The card a person sees, from their roles (an expert's, an admin's or a customer's buttons). */
+export function viewerOf(roles: { expert: boolean; admin: boolean }): TeamsViewer {
+  return roles.expert ? 'expert' : roles.admin ? 'admin' : 'customer';
+}
+
 /** Options of renderTeamsCard. */
 export interface TeamsCardOptions {
   viewer: TeamsViewer;
