@@ -10,9 +10,8 @@ import {
   describeHandled,
   transition,
 } from './decisions.js';
-import { requestBatchEmail } from './email-customer-tasks.js';
 import type { CoreDeps } from './ports.js';
-import { scheduleReminder } from './remind-task.js';
+import { taskOpened } from './remind-task.js';
 
 /** What the approving expert chose with the approval: the antivirus scan (`runAntivirusScan` only). */
 export interface ApproveChoices {
@@ -79,9 +78,7 @@ export async function approveAction(
       { actor, event, outcome: 'refused', detail: `asset_excluded: ${verdict.rule}; now customerPending` },
     );
     if (moved.ok) {
-      await scheduleReminder(deps, ref);
-      await requestBatchEmail(deps, ref.incidentId, [moved.action]);
-      await deps.notifier.incidentChanged(ref.incidentId);
+      await taskOpened(deps, ref, moved.action);
       return { ok: false, code: 'asset_excluded', message, action: moved.action };
     }
     return asked.refuse('asset_excluded', message, moved.current ?? action);

@@ -1,12 +1,11 @@
 import { assetOf } from './asset-name.js';
 import { weighExclusions } from './decide.js';
 import { type ActionRef, type Actor, transition } from './decisions.js';
-import { requestBatchEmail } from './email-customer-tasks.js';
 import { StoreUnavailableError } from './errors.js';
 import { type DecisionSubject, type ExclusionDecision, resolveSubject } from './exclusions.js';
 import type { ActionRecord, ExclusionChanges, IncidentRecord } from './model.js';
 import type { CasResult, CoreDeps, ExecutionOutcome, SubmitResult } from './ports.js';
-import { scheduleReminder } from './remind-task.js';
+import { taskOpened } from './remind-task.js';
 
 const SYSTEM: Actor = { id: 'system', platform: 'system' };
 
@@ -354,11 +353,8 @@ async function notRun(
             detail: `exclusion_unverifiable: ${decision.reason}${when}`,
           },
         );
-  if (moved.ok && moved.action.state === 'customerPending') {
-    await scheduleReminder(deps, ref);
-    await requestBatchEmail(deps, ref.incidentId, [moved.action]);
-  }
-  await deps.notifier.incidentChanged(ref.incidentId);
+  if (moved.ok && moved.action.state === 'customerPending') await taskOpened(deps, ref, moved.action);
+  else await deps.notifier.incidentChanged(ref.incidentId);
   return moved.ok
     ? { status: 'done', action: moved.action }
     : { status: 'skipped', reason: 'changed meanwhile' };

@@ -1,8 +1,7 @@
 import { decide, expertsOnly, onlyFailed } from './decide.js';
 import { type ActionRef, type Actor, type Decision, decidedByOf } from './decisions.js';
-import { requestBatchEmail } from './email-customer-tasks.js';
 import type { CoreDeps } from './ports.js';
-import { scheduleReminder } from './remind-task.js';
+import { taskOpened } from './remind-task.js';
 
 /**
  * An expert hands a failed action to the customer (`failed → customerPending`): it becomes a customer
@@ -28,10 +27,6 @@ export async function handOverAction(deps: CoreDeps, ref: ActionRef, actor: Acto
     { detail: `customerPending (handed over: ${reason})`.slice(0, 500) },
   );
   if (!result.ok) return result;
-  await Promise.all([
-    scheduleReminder(deps, ref),
-    requestBatchEmail(deps, ref.incidentId, [result.action]),
-    deps.notifier.incidentChanged(ref.incidentId),
-  ]);
+  await taskOpened(deps, ref, result.action);
   return result;
 }

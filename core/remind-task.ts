@@ -1,5 +1,6 @@
 import type { ActionRef } from './decisions.js';
-import { reminderEvent, requestTaskEmail } from './email-customer-tasks.js';
+import { reminderEvent, requestBatchEmail, requestTaskEmail } from './email-customer-tasks.js';
+import type { ActionRecord } from './model.js';
 import type { CoreDeps } from './ports.js';
 import { taskOf } from './tasks.js';
 
@@ -31,4 +32,16 @@ export function scheduleReminder(
   dueAt: string = nextReminderAt(deps),
 ): Promise<void> {
   return deps.jobs.schedule({ kind: 'remind', ...ref, dueAt });
+}
+
+/**
+ * An action just became a customer task: its reminder, the email of its batch and the card update,
+ * queued together.
+ */
+export async function taskOpened(deps: CoreDeps, ref: ActionRef, task: ActionRecord): Promise<void> {
+  await Promise.all([
+    scheduleReminder(deps, ref),
+    requestBatchEmail(deps, ref.incidentId, [task]),
+    deps.notifier.incidentChanged(ref.incidentId),
+  ]);
 }

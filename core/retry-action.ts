@@ -2,10 +2,8 @@ import { ACTION_CATALOGUE } from './actions.js';
 import { decide, expertsOnly, onlyFailed } from './decide.js';
 import { type ActionRef, type Actor, type Decision, decidedByOf } from './decisions.js';
 import { clearEarlierRun } from './earlier-run.js';
-import { requestBatchEmail } from './email-customer-tasks.js';
-import type { ActionRecord } from './model.js';
 import type { CoreDeps } from './ports.js';
-import { scheduleReminder } from './remind-task.js';
+import { taskOpened } from './remind-task.js';
 
 /**
  * An expert retries a failed action (`failed → approved`), decided like an approval: the clicker must
@@ -31,8 +29,7 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
       { outcome: 'refused', detail: `asset_excluded: ${verdict.rule}; now customerPending` },
     );
     if (!moved.ok) return moved;
-    await remindAndEmail(deps, ref, moved.action);
-    await deps.notifier.incidentChanged(ref.incidentId);
+    await taskOpened(deps, ref, moved.action);
     return { ok: false, code: 'asset_excluded', message, action: moved.action };
   }
   if (verdict.kind === 'unverifiable') {
@@ -58,10 +55,4 @@ export async function retryAction(deps: CoreDeps, ref: ActionRef, actor: Actor):
     deps.notifier.incidentChanged(ref.incidentId),
   ]);
   return result;
-}
-
-/** The first reminder and the email of a new customer task, as for every other one. */
-async function remindAndEmail(deps: CoreDeps, ref: ActionRef, task: ActionRecord): Promise<void> {
-  await scheduleReminder(deps, ref);
-  await requestBatchEmail(deps, ref.incidentId, [task]);
 }
