@@ -151,9 +151,10 @@ export class BullMqQueue implements JobQueue {
       await waitUntilReady(this.queueConnection);
       // A schedule an earlier version kept in another lane would run there too: one lane only.
       const lane = laneOf(this.lanes, name);
-      for (const other of new Set([DEFAULT_LANE, ...Object.keys(this.lanes)])) {
-        if (other !== lane) await this.queueByLane(other).removeJobScheduler(`every-${name}`);
-      }
+      const others = [...new Set([DEFAULT_LANE, ...Object.keys(this.lanes)])].filter(
+        (other) => other !== lane,
+      );
+      await Promise.all(others.map((other) => this.queueByLane(other).removeJobScheduler(`every-${name}`)));
       await this.queueOf(name).upsertJobScheduler(
         `every-${name}`,
         { every: Math.max(1, Math.round(everyMs)) },

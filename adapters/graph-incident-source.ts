@@ -1,6 +1,7 @@
 import type { TokenCredential } from '@azure/identity';
 import { z } from 'zod';
 import { MdrError } from '../core/errors.js';
+import type { IncidentBatch, IncidentQuery, IncidentSource } from '../core/ports.js';
 import { ApiClient, odataString, type RetryOptions } from './defender-http.js';
 
 /** Where the poller reads incidents: Microsoft Graph security incidents with their alerts. */
@@ -15,18 +16,6 @@ export interface GraphIncidentSourceOptions extends RetryOptions {
   pageSize?: number;
 }
 
-/** What Graph can narrow on its side (`$filter`); tags are not filterable there and are matched after. */
-export interface IncidentQuery {
-  assignedTo?: string;
-}
-
-/** One poll's reading: the incidents, and whether every page was read. */
-export interface IncidentBatch {
-  incidents: unknown[];
-  complete: boolean;
-  pages: number;
-}
-
 const page = z.looseObject({
   value: z.array(z.unknown()).default([]),
   '@odata.nextLink': z.string().nullish(),
@@ -39,7 +28,7 @@ const page = z.looseObject({
  * incidents on `assignedTo`, `lastUpdateDateTime` and a few others, not on tags. A failure throws with
  * a readable, secret-free reason.
  */
-export class GraphIncidentSource {
+export class GraphIncidentSource implements IncidentSource {
   private readonly graph: ApiClient;
   private readonly maxPages: number;
   private readonly pageSize: number;

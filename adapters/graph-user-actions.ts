@@ -276,7 +276,7 @@ export class UserActions {
    */
   private async patchUser(
     user: string,
-    objectId: string | undefined,
+    objectId: string,
     body: Record<string, unknown>,
     permission: string,
     done: string,
@@ -298,18 +298,11 @@ export class UserActions {
    * privileged Entra role for that user, not a permission; when the roles cannot be read, both causes are
    * named.
    */
-  private async deniedOnUser(
-    user: string,
-    objectId: string | undefined,
-    denied: ApiFailure,
-  ): Promise<string> {
+  private async deniedOnUser(user: string, objectId: string, denied: ApiFailure): Promise<string> {
     const missingPermission = denied.reason;
     const { code, message } = apiError(denied.body);
     const said = [code, message].filter(Boolean).join(': ');
     const adminRole = `the app needs a privileged Microsoft Entra role that covers this user (Privileged Authentication Administrator; User Administrator covers only users without an admin role)`;
-    if (!objectId) {
-      return `${missingPermission}; or, if ${user} holds a Microsoft Entra admin role, ${adminRole}`;
-    }
     const roles = await this.graph.call(
       {
         method: 'GET',

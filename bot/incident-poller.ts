@@ -1,21 +1,8 @@
 import { InvalidInputError, WrongTenantError } from '../core/errors.js';
 import { ingestIncident } from '../core/ingest-incident.js';
 import { type GraphIncidentFilter, graphFilterOf, selectsIncident } from '../core/policy.js';
+import type { IncidentSource } from '../core/ports.js';
 import type { Runtime } from './runtime.js';
-
-/** One poll's reading of the incident list (see GraphIncidentSource). */
-export interface IncidentBatch {
-  incidents: unknown[];
-  /** False when a safety bound stopped the reading before the last page. */
-  complete: boolean;
-  pages: number;
-}
-
-/** Where polled incidents come from (Microsoft Graph in production). */
-export interface IncidentSource {
-  /** Incidents updated at or after `since`; `assignedTo` is narrowed on the source's side. */
-  updatedSince(since: Date, query?: { assignedTo?: string }): Promise<IncidentBatch>;
-}
 
 /** The job of the Graph poll, run every GRAPH_POLL_SECONDS across all replicas (a queue job scheduler). */
 export const GRAPH_POLL_JOB = 'graph-poll';

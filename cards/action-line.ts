@@ -1,4 +1,4 @@
-import { ACTION_CATALOGUE, releaseFromQuarantineSteps } from '../core/actions.js';
+import { ACTION_CATALOGUE, hasApi, releaseFromQuarantineSteps } from '../core/actions.js';
 import type { ActionRecord, IncidentRecord } from '../core/model.js';
 import { LIFECYCLE } from '../core/state-machine.js';
 import { guidanceOf, taskIdOf } from '../core/tasks.js';
@@ -123,7 +123,7 @@ export function actionLine(
       details.push(...identifierLines(a.type, a.target, incident, { sha1: false }));
       steps.push(`How: ${guidanceOf(a)}`);
       buttons.push({ verb: 'markDone', label: 'Mark done', audience: 'customer', style: 'primary' });
-      if (a.type !== 'releaseFileFromQuarantine') {
+      if (hasApi(a.type)) {
         buttons.push({
           verb: 'runMyself',
           label: 'Run it myself',

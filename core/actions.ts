@@ -178,6 +178,14 @@ export const ACTION_CATALOGUE: Record<ActionType, ActionSpec> = {
  * The antivirus scans Defender runs (`ScanType` of `runAntiVirusScan`): the expert chooses one when
  * approving, Quick unless they choose Full.
  */
+/**
+ * Whether the bot can carry an action out against Defender or Graph. Releasing a file from quarantine
+ * has no public API: an expert does it by hand (`expertTask`), and nobody can have the bot run it.
+ */
+export function hasApi(type: ActionType): boolean {
+  return type !== 'releaseFileFromQuarantine';
+}
+
 export const SCAN_TYPES = ['Quick', 'Full'] as const;
 
 export type ScanType = (typeof SCAN_TYPES)[number];

@@ -1,3 +1,4 @@
+import { hasApi } from './actions.js';
 import { assetOf } from './asset-name.js';
 import { weighExclusions } from './decide.js';
 import { type ActionRef, type Actor, transition } from './decisions.js';
@@ -52,7 +53,7 @@ export async function executeAction(
   if (action.state === 'approved') {
     const decision = await mayRun(deps, action, incident, loaded.exclusionChanges);
     if (decision.kind !== 'allowed') return notRun(deps, ref, action, decision, '');
-    if (action.type === 'releaseFileFromQuarantine') {
+    if (!hasApi(action.type)) {
       const moved = await transition(
         deps,
         action,

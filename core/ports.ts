@@ -329,3 +329,22 @@ export interface PolicyView {
   /** Who is emailed about customer tasks; unset or empty: nobody. */
   notifications?: { email?: string[] };
 }
+
+/** What the incident source can narrow on its side (Graph `$filter`); tags are matched after. */
+export interface IncidentQuery {
+  assignedTo?: string;
+}
+
+/** One poll's reading of the incident list. */
+export interface IncidentBatch {
+  incidents: unknown[];
+  /** False when a safety bound stopped the reading before the last page. */
+  complete: boolean;
+  pages: number;
+}
+
+/** Where polled incidents come from (Microsoft Graph in production: adapters/graph-incident-source.ts). */
+export interface IncidentSource {
+  /** Incidents updated at or after `since`; `assignedTo` is narrowed on the source's side. */
+  updatedSince(since: Date, query?: IncidentQuery): Promise<IncidentBatch>;
+}

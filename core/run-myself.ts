@@ -1,3 +1,4 @@
+import { hasApi } from './actions.js';
 import { decide, notPending } from './decide.js';
 import { type ActionRef, type Actor, type Decision, decidedByOf } from './decisions.js';
 import { clearEarlierRun } from './earlier-run.js';
@@ -34,7 +35,7 @@ export async function runMyself(deps: CoreDeps, ref: ActionRef, actor: Actor): P
     from: ['customerPending'],
     elsewhere: notPending,
     check: (action) =>
-      action.type === 'releaseFileFromQuarantine'
+      !hasApi(action.type)
         ? {
             code: 'not_allowed',
             message:
