@@ -1,5 +1,5 @@
 import nock from 'nock';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DefenderAssetDirectory } from '../../adapters/defender-directory.js';
 import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { RedisStore } from '../../adapters/redis-store.js';
@@ -13,7 +13,6 @@ import { retryAction } from '../../core/retry-action.js';
 import { runMyself } from '../../core/run-myself.js';
 import { skipTask } from '../../core/skip-task.js';
 import { ADMIN, CUSTOMER, coreHarness, EXPERT } from '../support/core-harness.js';
-import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { actionRecord, incidentRecord } from '../support/store-fixtures.js';
 import {
   fakeTime,
@@ -23,8 +22,8 @@ import {
   MDE_ORIGIN,
   MDE_TOKEN,
   MDE_URL,
-  nockLogin,
   testCredential,
+  useRedisAndDefender,
 } from './defender-helpers.js';
 
 const REF = { incidentId: '48213', actionId: 'act-1' };
@@ -32,26 +31,9 @@ const MACHINE = `/prefix/api/machines/${IDS.serverId}`;
 /** The policy of these tests: the server's device group is excluded from the experts' actions. */
 const EXCLUDED_GROUP = { exclusions: { devices: [{ group: 'Domain Controllers' }], users: [] } };
 
-let redis: TestRedis;
+const life = useRedisAndDefender(import.meta.filename);
+const { closers } = life;
 let next = 0;
-const closers: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  redis = await useTestRedis(import.meta.filename);
-  nock.disableNetConnect();
-  nock.enableNetConnect(/127\.0\.0\.1|localhost/);
-});
-afterAll(async () => {
-  nock.enableNetConnect();
-  await redis?.cleanup();
-});
-beforeEach(() => {
-  nockLogin();
-});
-afterEach(async () => {
-  nock.cleanAll();
-  for (const close of closers.splice(0).reverse()) await close();
-});
 
 const mde = () => nock(MDE_ORIGIN, { reqheaders: { authorization: `Bearer ${MDE_TOKEN}` } });
 
@@ -60,7 +42,7 @@ const mde = () => nock(MDE_ORIGIN, { reqheaders: { authorization: `Bearer ${MDE_
  * of the Domain Controllers server made a customer task by the exclusion (an expert's approval found it).
  */
 async function excludedServerTask() {
-  const store = new RedisStore({ url: redis.url }, `${redis.prefix}${++next}:`);
+  const store = new RedisStore({ url: life.redis().url }, `${life.redis().prefix}${++next}:`);
   closers.push(() => store.close());
   const h = coreHarness({ store, policy: EXCLUDED_GROUP });
   const time = fakeTime();
@@ -151,7 +133,7 @@ describe('Run it myself', () => {
   });
 
   it("records the admin's name beside the id, and runs an antivirus scan task as the default Quick scan", async () => {
-    const store = new RedisStore({ url: redis.url }, `${redis.prefix}${++next}:`);
+    const store = new RedisStore({ url: life.redis().url }, `${life.redis().prefix}${++next}:`);
     closers.push(() => store.close());
     const h = coreHarness({ store, policy: EXCLUDED_GROUP });
     await store.upsertIncident(

@@ -2,10 +2,12 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TokenCredential } from '@azure/identity';
 import nock from 'nock';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { createAzureCredential } from '../../adapters/azure-credential.js';
 import type { ActionType } from '../../core/actions.js';
 import type { ActionRecord, ActionTarget, IncidentRecord } from '../../core/model.js';
 import type { SubmitContext } from '../../core/ports.js';
+import { type TestRedis, useTestRedis } from '../support/redis.js';
 
 /** Test servers for the login authority, Defender and Graph; the API URLs carry a path prefix. */
 export const LOGIN = 'https://login.test.local';
@@ -208,5 +210,41 @@ export function fakeContext(
     get claims() {
       return record.claims;
     },
+  };
+}
+
+/**
+ * The life of a test file run against a real Redis with Defender and Graph faked by nock: Redis for the
+ * file, no network but loopback, the Entra login answered before each test, and after each test the
+ * nock fakes cleared and what the test registered in `closers` closed (last first).
+ */
+export function useRedisAndDefender(file: string): {
+  redis: () => TestRedis;
+  closers: (() => Promise<unknown>)[];
+} {
+  let redis: TestRedis | undefined;
+  const closers: (() => Promise<unknown>)[] = [];
+  beforeAll(async () => {
+    redis = await useTestRedis(file);
+    nock.disableNetConnect();
+    nock.enableNetConnect(/127\.0\.0\.1|localhost/);
+  });
+  afterAll(async () => {
+    nock.enableNetConnect();
+    await redis?.cleanup();
+  });
+  beforeEach(() => {
+    nockLogin();
+  });
+  afterEach(async () => {
+    nock.cleanAll();
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+  return {
+    redis: () => {
+      if (!redis) throw new Error('Redis is not started yet: use it inside a test');
+      return redis;
+    },
+    closers,
   };
 }

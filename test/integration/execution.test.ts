@@ -1,5 +1,5 @@
 import nock from 'nock';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BullMqQueue } from '../../adapters/bullmq-queue.js';
 import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { DefenderPacer } from '../../adapters/defender-pacer.js';
@@ -18,7 +18,6 @@ import type { ActionStore } from '../../core/ports.js';
 import { recoverApprovals } from '../../core/recover-approvals.js';
 import { type BotServer, startBot } from '../support/bot-server.js';
 import { coreHarness, EXPERT, ManualClock } from '../support/core-harness.js';
-import { type TestRedis, useTestRedis } from '../support/redis.js';
 import { actionRecord, incidentRecord } from '../support/store-fixtures.js';
 import {
   fakeTime,
@@ -29,39 +28,22 @@ import {
   MDE_ORIGIN,
   MDE_TOKEN,
   MDE_URL,
-  nockLogin,
   testCredential,
+  useRedisAndDefender,
 } from './defender-helpers.js';
 
 const DEVICE = 'dev-1';
 const POST_ISOLATE = `/prefix/api/machines/${DEVICE}/isolate`;
 const LIST = '/prefix/api/machineactions';
 
-let redis: TestRedis;
+const life = useRedisAndDefender(import.meta.filename);
+const { closers } = life;
 let next = 0;
-const closers: (() => Promise<unknown>)[] = [];
 
-beforeAll(async () => {
-  redis = await useTestRedis(import.meta.filename);
-  nock.disableNetConnect();
-  nock.enableNetConnect(/127\.0\.0\.1|localhost/);
-});
-afterAll(async () => {
-  nock.enableNetConnect();
-  await redis?.cleanup();
-});
-beforeEach(() => {
-  nockLogin();
-});
-afterEach(async () => {
-  nock.cleanAll();
-  for (const close of closers.splice(0).reverse()) await close();
-});
-
-const prefix = () => `${redis.prefix}${++next}:`;
+const prefix = () => `${life.redis().prefix}${++next}:`;
 
 function redisStore(): RedisStore {
-  const store = new RedisStore({ url: redis.url }, prefix());
+  const store = new RedisStore({ url: life.redis().url }, prefix());
   closers.push(() => store.close());
   return store;
 }
@@ -219,7 +201,7 @@ describe('exactly once', () => {
     const logger = createLogger('silent');
     const config = loadConfig({ LOG_LEVEL: 'silent', DEFENDER_FOLLOW_SECONDS: '1' });
     const store = redisStore();
-    const queue = new BullMqQueue({ url: redis.url, keyPrefix: prefix(), lanes: JOB_LANES, logger });
+    const queue = new BullMqQueue({ url: life.redis().url, keyPrefix: prefix(), lanes: JOB_LANES, logger });
     const clock = new ManualClock(new Date());
     const runtime: Runtime = assembleRuntime(config, logger, {
       store,
@@ -657,7 +639,7 @@ describe('Defender rate limits', () => {
       perMinute: 1,
       perHour: 1_500,
       tenant: 'contoso',
-      redis: redis.client(),
+      redis: life.redis().client(),
       keyPrefix: prefix(),
     });
     const h = onRedis(pacer);
@@ -703,7 +685,7 @@ describe('Defender rate limits', () => {
         perMinute: 3,
         perHour: 1_500,
         tenant: 'contoso',
-        redis: redis.client(),
+        redis: life.redis().client(),
         keyPrefix,
       });
     const [a, b] = [replica(), replica()];
