@@ -41,6 +41,7 @@ import {
 } from './support/children.js';
 import { summariseCpuProfiles } from './support/cpu-profile.js';
 import { type Fakes, type Observations, startFakes } from './support/fakes.js';
+import { floorsOf, floorText, measureCallsFloor, outboundCalls } from './support/floors.js';
 import { type Exchange, keepAliveAgent, runSenders, send } from './support/http.js';
 import { CommandCounter, freePort, startPrivateRedis } from './support/redis-stats.js';
 import { ratio, summary } from './support/stats.js';
@@ -415,9 +416,13 @@ async function main(): Promise<void> {
     const burstIds = Array.from({ length: SETTINGS.incidents }, (_, i) => incidentId(i));
     log(`ingest burst: ${burstIds.length} incidents, ${SETTINGS.senders} senders`);
     const cpu0 = cpuMs(bot.pid);
+    const burstCmd0 = await commands.total();
+    const burstCalls0 = outboundCalls(seen);
     const burst = await ingest(burstIds);
     const burstPosted = await cardsPosted(burstIds, SETTINGS.timeoutS * 1000);
     const burstCpuMs = cpuMs(bot.pid) - cpu0;
+    const burstCommands = CommandCounter.delta(burstCmd0, await commands.total());
+    const burstCalls = outboundCalls(seen) - burstCalls0;
     const teamsDelivering = seen.teamsPosts.size > 0;
     const postLatency = burstIds.flatMap((id, i) => {
       const at = seen.slackPosts.get(id);
@@ -456,6 +461,7 @@ async function main(): Promise<void> {
       const byName0 = await commands.byName();
       const cmd0 = await commands.total();
       const cpuStart = cpuMs(bot.pid);
+      const calls0 = outboundCalls(seen);
       const results = await clicks(botUrl, ids, concurrency);
       const lastClickAt = performance.now();
       const clickCpuMs = cpuMs(bot.pid) - cpuStart;
@@ -470,6 +476,7 @@ async function main(): Promise<void> {
       );
       await sleep(500);
       const totalCpuMs = cpuMs(bot.pid) - cpuStart;
+      const calls = outboundCalls(seen) - calls0;
       const totalCommands = CommandCounter.delta(cmd0, await commands.total());
       const commandsByName = CommandCounter.topDelta(byName0, await commands.byName(), ids.length);
       const view = executionView(seen, ids);
@@ -496,17 +503,22 @@ async function main(): Promise<void> {
         clickWindowCommandsPerApproval: round(clickCommands / n),
         commandsPerApproval: round(totalCommands / n),
         commandsPerApprovalByName: commandsByName,
+        outboundCallsPerApproval: round(calls / n, 2),
       };
     };
     const c1Ids = burstIds.slice(0, SETTINGS.clicksC1);
     const c50Ids = burstIds.slice(SETTINGS.clicksC1);
     log(`clicks at c=1: ${c1Ids.length} on the bare Bolt app, then on the bot`);
+    const boltCpu0 = cpuMs(bolt.pid);
     const floorC1 = await clicks(boltUrl, c1Ids, 1);
+    const boltCpuC1 = cpuMs(bolt.pid) - boltCpu0;
     const approvalsC1 = await approvalPhase(c1Ids, 1);
     log(
       `clicks at c=${SETTINGS.senders}: ${c50Ids.length} on the bare Bolt app, then on the bot (the storm)`,
     );
+    const boltCpu1 = cpuMs(bolt.pid);
     const floorC50 = await clicks(boltUrl, c50Ids, SETTINGS.senders);
+    const boltCpuC50 = cpuMs(bolt.pid) - boltCpu1;
     const storm = await approvalPhase(c50Ids, SETTINGS.senders);
     const defender = seen.defender;
     const duplicates = defender.duplicates();
@@ -531,16 +543,19 @@ async function main(): Promise<void> {
       return results;
     };
     let teamsClicks: Record<string, Exchange[]> = {};
+    let teamsFloorCpuMs = 0;
     if (teamsOn && teamsIds.length > 0) {
       log(
         `Teams invokes: ${teamsIds.length} at c=1 and again at c=${SETTINGS.senders}, bare botbuilder then the bot`,
       );
-      teamsClicks = {
-        floorC1: await invokes(teamsFloorUrl, 1),
-        botC1: await invokes(botUrl, 1),
-      };
+      const floorCpu0 = cpuMs(teamsFloor.pid);
+      teamsClicks = { floorC1: await invokes(teamsFloorUrl, 1) };
+      teamsFloorCpuMs += cpuMs(teamsFloor.pid) - floorCpu0;
+      teamsClicks.botC1 = await invokes(botUrl, 1);
       // Reject is decided once: the second round gets "already handled", the same path up to the answer.
+      const floorCpu1 = cpuMs(teamsFloor.pid);
       teamsClicks.floorC50 = await invokes(teamsFloorUrl, SETTINGS.senders);
+      teamsFloorCpuMs += cpuMs(teamsFloor.pid) - floorCpu1;
       teamsClicks.botC50 = await invokes(botUrl, SETTINGS.senders);
     }
 
@@ -566,6 +581,8 @@ async function main(): Promise<void> {
     const memoryEnd = memoryMb(bot.pid);
 
     await bot.stop(15_000);
+    // ---- 7. the calls floor: the least CPU of an outbound call and a Redis command on this machine ----
+    const callsFloor = await measureCallsFloor(tls, redisUrl, `${prefix}floor:`, common, ROOT);
     const profile = SETTINGS.cpuProfile ? summariseCpuProfiles(profileDir, ROOT) : undefined;
     // BENCH_CPU_PROF_DIR: keep the .cpuprofile files there (for a closer look, or Chrome DevTools).
     const keepProfile = process.env.BENCH_CPU_PROF_DIR;
@@ -646,6 +663,27 @@ async function main(): Promise<void> {
       teamsCardUpdates: seen.teamsUpdates,
       graphCalls: seen.graphCalls,
       tokenRequests: Object.fromEntries(seen.tokens),
+      floors: floorsOf({
+        callsFloor,
+        boltCpuMsPerClick: {
+          c1: round(boltCpuC1 / Math.max(1, c1Ids.length), 3),
+          c50: round(boltCpuC50 / Math.max(1, c50Ids.length), 3),
+        },
+        botbuilderCpuMsPerInvoke: teamsOn
+          ? round(teamsFloorCpuMs / Math.max(1, 2 * teamsIds.length), 3)
+          : null,
+        perIngest: {
+          outboundCalls: round(burstCalls / SETTINGS.incidents, 2),
+          redisCommands: round(burstCommands / SETTINGS.incidents, 1),
+        },
+        perApproval: {
+          c1: {
+            outboundCalls: approvalsC1.outboundCallsPerApproval,
+            redisCommands: approvalsC1.commandsPerApproval,
+          },
+          c50: { outboundCalls: storm.outboundCallsPerApproval, redisCommands: storm.commandsPerApproval },
+        },
+      }),
     };
     const fmt = (v: number | null | undefined, unit = '') => (v == null ? 'n/a' : `${v}${unit}`);
     const le = (v: number | null | undefined, limit: number) => (v == null ? null : v <= limit);
@@ -724,6 +762,12 @@ async function main(): Promise<void> {
         ok: bothFinished
           ? le(approvalsC1.cpuMsPerApproval, 6) === true && le(storm.cpuMsPerApproval, 6) === true
           : null,
+      },
+      {
+        figure: `least CPU the same work can cost here (bare Bolt request + the outbound calls + the Redis commands at their floor), per ingest / per approval c=1 / c=${SETTINGS.senders}`,
+        value: floorText(figures.floors),
+        target: '(the floor under the two rows above)',
+        ok: null,
       },
       {
         figure: 'Redis round trips before the click is acknowledged',
