@@ -16,6 +16,7 @@ import type {
   ExecutionPhase,
 } from '../core/ports.js';
 import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
+import { factsNeedActions } from '../core/webhook-events.js';
 
 const clone = <T>(value: T): T => structuredClone(value);
 
@@ -146,7 +147,7 @@ export class MemoryStore implements ActionStore {
     this.indexPhase(stored);
     this.pushAudit(audit, {
       changed: [{ before: current.state, after: clone(stored) }],
-      actions: summaries(known),
+      actions: factsNeedActions(stored) ? summaries(known) : [],
     });
     return { ok: true, action: clone(stored) };
   }

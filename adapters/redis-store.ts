@@ -21,6 +21,7 @@ import type {
   ExecutionPhase,
 } from '../core/ports.js';
 import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
+import { factsNeedActions } from '../core/webhook-events.js';
 import { asStoreUnavailable, createRedisConnection, waitUntilReady } from './redis-connection.js';
 
 export { createRedisCluster, createRedisConnection } from './redis-connection.js';
@@ -59,10 +60,12 @@ const MAY_BECOME: Record<TaskStatus, readonly ActionState[]> = {
 };
 
 // The facts of an action write, kept with its audit feed line (`ActionsWritten` as JSON): `changed` (a
-// Lua string of JSON objects) and every action of the incident (KEYS[actions]) right after the write.
+// Lua string of JSON objects) and every action of the incident (KEYS[actions]) right after the write,
+// unless `withActions` is false (`factsNeedActions`: the write is no event and cannot resolve the incident).
 const WRITTEN_LUA = `
-local function written(changed, actionsKey)
+local function written(changed, actionsKey, withActions)
   local actions = {}
+  if withActions == false then return '{"changed":[' .. changed .. '],"actions":[]}' end
   for _, json in ipairs(redis.call('HVALS', actionsKey)) do
     local a = cjson.decode(json)
     actions[#actions + 1] = cjson.encode({ id = a['id'], version = a['version'], state = a['state'] })
@@ -74,7 +77,8 @@ end
 // One slot per script: every key a script touches shares the incident's hash tag. The audit feed
 // (KEYS[3], given on one Redis server only: on a cluster it lives in another slot) gets the entry and the
 // write's facts in the same step; on a cluster the caller writes that line right after, from the reply.
-// KEYS: actions, audit[, feed]. ARGV: action id, expected version, json, audit json|'', maxlen, feed maxlen.
+// KEYS: actions, audit[, feed]. ARGV: action id, expected version, json, audit json|'', maxlen, feed
+// maxlen, '1' when the facts need the incident's actions.
 const CAS_SCRIPT = `${WRITTEN_LUA}
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then return {0} end
@@ -82,7 +86,7 @@ local before = cjson.decode(current)
 if tonumber(before['version']) ~= tonumber(ARGV[2]) then return {0, current} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 if ARGV[4] ~= '' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4]) end
-local facts = written('{"before":' .. cjson.encode(before['state']) .. ',"after":' .. ARGV[3] .. '}', KEYS[1])
+local facts = written('{"before":' .. cjson.encode(before['state']) .. ',"after":' .. ARGV[3] .. '}', KEYS[1], ARGV[7] == '1')
 if KEYS[3] then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[4], 'w', facts) end
 return {1, ARGV[3], facts}
 `;
@@ -305,6 +309,7 @@ export class RedisStore implements ActionStore {
       sameSlot ? JSON.stringify(audit) : '',
       this.auditMaxLen,
       this.auditFeedMaxLen,
+      factsNeedActions(stored) ? '1' : '0',
     ];
     const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?, string?]];
     if (reply[0] !== 1) {

@@ -26,7 +26,8 @@ export interface AuditFeedEntry {
 /**
  * What one write did to an incident's actions, stored with its audit feed line in the same step (the
  * outbox webhooks are relayed from): each action written, with its state before (null: created), and
- * every action of the incident right after the write.
+ * every action of the incident right after the write (empty for a write that is neither an event nor
+ * one that may resolve the incident: `factsNeedActions`).
  */
 export interface ActionsWritten {
   changed: { before: ActionRecord['state'] | null; after: ActionRecord }[];

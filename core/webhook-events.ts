@@ -1,6 +1,7 @@
 import { managedStatus } from './managed-status.js';
 import type { ActionRecord } from './model.js';
 import type { ActionsWritten } from './ports.js';
+import { LIFECYCLE } from './state-machine.js';
 
 /** The events a policy webhook may subscribe to (names are part of the public contract). */
 export const WEBHOOK_EVENT_TYPES = [
@@ -58,6 +59,17 @@ export function becameResolved(
     return before ? [before] : [];
   });
   return then.length === 0 || managedStatus(then) !== 'resolved';
+}
+
+/**
+ * Whether the facts of a write that leaves an action `after` need the incident's other actions: only
+ * when the write may be an event (the incident's managed status goes into it) or may resolve the
+ * incident (an action left with nothing open for the experts). An approval, a start, a progress note
+ * or an expert task is neither, whatever the action was before: its facts carry no `actions`, and the
+ * store need not read them.
+ */
+export function factsNeedActions(after: Pick<ActionRecord, 'state'>): boolean {
+  return actionEventOf(null, after) !== null || LIFECYCLE[after.state].openFor !== 'expert';
 }
 
 /** What names one resolution of an incident: its actions and their versions when it was resolved. */

@@ -519,6 +519,24 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(facts(rejected)).toEqual(['incident.resolved|30|act-1@2,act-2@2']);
     });
 
+    it("writes an approval's and a start's facts without the incident's actions, and an end's with them", async () => {
+      await store.upsertIncident(
+        incidentRecord('31'),
+        [actionRecord('31', 'act-1'), actionRecord('31', 'act-2')],
+        [],
+      );
+      const act1 = (await store.getAction('31', 'act-1')) as ActionRecord;
+      await store.compareAndSet(moved(act1, 'approved'), 1, auditEntry('approve', { incidentId: '31' }));
+      await store.compareAndSet(moved(act1, 'executing'), 2, auditEntry('execute', { incidentId: '31' }));
+      await store.compareAndSet(moved(act1, 'succeeded'), 3, auditEntry('succeeded', { incidentId: '31' }));
+      const lines = (await store.listAuditFeed(null, 100)).filter((l) => l.entry.incidentId === '31');
+      expect(lines.map((l) => [l.entry.event, l.written?.actions.map((a) => a.state) ?? null])).toEqual([
+        ['approve', []],
+        ['execute', []],
+        ['succeeded', expect.arrayContaining(['succeeded', 'proposed'])],
+      ]);
+    });
+
     it('tells whether a feed cursor is older than the oldest line kept once lines were dropped', async () => {
       await store.appendAudit(auditEntry('exclude'));
       const [first] = await store.listAuditFeed(null, 1);
