@@ -69,6 +69,7 @@ function errorCodeOf(text: string): string | undefined {
 const ADAPTIVE_CARD = 'application/vnd.microsoft.card.adaptive';
 /** The Bot Framework protocol version spoken, as Bot Framework's own client names it, and this bot. */
 const USER_AGENT = 'Microsoft-BotFramework/3.1 mdr-chatops-bot';
+const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
 
 /** The fields of an account Bot Framework's serializer sends; anything else stored with it is left out. */
 function account<T extends ConversationAccount>(value: T | undefined, fields: readonly (keyof T)[]) {
@@ -139,11 +140,12 @@ export class BotConnector {
     const conversationId = reference.conversation?.id ?? '';
     const answer = await this.call(
       'POST',
-      `${activitiesUrl(reference)}`,
+      activitiesUrl(reference),
       connectorActivity(reference, message),
       conversationId,
     );
-    return (parseJson(answer) as { id?: unknown } | undefined)?.id?.toString() ?? '';
+    const id = (parseJson(answer) as { id?: unknown } | undefined)?.id;
+    return typeof id === 'string' ? id : '';
   }
 
   /** Replace the message `activityId` of the conversation with `card`. */
@@ -171,7 +173,9 @@ export class BotConnector {
         'user-agent': USER_AGENT,
       };
       if (bearer) headers.authorization = `Bearer ${bearer}`;
-      if (conversationId) headers['x-ms-conversation-id'] = conversationId;
+      // As Bot Framework sends it with a new message; a header carries printable ASCII only.
+      if (conversationId && PRINTABLE_ASCII.test(conversationId))
+        headers['x-ms-conversation-id'] = conversationId;
       const answer = await request(method, url, { headers, body, timeoutMs });
       if (answer.status >= 200 && answer.status < 300) return answer.text;
       // A refused token (revoked, or expired early) is asked for again, once: the call did nothing.
