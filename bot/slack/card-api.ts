@@ -1,5 +1,7 @@
+import { STATUS_CODES } from 'node:http';
 import { stringify } from 'node:querystring';
 import { webApi } from '@slack/bolt';
+import { type HttpResponse, headerOf, request } from '../../adapters/http-client.js';
 import { MdrError } from '../../core/errors.js';
 
 /** The Web API methods the card publisher calls, with their answers' fields it reads. */
@@ -9,7 +11,8 @@ export interface SlackCardCalls {
 }
 
 /**
- * `chat.postMessage` and `chat.update` for the card deliveries, straight over `fetch`, with the request
+ * `chat.postMessage` and `chat.update` for the card deliveries, straight over the shared keep-alive HTTP
+ * client (adapters/http-client.ts), with the request
  * `@slack/web-api` sends (form-encoded, objects as JSON, the bot token as a Bearer header) and its errors
  * (`WebAPIRateLimitedError` for a 429 with Retry-After, `WebAPIHTTPError`, `WebAPIPlatformError` for
  * `ok: false`), so failures are classified as before. Without the client's request queue, retry layer
@@ -41,37 +44,38 @@ export class SlackCardApi implements SlackCardCalls {
       if (value === undefined || value === null || key === 'token') continue;
       form[key] = typeof value === 'object' ? JSON.stringify(value) : String(value);
     }
-    let response: Response;
+    let response: HttpResponse;
     try {
-      response = await fetch(`${this.base}${method}`, {
-        method: 'POST',
+      response = await request('POST', `${this.base}${method}`, {
         headers: {
           authorization: `Bearer ${this.token}`,
           'content-type': 'application/x-www-form-urlencoded',
         },
         body: stringify(form),
-        redirect: 'error',
-        signal: AbortSignal.timeout(this.timeoutMs),
+        timeoutMs: this.timeoutMs,
       });
     } catch (error) {
       throw new webApi.WebAPIRequestError(error instanceof Error ? error : new Error(String(error)));
     }
     if (response.status === 429) {
-      const retryAfter = Number.parseInt(response.headers.get('retry-after') ?? '', 10);
-      await response.body?.cancel();
+      const retryAfter = Number.parseInt(headerOf(response.headers, 'retry-after') ?? '', 10);
       if (!Number.isNaN(retryAfter)) throw new webApi.WebAPIRateLimitedError(retryAfter);
       throw new MdrError('internal', `Slack answered 429 to ${method} without a valid Retry-After`);
     }
     if (response.status !== 200) {
-      const body = await response.text();
       throw new webApi.WebAPIHTTPError(
         response.status,
-        response.statusText,
-        Object.fromEntries(response.headers.entries()),
-        body,
+        STATUS_CODES[response.status] ?? '',
+        Object.fromEntries(
+          Object.entries(response.headers).map(([name, value]) => [
+            name,
+            Array.isArray(value) ? value.join(', ') : (value ?? ''),
+          ]),
+        ),
+        response.text,
       );
     }
-    const result = (await response.json()) as webApi.WebAPICallResult & { error?: string };
+    const result = JSON.parse(response.text) as webApi.WebAPICallResult & { error?: string };
     if (!result.ok) throw new webApi.WebAPIPlatformError({ ...result, error: result.error ?? 'unknown' });
     return result as { ok?: boolean; channel?: string; ts?: string };
   }

@@ -2,15 +2,10 @@ import type { RequestHandler } from 'express';
 import { recordRefusal } from '../../core/decisions.js';
 import { MdrError } from '../../core/errors.js';
 import type { CardPublisher } from '../delivery.js';
+import { TEAMS_OFF_MESSAGE as TEAMS_OFF } from '../platforms.js';
 import type { Runtime } from '../runtime.js';
-import {
-  createTeamsAdapter,
-  TEAMS_OFF,
-  type TeamsEnv,
-  teamsRequestHandler,
-  turnErrorHandler,
-} from './adapter.js';
-import { MdrTeamsBot } from './bot.js';
+import type { TeamsEnv } from './adapter.js';
+import { connectorToken } from './connector-api.js';
 import { TeamsPublisher } from './publisher.js';
 import { teamsTrustOf } from './trust.js';
 
@@ -32,6 +27,9 @@ const blank = (v: string | undefined) => (v?.trim() ? v.trim() : undefined);
  * publisher is added to `runtime.publishers`, so incident changes reach Teams. `options.callTimeoutMs`
  * bounds each Bot Connector call (default PLATFORM_CALL_TIMEOUT_MS); `options.register: false` leaves adding the
  * publisher to the caller.
+ *
+ * The publisher talks to the Bot Connector over plain HTTP (connector-api.ts): Bot Framework (about 50 MB
+ * of modules) is loaded by the first activity on `/api/messages`, never by a card delivery.
  */
 export function createTeams(
   runtime: Runtime,
@@ -46,9 +44,8 @@ export function createTeams(
       'createTeams: the environment names another MicrosoftAppId than the configuration',
     );
   const trust = teamsTrustOf(config);
-  const adapter = createTeamsAdapter(env);
-  adapter.onTurnError = turnErrorHandler(logger);
-  const bot = new MdrTeamsBot(runtime, trust);
+  // Bot Framework's own login settings, read now: an unsupported one stops the wiring at once.
+  const token = connectorToken(env);
   const audit = (who: string, detail: string) =>
     recordRefusal(
       runtime.deps,
@@ -56,14 +53,27 @@ export function createTeams(
       'teams-activity',
       `not_allowed: ${detail}`,
     );
-  const handler = teamsRequestHandler(adapter, (ctx) => bot.run(ctx), { trust, logger, audit });
+  let loaded: Promise<RequestHandler> | undefined;
+  const load = () => {
+    loaded ??= Promise.all([import('./adapter.js'), import('./bot.js')]).then(
+      ([{ createTeamsAdapter, teamsRequestHandler, turnErrorHandler }, { MdrTeamsBot }]) => {
+        const adapter = createTeamsAdapter(env);
+        adapter.onTurnError = turnErrorHandler(logger);
+        const bot = new MdrTeamsBot(runtime, trust);
+        return teamsRequestHandler(adapter, (ctx) => bot.run(ctx), { trust, logger, audit });
+      },
+    );
+    return loaded;
+  };
+  const handler: RequestHandler = (req, res, next) => {
+    load().then((loadedHandler) => loadedHandler(req, res, next), next);
+  };
   if (!trust.authEnabled && !trust.localMode) {
     logger.warn(`Teams: ${TEAMS_OFF}. /api/messages answers 401 until then.`);
     return { handler };
   }
   const publisher = new TeamsPublisher({
-    adapter,
-    appId,
+    token,
     store: runtime.store,
     config,
     clock: runtime.clock,

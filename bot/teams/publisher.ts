@@ -1,4 +1,4 @@
-import { CardFactory, type ConversationReference, MessageFactory, type TurnContext } from 'botbuilder';
+import { HttpRequestError } from '../../adapters/http-client.js';
 import { ATTR, withClientSpan } from '../../adapters/tracing.js';
 import { buildIncidentView } from '../../cards/incident-view.js';
 import { type AdaptiveCardJson, renderTeamsCard } from '../../cards/teams/render.js';
@@ -13,13 +13,13 @@ import {
   retryDelayMs,
 } from '../delivery.js';
 import type { Logger } from '../logger.js';
-import type { TeamsAdapter } from './adapter.js';
+import { BotConnector, type ConnectorToken, type ConversationReference } from './connector-api.js';
 import { deliveryProblem, teamsTrustOf } from './trust.js';
 
 /** What the publisher needs from the runtime. */
 export interface TeamsPublisherDeps {
-  adapter: TeamsAdapter;
-  appId: string;
+  /** The bot's token for the Bot Connector (`connectorToken(env)`); none in local mode without an app id. */
+  token?: ConnectorToken | undefined;
   store: ActionStore;
   config: Pick<Config, 'policy' | 'publicUrl' | 'teams' | 'localMode'>;
   clock: Clock;
@@ -29,20 +29,6 @@ export interface TeamsPublisherDeps {
 }
 
 type TeamsRef = NonNullable<CardRefs['teams']>[number];
-
-/** The part of the Bot Connector client's request pipeline (@azure/core-rest-pipeline) adjusted per call. */
-interface ConnectorPipeline {
-  removePolicy(options: { name?: string; phase?: string }): unknown;
-  addPolicy(policy: {
-    name: string;
-    sendRequest(
-      request: { timeout: number },
-      next: (request: { timeout: number }) => Promise<unknown>,
-    ): Promise<unknown>;
-  }): void;
-}
-
-const CALL_TIMEOUT_POLICY = 'mdrCallTimeout';
 
 /** The pause name of a Teams conversation (shared by every replica through the store). */
 export const teamsConversationPause = (conversationId: string) => `teams:${conversationId}`;
@@ -94,10 +80,9 @@ export function retryAfterMs(error: unknown, now = Date.now()): number | undefin
   return Number.isFinite(date) ? Math.min(Math.max(0, date - now), 3_600_000) : undefined;
 }
 
-/** A call that got no answer in time (aborted by the per-call bound) or no answer at all. */
-function isTimeout(error: unknown): boolean {
-  const e = error as { name?: unknown; code?: unknown };
-  return e?.name === 'AbortError' || e?.code === 'REQUEST_SEND_ERROR' || e?.code === 'ETIMEDOUT';
+/** A call that got no answer in time (given up at the per-call bound) or no answer at all. */
+export function isTimeout(error: unknown): boolean {
+  return error instanceof HttpRequestError;
 }
 
 /** The conversation id without a thread suffix (`19:x@thread.tacv2;messageid=1` -> `19:x@thread.tacv2`). */
@@ -106,7 +91,7 @@ export function baseConversationId(id: string): string {
 }
 
 /** Whether a stored conversation reference is a team channel (as opposed to a personal or group chat). */
-export function isChannelReference(reference: Partial<ConversationReference>): boolean {
+export function isChannelReference(reference: ConversationReference): boolean {
   return reference.conversation?.conversationType === 'channel';
 }
 
@@ -118,7 +103,7 @@ export function isChannelReference(reference: Partial<ConversationReference>): b
  */
 export class TeamsPublisher implements CardPublisher {
   readonly platform = 'teams' as const;
-  private warnedPipeline = false;
+  private readonly connector: BotConnector;
   /**
    * Cards Teams posted whose activity id could not be stored (Redis away at that moment), by incident
    * and conversation: the next delivery of the incident in this process stores them and updates those
@@ -126,7 +111,12 @@ export class TeamsPublisher implements CardPublisher {
    */
   private readonly unrecorded = new Map<string, string>();
 
-  constructor(private readonly deps: TeamsPublisherDeps) {}
+  constructor(private readonly deps: TeamsPublisherDeps) {
+    this.connector = new BotConnector({
+      token: deps.token,
+      timeoutMs: deps.callTimeoutMs ?? PLATFORM_CALL_TIMEOUT_MS,
+    });
+  }
 
   /** The shared card, as the channel sees it before anyone's own refresh. */
   sharedCard(state: IncidentState): AdaptiveCardJson {
@@ -158,7 +148,7 @@ export class TeamsPublisher implements CardPublisher {
     const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
     for (const ref of [...plan]) {
       if (context.targets && !context.targets.includes(ref.conversationId)) continue;
-      const reference = references.get(ref.conversationId) as Partial<ConversationReference> | undefined;
+      const reference = references.get(ref.conversationId) as ConversationReference | undefined;
       if (!reference) {
         this.deps.logger.warn(
           { incidentId, conversationId: ref.conversationId },
@@ -181,16 +171,11 @@ export class TeamsPublisher implements CardPublisher {
         if (ref.activityId) {
           const id = ref.activityId;
           await withClientSpan('teams updateActivity', traced, () =>
-            this.send(reference, (ctx) =>
-              ctx.updateActivity({ type: 'message', id, attachments: [CardFactory.adaptiveCard(card)] }),
-            ),
+            this.connector.update(reference, id, card),
           );
         } else {
           const activityId = await withClientSpan('teams sendActivity', traced, () =>
-            this.send(reference, async (ctx) => {
-              const sent = await ctx.sendActivity(MessageFactory.attachment(CardFactory.adaptiveCard(card)));
-              return sent?.id ?? '';
-            }),
+            this.connector.post(reference, { card }),
           );
           plan = plan.map((r) => (r === ref ? { ...r, activityId } : r));
           const recorded = plan;
@@ -217,7 +202,7 @@ export class TeamsPublisher implements CardPublisher {
     const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
     const text = `Reminder: customer task ${task.id} (${task.type}) is still pending. ${task.guidance} When it is done, press Mark done on the card or send "done ${task.id}".`;
     for (const ref of refs) {
-      const reference = references.get(ref.conversationId) as Partial<ConversationReference> | undefined;
+      const reference = references.get(ref.conversationId) as ConversationReference | undefined;
       if (!reference || !ref.activityId) continue;
       const thread = isChannelReference(reference)
         ? {
@@ -229,9 +214,7 @@ export class TeamsPublisher implements CardPublisher {
           }
         : reference;
       try {
-        await this.send(thread as Partial<ConversationReference>, async (ctx) => {
-          await ctx.sendActivity(MessageFactory.text(text));
-        });
+        await this.connector.post(thread, { text });
       } catch (error) {
         if (!(await this.dropIfGone(error, ref.conversationId, state.incident.id))) throw error;
       }
@@ -252,7 +235,7 @@ export class TeamsPublisher implements CardPublisher {
       }
       return match;
     }
-    return all.filter((c) => isChannelReference(c.reference as Partial<ConversationReference>));
+    return all.filter((c) => isChannelReference(c.reference as ConversationReference));
   }
 
   /**
@@ -263,7 +246,7 @@ export class TeamsPublisher implements CardPublisher {
     const trust = teamsTrustOf(this.deps.config);
     const allowed: { conversationId: string; reference: unknown }[] = [];
     for (const c of await this.deps.store.listConversations()) {
-      const problem = deliveryProblem(c.reference as Partial<ConversationReference>, trust);
+      const problem = deliveryProblem(c.reference as ConversationReference, trust);
       if (!problem) allowed.push(c);
       else
         this.deps.logger.warn(
@@ -272,53 +255,6 @@ export class TeamsPublisher implements CardPublisher {
         );
     }
     return allowed;
-  }
-
-  /**
-   * Run `logic` in the conversation: each Bot Connector call is tried once and bounded in time (the
-   * delivery job queues throttled and failed calls again instead of waiting in its slot).
-   */
-  private async send<T>(
-    reference: Partial<ConversationReference>,
-    logic: (ctx: TurnContext) => Promise<T>,
-  ): Promise<T> {
-    const { activityId: _replyTo, ...target } = reference;
-    let result: T | undefined;
-    await this.deps.adapter.continueConversationAsync(this.deps.appId, target, async (ctx) => {
-      this.singleBoundedAttempts(ctx);
-      result = await logic(ctx);
-    });
-    return result as T;
-  }
-
-  /**
-   * The Bot Connector client of this turn retries 429 and 5xx itself (waiting out Retry-After) and has
-   * no time limit: take its retry policy out and bound each request, so a call ends well inside the job.
-   */
-  private singleBoundedAttempts(ctx: TurnContext): void {
-    const connector = ctx.turnState.get(ctx.adapter.ConnectorClientKey) as
-      | { client?: { pipeline?: ConnectorPipeline } }
-      | undefined;
-    const pipeline = connector?.client?.pipeline;
-    if (typeof pipeline?.removePolicy !== 'function' || typeof pipeline.addPolicy !== 'function') {
-      if (!this.warnedPipeline) {
-        this.warnedPipeline = true;
-        this.deps.logger.warn(
-          'Teams: the Bot Connector client has no request pipeline to adjust: its own retries stay on',
-        );
-      }
-      return;
-    }
-    const timeoutMs = this.deps.callTimeoutMs ?? PLATFORM_CALL_TIMEOUT_MS;
-    pipeline.removePolicy({ phase: 'Retry' });
-    pipeline.removePolicy({ name: CALL_TIMEOUT_POLICY });
-    pipeline.addPolicy({
-      name: CALL_TIMEOUT_POLICY,
-      sendRequest: (request, next) => {
-        request.timeout = timeoutMs;
-        return next(request);
-      },
-    });
   }
 
   /**

@@ -1,4 +1,8 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { childMarkerEnv } from '../../support/bot-process.js';
 import { send } from '../../support/bot-server.js';
 import { loadedModulesProbe } from '../../support/modules-loaded.js';
 
@@ -48,5 +52,40 @@ describe('modules loaded on first use', () => {
     });
     expect(status).toBeLessThan(300);
     expect(loaded.some((m) => BOT_FRAMEWORK.test(m))).toBe(true);
+  });
+
+  it('the Teams wiring and its card publisher load no Bot Framework until an activity comes', async () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const script = `import { createRequire } from 'node:module';
+await import(${JSON.stringify(`${root}bot/teams/index.ts`)});
+await import(${JSON.stringify(`${root}bot/teams/publisher.ts`)});
+const { cache } = createRequire(import.meta.url);
+const botFramework = () => Object.keys(cache).filter((m) => ${BOT_FRAMEWORK}.test(m));
+const before = botFramework();
+await import(${JSON.stringify(`${root}bot/teams/adapter.ts`)});
+process.stdout.write(JSON.stringify({ before, withTheEndpoint: botFramework().length }));`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...childMarkerEnv() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    try {
+      const [code] = await once(child, 'exit');
+      expect(code, output).toBe(0);
+    } finally {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // the group has ended
+      }
+    }
+    const { before, withTheEndpoint } = JSON.parse(output) as { before: string[]; withTheEndpoint: number };
+    expect(before).toEqual([]);
+    // The endpoint's module (loaded by the first activity) does load it: the probe sees it.
+    expect(withTheEndpoint).toBeGreaterThan(0);
   });
 });

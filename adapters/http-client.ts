@@ -1,0 +1,144 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+
+/**
+ * Sockets kept open between calls, one pool per protocol for the whole process. An idle socket is closed
+ * after 4 s, before the 5 s that Node servers (and many proxies) keep one, so a call seldom picks a socket
+ * the other side is closing. The default CA store (with NODE_EXTRA_CA_CERTS, as every TLS client of
+ * Node) checks https servers.
+ */
+const IDLE_SOCKET_MS = 4_000;
+const agents = {
+  'http:': new HttpAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
+  'https:': new HttpsAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
+};
+
+/** Larger answers are refused: the platform APIs called answer a few kilobytes. */
+const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+
+/** What a call sends: headers, a body, its bound in time and an optional signal to abort it. */
+export interface HttpRequestOptions {
+  headers?: Record<string, string>;
+  body?: string;
+  /** The whole call (connecting, sending, the answer read to its end) must finish within this. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** An answer, whatever its status (a 3xx is returned, not followed). */
+export interface HttpResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+}
+
+/** Why a call got no answer: `ETIMEDOUT` (its bound), `ABORT_ERR` (its signal), or the socket's error code. */
+export class HttpRequestError extends Error {
+  override readonly name: 'TimeoutError' | 'AbortError' | 'HttpRequestError';
+
+  constructor(
+    message: string,
+    readonly code: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(message, options);
+    this.name =
+      code === 'ETIMEDOUT' ? 'TimeoutError' : code === 'ABORT_ERR' ? 'AbortError' : 'HttpRequestError';
+  }
+}
+
+/** One HTTP(S) call over the shared keep-alive sockets, bounded in time; no redirect is followed. */
+export function request(
+  method: string,
+  url: string | URL,
+  options: HttpRequestOptions,
+): Promise<HttpResponse> {
+  const target = typeof url === 'string' ? new URL(url) : url;
+  const agent = agents[target.protocol as keyof typeof agents];
+  if (!agent)
+    return Promise.reject(new TypeError(`only http and https URLs can be called, not ${target.protocol}`));
+  const { signal } = options;
+  if (signal?.aborted) return Promise.reject(new HttpRequestError('the call was aborted', 'ABORT_ERR'));
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  const body = options.body === undefined ? undefined : Buffer.from(options.body, 'utf8');
+  const headers: Record<string, string | number> = { ...options.headers };
+  if (body) headers['content-length'] = body.length;
+
+  return new Promise<HttpResponse>((resolve, reject) => {
+    let settled = false;
+    const req = send(target, { method, agent, headers });
+    const fail = (error: HttpRequestError) => {
+      if (settled) return;
+      settled = true;
+      cleanUp();
+      // The socket is not reused: the answer was not read to its end.
+      req.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(
+      () => fail(new HttpRequestError(`no answer within ${options.timeoutMs} ms`, 'ETIMEDOUT')),
+      options.timeoutMs,
+    );
+    const onAbort = () =>
+      fail(new HttpRequestError('the call was aborted', 'ABORT_ERR', { cause: signal?.reason }));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const cleanUp = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+
+    req.on('error', (error: NodeJS.ErrnoException) =>
+      fail(
+        new HttpRequestError(`${method} ${target.host}: ${error.message}`, error.code ?? 'ERR_REQUEST', {
+          cause: error,
+        }),
+      ),
+    );
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_RESPONSE_BYTES)
+          fail(
+            new HttpRequestError(
+              `the answer is larger than ${MAX_RESPONSE_BYTES} bytes`,
+              'ERR_RESPONSE_TOO_LARGE',
+            ),
+          );
+        else chunks.push(chunk);
+      });
+      res.on('error', (error: NodeJS.ErrnoException) =>
+        fail(
+          new HttpRequestError(`${method} ${target.host}: ${error.message}`, error.code ?? 'ERR_RESPONSE', {
+            cause: error,
+          }),
+        ),
+      );
+      res.on('close', () => {
+        if (!res.complete)
+          fail(new HttpRequestError(`${method} ${target.host}: the answer ended early`, 'ECONNRESET'));
+      });
+      res.on('end', () => {
+        if (settled) return;
+        settled = true;
+        cleanUp();
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text:
+            chunks.length === 1
+              ? (chunks[0] as Buffer).toString('utf8')
+              : Buffer.concat(chunks).toString('utf8'),
+        });
+      });
+    });
+    req.end(body);
+  });
+}
+
+/** A header of an answer as one string (the first value of a repeated one). */
+export function headerOf(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
