@@ -42,6 +42,7 @@ import {
 import { summariseCpuProfiles } from './support/cpu-profile.js';
 import { type Fakes, type Observations, startFakes } from './support/fakes.js';
 import { type Exchange, keepAliveAgent, runSenders, send } from './support/http.js';
+import { PhaseProfiler } from './support/inspector-profile.js';
 import { CommandCounter, freePort, startPrivateRedis } from './support/redis-stats.js';
 import { ratio, summary } from './support/stats.js';
 
@@ -67,6 +68,8 @@ const SETTINGS = {
   clicksC1: Math.min(INCIDENTS - 1, int('BENCH_CLICKS_C1', Math.min(100, Math.floor(INCIDENTS / 2)))),
   teamsClicks: Math.min(INCIDENTS, int('BENCH_TEAMS_CLICKS', Math.min(100, INCIDENTS))),
   cpuProfile: Boolean(process.env.BENCH_CPU_PROF),
+  /** BENCH_CPU_PROF=burst: profile the ingest burst alone (through the bot's inspector), not the whole run. */
+  cpuProfileBurst: process.env.BENCH_CPU_PROF === 'burst',
   /** BENCH_TEAMS=0: the bot is not added to a Teams channel (no Teams deliveries, no invokes). */
   teams: process.env.BENCH_TEAMS !== '0' && process.env.BENCH_TEAMS !== 'false',
 };
@@ -328,7 +331,12 @@ async function main(): Promise<void> {
         ? {}
         : { DEFENDER_ACTIONS_PER_MINUTE: '1000000', DEFENDER_ACTIONS_PER_HOUR: '1000000' }),
     };
-    const nodeFlags = SETTINGS.cpuProfile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    const inspectPort = SETTINGS.cpuProfileBurst ? await freePort() : 0;
+    const nodeFlags = SETTINGS.cpuProfileBurst
+      ? [`--inspect=127.0.0.1:${inspectPort}`]
+      : SETTINGS.cpuProfile
+        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
+        : [];
     const bot = startChild('bot', process.execPath, [...nodeFlags, join(ROOT, 'dist/bot/main.js')], botEnv);
     children.push(bot);
     const tsx = ['--import', 'tsx'];
@@ -414,10 +422,16 @@ async function main(): Promise<void> {
     // ---- 2. ingest burst ----
     const burstIds = Array.from({ length: SETTINGS.incidents }, (_, i) => incidentId(i));
     log(`ingest burst: ${burstIds.length} incidents, ${SETTINGS.senders} senders`);
+    const phaseProfiler = SETTINGS.cpuProfileBurst ? new PhaseProfiler(inspectPort) : undefined;
+    await phaseProfiler?.start();
     const cpu0 = cpuMs(bot.pid);
     const burst = await ingest(burstIds);
     const burstPosted = await cardsPosted(burstIds, SETTINGS.timeoutS * 1000);
     const burstCpuMs = cpuMs(bot.pid) - cpu0;
+    if (phaseProfiler) {
+      mkdirSync(profileDir, { recursive: true });
+      await phaseProfiler.stop(join(profileDir, 'burst.cpuprofile'));
+    }
     const teamsDelivering = seen.teamsPosts.size > 0;
     const postLatency = burstIds.flatMap((id, i) => {
       const at = seen.slackPosts.get(id);
