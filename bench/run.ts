@@ -424,15 +424,30 @@ async function main(): Promise<void> {
     log(`ingest burst: ${burstIds.length} incidents, ${SETTINGS.senders} senders`);
     const phaseProfiler = SETTINGS.cpuProfileBurst ? new PhaseProfiler(inspectPort) : undefined;
     await phaseProfiler?.start();
+    const burstByName0 = await commands.byName();
+    const burstCommands0 = await commands.total();
     const cpu0 = cpuMs(bot.pid);
     const burst = await ingest(burstIds);
     const burstPosted = await cardsPosted(burstIds, SETTINGS.timeoutS * 1000);
     const burstCpuMs = cpuMs(bot.pid) - cpu0;
+    // Redis commands per ingest, card deliveries included (Lua-internal calls counted).
+    const burstCommands = CommandCounter.delta(burstCommands0, await commands.total());
+    const burstCommandsByName = CommandCounter.topDelta(
+      burstByName0,
+      await commands.byName(),
+      burstIds.length,
+    );
     if (phaseProfiler) {
       mkdirSync(profileDir, { recursive: true });
       await phaseProfiler.stop(join(profileDir, 'burst.cpuprofile'));
     }
     const teamsDelivering = seen.teamsPosts.size > 0;
+    // From the ingest's answer to the card: how far card deliveries lag behind accepted ingests.
+    const answeredToPost = burstIds.flatMap((id, i) => {
+      const at = seen.slackPosts.get(id);
+      const answered = burst.results[i]!.startedAt + burst.results[i]!.ms;
+      return at === undefined ? [] : [at - answered];
+    });
     const postLatency = burstIds.flatMap((id, i) => {
       const at = seen.slackPosts.get(id);
       return at === undefined ? [] : [at - burst.results[i]!.startedAt];
@@ -626,6 +641,9 @@ async function main(): Promise<void> {
       teamsDuplicatePosts,
       slackPostStorm: summary(stormSlack),
       ingestToPostMessage: post,
+      ingestAnsweredToPostMessage: summary(answeredToPost),
+      commandsPerIngest: round(burstCommands / burstIds.length),
+      commandsPerIngestByName: burstCommandsByName,
       slackCardsPosted: postLatency.length,
       ingestAccepted: burst.accepted,
       ingestPerSecond: round(burst.accepted / burst.seconds, 0),
