@@ -40,12 +40,22 @@ export class PhaseProfiler {
     this.socket = socket;
     await this.call('Profiler.enable');
     await this.call('Profiler.start');
+    await this.call('HeapProfiler.startSampling', {
+      samplingInterval: 32_768,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
   }
 
-  /** Stops the profiler, writes the profile to `file` and disconnects. */
+  /**
+   * Stops the profiler, writes the CPU profile to `file` (and the allocations sampled meanwhile, still
+   * live or not, beside it as `.heapprofile`) and disconnects.
+   */
   async stop(file: string): Promise<void> {
     const { profile } = (await this.call('Profiler.stop')) as { profile: unknown };
     writeFileSync(file, JSON.stringify(profile));
+    const heap = (await this.call('HeapProfiler.stopSampling')) as { profile: unknown };
+    writeFileSync(file.replace(/\.cpuprofile$/, '.heapprofile'), JSON.stringify(heap.profile));
     await this.call('Profiler.disable');
     this.socket?.close();
     this.socket = undefined;
