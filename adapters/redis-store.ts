@@ -677,12 +677,14 @@ export class RedisStore implements ActionStore {
   private async run(commands: Command[], options: { atomic?: boolean } = {}): Promise<unknown[]> {
     try {
       await waitUntilReady(this.redis, this.readyTimeoutMs);
-      if (this.redis instanceof Cluster) {
+      if (commands.length === 1 && commands[0]) return [await this.send(commands[0])];
+      // Not atomic: each command goes through the connection's auto-pipelining, so the commands of
+      // every caller in the same tick (a burst of ingests and deliveries) leave in one socket write, in
+      // the order issued; an explicit pipeline would be a write of its own per caller.
+      if (!options.atomic || this.redis instanceof Cluster) {
         return await Promise.all(commands.map((c) => this.send(c)));
       }
-      if (commands.length === 1 && commands[0]) return [await this.send(commands[0])];
-      const batch = options.atomic ? this.redis.multi(commands) : this.redis.pipeline(commands);
-      const replies = await batch.exec();
+      const replies = await this.redis.multi(commands).exec();
       if (!replies) throw new StoreUnavailableError('the Redis transaction was discarded');
       return replies.map(([error, value]) => {
         if (error) throw error;

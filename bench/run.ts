@@ -43,6 +43,7 @@ import { summariseCpuProfiles } from './support/cpu-profile.js';
 import { type Fakes, type Observations, startFakes } from './support/fakes.js';
 import { floorsOf, floorText, measureCallsFloor, outboundCalls } from './support/floors.js';
 import { type Exchange, keepAliveAgent, runSenders, send } from './support/http.js';
+import { PhaseProfiler } from './support/inspector-profile.js';
 import { CommandCounter, freePort, startPrivateRedis } from './support/redis-stats.js';
 import { ratio, summary } from './support/stats.js';
 
@@ -68,6 +69,8 @@ const SETTINGS = {
   clicksC1: Math.min(INCIDENTS - 1, int('BENCH_CLICKS_C1', Math.min(100, Math.floor(INCIDENTS / 2)))),
   teamsClicks: Math.min(INCIDENTS, int('BENCH_TEAMS_CLICKS', Math.min(100, INCIDENTS))),
   cpuProfile: Boolean(process.env.BENCH_CPU_PROF),
+  /** BENCH_CPU_PROF=burst: profile the ingest burst alone (through the bot's inspector), not the whole run. */
+  cpuProfileBurst: process.env.BENCH_CPU_PROF === 'burst',
   /** BENCH_TEAMS=0: the bot is not added to a Teams channel (no Teams deliveries, no invokes). */
   teams: process.env.BENCH_TEAMS !== '0' && process.env.BENCH_TEAMS !== 'false',
 };
@@ -329,7 +332,12 @@ async function main(): Promise<void> {
         ? {}
         : { DEFENDER_ACTIONS_PER_MINUTE: '1000000', DEFENDER_ACTIONS_PER_HOUR: '1000000' }),
     };
-    const nodeFlags = SETTINGS.cpuProfile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    const inspectPort = SETTINGS.cpuProfileBurst ? await freePort() : 0;
+    const nodeFlags = SETTINGS.cpuProfileBurst
+      ? [`--inspect=127.0.0.1:${inspectPort}`]
+      : SETTINGS.cpuProfile
+        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
+        : [];
     const bot = startChild('bot', process.execPath, [...nodeFlags, join(ROOT, 'dist/bot/main.js')], botEnv);
     children.push(bot);
     const tsx = ['--import', 'tsx'];
@@ -415,15 +423,34 @@ async function main(): Promise<void> {
     // ---- 2. ingest burst ----
     const burstIds = Array.from({ length: SETTINGS.incidents }, (_, i) => incidentId(i));
     log(`ingest burst: ${burstIds.length} incidents, ${SETTINGS.senders} senders`);
+    const phaseProfiler = SETTINGS.cpuProfileBurst ? new PhaseProfiler(inspectPort) : undefined;
+    await phaseProfiler?.start();
+    const burstByName0 = await commands.byName();
+    const burstCommands0 = await commands.total();
     const cpu0 = cpuMs(bot.pid);
-    const burstCmd0 = await commands.total();
     const burstCalls0 = outboundCalls(seen);
     const burst = await ingest(burstIds);
     const burstPosted = await cardsPosted(burstIds, SETTINGS.timeoutS * 1000);
     const burstCpuMs = cpuMs(bot.pid) - cpu0;
-    const burstCommands = CommandCounter.delta(burstCmd0, await commands.total());
     const burstCalls = outboundCalls(seen) - burstCalls0;
+    // Redis commands per ingest, card deliveries included (Lua-internal calls counted).
+    const burstCommands = CommandCounter.delta(burstCommands0, await commands.total());
+    const burstCommandsByName = CommandCounter.topDelta(
+      burstByName0,
+      await commands.byName(),
+      burstIds.length,
+    );
+    if (phaseProfiler) {
+      mkdirSync(profileDir, { recursive: true });
+      await phaseProfiler.stop(join(profileDir, 'burst.cpuprofile'));
+    }
     const teamsDelivering = seen.teamsPosts.size > 0;
+    // From the ingest's answer to the card: how far card deliveries lag behind accepted ingests.
+    const answeredToPost = burstIds.flatMap((id, i) => {
+      const at = seen.slackPosts.get(id);
+      const answered = burst.results[i]!.startedAt + burst.results[i]!.ms;
+      return at === undefined ? [] : [at - answered];
+    });
     const postLatency = burstIds.flatMap((id, i) => {
       const at = seen.slackPosts.get(id);
       return at === undefined ? [] : [at - burst.results[i]!.startedAt];
@@ -629,6 +656,9 @@ async function main(): Promise<void> {
       teamsDuplicatePosts,
       slackPostStorm: summary(stormSlack),
       ingestToPostMessage: post,
+      ingestAnsweredToPostMessage: summary(answeredToPost),
+      commandsPerIngest: round(burstCommands / burstIds.length),
+      commandsPerIngestByName: burstCommandsByName,
       slackCardsPosted: postLatency.length,
       ingestAccepted: burst.accepted,
       ingestPerSecond: round(burst.accepted / burst.seconds, 0),

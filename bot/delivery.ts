@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { backoffMs } from '../adapters/backoff.js';
 import type { JobQueue } from '../adapters/job-queue.js';
+import type { IncidentCardView } from '../cards/view-types.js';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { CardRefs, IncidentState, Task } from '../core/model.js';
 import type { ActionStore, Clock, Notifier } from '../core/ports.js';
@@ -27,6 +28,11 @@ export interface DeliveryContext {
   defer(target: string, at: number, reason: DeferralReason): void;
   /** The incident's card references, read once per delivery run for every platform (unset: read them). */
   cardRefs?: () => Promise<CardRefs>;
+  /**
+   * The incident's card view model, built once per delivery run for every platform: the first call runs
+   * `build`, later ones get its result (unset: build it).
+   */
+  view?: (build: () => IncidentCardView) => IncidentCardView;
 }
 
 /** Posts an incident's card on one platform, or updates the one already posted. */
@@ -201,20 +207,31 @@ export interface DeliveryDeps {
  */
 export async function runDelivery(job: DeliverJob, deps: DeliveryDeps): Promise<void> {
   const targets = job.platform ? deps.publishers.filter((p) => p.platform === job.platform) : deps.publishers;
+  let refs: Promise<CardRefs> | undefined;
+  const readRefs = () => {
+    refs ??= deps.store.getCardRefs(job.incidentId);
+    return refs;
+  };
   let reading: Promise<IncidentState | null> | undefined;
   const read = () => {
-    reading ??= deps.store.getIncident(job.incidentId);
+    if (!reading) {
+      reading = deps.store.getIncident(job.incidentId);
+      // The card references go in the same round trip when nothing else can change them meanwhile
+      // (their failure is reported where they are awaited).
+      if (deps.exclusive) readRefs().catch(() => {});
+    }
     return reading;
   };
-  let refs: Promise<CardRefs> | undefined;
-  const cardRefs = async () => {
-    refs ??= deps.store.getCardRefs(job.incidentId);
-    return structuredClone(await refs);
+  const cardRefs = async () => structuredClone(await readRefs());
+  let view: IncidentCardView | undefined;
+  const sharedView = (build: () => IncidentCardView) => {
+    view ??= build();
+    return view;
   };
   // Platforms side by side: a slow platform does not hold the other's card.
   const runs = await Promise.allSettled(
     targets.map((publisher) =>
-      deliverOn(publisher, { ...job, platform: publisher.platform }, read, cardRefs, deps),
+      deliverOn(publisher, { ...job, platform: publisher.platform }, read, { cardRefs, sharedView }, deps),
     ),
   );
   const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -225,7 +242,7 @@ async function deliverOn(
   publisher: CardPublisher,
   job: DeliverJob,
   read: () => Promise<IncidentState | null>,
-  cardRefs: () => Promise<CardRefs>,
+  shared: { cardRefs: () => Promise<CardRefs>; sharedView: NonNullable<DeliveryContext['view']> },
   deps: DeliveryDeps,
 ): Promise<void> {
   const { store, queue, logger } = deps;
@@ -250,7 +267,9 @@ async function deliverOn(
       retry: job.retry ?? 0,
       defer: (target, at, reason) => deferred.push({ target, at, reason }),
       // Read once for both platforms only when no other run can change them meanwhile.
-      ...(deps.exclusive ? { cardRefs } : {}),
+      ...(deps.exclusive ? { cardRefs: shared.cardRefs } : {}),
+      // Both platforms render the same state read once: one view model for both.
+      view: shared.sharedView,
     });
   } finally {
     if (!deps.exclusive) await store.unlock(lease);

@@ -22,7 +22,10 @@ export const JOB_LANES: Lanes = {
   execute: { jobs: [EXECUTE_JOB], concurrency: 20, light: { attempts: 3 } },
   deliver: {
     jobs: [DELIVER_JOB, REMIND_POST_JOB],
-    concurrency: 20,
+    // Deliveries share the event loop with the ingests they follow: a delivery takes about twice the
+    // awaits of an ingest (reads, pause checks, two platform calls, the references written), so with 50
+    // ingests in flight, 20 slots let the cards fall seconds behind a burst; 200 keep up with it.
+    concurrency: 200,
     // A card delivery left in the BullMQ queue by an earlier version keeps its incident's group.
     light: { attempts: 10, groupOf: (name, data) => (name === DELIVER_JOB ? incidentOf(data) : undefined) },
   },

@@ -43,13 +43,13 @@ const listOf = <T extends z.ZodType>(item: T) =>
     .transform((v) => v ?? []);
 const stringList = listOf(z.string());
 
-const userAccountSchema = z.looseObject({
+const userAccountSchema = z.object({
   azureAdUserId: z.string().nullish(),
   userPrincipalName: z.string().nullish(),
   displayName: z.string().nullish(),
 });
 
-const evidenceSchema = z.looseObject({
+const evidenceSchema = z.object({
   '@odata.type': odataType,
   tags: stringList,
   mdeDeviceId: z.string().nullish(),
@@ -59,7 +59,7 @@ const evidenceSchema = z.looseObject({
   upn: z.string().nullish(),
   primaryAddress: z.string().nullish(),
   fileDetails: z
-    .looseObject({
+    .object({
       sha1: z.string().nullish(),
       sha256: z.string().nullish(),
       fileName: z.string().nullish(),
@@ -69,16 +69,16 @@ const evidenceSchema = z.looseObject({
   networkMessageId: z.string().nullish(),
   subject: z.string().nullish(),
   recipientEmailAddress: z.string().nullish(),
-  p1Sender: z.looseObject({ emailAddress: z.string().nullish() }).nullish(),
+  p1Sender: z.object({ emailAddress: z.string().nullish() }).nullish(),
 });
 
-const alertSchema = z.looseObject({
+const alertSchema = z.object({
   id: z.string().nullish(),
   title: z.string().nullish(),
   evidence: listOf(evidenceSchema),
 });
 
-const graphIncidentSchema = z.looseObject({
+const graphIncidentSchema = z.object({
   id: idSchema,
   tenantId: z.string().nullish(),
   displayName: optionalText(1_000),

@@ -35,7 +35,7 @@ export class SlackCardPublisher implements CardPublisher {
   constructor(
     private readonly client: webApi.WebClient,
     private readonly token: string,
-    private readonly runtime: Pick<Runtime, 'config' | 'store' | 'logger'>,
+    private readonly runtime: Pick<Runtime, 'config' | 'store' | 'logger' | 'clock'>,
     cards?: SlackCardCalls,
   ) {
     this.cards = cards ?? {
@@ -60,9 +60,9 @@ export class SlackCardPublisher implements CardPublisher {
       context.defer(channel, pausedUntil, 'paused');
       return;
     }
-    const message = renderSlackMessage(
-      buildIncidentView(state, { apiBaseUrl: this.runtime.config.publicUrl }),
-    );
+    const build = () =>
+      buildIncidentView(state, { apiBaseUrl: this.runtime.config.publicUrl, now: this.runtime.clock.now() });
+    const message = renderSlackMessage(context.view ? context.view(build) : build());
     const call = refs.slack ? 'chat.update' : 'chat.postMessage';
     const traced = { [ATTR.incidentId]: incidentId, [ATTR.platform]: 'slack' };
     try {

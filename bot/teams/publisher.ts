@@ -118,13 +118,14 @@ export class TeamsPublisher implements CardPublisher {
     });
   }
 
-  /** The shared card, as the channel sees it before anyone's own refresh. */
-  sharedCard(state: IncidentState): AdaptiveCardJson {
-    const view = buildIncidentView(state, {
-      apiBaseUrl: this.deps.config.publicUrl,
-      now: this.deps.clock.now(),
-    });
-    return renderTeamsCard(view, { viewer: 'shared' });
+  /**
+   * The shared card, as the channel sees it before anyone's own refresh; with `context`, from the view
+   * model the delivery builds once for every platform.
+   */
+  sharedCard(state: IncidentState, context?: Pick<DeliveryContext, 'view'>): AdaptiveCardJson {
+    const build = () =>
+      buildIncidentView(state, { apiBaseUrl: this.deps.config.publicUrl, now: this.deps.clock.now() });
+    return renderTeamsCard(context?.view ? context.view(build) : build(), { viewer: 'shared' });
   }
 
   async deliver(state: IncidentState, context: DeliveryContext): Promise<void> {
@@ -143,7 +144,7 @@ export class TeamsPublisher implements CardPublisher {
       await this.saveRefs(incidentId, plan);
     }
     for (const r of plan) this.unrecorded.delete(`${incidentId}|${r.conversationId}`);
-    const card = this.sharedCard(state);
+    const card = this.sharedCard(state, context);
     const traced = { [ATTR.incidentId]: incidentId, [ATTR.platform]: 'teams' };
     const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
     for (const ref of [...plan]) {
