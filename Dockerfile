@@ -29,4 +29,4 @@ EXPOSE 3978
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3978) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/bot/main.js"]
+CMD ["node", "--max-old-space-size=384", "--max-semi-space-size=8", "dist/bot/main.js"]

@@ -1,7 +1,7 @@
 import type { TokenCredential } from '@azure/identity';
 import { SpanStatusCode } from '@opentelemetry/api';
 import pRetry from 'p-retry';
-import { scopeFor } from './azure-credential.js';
+import { scopeFor } from './azure-scope.js';
 import { backoffMs } from './backoff.js';
 import { withClientSpan } from './tracing.js';
 

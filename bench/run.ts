@@ -11,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import {
+  appendFileSync,
   cpSync,
   existsSync,
   mkdirSync,
@@ -71,6 +72,10 @@ const SETTINGS = {
   cpuProfile: Boolean(process.env.BENCH_CPU_PROF),
   /** BENCH_CPU_PROF=burst: profile the ingest burst alone (through the bot's inspector), not the whole run. */
   cpuProfileBurst: process.env.BENCH_CPU_PROF === 'burst',
+  /** BENCH_MEMORY_LOG=<file>: the bot appends its memory (heap spaces, external, RSS) there twice a second. */
+  memoryLog: process.env.BENCH_MEMORY_LOG || undefined,
+  /** BENCH_HEAP_SNAPSHOT_DIR=<dir>: a heap snapshot of the bot there once the storm's clicks are answered. */
+  heapSnapshotDir: process.env.BENCH_HEAP_SNAPSHOT_DIR || undefined,
   /** BENCH_TEAMS=0: the bot is not added to a Teams channel (no Teams deliveries, no invokes). */
   teams: process.env.BENCH_TEAMS !== '0' && process.env.BENCH_TEAMS !== 'false',
 };
@@ -85,7 +90,24 @@ const BOT_FRAMEWORK_SCOPE = 'https://api.botframework.com/.default';
 const RUN = randomBytes(3).toString('hex');
 const incidentId = (n: number) => `bench${RUN}-${String(n).padStart(6, '0')}`;
 const INCIDENT_PATTERN = new RegExp(`bench${RUN}-\\d{6}`);
-const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+/**
+ * The Node flags of `npm start` (`node <flags> dist/bot/main.js`), which the image's CMD repeats: the
+ * bench starts the bot as users do.
+ */
+function startFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const args = pkg.scripts.start.split(/\s+/).filter(Boolean);
+  if (args[0] !== 'node' || args.at(-1) !== 'dist/bot/main.js')
+    throw new Error(`npm start is not "node [flags] dist/bot/main.js": ${pkg.scripts.start}`);
+  return args.slice(1, -1);
+}
+
+const log = (line: string) => {
+  process.stderr.write(`[bench] ${line}\n`);
+  // The phases, in the bot's memory log, to read its samples against.
+  if (SETTINGS.memoryLog)
+    appendFileSync(SETTINGS.memoryLog, `${JSON.stringify({ at: Date.now(), bench: line })}\n`);
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const round = (v: number | null | undefined, digits = 1) =>
   v == null || !Number.isFinite(v) ? null : Math.round(v * 10 ** digits) / 10 ** digits;
@@ -333,12 +355,31 @@ async function main(): Promise<void> {
         : { DEFENDER_ACTIONS_PER_MINUTE: '1000000', DEFENDER_ACTIONS_PER_HOUR: '1000000' }),
     };
     const inspectPort = SETTINGS.cpuProfileBurst ? await freePort() : 0;
-    const nodeFlags = SETTINGS.cpuProfileBurst
-      ? [`--inspect=127.0.0.1:${inspectPort}`]
-      : SETTINGS.cpuProfile
-        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
-        : [];
-    const bot = startChild('bot', process.execPath, [...nodeFlags, join(ROOT, 'dist/bot/main.js')], botEnv);
+    const nodeFlags = [
+      // The bot runs with the Node flags `npm start` (and the image's CMD) gives it.
+      ...startFlags(),
+      ...(SETTINGS.cpuProfileBurst
+        ? [`--inspect=127.0.0.1:${inspectPort}`]
+        : SETTINGS.cpuProfile
+          ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
+          : []),
+      ...(SETTINGS.memoryLog ? ['--import', join(ROOT, 'bench/support/memory-probe.mjs')] : []),
+      ...(SETTINGS.heapSnapshotDir
+        ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SETTINGS.heapSnapshotDir}`]
+        : []),
+      ...(process.env.BENCH_BOT_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+    ];
+    const bot = startChild('bot', process.execPath, [...nodeFlags, join(ROOT, 'dist/bot/main.js')], {
+      ...botEnv,
+      ...(SETTINGS.memoryLog
+        ? {
+            BENCH_MEMORY_LOG_FILE: SETTINGS.memoryLog,
+            ...(process.env.BENCH_HEAP_SNAPSHOT_MB
+              ? { BENCH_HEAP_SNAPSHOT_MB: process.env.BENCH_HEAP_SNAPSHOT_MB }
+              : {}),
+          }
+        : {}),
+    });
     children.push(bot);
     const tsx = ['--import', 'tsx'];
     const bolt = startChild('bare Bolt app', process.execPath, [...tsx, join(ROOT, 'bench/floor-bolt.ts')], {
@@ -493,6 +534,10 @@ async function main(): Promise<void> {
       const lastClickAt = performance.now();
       const clickCpuMs = cpuMs(bot.pid) - cpuStart;
       const clickCommands = CommandCounter.delta(cmd0, await commands.total());
+      if (SETTINGS.heapSnapshotDir && concurrency > 1) {
+        log(`heap snapshot of the bot into ${SETTINGS.heapSnapshotDir}`);
+        process.kill(bot.pid, 'SIGUSR2');
+      }
       log(
         `execution of ${ids.length} approvals at c=${concurrency}: Defender delay ${SETTINGS.defenderDelayMs} ms, at most ${SETTINGS.timeoutS} s`,
       );
