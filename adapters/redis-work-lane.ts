@@ -292,7 +292,9 @@ export class RedisWorkLane {
     if (subscriber && this.loop) {
       subscriber.off('message', this.onMessage);
       subscriber.off('ready', this.onSubscriberReady);
-      await subscriber.unsubscribe(this.channel).catch(() => undefined);
+      // Not awaited: while Redis is away it would wait for the reconnection (the owner closes the
+      // connection anyway, which drops it).
+      subscriber.unsubscribe(this.channel).catch(() => undefined);
     }
     this.signal();
     await this.loop;
