@@ -104,6 +104,8 @@ export class BullMqQueue implements JobQueue {
   /** Light lanes (jobs in a sorted set, not BullMQ), by lane name, opened on first use. */
   private readonly light = new Map<string, RedisWorkLane>();
   private lightConnection: Redis | Cluster | undefined;
+  /** The light lanes' notifications (subscribed by the lanes this process runs; connects on first use). */
+  private lightSubscriber: Redis | Cluster | undefined;
   private readonly logger: QueueLogger;
   private readonly prefix: string;
   private readonly lanes: Lanes;
@@ -229,6 +231,9 @@ export class BullMqQueue implements JobQueue {
         lockDuration: this.options.lockDurationMs ?? 30_000,
         stalledInterval: this.options.stalledIntervalMs ?? 30_000,
         maxStalledCount: this.options.maxStalledCount ?? 2,
+        // An idle worker's blocking wait for a job (a job added or falling due ends it at once): 10 s, the
+        // longest BullMQ itself waits when a job is delayed, rather than its 5 s default.
+        drainDelay: 10,
         autorun: false,
         settings: { backoffStrategy: cappedBackoff },
       });
@@ -256,6 +261,8 @@ export class BullMqQueue implements JobQueue {
     ]);
     await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
     await Promise.allSettled(this.connections.map((c) => c.quit()));
+    // Never connected when no lane of this process subscribed.
+    this.lightSubscriber?.disconnect();
   }
 
   /**
@@ -327,8 +334,20 @@ export class BullMqQueue implements JobQueue {
         this.lightConnection.on('error', () => {});
         this.connections.push(this.lightConnection);
       }
+      if (!this.lightSubscriber) {
+        // Reconnects and subscribes again for ever, like a worker's connection.
+        this.lightSubscriber = this.options.cluster
+          ? createRedisCluster(this.options.url, { enableOfflineQueue: true, lazyConnect: true })
+          : createRedisConnection(this.options.url, {
+              connectionName: 'mdr-lanes-notify',
+              purpose: 'worker',
+              lazyConnect: true,
+            });
+        this.lightSubscriber.on('error', () => {});
+      }
       light = new RedisWorkLane({
         redis: this.lightConnection,
+        subscriber: this.lightSubscriber,
         prefix: this.options.keyPrefix ?? 'mdr:',
         lane,
         concurrency: this.lanes[lane]?.concurrency ?? 10,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { MdrError } from '../core/errors.js';
 import { backoffMs } from './backoff.js';
@@ -6,14 +7,24 @@ import type { QueueLogger } from './local-queue.js';
 import { asStoreUnavailable, waitUntilReady } from './redis-connection.js';
 
 // KEYS: due, state (a hash: `r:<group>` = lease end of the group's run under way, `t:<job>` = failures).
-// ARGV: now, lease end, most jobs to take, how many due jobs to look at. Takes the due jobs whose group
-// has no run under way (one of each group), moving each to the lease end (a job whose process dies runs
-// again then), and returns them with the failures each had so far.
+// ARGV: now, lease end, most jobs to take, how many jobs to look at. Takes the due jobs whose group has no
+// run under way (one of each group), moving each to the lease end (a job whose process dies runs again
+// then). Returns them with the failures each had so far, the time of the first job not yet due ('' when
+// none was among those looked at: one ZRANGE by rank reads both, the due jobs coming first), and how many
+// due jobs another process could take now (left for want of slots here).
 const CLAIM_SCRIPT = `
 local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[3])
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
-if #due == 0 then return {{}, {}} end
+local rows = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1, 'WITHSCORES')
+local due, nextAt = {}, ''
+for i = 1, #rows, 2 do
+  if tonumber(rows[i + 1]) > now then
+    nextAt = rows[i + 1]
+    break
+  end
+  due[#due + 1] = rows[i]
+end
+if #due == 0 then return {{}, {}, nextAt, 0} end
 local fields = {}
 for i, m in ipairs(due) do
   local ok, job = pcall(cjson.decode, m)
@@ -22,24 +33,28 @@ for i, m in ipairs(due) do
   fields[#due + i] = 't:' .. m
 end
 local state = redis.call('HMGET', KEYS[2], unpack(fields))
-local taken, tries, scores, leases, seen = {}, {}, {}, {}, {}
+local taken, tries, scores, leases, seen, left = {}, {}, {}, {}, {}, 0
 for i, m in ipairs(due) do
   local g = fields[i]
   local held = state[i]
-  if #taken < want and not seen[g] and (not held or tonumber(held) <= now) then
+  if not seen[g] and (not held or tonumber(held) <= now) then
     seen[g] = true
-    taken[#taken + 1] = m
-    tries[#tries + 1] = state[#due + i] or ''
-    scores[#scores + 1] = ARGV[2]
-    scores[#scores + 1] = m
-    leases[#leases + 1] = g
-    leases[#leases + 1] = ARGV[2]
+    if #taken < want then
+      taken[#taken + 1] = m
+      tries[#tries + 1] = state[#due + i] or ''
+      scores[#scores + 1] = ARGV[2]
+      scores[#scores + 1] = m
+      leases[#leases + 1] = g
+      leases[#leases + 1] = ARGV[2]
+    else
+      left = left + 1
+    end
   end
 end
-if #taken == 0 then return {{}, {}} end
+if #taken == 0 then return {{}, {}, nextAt, 0} end
 redis.call('ZADD', KEYS[1], 'XX', unpack(scores))
 redis.call('HSET', KEYS[2], unpack(leases))
-return {taken, tries}
+return {taken, tries, nextAt, left}
 `;
 
 // KEYS: due, state. ARGV: job, lease end, group field, had tries ('1'/'0'). Ends the group's run (when its
@@ -123,7 +138,16 @@ export interface RedisWorkLaneOptions {
   backoffMs: number;
   /** A job taken by a process that died runs again after this long. */
   leaseMs?: number;
-  /** How often an idle process looks for jobs other processes added or left. */
+  /**
+   * A connection of its own for notifications (it subscribes): a process that adds a job it cannot start
+   * at once, or sees more due jobs than it has slots for, tells the others to look now.
+   */
+  subscriber?: Redis | Cluster;
+  /**
+   * How often an idle process looks for jobs other processes added or left without telling it (1 s; 10 s
+   * with a subscriber: then a look is only a safety net, since each look also learns when the next job
+   * of the lane falls due, a delayed one or a lease of a process that died, and looks again then).
+   */
   pollMs?: number;
   logger: QueueLogger;
   handler(name: string): JobHandler | undefined;
@@ -145,6 +169,9 @@ export interface RedisWorkLaneOptions {
 export class RedisWorkLane {
   private readonly dueKey: string;
   private readonly stateKey: string;
+  private readonly channel: string;
+  /** This process in the lane's notifications (its own are not for it). */
+  private readonly sender = randomUUID();
   private readonly leaseMs: number;
   private readonly pollMs: number;
   private readonly running = new Set<Promise<void>>();
@@ -154,6 +181,15 @@ export class RedisWorkLane {
   private waiter: (() => void) | undefined;
   private woken = false;
   private timer: NodeJS.Timeout | undefined;
+  /** When the first job not yet due at the last look falls due (a job of any process). */
+  private nextDue: number | undefined;
+  private lastHelp = 0;
+  private helpTimer: NodeJS.Timeout | undefined;
+  private readonly onMessage = (channel: string, message: string) => {
+    if (channel === this.channel && message !== this.sender) this.signal();
+  };
+  /** Notifications may have been missed while the subscriber was away: look now. */
+  private readonly onSubscriberReady = () => this.signal();
   private loop: Promise<void> | undefined;
   private closing = false;
   private down = false;
@@ -162,8 +198,9 @@ export class RedisWorkLane {
     const tag = `${options.prefix}{lane:${options.lane}}`;
     this.dueKey = `${tag}:due`;
     this.stateKey = `${tag}:state`;
+    this.channel = `${tag}:look`;
     this.leaseMs = options.leaseMs ?? 30_000;
-    this.pollMs = options.pollMs ?? 1_000;
+    this.pollMs = options.pollMs ?? (options.subscriber ? 10_000 : 1_000);
     const redis = options.redis;
     redis.defineCommand('mdrLaneClaim', { numberOfKeys: 2, lua: CLAIM_SCRIPT });
     redis.defineCommand('mdrLaneFinish', { numberOfKeys: 2, lua: FINISH_SCRIPT });
@@ -184,16 +221,39 @@ export class RedisWorkLane {
     const mode = options.id !== undefined ? 'NX' : 'LT';
     try {
       await waitUntilReady(this.options.redis);
-      await this.options.redis.zadd(
+      const added = this.options.redis.zadd(
         this.dueKey,
         mode,
         at,
         RedisWorkLane.member(name, key, data, options.group),
       );
+      // Sent after the ZADD on the same connection: whoever looks on this notification finds the job.
+      if (!this.loop || this.closing || this.running.size >= this.options.concurrency) this.help();
+      await added;
     } catch (error) {
       throw asStoreUnavailable(error);
     }
     this.dueAt(at);
+  }
+
+  /**
+   * Tells the other processes to look now (those with free slots take what is due; each also learns when
+   * the next job falls due). At most one notification per 100 ms, the last one sent at the end of it, so
+   * a look always follows every call.
+   */
+  private help(): void {
+    const subscriber = this.options.subscriber;
+    if (!subscriber || this.helpTimer) return;
+    const send = () => {
+      this.helpTimer = undefined;
+      this.lastHelp = Date.now();
+      this.options.redis.publish(this.channel, this.sender).catch(() => {
+        // Not reachable: the others find the job at their next look.
+      });
+    };
+    const wait = this.lastHelp + 100 - Date.now();
+    if (wait <= 0) send();
+    else this.helpTimer = setTimeout(send, wait);
   }
 
   async has(name: string, id: string, data: unknown): Promise<boolean> {
@@ -208,6 +268,18 @@ export class RedisWorkLane {
 
   start(): void {
     if (this.loop) return;
+    const subscriber = this.options.subscriber;
+    if (subscriber) {
+      subscriber.on('message', this.onMessage);
+      subscriber.on('ready', this.onSubscriberReady);
+      // ioredis subscribes again after each reconnection.
+      subscriber.subscribe(this.channel).catch((error: unknown) => {
+        this.options.logger.error(
+          { err: error, lane: this.options.lane },
+          'job lane: not subscribed to notifications; jobs of other processes are found by polling',
+        );
+      });
+    }
     this.loop = this.run();
   }
 
@@ -215,6 +287,15 @@ export class RedisWorkLane {
   async close(): Promise<void> {
     this.closing = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.helpTimer) clearTimeout(this.helpTimer);
+    const subscriber = this.options.subscriber;
+    if (subscriber && this.loop) {
+      subscriber.off('message', this.onMessage);
+      subscriber.off('ready', this.onSubscriberReady);
+      // Not awaited: while Redis is away it would wait for the reconnection (the owner closes the
+      // connection anyway, which drops it).
+      subscriber.unsubscribe(this.channel).catch(() => undefined);
+    }
     this.signal();
     await this.loop;
     await Promise.allSettled([...this.running]);
@@ -228,14 +309,22 @@ export class RedisWorkLane {
   }
 
   /**
-   * Sets the next look for jobs: at the earliest local due time, or after `pollMs`. Due times up to
-   * `claimedAt` (the claim just made, which took what was due then) need no look of their own; a due time
-   * after it, already past, wakes the loop at once.
+   * Sets the next look for jobs: at the earliest local due time or the lane's next due time, or after
+   * `pollMs` (1 s while Redis is not reachable). Due times up to `claimedAt` (the claim just made, which
+   * took what was due then) need no look of their own; a due time after it, already past, wakes the loop
+   * at once.
    */
   private schedule(claimedAt = Number.NEGATIVE_INFINITY): void {
     const now = Date.now();
-    let next = now + this.pollMs;
+    let next = now + (this.down ? Math.min(this.pollMs, 1_000) : this.pollMs);
     let dueNow = false;
+    if (this.nextDue !== undefined) {
+      // Acted on once: a process with no free slot looks again when one is free.
+      if (this.nextDue <= now) {
+        if (this.nextDue > claimedAt) dueNow = true;
+        this.nextDue = undefined;
+      } else if (this.nextDue < next) next = this.nextDue;
+    }
     for (let i = this.localDue.length - 1; i >= 0; i--) {
       const at = this.localDue[i] as number;
       if (at <= now) {
@@ -284,18 +373,21 @@ export class RedisWorkLane {
 
   private async claim(most: number, now: number): Promise<number> {
     const leaseEnd = now + this.leaseMs;
-    let reply: [string[], string[]];
+    let reply: [string[], string[], string, number];
     try {
       await waitUntilReady(this.options.redis);
       const redis = this.options.redis as unknown as {
-        mdrLaneClaim(...args: (string | number)[]): Promise<[string[], string[]]>;
+        mdrLaneClaim(...args: (string | number)[]): Promise<[string[], string[], string, number]>;
       };
       reply = await redis.mdrLaneClaim(this.dueKey, this.stateKey, now, leaseEnd, most, most + 64);
+      this.nextDue = reply[2] === '' ? undefined : Number(reply[2]);
+      if (reply[3] > 0) this.help();
       if (this.down) {
         this.down = false;
         this.options.logger.warn({ lane: this.options.lane }, 'job lane: Redis is reachable again');
       }
     } catch (error) {
+      this.nextDue = undefined;
       if (!this.down) {
         this.down = true;
         this.options.logger.error(

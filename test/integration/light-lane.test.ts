@@ -204,6 +204,112 @@ describe('a light lane of the Redis queue', () => {
   });
 });
 
+/** A process's own lane on the connections it would have, polling only every 10 minutes. */
+function notifiedLane(
+  prefix: string,
+  handler: (data: unknown) => Promise<void>,
+  extra: Partial<ConstructorParameters<typeof RedisWorkLane>[0]> = {},
+) {
+  const connection = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
+  const subscriber = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-sub', purpose: 'worker' });
+  const lane = new RedisWorkLane({
+    redis: connection,
+    subscriber,
+    prefix,
+    lane: 'light',
+    concurrency: 1,
+    attempts: 3,
+    backoffMs: 50,
+    leaseMs: 60_000,
+    pollMs: 600_000,
+    logger: recordingLogger(),
+    handler: () => handler,
+    ...extra,
+  });
+  lanes.push({ lane, connections: [connection, subscriber] });
+  return lane;
+}
+const lanes: { lane: RedisWorkLane; connections: ReturnType<typeof createRedisConnection>[] }[] = [];
+afterEach(async () => {
+  for (const { lane, connections } of lanes.splice(0)) {
+    await lane.close();
+    await Promise.all(connections.map((c) => c.quit()));
+  }
+});
+
+describe('processes of a light lane that poll seldom', () => {
+  it('take at once a job another process added but could not start (every slot busy, or no lane running)', async () => {
+    const prefix = `${redis.prefix}notify-${n++}:`;
+    const hold = gate();
+    const ran: string[] = [];
+    const busy = notifiedLane(prefix, async (data) => {
+      ran.push(`busy:${(data as { i: number }).i}`);
+      await hold.opened;
+    });
+    const free = notifiedLane(prefix, async (data) => {
+      ran.push(`free:${(data as { i: number }).i}`);
+    });
+    busy.start();
+    await busy.add('work', { i: 1 }, { id: 'n1' });
+    await expect.poll(() => ran, WAIT).toEqual(['busy:1']);
+    // Its first look over, the other process next looks when told (or when n1's lease of a minute ends).
+    free.start();
+    await sleep(200);
+    // Its one slot is busy: the other process is told, and takes the job long before its next poll.
+    await busy.add('work', { i: 2 }, { id: 'n2' });
+    await expect.poll(() => ran, WAIT).toEqual(['busy:1', 'free:2']);
+    // A process running no lane (it only adds) tells the others too.
+    const producer = notifiedLane(prefix, async () => {});
+    await producer.add('work', { i: 3 }, { id: 'n3' });
+    await expect.poll(() => ran, WAIT).toEqual(['busy:1', 'free:2', 'free:3']);
+    hold.open();
+  });
+
+  it('take a delayed job another process added, and a dead process its job after the lease, when they fall due', async () => {
+    const prefix = `${redis.prefix}next-due-${n++}:`;
+    const ran: { i: number; at: number }[] = [];
+    const taker = notifiedLane(prefix, async (data) => {
+      ran.push({ i: (data as { i: number }).i, at: Date.now() });
+    });
+    taker.start();
+    // Added by a process running no lane: the notification makes the taker look and learn its time.
+    const producer = notifiedLane(prefix, async () => {});
+    const added = Date.now();
+    await producer.add('work', { i: 1 }, { id: 'd1', delayMs: 300 });
+    await expect.poll(() => ran.length, WAIT).toBe(1);
+    expect((ran[0]?.at ?? 0) - added).toBeGreaterThanOrEqual(295);
+
+    // A process that stops mid-run: the taker, not told, looks again when its lease ends.
+    const gone = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
+    gone.on('error', () => {});
+    const hold = gate();
+    let took = 0;
+    const stuck = new RedisWorkLane({
+      redis: gone,
+      prefix,
+      lane: 'light',
+      concurrency: 1,
+      attempts: 3,
+      backoffMs: 50,
+      leaseMs: 1_000,
+      logger: recordingLogger(),
+      handler: () => async () => {
+        took++;
+        gone.disconnect();
+        await hold.opened;
+      },
+    });
+    stuck.start();
+    await stuck.add('work', { i: 2 }, { id: 'd2' });
+    await expect.poll(() => took, WAIT).toBe(1);
+    // The taker's next look: a notification of a job it cannot take yet (held under the lease).
+    await producer.add('work', { i: 3 }, { id: 'd3', delayMs: 60_000 });
+    await expect.poll(() => ran.map((r) => r.i), WAIT).toEqual([1, 2]);
+    hold.open();
+    await stuck.close();
+  });
+});
+
 describe('groups of a light lane', () => {
   it('never runs two jobs of one group at once across processes, and runs every one', async () => {
     const prefix = `${redis.prefix}group-${n++}:`;
