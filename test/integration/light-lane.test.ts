@@ -31,6 +31,34 @@ function gate() {
 
 let redis: TestRedis;
 let n = 0;
+/**
+ * A lane (lease 1 s) in a process that stops mid-run: its one run drops its connection to Redis and
+ * never returns until `hold` opens, so the job is left under its lease. `took()`: runs started.
+ */
+function stoppedMidRun(prefix: string) {
+  const gone = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
+  gone.on('error', () => {});
+  const hold = gate();
+  let runs = 0;
+  const stuck = new RedisWorkLane({
+    redis: gone,
+    prefix,
+    lane: 'light',
+    concurrency: 1,
+    attempts: 3,
+    backoffMs: 50,
+    leaseMs: 1_000,
+    logger: recordingLogger(),
+    handler: () => async () => {
+      runs++;
+      gone.disconnect();
+      await hold.opened;
+    },
+  });
+  stuck.start();
+  return { stuck, hold, took: () => runs };
+}
+
 const open: BullMqQueue[] = [];
 
 beforeAll(async () => {
@@ -145,29 +173,10 @@ describe('a light lane of the Redis queue', () => {
   it('has a job whose process stopped mid-run run again by another process after the lease', async () => {
     const prefix = `${redis.prefix}lease-${n++}:`;
     // A process that stops mid-run: its connection to Redis is gone, its job never returns by itself.
-    const gone = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
-    gone.on('error', () => {});
-    const hold = gate();
-    let took = 0;
-    const stuck = new RedisWorkLane({
-      redis: gone,
-      prefix,
-      lane: 'light',
-      concurrency: 1,
-      attempts: 3,
-      backoffMs: 50,
-      leaseMs: 1_000,
-      logger: recordingLogger(),
-      handler: () => async () => {
-        took++;
-        gone.disconnect();
-        await hold.opened;
-      },
-    });
-    stuck.start();
+    const { stuck, hold, took } = stoppedMidRun(prefix);
     const since = Date.now();
     await stuck.add('work', { i: 1 }, { id: 'w1' });
-    await expect.poll(() => took, WAIT).toBe(1);
+    await expect.poll(took, WAIT).toBe(1);
 
     const other = lightQueue(prefix).queue;
     const done: number[] = [];
@@ -280,28 +289,9 @@ describe('processes of a light lane that poll seldom', () => {
     expect((ran[0]?.at ?? 0) - added).toBeGreaterThanOrEqual(295);
 
     // A process that stops mid-run: the taker, not told, looks again when its lease ends.
-    const gone = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
-    gone.on('error', () => {});
-    const hold = gate();
-    let took = 0;
-    const stuck = new RedisWorkLane({
-      redis: gone,
-      prefix,
-      lane: 'light',
-      concurrency: 1,
-      attempts: 3,
-      backoffMs: 50,
-      leaseMs: 1_000,
-      logger: recordingLogger(),
-      handler: () => async () => {
-        took++;
-        gone.disconnect();
-        await hold.opened;
-      },
-    });
-    stuck.start();
+    const { stuck, hold, took } = stoppedMidRun(prefix);
     await stuck.add('work', { i: 2 }, { id: 'd2' });
-    await expect.poll(() => took, WAIT).toBe(1);
+    await expect.poll(took, WAIT).toBe(1);
     // The taker's next look: a notification of a job it cannot take yet (held under the lease).
     await producer.add('work', { i: 3 }, { id: 'd3', delayMs: 60_000 });
     await expect.poll(() => ran.map((r) => r.i), WAIT).toEqual([1, 2]);

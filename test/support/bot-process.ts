@@ -16,6 +16,36 @@ export function childMarkerEnv(): Record<string, string> {
   return run ? { [CHILD_MARKER]: run } : {};
 }
 
+/**
+ * Runs `script` (an ES module, through tsx) in a child process of its own group with only `env` (plus
+ * PATH, HOME and the run's marker); resolves with its exit code and everything it printed once it has
+ * ended. The group is killed on the way out whatever happened.
+ */
+export async function runModuleScript(
+  script: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...childMarkerEnv(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  try {
+    const [code] = await once(child, 'exit');
+    return { code: code as number | null, output };
+  } finally {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // the group has ended
+    }
+  }
+}
+
 /** `npm start`'s first step: compiles dist/ when it is missing or older than the sources. */
 export function buildIfStale(): void {
   execFileSync(process.execPath, ['scripts/build-if-stale.mjs'], { cwd: ROOT, stdio: 'inherit' });

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -9,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HttpRequestError, headerOf, request } from '../../../adapters/http-client.js';
-import { childMarkerEnv } from '../../support/bot-process.js';
+import { runModuleScript } from '../../support/bot-process.js';
 import { loopbackTls } from '../../support/loopback-tls.js';
 
 const CLIENT = fileURLToPath(new URL('../../../adapters/http-client.ts', import.meta.url));
@@ -207,30 +206,11 @@ describe('https', () => {
     const script = `import { request } from ${JSON.stringify(CLIENT)};
 const answer = await request('GET', process.env.TARGET_URL, { timeoutMs: 10_000 });
 process.stdout.write(answer.status + ' ' + answer.text);`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '/tmp',
-        ...childMarkerEnv(),
-        NODE_EXTRA_CA_CERTS: tls.certFile,
-        TARGET_URL: `${server.url}/ca`,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
+    const { code, output } = await runModuleScript(script, {
+      NODE_EXTRA_CA_CERTS: tls.certFile,
+      TARGET_URL: `${server.url}/ca`,
     });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    try {
-      const [code] = await once(child, 'exit');
-      expect(output).toBe('200 trusted');
-      expect(code).toBe(0);
-    } finally {
-      try {
-        if (child.pid) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // the group has ended
-      }
-    }
+    expect(output).toBe('200 trusted');
+    expect(code).toBe(0);
   });
 });

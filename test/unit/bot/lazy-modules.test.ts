@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { childMarkerEnv } from '../../support/bot-process.js';
+import { runModuleScript } from '../../support/bot-process.js';
 import { send } from '../../support/bot-server.js';
 import { loadedModulesProbe } from '../../support/modules-loaded.js';
 
@@ -64,25 +62,8 @@ const botFramework = () => Object.keys(cache).filter((m) => ${BOT_FRAMEWORK}.tes
 const before = botFramework();
 await import(${JSON.stringify(`${root}bot/teams/adapter.ts`)});
 process.stdout.write(JSON.stringify({ before, withTheEndpoint: botFramework().length }));`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...childMarkerEnv() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    try {
-      const [code] = await once(child, 'exit');
-      expect(code, output).toBe(0);
-    } finally {
-      try {
-        if (child.pid) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // the group has ended
-      }
-    }
+    const { code, output } = await runModuleScript(script);
+    expect(code, output).toBe(0);
     const { before, withTheEndpoint } = JSON.parse(output) as { before: string[]; withTheEndpoint: number };
     expect(before).toEqual([]);
     // The endpoint's module (loaded by the first activity) does load it: the probe sees it.
