@@ -16,6 +16,20 @@ export function childMarkerEnv(): Record<string, string> {
   return run ? { [CHILD_MARKER]: run } : {};
 }
 
+/** `node <args>` from the project's root with only `env` (plus PATH, HOME and the run's marker), in its own process group. */
+function spawnInGroup(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...childMarkerEnv(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  return { child, output: () => output };
+}
+
 /**
  * Runs `script` (an ES module, through tsx) in a child process of its own group with only `env` (plus
  * PATH, HOME and the run's marker); resolves with its exit code and everything it printed once it has
@@ -25,18 +39,10 @@ export async function runModuleScript(
   script: string,
   env: Record<string, string> = {},
 ): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...childMarkerEnv(), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
+  const { child, output } = spawnInGroup(['--import', 'tsx', '--input-type=module', '-e', script], env);
   try {
     const [code] = await once(child, 'exit');
-    return { code: code as number | null, output };
+    return { code: code as number | null, output: output() };
   } finally {
     try {
       if (child.pid) process.kill(-child.pid, 'SIGKILL');
@@ -62,17 +68,9 @@ export interface BotProcess {
 
 /** Starts `node dist/bot/main.js` with only `env` (plus PATH, HOME and the run's marker), detached. */
 export function spawnBot(env: Record<string, string>): BotProcess {
-  const child = spawn(process.execPath, ['dist/bot/main.js'], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...childMarkerEnv(), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
+  const { child, output } = spawnInGroup(['dist/bot/main.js'], env);
   const exited = once(child, 'exit').then(([code]) => code as number | null);
-  return { child, output: () => output, exited };
+  return { child, output, exited };
 }
 
 /**
