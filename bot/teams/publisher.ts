@@ -132,8 +132,10 @@ export class TeamsPublisher implements CardPublisher {
     const { store } = this.deps;
     const incidentId = state.incident.id;
     let plan = (await (context.cardRefs?.() ?? store.getCardRefs(incidentId))).teams;
+    // Read once per delivery: where a new card goes, and the references of every card.
+    const conversations = await this.conversations();
     if (!plan || plan.length === 0) {
-      const targets = await this.targets();
+      const targets = this.targets(conversations);
       if (targets.length === 0) return;
       plan = targets.map((t) => ({ conversationId: t.conversationId, activityId: '' }));
       await this.saveRefs(incidentId, plan);
@@ -146,7 +148,7 @@ export class TeamsPublisher implements CardPublisher {
     for (const r of plan) this.unrecorded.delete(`${incidentId}|${r.conversationId}`);
     const card = this.sharedCard(state, context);
     const traced = { [ATTR.incidentId]: incidentId, [ATTR.platform]: 'teams' };
-    const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
+    const references = new Map(conversations.map((c) => [c.conversationId, c.reference]));
     for (const ref of [...plan]) {
       if (context.targets && !context.targets.includes(ref.conversationId)) continue;
       const reference = references.get(ref.conversationId) as ConversationReference | undefined;
@@ -223,8 +225,9 @@ export class TeamsPublisher implements CardPublisher {
   }
 
   /** Where a new incident's card goes: the policy's channel if stored, else every stored team channel. */
-  private async targets(): Promise<{ conversationId: string; reference: unknown }[]> {
-    const all = await this.conversations();
+  private targets(
+    all: { conversationId: string; reference: unknown }[],
+  ): { conversationId: string; reference: unknown }[] {
     const wanted = this.deps.config.policy.channels.teams;
     if (wanted) {
       const match = all.filter((c) => c.conversationId === baseConversationId(wanted));
