@@ -283,6 +283,14 @@ export class RedisWorkLane {
     this.loop = this.run();
   }
 
+  /**
+   * True while the loop waits for its next look (told by another process, a due time or the poll) and
+   * no look is under way: what a caller waits for before relying on the next look being a new one.
+   */
+  get idle(): boolean {
+    return this.waiter !== undefined && !this.woken;
+  }
+
   /** Stops taking jobs and waits for the running ones. */
   async close(): Promise<void> {
     this.closing = true;

@@ -263,7 +263,12 @@ describe('processes of a light lane that poll seldom', () => {
     await expect.poll(() => ran, WAIT).toEqual(['busy:1']);
     // Its first look over, the other process next looks when told (or when n1's lease of a minute ends).
     free.start();
-    await sleep(200);
+    // Subscribed (both processes listen) and its looks on start and on the subscriber being ready done.
+    const client = redis.client();
+    const listening = async () =>
+      ((await client.pubsub('NUMSUB', `${prefix}{lane:light}:look`)) as [string, number])[1];
+    await expect.poll(listening, WAIT).toBe(2);
+    await expect.poll(() => free.idle, WAIT).toBe(true);
     // Its one slot is busy: the other process is told, and takes the job long before its next poll.
     await busy.add('work', { i: 2 }, { id: 'n2' });
     await expect.poll(() => ran, WAIT).toEqual(['busy:1', 'free:2']);
