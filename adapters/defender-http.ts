@@ -3,6 +3,7 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import pRetry from 'p-retry';
 import { scopeFor } from './azure-scope.js';
 import { backoffMs } from './backoff.js';
+import { retryAfterMsOf } from './http-client.js';
 import { withClientSpan } from './tracing.js';
 
 /**
@@ -142,11 +143,7 @@ export function joinUrl(baseUrl: string, path: string, query?: Record<string, st
 
 /** Seconds or an HTTP date, as `Retry-After` may carry; undefined when absent or unreadable. */
 export function retryAfterMs(headers: Headers, nowMs = Date.now()): number | undefined {
-  const value = headers.get('retry-after');
-  if (value === null || value.trim() === '') return undefined;
-  if (/^\d+(\.\d+)?$/.test(value.trim())) return Math.round(Number(value) * 1000);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
+  return retryAfterMsOf(headers.get('retry-after'), nowMs);
 }
 
 /** `{error: {code, message}}` of a Defender or Graph error body, when there is one. */

@@ -142,3 +142,15 @@ export function headerOf(headers: IncomingHttpHeaders, name: string): string | u
   const value = headers[name.toLowerCase()];
   return Array.isArray(value) ? value[0] : value;
 }
+
+/**
+ * A `Retry-After` value in ms from `nowMs`: delay-seconds (`"30"`, `"1.5"`) or an HTTP date; undefined
+ * when absent or unreadable.
+ */
+export function retryAfterMsOf(value: string | null | undefined, nowMs = Date.now()): number | undefined {
+  const text = value?.trim();
+  if (!text) return undefined;
+  if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
+}

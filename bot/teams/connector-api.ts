@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { HttpRequestError, headerOf, request } from '../../adapters/http-client.js';
+import { HttpRequestError, headerOf, request, retryAfterMsOf } from '../../adapters/http-client.js';
 
 /** A Teams account as the Bot Connector takes it (Bot Framework's `ChannelAccount`). */
 interface ChannelAccount {
@@ -34,26 +34,24 @@ export interface ConnectorToken {
 }
 
 /**
- * A Bot Connector call that failed, shaped as Bot Framework's (`@azure/core-rest-pipeline`'s `RestError`)
- * so the same checks classify it: `statusCode`, `response.headers.get()`, `response.bodyAsText`, and the
- * error `code` of the answer's body (`{"error": {"code": "MessageWritesBlocked"}}`).
+ * A Bot Connector call that got an answer other than 2xx: its status, the error `code` of its body
+ * (`{"error": {"code": "MessageWritesBlocked"}}`) and its `Retry-After` in ms, read once here.
  */
 export class ConnectorError extends Error {
   override readonly name = 'ConnectorError';
-  readonly statusCode: number;
   readonly code: string | undefined;
-  readonly response: {
-    status: number;
-    headers: { get(name: string): string | undefined };
-    bodyAsText: string;
-  };
+  readonly retryAfterMs: number | undefined;
 
-  constructor(method: string, status: number, headers: IncomingHttpHeaders, text: string) {
+  constructor(
+    method: string,
+    readonly statusCode: number,
+    headers: IncomingHttpHeaders,
+    text: string,
+  ) {
     const code = errorCodeOf(text);
-    super(`Bot Connector answered ${status} to ${method}${code ? ` (${code})` : ''}`);
-    this.statusCode = status;
+    super(`Bot Connector answered ${statusCode} to ${method}${code ? ` (${code})` : ''}`);
     this.code = code;
-    this.response = { status, headers: { get: (name) => headerOf(headers, name) }, bodyAsText: text };
+    this.retryAfterMs = retryAfterMsOf(headerOf(headers, 'retry-after'));
   }
 }
 

@@ -13,7 +13,12 @@ import {
   retryDelayMs,
 } from '../delivery.js';
 import type { Logger } from '../logger.js';
-import { BotConnector, type ConnectorToken, type ConversationReference } from './connector-api.js';
+import {
+  BotConnector,
+  ConnectorError,
+  type ConnectorToken,
+  type ConversationReference,
+} from './connector-api.js';
 import { deliveryProblem, teamsTrustOf } from './trust.js';
 
 /** What the publisher needs from the runtime. */
@@ -36,48 +41,20 @@ export const teamsConversationPause = (conversationId: string) => `teams:${conve
 /** Statuses Teams asks a bot to try again later besides 429: precondition failed and server errors. */
 const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([412, 500, 502, 503, 504]);
 
-/** The HTTP status of a failed Bot Connector call, when it has one. */
+/** The HTTP status of a Bot Connector call that was answered with a failure. */
 export function statusOf(error: unknown): number | undefined {
-  const e = error as { statusCode?: unknown; status?: unknown; response?: { status?: unknown } };
-  for (const v of [e?.statusCode, e?.status, e?.response?.status]) if (typeof v === 'number') return v;
-  return undefined;
+  return error instanceof ConnectorError ? error.statusCode : undefined;
 }
 
 /** The error code in a Bot Connector error body (`{"error": {"code": "MessageWritesBlocked"}}`). */
 export function connectorErrorCode(error: unknown): string | undefined {
-  const e = error as {
-    code?: unknown;
-    body?: { error?: { code?: unknown } };
-    details?: { error?: { code?: unknown } };
-    response?: { bodyAsText?: unknown; parsedBody?: { error?: { code?: unknown } } };
-  };
-  const candidates: unknown[] = [
-    e?.body?.error?.code,
-    e?.details?.error?.code,
-    e?.response?.parsedBody?.error?.code,
-  ];
-  const text = e?.response?.bodyAsText;
-  if (typeof text === 'string') {
-    try {
-      candidates.push((JSON.parse(text) as { error?: { code?: unknown } }).error?.code);
-    } catch {
-      // not JSON: no code in it
-    }
-  }
-  candidates.push(e?.code);
-  return candidates.find((c): c is string => typeof c === 'string' && c.length > 0);
+  return error instanceof ConnectorError ? error.code : undefined;
 }
 
-/** Retry-After of a failed Bot Connector call in ms (seconds or an HTTP date), when it has one. */
-export function retryAfterMs(error: unknown, now = Date.now()): number | undefined {
-  const headers = (error as { response?: { headers?: { get?: (n: string) => string | undefined } } })
-    ?.response?.headers;
-  const value = typeof headers?.get === 'function' ? headers.get('retry-after') : undefined;
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds * 1_000, 3_600_000);
-  const date = Date.parse(value);
-  return Number.isFinite(date) ? Math.min(Math.max(0, date - now), 3_600_000) : undefined;
+/** Retry-After of a failed Bot Connector call in ms, at most an hour, when it has one. */
+export function retryAfterMs(error: unknown): number | undefined {
+  const wait = error instanceof ConnectorError ? error.retryAfterMs : undefined;
+  return wait === undefined ? undefined : Math.min(wait, 3_600_000);
 }
 
 /** A call that got no answer in time (given up at the per-call bound) or no answer at all. */

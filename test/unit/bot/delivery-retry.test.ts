@@ -1,14 +1,13 @@
 import { describe, expect, it } from 'vitest';
+import { retryAfterMsOf } from '../../../adapters/http-client.js';
 import { retryDelayMs } from '../../../bot/delivery.js';
+import { ConnectorError } from '../../../bot/teams/connector-api.js';
 import { retryAfterMs, statusOf } from '../../../bot/teams/publisher.js';
 
-/** A Bot Connector failure as @azure/core-rest-pipeline reports it: status and response headers. */
+/** A Bot Connector failure as the connector client reports it: status and the answer's headers. */
 function connectorError(status: number, headers: Record<string, string> = {}) {
-  const lower = new Map(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
-  return Object.assign(new Error(`status ${status}`), {
-    statusCode: status,
-    response: { status, headers: { get: (name: string) => lower.get(name.toLowerCase()) } },
-  });
+  const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+  return new ConnectorError('POST', status, lower, '{}');
 }
 
 describe('retryDelayMs (back-off of a failed card delivery)', () => {
@@ -28,13 +27,14 @@ describe('retryDelayMs (back-off of a failed card delivery)', () => {
 describe('Bot Connector failures', () => {
   it('reads Retry-After in seconds or as an HTTP date, and nothing when it is absent or unreadable', () => {
     const now = Date.parse('2026-11-27T10:00:00Z');
-    expect(retryAfterMs(connectorError(429, { 'Retry-After': '2' }), now)).toBe(2_000);
-    expect(retryAfterMs(connectorError(503, { 'retry-after': 'Fri, 27 Nov 2026 10:00:03 GMT' }), now)).toBe(
-      3_000,
-    );
-    expect(retryAfterMs(connectorError(429), now)).toBeUndefined();
-    expect(retryAfterMs(connectorError(429, { 'Retry-After': 'soon' }), now)).toBeUndefined();
-    expect(retryAfterMs(new Error('no response'), now)).toBeUndefined();
+    expect(retryAfterMsOf('2', now)).toBe(2_000);
+    expect(retryAfterMsOf('Fri, 27 Nov 2026 10:00:03 GMT', now)).toBe(3_000);
+    expect(retryAfterMsOf(undefined, now)).toBeUndefined();
+    expect(retryAfterMsOf('soon', now)).toBeUndefined();
+    expect(retryAfterMs(connectorError(429, { 'Retry-After': '2' }))).toBe(2_000);
+    expect(retryAfterMs(connectorError(429))).toBeUndefined();
+    expect(retryAfterMs(connectorError(429, { 'Retry-After': 'soon' }))).toBeUndefined();
+    expect(retryAfterMs(new Error('no response'))).toBeUndefined();
   });
 
   it('caps Retry-After at an hour', () => {
