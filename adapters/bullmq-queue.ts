@@ -342,6 +342,9 @@ export class BullMqQueue implements JobQueue {
               connectionName: 'mdr-lanes-notify',
               purpose: 'worker',
               lazyConnect: true,
+              // Its ready check (INFO) would follow the lanes' SUBSCRIBEs out of the offline queue and be
+              // refused in subscriber mode, failing the subscription: ready as soon as it is connected.
+              enableReadyCheck: false,
             });
         this.lightSubscriber.on('error', () => {});
       }

@@ -279,6 +279,27 @@ describe('processes of a light lane that poll seldom', () => {
     hold.open();
   });
 
+  it('are subscribed to the notifications of every light lane a process runs, started together', async () => {
+    const prefix = `${redis.prefix}two-lanes-${n++}:`;
+    const { queue, logger } = lightQueue(prefix, {
+      lanes: {
+        first: { jobs: ['a'], concurrency: 2, light: { attempts: 3 } },
+        second: { jobs: ['b'], concurrency: 2, light: { attempts: 3 } },
+      },
+    });
+    queue.process('a', async () => {});
+    queue.process('b', async () => {});
+    // Both lanes subscribe on one connection that connects on their first SUBSCRIBE: its ready check must
+    // not come after them (Redis refuses INFO in subscriber mode, which failed the second subscription).
+    await queue.start();
+    const client = redis.client();
+    const listening = async (lane: string) =>
+      ((await client.pubsub('NUMSUB', `${prefix}{lane:${lane}}:look`)) as [string, number])[1];
+    await expect.poll(() => listening('first'), WAIT).toBe(1);
+    await expect.poll(() => listening('second'), WAIT).toBe(1);
+    expect(logger.errors).toEqual([]);
+  });
+
   it('take a delayed job another process added, and a dead process its job after the lease, when they fall due', async () => {
     const prefix = `${redis.prefix}next-due-${n++}:`;
     const ran: { i: number; at: number }[] = [];
