@@ -1,4 +1,4 @@
-import type { TokenCredential } from '@azure/identity';
+import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/identity';
 import { MdrError } from '../core/errors.js';
 import type { AzureCredentialConfig } from './azure-credential.js';
 
@@ -15,10 +15,57 @@ export function lazyAzureCredential(config: AzureCredentialConfig): TokenCredent
     );
   }
   let real: Promise<TokenCredential> | undefined;
-  return {
+  return cachedTokens({
     async getToken(...args: Parameters<TokenCredential['getToken']>) {
       real ??= import('./azure-credential.js').then((m) => m.createAzureCredential(config));
       return (await real).getToken(...args);
+    },
+  });
+}
+
+/** A token is asked for again this long before it expires (unless it names its own refresh time). */
+export const REFRESH_BEFORE_EXPIRY_MS = 5 * 60_000;
+
+/**
+ * `credential` with each scope's token kept until it is due for refresh, as Azure SDK clients keep them
+ * (`bearerTokenAuthenticationPolicy`): the identity library's own cache lookup costs more CPU than the
+ * Defender call it authorizes. Concurrent askers share one request; a refresh that fails while the
+ * token is still valid leaves that token in use (the next call asks again). Asks with options (claims
+ * of a challenge, another tenant, a signal) go to `credential` unchanged.
+ */
+export function cachedTokens(credential: TokenCredential, now: () => number = Date.now): TokenCredential {
+  const held = new Map<string, AccessToken>();
+  const asking = new Map<string, Promise<AccessToken | null>>();
+  const ask = (key: string, scopes: string | string[]) => {
+    let pending = asking.get(key);
+    if (!pending) {
+      pending = credential
+        .getToken(scopes)
+        .then((token) => {
+          if (token) held.set(key, token);
+          return token;
+        })
+        .finally(() => asking.delete(key));
+      asking.set(key, pending);
+    }
+    return pending;
+  };
+  return {
+    async getToken(scopes: string | string[], options?: GetTokenOptions) {
+      if (options && Object.values(options).some((value) => value !== undefined))
+        return credential.getToken(scopes, options);
+      const key = Array.isArray(scopes) ? scopes.join(' ') : scopes;
+      const token = held.get(key);
+      const at = now();
+      if (token && at < token.expiresOnTimestamp) {
+        const refreshAt = token.refreshAfterTimestamp ?? token.expiresOnTimestamp - REFRESH_BEFORE_EXPIRY_MS;
+        if (at < refreshAt) return token;
+        return ask(key, scopes).then(
+          (fresh) => fresh ?? token,
+          () => token,
+        );
+      }
+      return ask(key, scopes);
     },
   };
 }
