@@ -3,7 +3,7 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import pRetry from 'p-retry';
 import { scopeFor } from './azure-scope.js';
 import { backoffMs } from './backoff.js';
-import { retryAfterMsOf } from './http-client.js';
+import { type HttpResponse, headerOf, request as httpRequest, retryAfterMsOf } from './http-client.js';
 import { withClientSpan } from './tracing.js';
 
 /**
@@ -55,6 +55,11 @@ export interface ApiEndpoint {
   baseUrl: string;
 }
 
+/** The headers of an answer, read by name (a fetch `Headers` fits). */
+export interface ResponseHeaders {
+  get(name: string): string | null;
+}
+
 /** What came back: a response (any status), or why none did. */
 export type HttpResult =
   | {
@@ -62,7 +67,7 @@ export type HttpResult =
       status: number;
       /** A 2xx status. */
       ok: boolean;
-      headers: Headers;
+      headers: ResponseHeaders;
       body: unknown;
       /** Retries spent before this answer. */
       attempts: number;
@@ -86,7 +91,7 @@ export interface ApiFailure {
 }
 
 /** What one call came to: a 2xx answer, or why there was none. */
-export type ApiOutcome = { ok: true; status: number; body: unknown; headers: Headers } | ApiFailure;
+export type ApiOutcome = { ok: true; status: number; body: unknown; headers: ResponseHeaders } | ApiFailure;
 
 /**
  * Whether a failure may pass by itself: the service was not reached or answered 5xx, and with
@@ -142,7 +147,7 @@ export function joinUrl(baseUrl: string, path: string, query?: Record<string, st
 }
 
 /** Seconds or an HTTP date, as `Retry-After` may carry; undefined when absent or unreadable. */
-export function retryAfterMs(headers: Headers, nowMs = Date.now()): number | undefined {
+export function retryAfterMs(headers: ResponseHeaders, nowMs = Date.now()): number | undefined {
   return retryAfterMsOf(headers.get('retry-after'), nowMs);
 }
 
@@ -217,7 +222,8 @@ const sleepReal = (ms: number) => new Promise<void>((resolve) => setTimeout(reso
 /**
  * Authenticated JSON calls to Defender or Graph with bounded retries: 429 waits `Retry-After`, 5xx and
  * network errors back off exponentially (only for requests marked safe to repeat). A bearer token is
- * asked of the credential for every request (the library caches it). Tokens are never logged.
+ * asked of the credential for every request (it caches them). Tokens are never logged. Calls go over
+ * the process's keep-alive sockets (adapters/http-client.ts), as the card calls do.
  */
 export class ApiClient {
   readonly service: string;
@@ -371,23 +377,17 @@ export class ApiClient {
       accept: 'application/json',
     };
     if (request.body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
+    let response: HttpResponse;
     try {
-      response = await fetch(url, {
-        method: request.method,
+      response = await httpRequest(request.method, url, {
         headers,
         ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
-        signal: AbortSignal.timeout(this.requestTimeoutMs),
+        timeoutMs: this.requestTimeoutMs,
       });
     } catch (error) {
       return { kind: 'network', message: networkMessage(error), attempts };
     }
-    let text: string;
-    try {
-      text = await response.text();
-    } catch (error) {
-      return { kind: 'network', message: networkMessage(error), attempts };
-    }
+    const { text } = response;
     let body: unknown = text;
     if (text.trim() !== '') {
       try {
@@ -396,11 +396,12 @@ export class ApiClient {
         // Not JSON (a gateway's HTML error page, say): keep the text for the message.
       }
     }
+    const answered = response.headers;
     return {
       kind: 'response',
       status: response.status,
-      ok: response.ok,
-      headers: response.headers,
+      ok: response.status >= 200 && response.status < 300,
+      headers: { get: (name) => headerOf(answered, name) ?? null },
       body,
       attempts,
     };

@@ -1,5 +1,7 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+// The modules themselves, their `request` read at each call: what replaces it later (an HTTP fake in
+// tests, an instrumentation) is used, whichever was loaded first.
+import http, { type IncomingHttpHeaders } from 'node:http';
+import https from 'node:https';
 
 /**
  * Sockets kept open between calls, one pool per protocol for the whole process. An idle socket is closed
@@ -9,8 +11,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
  */
 const IDLE_SOCKET_MS = 4_000;
 const agents = {
-  'http:': new HttpAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
-  'https:': new HttpsAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
+  'http:': new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
+  'https:': new https.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
 };
 
 /** Larger answers are refused: the platform APIs called answer a few kilobytes. */
@@ -59,7 +61,7 @@ export function request(
     return Promise.reject(new TypeError(`only http and https URLs can be called, not ${target.protocol}`));
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(new HttpRequestError('the call was aborted', 'ABORT_ERR'));
-  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  const send = target.protocol === 'https:' ? https.request : http.request;
   const body = options.body === undefined ? undefined : Buffer.from(options.body, 'utf8');
   const headers: Record<string, string | number> = { ...options.headers };
   if (body) headers['content-length'] = body.length;

@@ -449,7 +449,8 @@ describe('DefenderExecutor: the Defender for Endpoint actions', () => {
   it('adopts the action a lost POST created instead of sending it again', async () => {
     const api = mde()
       .post(`${MACHINE}/isolate`)
-      .replyWithError({ code: 'ECONNRESET', message: 'socket hang up' })
+      // An Error, as the socket gives one (nock emits a plain object on no request event of node:https).
+      .replyWithError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))
       // No action carrying this action's marker (the fixture's comment is another tool's)...
       .get('/prefix/api/machineactions')
       .query({ $filter: `machineId eq '${IDS.machineId}' and type eq 'Isolate'` })
