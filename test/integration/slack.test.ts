@@ -143,6 +143,7 @@ describe('Slack through the real HTTP endpoint', () => {
 
     const card = await ingestAndWaitForCard();
     expect(card.channel).toBe(CHANNEL);
+    expect(card.contentType).toBe('application/json; charset=utf-8');
     expect(card.authorization).toBe(`Bearer ${SLACK_BOT_TOKEN}`);
     expect(card.text).toContain('48213');
     const approveButtons = buttons(card.blocks).filter((b) => b.action_id.startsWith('approve:'));
@@ -175,6 +176,7 @@ describe('Slack through the real HTTP endpoint', () => {
     expect(await state('act-1')).toBe('succeeded');
     expect(slack.posts).toHaveLength(1);
     expect(slack.updates.every((u) => u.channel === CHANNEL)).toBe(true);
+    expect(slack.updates.every((u) => u.contentType === 'application/json; charset=utf-8')).toBe(true);
     expect(buttons(slack.updates.at(-1)?.blocks ?? []).map((b) => b.action_id)).not.toContain(
       'approve:act-1',
     );
