@@ -1,7 +1,7 @@
 /**
  * The calls floor of `npm run bench`: what the bot's outbound work costs at the least on this machine, in
  * a process that does nothing else and does it the cheapest way Node.js offers.
- * - HTTP: keep-alive `node:http` POSTs of a card-sized form body (a Slack card call);
+ * - HTTP: keep-alive `node:http` POSTs of a card-sized JSON body (a Slack card call);
  * - HTTPS: keep-alive `node:https` POSTs of a card-sized JSON body (a Bot Connector call);
  * - Redis: ioredis with auto-pipelining, the store's mix of reads and writes (an action read, an
  *   incident's actions read, a small GET, a ZADD), values the size of the bot's.
@@ -68,8 +68,12 @@ async function cpuPerCall(n: number, call: (i: number) => Promise<unknown>): Pro
   return Math.round(((used.user + used.system) / 1000 / n) * 1000) / 1000;
 }
 
-const blocks = JSON.stringify([{ type: 'section', text: { type: 'mrkdwn', text: 'x'.repeat(BODY_BYTES) } }]);
-const form = new URLSearchParams({ channel: 'C0BENCH', ts: '1.000001', text: 'card', blocks }).toString();
+const card = JSON.stringify({
+  channel: 'C0BENCH',
+  ts: '1.000001',
+  text: 'card',
+  blocks: [{ type: 'section', text: { type: 'mrkdwn', text: 'x'.repeat(BODY_BYTES) } }],
+});
 const activity = JSON.stringify({
   type: 'message',
   attachments: [
@@ -102,7 +106,7 @@ const result = {
   calls: N,
   concurrency: CONCURRENCY,
   httpPostCpuMs: await cpuPerCall(N, () =>
-    post(`${process.env.FLOOR_HTTP_URL}/api/chat.update`, form, 'application/x-www-form-urlencoded'),
+    post(`${process.env.FLOOR_HTTP_URL}/api/chat.update`, card, 'application/json; charset=utf-8'),
   ),
   httpsPostCpuMs: await cpuPerCall(N, () =>
     post(`${process.env.FLOOR_HTTPS_URL}/v3/conversations/c/activities`, activity, 'application/json'),

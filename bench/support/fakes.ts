@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { readWebApiCall, type WebApiCall } from '../../test/support/slack.js';
 import { DefenderObservations, fakeDefender } from './fake-defender.js';
 
 /**
@@ -114,17 +115,30 @@ export async function startFakes(options: FakeOptions): Promise<Fakes> {
     }
     const method = path.replace(/^\/api\//, '').split('?')[0] ?? '';
     seen.count(seen.slackCalls, method);
-    const incidentId = seen.incidentIn(body);
-    if (method === 'chat.postMessage') {
-      if (incidentId && !seen.slackPosts.has(incidentId)) seen.slackPosts.set(incidentId, now);
-      ts += 1;
-      json(res, 200, { ok: true, channel: 'C0BENCH', ts: `${ts}.000100`, message: { ts: `${ts}.000100` } });
-      return;
-    }
-    if (method === 'chat.update') {
+    if (method === 'chat.postMessage' || method === 'chat.update') {
+      // Read as Slack reads it (JSON or form, by content type): a card Slack would refuse is counted.
+      let call: WebApiCall;
+      try {
+        call = readWebApiCall(req.headers, body);
+      } catch {
+        seen.count(seen.unknown, `slack ${method} with a body Slack cannot read`);
+        json(res, 200, { ok: false, error: 'invalid_arguments' });
+        return;
+      }
+      if (call.refusal || !Array.isArray(call.args.blocks)) {
+        seen.count(seen.unknown, `slack ${method} refused: ${call.refusal ?? 'invalid_blocks'}`);
+        json(res, 200, { ok: false, error: call.refusal ?? 'invalid_blocks' });
+        return;
+      }
+      const incidentId = seen.incidentIn(body);
+      if (method === 'chat.postMessage') {
+        if (incidentId && !seen.slackPosts.has(incidentId)) seen.slackPosts.set(incidentId, now);
+        ts += 1;
+        json(res, 200, { ok: true, channel: 'C0BENCH', ts: `${ts}.000100`, message: { ts: `${ts}.000100` } });
+        return;
+      }
       if (incidentId) seen.slackUpdates.set(incidentId, [...(seen.slackUpdates.get(incidentId) ?? []), now]);
-      const tsParam = /(?:^|&|")ts(?:=|":")([0-9.]+)/.exec(body)?.[1] ?? `${ts}.000100`;
-      json(res, 200, { ok: true, channel: 'C0BENCH', ts: tsParam });
+      json(res, 200, { ok: true, channel: 'C0BENCH', ts: call.args.ts ?? `${ts}.000100` });
       return;
     }
     if (method === 'auth.test') {

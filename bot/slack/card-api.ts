@@ -1,5 +1,4 @@
 import { STATUS_CODES } from 'node:http';
-import { stringify } from 'node:querystring';
 import { webApi } from '@slack/bolt';
 import { type HttpResponse, headerOf, request } from '../../adapters/http-client.js';
 import { MdrError } from '../../core/errors.js';
@@ -12,12 +11,14 @@ export interface SlackCardCalls {
 
 /**
  * `chat.postMessage` and `chat.update` for the card deliveries, straight over the shared keep-alive HTTP
- * client (adapters/http-client.ts), with the request
- * `@slack/web-api` sends (form-encoded, objects as JSON, the bot token as a Bearer header) and its errors
- * (`WebAPIRateLimitedError` for a 429 with Retry-After, `WebAPIHTTPError`, `WebAPIPlatformError` for
- * `ok: false`), so failures are classified as before. Without the client's request queue, retry layer
- * and the redacted JSON copies of every request and answer it builds for its debug log at any level: a
- * delivery makes one or two such calls per incident change, the hottest Slack path.
+ * client (adapters/http-client.ts), with a JSON body (the arguments as they are, blocks an array; the bot
+ * token as a Bearer header, never in the body), as Slack recommends for its write methods
+ * (https://docs.slack.dev/apis/web-api/#posting_json): form-encoding the card, as `@slack/web-api` does,
+ * made most of the call's garbage. Errors are those of `@slack/web-api` (`WebAPIRateLimitedError` for a
+ * 429 with Retry-After, `WebAPIHTTPError`, `WebAPIPlatformError` for `ok: false`, `WebAPIRequestError`),
+ * so failures are classified as before. Without the client's request queue, retry layer and the redacted
+ * JSON copies of every request and answer it builds for its debug log at any level: a delivery makes one
+ * or two such calls per incident change, the hottest Slack path.
  */
 export class SlackCardApi implements SlackCardCalls {
   private readonly base: string;
@@ -39,19 +40,19 @@ export class SlackCardApi implements SlackCardCalls {
   }
 
   private async call(method: string, args: Record<string, unknown>) {
-    const form: Record<string, string> = {};
+    const body: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(args)) {
       if (value === undefined || value === null || key === 'token') continue;
-      form[key] = typeof value === 'object' ? JSON.stringify(value) : String(value);
+      body[key] = value;
     }
     let response: HttpResponse;
     try {
       response = await request('POST', `${this.base}${method}`, {
         headers: {
           authorization: `Bearer ${this.token}`,
-          'content-type': 'application/x-www-form-urlencoded',
+          'content-type': 'application/json; charset=utf-8',
         },
-        body: stringify(form),
+        body: JSON.stringify(body),
         timeoutMs: this.timeoutMs,
       });
     } catch (error) {

@@ -17,10 +17,12 @@ import { sampleIngestBody, shippedSample } from '../support/incident-factory.js'
 import { type TestRedis, useTestRedis } from '../support/redis.js';
 import {
   fakeAuthTest,
+  readWebApiCall,
   SLACK_API_ORIGIN,
   SLACK_API_URL,
   SLACK_BOT_TOKEN,
   SLACK_SIGNING_SECRET,
+  type WebApiCall,
 } from '../support/slack.js';
 import {
   fakeTime,
@@ -309,12 +311,12 @@ describe('customer task email', () => {
 
   it('audits a final failure on the incident and still delivers the card', async () => {
     fakeAuthTest();
-    const posts: string[] = [];
+    const posts: WebApiCall[] = [];
     nock(SLACK_API_ORIGIN)
       .persist()
       .post('/api/chat.postMessage')
-      .reply((_uri, body) => {
-        posts.push(String(body));
+      .reply(function (_uri, body) {
+        posts.push(readWebApiCall(this.req.headers, body));
         return [200, { ok: true, channel: 'C0SOC', ts: `1741942000.00000${posts.length}` }];
       })
       .post('/api/chat.update')

@@ -95,7 +95,7 @@ beforeAll(async () => {
 
   nock.disableNetConnect();
   nock.enableNetConnect(/127\.0\.0\.1|localhost/);
-  recordSlackBodies({ posts: slackPosts, updates: slackUpdates, decodeUpdates: true });
+  recordSlackBodies({ posts: slackPosts, updates: slackUpdates });
   nockLogin();
   const machineAction = (id: string, status: string, comment = '') =>
     fixture('machine-action', { id, status, machineId: MACHINE, requestorComment: comment });

@@ -33,7 +33,7 @@ beforeAll(async () => {
   writeFileSync(policy, 'roles:\n  experts: [slack:U0EXPERT1, slack:U0EXPERT2]\nchannels:\n  slack: C0SOC\n');
   nock.disableNetConnect();
   nock.enableNetConnect(/127\.0\.0\.1|localhost/);
-  recordSlackBodies({ posts, updates, numberPosts: true, decodeUpdates: true });
+  recordSlackBodies({ posts, updates, numberPosts: true });
 
   for (let i = 0; i < 2; i++) {
     const executor = new DryRunExecutor();

@@ -19,6 +19,7 @@ import {
   fakeSlackApi,
   formBody,
   postSlack,
+  readWebApiCall,
   type SentMessage,
   SLACK_API_ORIGIN,
   SLACK_API_URL,
@@ -172,9 +173,9 @@ describe('Slack over Socket Mode', () => {
     nock(SLACK_API_ORIGIN)
       .persist()
       .post('/api/views.open')
-      .reply((_uri, body) => {
-        const form = new URLSearchParams(String(body));
-        opened.push({ trigger_id: form.get('trigger_id') ?? '', view: JSON.parse(form.get('view') ?? '{}') });
+      .reply(function (_uri, body) {
+        const { args } = readWebApiCall(this.req.headers, body);
+        opened.push({ trigger_id: args.trigger_id ?? '', view: args.view ?? {} });
         return [200, { ok: true, view: { id: `V0SKIP${opened.length}`, ...opened.at(-1)?.view } }];
       });
     await start();

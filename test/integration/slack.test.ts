@@ -24,11 +24,13 @@ import {
   fakeSlackApi,
   formBody,
   postSlack,
+  readWebApiCall,
   type SentMessage,
   SLACK_API_ORIGIN,
   SLACK_API_URL,
   SLACK_BOT_TOKEN,
   SLACK_SIGNING_SECRET,
+  sentMessage,
   slackSignatureHeaders,
   slashCommand,
   submitView,
@@ -141,6 +143,7 @@ describe('Slack through the real HTTP endpoint', () => {
 
     const card = await ingestAndWaitForCard();
     expect(card.channel).toBe(CHANNEL);
+    expect(card.contentType).toBe('application/json; charset=utf-8');
     expect(card.authorization).toBe(`Bearer ${SLACK_BOT_TOKEN}`);
     expect(card.text).toContain('48213');
     const approveButtons = buttons(card.blocks).filter((b) => b.action_id.startsWith('approve:'));
@@ -173,6 +176,7 @@ describe('Slack through the real HTTP endpoint', () => {
     expect(await state('act-1')).toBe('succeeded');
     expect(slack.posts).toHaveLength(1);
     expect(slack.updates.every((u) => u.channel === CHANNEL)).toBe(true);
+    expect(slack.updates.every((u) => u.contentType === 'application/json; charset=utf-8')).toBe(true);
     expect(buttons(slack.updates.at(-1)?.blocks ?? []).map((b) => b.action_id)).not.toContain(
       'approve:act-1',
     );
@@ -644,12 +648,8 @@ describe('Slack through the real HTTP endpoint', () => {
       .persist()
       .post('/api/views.open')
       .reply(function (_uri, body) {
-        const form = new URLSearchParams(String(body));
-        opened.push({
-          trigger_id: form.get('trigger_id') ?? '',
-          view: JSON.parse(form.get('view') ?? '{}'),
-          authorization: this.req.headers.authorization as string | undefined,
-        });
+        const { args, authorization } = readWebApiCall(this.req.headers, body);
+        opened.push({ trigger_id: args.trigger_id ?? '', view: args.view ?? {}, authorization });
         return [200, { ok: true, view: { id: `V0SKIP${opened.length}`, ...opened.at(-1)?.view } }];
       });
     await start();
@@ -888,20 +888,14 @@ describe('Slack through the real HTTP endpoint', () => {
     const held: SentMessage[] = [];
     nock(SLACK_API_ORIGIN)
       .post('/api/chat.update')
-      .reply(async (_uri, body) => {
-        const form = new URLSearchParams(String(body));
-        held.push({
-          channel: form.get('channel') ?? '',
-          text: '',
-          blocks: [],
-          authorization: undefined,
-          at: 0,
-        });
+      .reply(async function (_uri, body) {
+        const message = sentMessage(readWebApiCall(this.req.headers, body));
+        held.push(message);
         inFlight();
         await new Promise<void>((resolve) => {
           release = resolve;
         });
-        return [200, { ok: true, channel: CHANNEL, ts: form.get('ts') }];
+        return [200, { ok: true, channel: CHANNEL, ts: message.ts }];
       });
     slack = fakeSlackApi();
     responses = fakeResponseUrls();
@@ -989,20 +983,14 @@ describe('Slack through the real HTTP endpoint', () => {
       const updates: SentMessage[] = [];
       nock(SLACK_API_ORIGIN)
         .post('/api/chat.update')
-        .reply(async (_uri, body) => {
-          const form = new URLSearchParams(String(body));
-          updates.push({
-            channel: form.get('channel') ?? '',
-            text: '',
-            blocks: JSON.parse(form.get('blocks') ?? '[]'),
-            authorization: undefined,
-            at: Date.now(),
-          });
+        .reply(async function (_uri, body) {
+          const message = sentMessage(readWebApiCall(this.req.headers, body));
+          updates.push(message);
           inFlight();
           await new Promise<void>((resolve) => {
             release = resolve;
           });
-          return [200, { ok: true, channel: CHANNEL, ts: form.get('ts') }];
+          return [200, { ok: true, channel: CHANNEL, ts: message.ts }];
         });
       slack = fakeSlackApi();
       responses = fakeResponseUrls();

@@ -246,6 +246,45 @@ export function slashCommand(
   return postSlack(url, formBody(slashCommandFields(userId, text)));
 }
 
+/** Arguments Slack reads as JSON text when a Web API call is form-encoded. */
+const JSON_FORM_FIELDS = new Set(['blocks', 'attachments', 'metadata', 'view']);
+
+/** A Web API call as Slack reads it. */
+export interface WebApiCall {
+  /** The request's content type, as sent. */
+  contentType: string;
+  /** The arguments: a JSON body as sent; a form body's fields, its JSON fields (blocks, view) parsed. */
+  args: Record<string, any>;
+  authorization: string | undefined;
+  /** What Slack answers instead of doing the call (`not_authed`: no token where Slack looks for one). */
+  refusal?: string;
+}
+
+/**
+ * Read a Web API call the way Slack does, by its content type: a JSON body (Slack reads the token of a
+ * JSON call from its Authorization header only), or a form body with objects as JSON text, which is
+ * what Bolt's Web API client sends. Any other body is an error: Slack would not read it either.
+ * `body` is the raw text, or the object nock parsed a JSON body into.
+ */
+export function readWebApiCall(headers: Record<string, unknown>, body: unknown): WebApiCall {
+  const contentType = String(headers['content-type'] ?? '');
+  const authorization = headers.authorization as string | undefined;
+  const bearer = /^Bearer \S+$/.test(authorization ?? '');
+  if (contentType.startsWith('application/json')) {
+    const args = typeof body === 'string' ? JSON.parse(body) : body;
+    if (typeof args !== 'object' || args === null || Array.isArray(args))
+      throw new Error(`fake Slack: a JSON body that is not an object: ${JSON.stringify(body)}`);
+    return { contentType, args, authorization, ...(bearer ? {} : { refusal: 'not_authed' }) };
+  }
+  if (contentType.startsWith('application/x-www-form-urlencoded')) {
+    const args: Record<string, any> = {};
+    for (const [key, value] of new URLSearchParams(String(body)))
+      args[key] = JSON_FORM_FIELDS.has(key) ? JSON.parse(value) : value;
+    return { contentType, args, authorization, ...(bearer || args.token ? {} : { refusal: 'not_authed' }) };
+  }
+  throw new Error(`fake Slack: a Web API call with content-type "${contentType}"`);
+}
+
 /** A message the bot sent through the fake Web API. */
 export interface SentMessage {
   channel: string;
@@ -253,39 +292,46 @@ export interface SentMessage {
   thread_ts?: string;
   text: string;
   blocks: any[];
+  contentType: string;
   authorization: string | undefined;
   at: number;
+}
+
+/** The message of a `chat.postMessage` or `chat.update` call, read as Slack reads it. */
+export function sentMessage({ contentType, args, authorization }: WebApiCall): SentMessage {
+  return {
+    channel: args.channel ?? '',
+    ...(args.ts ? { ts: args.ts } : {}),
+    ...(args.thread_ts ? { thread_ts: args.thread_ts } : {}),
+    text: args.text ?? '',
+    blocks: args.blocks ?? [],
+    contentType,
+    authorization,
+    at: Date.now(),
+  };
 }
 
 /** The fake Slack Web API: records every chat.postMessage / chat.update and answers like Slack. */
 export function fakeSlackApi() {
   const posts: SentMessage[] = [];
   const updates: SentMessage[] = [];
-  const read = (req: { headers: Record<string, unknown> }, body: unknown): SentMessage => {
-    const form = new URLSearchParams(String(body));
-    return {
-      channel: form.get('channel') ?? '',
-      ...(form.get('ts') ? { ts: form.get('ts') as string } : {}),
-      ...(form.get('thread_ts') ? { thread_ts: form.get('thread_ts') as string } : {}),
-      text: form.get('text') ?? '',
-      blocks: JSON.parse(form.get('blocks') ?? '[]'),
-      authorization: req.headers.authorization as string | undefined,
-      at: Date.now(),
-    };
-  };
   fakeAuthTest();
   nock(SLACK_API_ORIGIN)
     .persist()
     .post('/api/chat.postMessage')
     .reply(function (_uri, body) {
-      const message = read(this.req, body);
+      const call = readWebApiCall(this.req.headers, body);
+      if (call.refusal) return [200, { ok: false, error: call.refusal }];
+      const message = sentMessage(call);
       posts.push(message);
       const ts = `1741942000.${String(posts.length).padStart(6, '0')}`;
       return [200, { ok: true, channel: message.channel, ts, message: { ts, text: message.text } }];
     })
     .post('/api/chat.update')
     .reply(function (_uri, body) {
-      const message = read(this.req, body);
+      const call = readWebApiCall(this.req.headers, body);
+      if (call.refusal) return [200, { ok: false, error: call.refusal }];
+      const message = sentMessage(call);
       updates.push(message);
       return [200, { ok: true, channel: message.channel, ts: message.ts, text: message.text }];
     });
@@ -293,29 +339,33 @@ export function fakeSlackApi() {
 }
 
 /**
- * A thinner fake Web API than fakeSlackApi: keeps the raw form bodies of chat.postMessage and chat.update
- * (URL-decoded with `decodeUpdates`), answers on `channel`, numbers the posts' ts with `numberPosts`
- * (else every card is ts 1741942000.000001), and accepts every post to a response URL.
+ * A thinner fake Web API than fakeSlackApi: keeps the arguments of chat.postMessage and chat.update as
+ * JSON text (read as Slack reads them, whatever the encoding), answers on `channel`, numbers the posts'
+ * ts with `numberPosts` (else every card is ts 1741942000.000001), and accepts every post to a response
+ * URL.
  */
 export function recordSlackBodies({
   posts = [] as string[],
   updates = [] as string[],
   channel = 'C0SOC',
   numberPosts = false,
-  decodeUpdates = false,
 } = {}) {
   fakeAuthTest();
   nock(SLACK_API_ORIGIN)
     .persist()
     .post('/api/chat.postMessage')
-    .reply((_uri, body) => {
-      posts.push(String(body));
+    .reply(function (_uri, body) {
+      const { args, refusal } = readWebApiCall(this.req.headers, body);
+      if (refusal) return [200, { ok: false, error: refusal }];
+      posts.push(JSON.stringify(args));
       const ts = numberPosts ? `1741942000.00000${posts.length}` : '1741942000.000001';
       return [200, { ok: true, channel, ts }];
     })
     .post('/api/chat.update')
-    .reply((_uri, body) => {
-      updates.push(decodeUpdates ? decodeURIComponent(String(body)) : String(body));
+    .reply(function (_uri, body) {
+      const { args, refusal } = readWebApiCall(this.req.headers, body);
+      if (refusal) return [200, { ok: false, error: refusal }];
+      updates.push(JSON.stringify(args));
       return [200, { ok: true, channel, ts: '1741942000.000001' }];
     });
   nock(RESPONSE_URL_ORIGIN).persist().post(/.*/).reply(200, 'ok');
