@@ -706,6 +706,104 @@ describe('Defender rate limits', () => {
     expect(wait).toBeLessThanOrEqual(60_000);
   });
 
+  it('takes a slot from both windows or from neither: a full hour gives the minute slot back', async () => {
+    const keyPrefix = prefix();
+    const pacer = (perHour: number) =>
+      new DefenderPacer({
+        perMinute: 2,
+        perHour,
+        tenant: 'contoso',
+        redis: life.redis().client(),
+        keyPrefix,
+      });
+    const strict = pacer(1);
+
+    expect(await strict.take('isolate')).toEqual({ ok: true });
+    expect(await strict.take('isolate')).toMatchObject({
+      ok: false,
+      reason: 'Defender allows 1 isolate requests an hour per tenant',
+    });
+
+    // The refused request took no minute slot: one of the minute's two is still free.
+    const lenient = pacer(100);
+    expect(await lenient.take('isolate')).toEqual({ ok: true });
+    expect(await lenient.take('isolate')).toMatchObject({
+      ok: false,
+      reason: 'Defender allows 2 isolate requests a minute per tenant',
+    });
+  });
+
+  it('holds every replica after a 429 for its Retry-After', async () => {
+    const keyPrefix = prefix();
+    const replica = () =>
+      new DefenderPacer({
+        perMinute: 100,
+        perHour: 1_500,
+        tenant: 'contoso',
+        redis: life.redis().client(),
+        keyPrefix,
+      });
+    const [a, b] = [replica(), replica()];
+
+    await a.pause('isolate', 1_500);
+    const answer = await b.take('isolate');
+
+    expect(answer.ok).toBe(false);
+    const wait = answer.ok === false ? answer.retryAfterMs : 0;
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(2_000);
+    expect(await b.take('runAntiVirusScan')).toEqual({ ok: true });
+  });
+
+  it('counts in the slots an earlier version took with rate-limiter-flexible, under the same keys', async () => {
+    const keyPrefix = prefix();
+    const { RateLimiterRedis } = await import('rate-limiter-flexible');
+    const earlier = new RateLimiterRedis({
+      storeClient: life.redis().client(),
+      keyPrefix: `${keyPrefix}rate:defender-actions:minute`,
+      points: 2,
+      duration: 60,
+    });
+    await earlier.consume('contoso:isolate');
+    await earlier.consume('contoso:isolate');
+    const pacer = new DefenderPacer({
+      perMinute: 2,
+      perHour: 1_500,
+      tenant: 'contoso',
+      redis: life.redis().client(),
+      keyPrefix,
+    });
+
+    const answer = await pacer.take('isolate');
+
+    expect(answer).toMatchObject({
+      ok: false,
+      reason: 'Defender allows 2 isolate requests a minute per tenant',
+    });
+    const wait = answer.ok === false ? answer.retryAfterMs : 0;
+    expect(wait).toBeGreaterThan(50_000);
+    expect(wait).toBeLessThanOrEqual(60_000);
+  });
+
+  it('gives a count left without an expiry its window, so it cannot hold the slots for ever', async () => {
+    const keyPrefix = prefix();
+    const key = `${keyPrefix}rate:defender-actions:minute:contoso:isolate`;
+    await life.redis().client().set(key, 5);
+    const pacer = new DefenderPacer({
+      perMinute: 2,
+      perHour: 1_500,
+      tenant: 'contoso',
+      redis: life.redis().client(),
+      keyPrefix,
+    });
+
+    expect((await pacer.take('isolate')).ok).toBe(false);
+
+    const ttl = await life.redis().client().pttl(key);
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+  });
+
   it('waits out a 429 of Defender through a delayed job, never failing the action', async () => {
     let posts = 0;
     mde()
