@@ -5,6 +5,7 @@ import type { QueueLogger } from '../../adapters/local-queue.js';
 import { createRedisConnection } from '../../adapters/redis-connection.js';
 import { LeaseLostError, RedisWorkLane } from '../../adapters/redis-work-lane.js';
 import { type TestRedis, useTestRedis } from '../support/redis.js';
+import { RoundTripProxy } from '../support/round-trip-proxy.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** How long a condition may take to hold on a busy machine (the lanes poll Redis). */
@@ -334,6 +335,66 @@ describe('groups of a light lane', () => {
     expect(done.filter((d) => d.startsWith('g1:')).sort()).toEqual(
       [...Array(8).keys()].map((i) => `g1:${i}`),
     );
+  });
+});
+
+describe('the looks of a light lane', () => {
+  it("runs a job of a group another process added during that group's run as soon as the run ends", async () => {
+    const prefix = `${redis.prefix}group-wait-${n++}:`;
+    const hold = gate();
+    const ran: number[] = [];
+    const record = async (data: unknown) => {
+      const { i } = data as { i: number };
+      ran.push(i);
+      if (i === 1) await hold.opened;
+    };
+    const [a, b] = [notifiedLane(prefix, record), notifiedLane(prefix, record)];
+    a.start();
+    b.start();
+    await expect.poll(() => a.idle && b.idle, WAIT).toBe(true);
+    await a.add('work', { i: 1 }, { id: 'j1', group: 'g' });
+    await expect.poll(() => ran, WAIT).toEqual([1]);
+    // B looks at once, finds the group's run under way on A, and leaves the job waiting for it.
+    await b.add('work', { i: 2 }, { id: 'j2', group: 'g' });
+    await expect.poll(() => b.idle, WAIT).toBe(true);
+    expect(ran).toEqual([1]);
+
+    hold.open();
+
+    // Both poll every 10 minutes: the end of A's run looks, since a job of its group waits.
+    await expect.poll(() => ran, WAIT).toEqual([1, 2]);
+  });
+
+  it('makes no look at the end of a run when no job waits for it', async () => {
+    const proxy = await RoundTripProxy.start(redis.url);
+    const connection = createRedisConnection(`${proxy.url}${new URL(redis.url).pathname}`, {
+      connectionName: 'mdr-lanes-test',
+      purpose: 'queue',
+    });
+    const ran: number[] = [];
+    const lane = notifiedLane(
+      `${redis.prefix}looks-${n++}:`,
+      async (data) => {
+        ran.push((data as { i: number }).i);
+      },
+      { redis: connection },
+    );
+    lane.start();
+    await expect.poll(() => lane.idle, WAIT).toBe(true);
+    proxy.reset();
+
+    for (let i = 1; i <= 5; i++) {
+      await lane.add('work', { i }, { id: `j${i}` });
+      await expect.poll(() => ran.length, WAIT).toBe(i);
+      await expect.poll(() => lane.idle, WAIT).toBe(true);
+    }
+
+    // Each job: its ZADD, the look that takes it and the end of its run; no look after it.
+    const scripts = proxy.commands().filter((c) => /^eval(sha)?$/i.test(c));
+    expect(scripts).toHaveLength(10);
+    await lane.close();
+    await connection.quit();
+    await proxy.close();
   });
 });
 
