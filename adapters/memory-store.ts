@@ -279,6 +279,10 @@ export class MemoryStore implements ActionStore {
     return 0;
   }
 
+  async channelsPausedUntil(channels: readonly string[]): Promise<number[]> {
+    return Promise.all(channels.map((channel) => this.channelPausedUntil(channel)));
+  }
+
   private readonly cursors = new Map<string, string>();
 
   async getCursor(name: string): Promise<string | null> {

@@ -43,6 +43,9 @@ type Arg = string | number;
 
 /** The audit feed: every audit entry, all incidents together, in the order written (`GET /api/audit`). */
 const FEED = 'audit:feed';
+/** The Teams conversation references (a hash), and the pub/sub channel announcing each change of them. */
+const CONVERSATIONS = 'teams:conversations';
+const CONVERSATIONS_CHANGED = 'teams:conversations:changed';
 
 /** Orders two stream ids (`<ms>-<seq>`). */
 function compareStreamIds(a: string, b: string): number {
@@ -181,6 +184,17 @@ export class RedisStore implements ActionStore {
   private lastScore = 0;
   /** Leases this instance holds, by name, with the token that proves it. */
   private readonly leases = new Map<string, string>();
+  /**
+   * The stored Teams conversations as last read (every card delivery reads them), kept while this
+   * process is subscribed to their change announcements: a change by any process drops it, and so does
+   * every (re)subscription, since announcements may have been missed meanwhile.
+   */
+  private conversations: Record<string, string> | undefined;
+  /** Bumped by every change seen: a read that started before one is not kept. */
+  private conversationsSeen = 0;
+  private listener: Redis | Cluster | undefined;
+  private listening = false;
+  private closed = false;
 
   constructor(
     connection: RedisStoreConnection,
@@ -444,21 +458,88 @@ export class RedisStore implements ActionStore {
   }
 
   async saveConversation(conversationId: string, reference: unknown): Promise<void> {
-    await this.run([['hset', this.key('teams:conversations'), conversationId, JSON.stringify(reference)]]);
+    await this.changeConversations([
+      'hset',
+      this.key(CONVERSATIONS),
+      conversationId,
+      JSON.stringify(reference),
+    ]);
   }
 
   async removeConversation(conversationId: string): Promise<void> {
-    await this.run([['hdel', this.key('teams:conversations'), conversationId]]);
+    await this.changeConversations(['hdel', this.key(CONVERSATIONS), conversationId]);
   }
 
   async listConversations() {
-    const [all] = (await this.run([['hgetall', this.key('teams:conversations')]])) as [
-      Record<string, string>,
-    ];
+    this.listenForConversations();
+    let all = this.listening ? this.conversations : undefined;
+    if (!all) {
+      const seen = this.conversationsSeen;
+      [all] = (await this.run([['hgetall', this.key(CONVERSATIONS)]])) as [Record<string, string>];
+      if (this.listening && seen === this.conversationsSeen) this.conversations = all;
+    }
     return Object.entries(all).map(([conversationId, json]) => ({
       conversationId,
       reference: JSON.parse(json) as unknown,
     }));
+  }
+
+  /** A change of the stored conversations, announced to every process (this one's cache is dropped too). */
+  private async changeConversations(change: Command): Promise<void> {
+    this.conversationsChanged();
+    try {
+      await this.run([change, ['publish', this.key(CONVERSATIONS_CHANGED), '1']]);
+    } finally {
+      this.conversationsChanged();
+    }
+  }
+
+  private conversationsChanged(): void {
+    this.conversations = undefined;
+    this.conversationsSeen += 1;
+  }
+
+  /**
+   * Subscribes (once, on a connection of its own) to the announcements of conversation changes. The
+   * cache is used only once a subscription is confirmed; each reconnection drops it and subscribes again.
+   */
+  private listenForConversations(): void {
+    if (this.listener || this.closed) return;
+    const channel = this.key(CONVERSATIONS_CHANGED);
+    const options = {
+      connectionName: 'mdr-store-notify',
+      enableOfflineQueue: true,
+      autoResubscribe: false,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+    };
+    const listener =
+      this.redis instanceof Cluster
+        ? this.redis.duplicate(undefined, {
+            redisOptions: { ...this.redis.options.redisOptions, ...options },
+          })
+        : this.redis.duplicate(options);
+    this.listener = listener;
+    listener.on('error', () => {});
+    listener.on('message', (from: string) => {
+      if (from === channel) this.conversationsChanged();
+    });
+    const away = () => {
+      this.listening = false;
+      this.conversationsChanged();
+    };
+    listener.on('close', away);
+    listener.on('ready', () => {
+      away();
+      listener.subscribe(channel).then(
+        () => {
+          if (listener.status !== 'ready') return;
+          this.conversationsChanged();
+          this.listening = true;
+        },
+        () => undefined,
+      );
+    });
   }
 
   async tryLock(name: string, ttlMs: number): Promise<boolean> {
@@ -487,8 +568,19 @@ export class RedisStore implements ActionStore {
 
   async channelPausedUntil(channel: string): Promise<number> {
     const [value] = (await this.run([['get', this.key(`pause:${channel}`)]])) as [string | null];
-    const until = Number(value ?? 0);
-    return Number.isFinite(until) && until > Date.now() ? until : 0;
+    return pausedUntil(value);
+  }
+
+  async channelsPausedUntil(channels: readonly string[]): Promise<number[]> {
+    if (channels.length === 0) return [];
+    const keys = channels.map((channel) => this.key(`pause:${channel}`));
+    // One MGET on one server; a GET each on a cluster, where the keys live in different slots.
+    const values = (
+      this.redis instanceof Cluster
+        ? await this.run(keys.map((key): Command => ['get', key]))
+        : ((await this.run([['mget', ...keys]]))[0] as unknown[])
+    ) as (string | null)[];
+    return values.map(pausedUntil);
   }
 
   async getCursor(name: string): Promise<string | null> {
@@ -505,6 +597,9 @@ export class RedisStore implements ActionStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    this.listening = false;
+    this.listener?.disconnect();
     if (!this.owned || this.redis.status === 'end') return;
     try {
       await this.redis.quit();
@@ -701,6 +796,12 @@ export class RedisStore implements ActionStore {
     if (name.startsWith('mdr') && scripted) return scripted.apply(this.redis, args);
     return this.redis.call(name, ...args);
   }
+}
+
+/** A pause's stored end (epoch ms) when it is still ahead, else 0. */
+function pausedUntil(value: string | null): number {
+  const until = Number(value ?? 0);
+  return Number.isFinite(until) && until > Date.now() ? until : 0;
 }
 
 /**

@@ -125,6 +125,8 @@ export interface ActionStore {
   pauseChannel(channel: string, untilMs: number): Promise<void>;
   /** Until when deliveries to `channel` wait (epoch ms); 0 when they need not. */
   channelPausedUntil(channel: string): Promise<number>;
+  /** `channelPausedUntil` of each channel, in order, read at once. */
+  channelsPausedUntil(channels: readonly string[]): Promise<number[]>;
   /** A named position kept across restarts and replicas (e.g. how far the Graph poll has read); null if never set. */
   getCursor(name: string): Promise<string | null>;
   setCursor(name: string, value: string): Promise<void>;

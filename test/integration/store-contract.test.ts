@@ -438,6 +438,21 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await store.listConversations()).toEqual([{ conversationId: '19:abc@thread.tacv2', reference }]);
     });
 
+    it('reads the pauses of several channels at once, 0 for those not paused or no longer paused', async () => {
+      const until = Date.now() + 60_000;
+      await store.pauseChannel('slack:C0SOC', until);
+      await store.pauseChannel('teams:19:short@thread.tacv2', Date.now() + 30);
+      await vi.waitFor(
+        async () => expect(await store.channelPausedUntil('teams:19:short@thread.tacv2')).toBe(0),
+        { timeout: 5_000, interval: 10 },
+      );
+
+      expect(
+        await store.channelsPausedUntil(['teams:19:short@thread.tacv2', 'slack:C0SOC', 'slack:C0OTHER']),
+      ).toEqual([0, until, 0]);
+      expect(await store.channelsPausedUntil([])).toEqual([]);
+    });
+
     it('lists incidents most recently received first', async () => {
       await store.upsertIncident(incidentRecord('20', { receivedAt: '2026-11-27T09:00:00.000Z' }), [], []);
       await store.upsertIncident(incidentRecord('21', { receivedAt: '2026-11-27T11:00:00.000Z' }), [], []);
