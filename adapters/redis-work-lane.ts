@@ -237,21 +237,24 @@ export class RedisWorkLane {
     const at = Date.now() + delayMs;
     // An id is added once while it waits or runs; a coalescing key keeps the earliest time.
     const mode = options.id !== undefined ? 'NX' : 'LT';
+    let changed: number;
     try {
       await waitUntilReady(this.options.redis);
       const added = this.options.redis.zadd(
         this.dueKey,
         mode,
+        'CH',
         at,
         RedisWorkLane.member(name, key, data, options.group),
       );
       // Sent after the ZADD on the same connection: whoever looks on this notification finds the job.
       if (!this.loop || this.closing || this.running.size >= this.options.concurrency) this.help();
-      await added;
+      changed = Number(await added);
     } catch (error) {
       throw asStoreUnavailable(error);
     }
-    this.dueAt(at);
+    // Unchanged: the job waits for an earlier (or the same) time, which its adder looks at already.
+    if (changed > 0) this.dueAt(at);
   }
 
   /**
@@ -383,9 +386,10 @@ export class RedisWorkLane {
         full = claimed === free;
       } else this.lookOwed = true;
       if (this.closing) break;
-      // A full batch: more may be due, look again as soon as a slot is free.
+      // A full batch: more may be due, look again as soon as a slot is free (while every slot is busy,
+      // a job's end looks when the claim left some: see `lookOwed`).
       if (full && this.running.size < this.options.concurrency) continue;
-      if (!full) this.schedule(claimedAt);
+      this.schedule(claimedAt);
       if (this.woken) {
         this.woken = false;
         continue;
