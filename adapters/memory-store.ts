@@ -266,6 +266,17 @@ export class MemoryStore implements ActionStore {
     this.locks.delete(name);
   }
 
+  private readonly claims = new Map<string, number>();
+
+  async claimOnce(name: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    // Claims run out and are never released: drop the ended ones so the map stays small.
+    for (const [claimed, until] of this.claims) if (until <= now) this.claims.delete(claimed);
+    if (this.claims.has(name)) return false;
+    this.claims.set(name, now + ttlMs);
+    return true;
+  }
+
   private readonly pauses = new Map<string, number>();
 
   async pauseChannel(channel: string, untilMs: number): Promise<void> {

@@ -552,6 +552,11 @@ export class RedisStore implements ActionStore {
     return true;
   }
 
+  async claimOnce(name: string, ttlMs: number): Promise<boolean> {
+    const [reply] = await this.run([['set', this.key(`claim:${name}`), '1', 'PX', Math.max(1, ttlMs), 'NX']]);
+    return reply === 'OK';
+  }
+
   async unlock(name: string): Promise<void> {
     const token = this.leases.get(name);
     if (token === undefined) return;

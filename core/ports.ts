@@ -121,6 +121,11 @@ export interface ActionStore {
    */
   tryLock(name: string, ttlMs: number): Promise<boolean>;
   unlock(name: string): Promise<void>;
+  /**
+   * Take `name` for `ttlMs` unless someone has (e.g. one interval of a periodic round, run by the one
+   * process that took it): true for that one taker. Never released: it runs out.
+   */
+  claimOnce(name: string, ttlMs: number): Promise<boolean>;
   /** Deliveries to `channel` (a platform's channel or conversation) wait until `untilMs`, in every process. */
   pauseChannel(channel: string, untilMs: number): Promise<void>;
   /** Until when deliveries to `channel` wait (epoch ms); 0 when they need not. */

@@ -453,6 +453,18 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await store.channelsPausedUntil([])).toEqual([]);
     });
 
+    it('gives a claim to its first taker only, until it runs out', async () => {
+      expect(await store.claimOnce('follow:1', 60_000)).toBe(true);
+      expect(await store.claimOnce('follow:1', 60_000)).toBe(false);
+      expect(await store.claimOnce('follow:2', 50)).toBe(true);
+      // Ran out: taken again (waiting for the store to let the 50 ms claim go, not a fixed sleep).
+      await vi.waitFor(async () => expect(await store.claimOnce('follow:2', 60_000)).toBe(true), {
+        timeout: 5_000,
+        interval: 10,
+      });
+      expect(await store.claimOnce('follow:1', 60_000)).toBe(false);
+    });
+
     it('lists incidents most recently received first', async () => {
       await store.upsertIncident(incidentRecord('20', { receivedAt: '2026-11-27T09:00:00.000Z' }), [], []);
       await store.upsertIncident(incidentRecord('21', { receivedAt: '2026-11-27T11:00:00.000Z' }), [], []);
