@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { ActionState } from '../core/actions.js';
 import { StoreUnavailableError } from '../core/errors.js';
-import { mayEnter, phaseOf, windowOf } from '../core/execution-phase.js';
+import { chooseEntries, mayEnter, phaseOf, windowOf } from '../core/execution-phase.js';
 import type {
   ActionRecord,
   AuditEntry,
@@ -18,6 +18,7 @@ import type {
   ActionsWritten,
   AuditFeedEntry,
   CasResult,
+  EntryDue,
   ExecutionPhase,
 } from '../core/ports.js';
 import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
@@ -400,12 +401,22 @@ export class RedisStore implements ActionStore {
     return found;
   }
 
-  async sliceActionsIn(phase: ExecutionPhase, size: number, from: number) {
+  async sliceActionsIn(phase: ExecutionPhase, size: number, from: number, due?: EntryDue) {
     const index = this.key(`exec:${phase}`);
     // The index holds ids only (a few dozen bytes each): all of them, then only the window's actions.
-    const [members] = (await this.run([['zrange', index, 0, -1]])) as [string[]];
+    // Scores are microseconds since the epoch: when the entry was added (a submission's own time).
+    const [rows] = (await this.run([['zrange', index, 0, -1, ...(due ? ['WITHSCORES'] : [])]])) as [string[]];
+    const members = due ? rows.filter((_, i) => i % 2 === 0) : rows;
+    const chosen = due
+      ? chooseEntries(
+          members.map((entry, i) => ({ entry, enteredMs: Number(rows[2 * i + 1]) / 1_000 })),
+          size,
+          from,
+          due,
+        )
+      : windowOf(members, size, from);
     const actions: ActionRecord[] = [];
-    await this.checkEntries(index, windowOf(members, size, from), inPhase(phase, actions, size));
+    await this.checkEntries(index, chosen, inPhase(phase, actions, size));
     return { total: members.length, actions };
   }
 
@@ -688,7 +699,19 @@ export class RedisStore implements ActionStore {
     const task = taskOf(action);
     if (task) commands.push(['zadd', this.key(`tasks:${task.state}`), 'NX', this.nextScore(), task.id]);
     const phase = phaseOf(action);
-    if (phase) {
+    if (phase === 'submitted') {
+      // Scored by the submission (the follower's back-off counts from it): a later submission of the
+      // same action (a retry) moves the entry, a write about the same one leaves it.
+      const at = Date.parse(action.submittedAt ?? '');
+      const score = Number.isFinite(at) ? at * 1_000 : this.nextScore();
+      commands.push([
+        'zadd',
+        this.key('exec:submitted'),
+        'GT',
+        score,
+        taskIdOf(action.incidentId, action.id),
+      ]);
+    } else if (phase) {
       const member = taskIdOf(action.incidentId, action.id);
       commands.push(['zadd', this.key(`exec:${phase}`), 'NX', this.nextScore(), member]);
     }

@@ -1,5 +1,5 @@
 import type { ActionRecord } from './model.js';
-import type { ExecutionPhase } from './ports.js';
+import type { EntryDue, ExecutionPhase } from './ports.js';
 
 /** Every phase, in the order an action goes through them. */
 export const EXECUTION_PHASES: readonly ExecutionPhase[] = ['approved', 'starting', 'submitted'];
@@ -35,4 +35,23 @@ export function windowOf<T>(list: readonly T[], size: number, from: number): T[]
   const start = ((Math.floor(from) % list.length) + list.length) % list.length;
   const window = list.slice(start, start + size);
   return window.length === size ? window : [...window, ...list.slice(0, size - window.length)];
+}
+
+/**
+ * The entries a window of `size` reads when only some are `due`: the due ones (a window of them when they
+ * are more than `size`). When the index holds more entries than one window, the room the due ones leave
+ * is filled from the others in turn (a backlog is worked through at the full pace); otherwise the others
+ * wait until they are due.
+ */
+export function chooseEntries<T>(
+  entries: readonly { entry: T; enteredMs: number }[],
+  size: number,
+  from: number,
+  due: EntryDue,
+): T[] {
+  const dueOnes: T[] = [];
+  const others: T[] = [];
+  for (const { entry, enteredMs } of entries) (due(enteredMs) ? dueOnes : others).push(entry);
+  if (dueOnes.length >= size || entries.length <= size) return windowOf(dueOnes, size, from);
+  return [...dueOnes, ...windowOf(others, size - dueOnes.length, from)];
 }

@@ -15,6 +15,12 @@ import type {
  */
 export type ExecutionPhase = 'approved' | 'starting' | 'submitted';
 
+/**
+ * Whether a phase index entry is due (e.g. for a check), from when its action entered the phase (epoch
+ * ms; for `submitted`, when its remote operation was submitted).
+ */
+export type EntryDue = (enteredMs: number) => boolean;
+
 /** One line of the audit feed: the entry and the cursor that resumes after it. */
 export interface AuditFeedEntry {
   cursor: string;
@@ -93,12 +99,14 @@ export interface ActionStore {
   /**
    * A window of at most `size` entries of a phase index, from entry `from` (modulo the index's length,
    * wrapping around), read and checked as `listActionsIn` does: only the window's actions are read.
-   * `total`: the entries in the index before the window was checked (stale ones included).
+   * With `due`, the window holds the entries due (see `chooseEntries`). `total`: the entries in the
+   * index before the window was checked (stale ones included).
    */
   sliceActionsIn(
     phase: ExecutionPhase,
     size: number,
     from: number,
+    due?: EntryDue,
   ): Promise<{ total: number; actions: ActionRecord[] }>;
   /** Exclusion rules added and removed at run time (chat or API); version 0 and empty until changed. */
   getExclusionChanges(): Promise<ExclusionChanges>;

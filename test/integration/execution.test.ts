@@ -450,13 +450,14 @@ describe('following submitted actions', () => {
     const notAsked = await followActions(h.deps);
     let status = 'InProgress';
     answerStatus(() => status);
-    h.clock.advance(11_000);
+    // Rounds 4 and 6 after the submission: both check it (past the first rounds, every other round).
+    h.clock.advance(20_000);
     const changesBefore = h.notifier.changed.length;
 
     const shown = await followActions(h.deps);
     const changesAfterProgress = h.notifier.changed.length;
     status = 'Succeeded';
-    h.clock.advance(5_000);
+    h.clock.advance(10_000);
     const ended = await followActions(h.deps);
 
     expect(skipped).toMatchObject({ checked: 1, changed: 0, ended: 0 });
@@ -496,6 +497,57 @@ describe('following submitted actions', () => {
       (a) => a.remoteStatus === 'InProgress',
     );
     expect(inProgress).toHaveLength(4);
+  });
+
+  it('asks about an action every round at first, then less and less often, and still shows its end', async () => {
+    const h = onRedis();
+    acceptIsolations();
+    await seed(h.store, '1');
+    await approveAction(h.deps, { incidentId: '1', actionId: 'act-1' }, EXPERT);
+    await executeAction(h.deps, { incidentId: '1', actionId: 'act-1' });
+    let status = 'InProgress';
+    const asked = answerStatus(() => status);
+    const askedIn: number[] = [];
+
+    for (let round = 0; round <= 13; round++) {
+      const before = asked.length;
+      await followActions(h.deps, { roundMs: 5_000 });
+      if (asked.length > before) askedIn.push(round);
+      h.clock.advance(5_000);
+    }
+    status = 'Succeeded';
+    const stillRunning = await h.store.getAction('1', 'act-1');
+    h.clock.advance(5_000);
+    const notYet = await followActions(h.deps, { roundMs: 5_000 });
+    h.clock.advance(5_000);
+    const ended = await followActions(h.deps, { roundMs: 5_000 });
+
+    // Every 5 s for the first 10 s, then every 10 s; past a minute every 20 s (rounds 12, 16).
+    expect(askedIn).toEqual([0, 1, 2, 4, 6, 8, 10, 12]);
+    expect(stillRunning).toMatchObject({ state: 'executing', remoteStatus: 'InProgress' });
+    expect(notYet).toMatchObject({ inFlight: 1, checked: 0 });
+    expect(ended).toMatchObject({ checked: 1, ended: 1 });
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({ state: 'succeeded' });
+  });
+
+  it('fills a round with actions not yet due when more are in flight than a round takes', async () => {
+    const h = onRedis();
+    const ids = Array.from({ length: 5 }, (_, i) => `act-${i}`);
+    acceptIsolations();
+    await seed(h.store, '1', ids);
+    for (const actionId of ids) {
+      await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
+      await executeAction(h.deps, { incidentId: '1', actionId });
+    }
+    answerStatus('InProgress');
+    // Round 3 after the submissions: no check of any of them is due.
+    h.clock.advance(15_000);
+
+    const backlog = await followActions(h.deps, { perRound: 2, roundMs: 5_000 });
+    const room = await followActions(h.deps, { perRound: 5, roundMs: 5_000 });
+
+    expect(backlog).toMatchObject({ inFlight: 5, checked: 2 });
+    expect(room).toMatchObject({ inFlight: 5, checked: 0 });
   });
 
   it('fails an action still running after the bounded wait, saying where to follow it', async () => {

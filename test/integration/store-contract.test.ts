@@ -347,6 +347,33 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await slice(3, 0)).toEqual({ total: 2, ids: ['a', 'c'] });
     });
 
+    it('reads the entries of a phase index due by when their action entered it, a submission by its own time', async () => {
+      const times = {
+        a: '2026-11-27T10:00:00.000Z',
+        b: '2026-11-27T10:00:05.000Z',
+        c: '2026-11-27T10:00:10.000Z',
+      };
+      await store.upsertIncident(
+        incidentRecord('24'),
+        Object.keys(times).map((id) => actionRecord('24', id)),
+        [],
+      );
+      for (const [id, submittedAt] of Object.entries(times)) {
+        const submitted = moved(actionRecord('24', id), 'executing', { externalId: `ma-${id}`, submittedAt });
+        await store.compareAndSet(submitted, 1, auditEntry('progress', { incidentId: '24', actionId: id }));
+      }
+      const notB = (enteredMs: number) => enteredMs !== Date.parse(times.b);
+      const slice = async (size: number) =>
+        (await store.sliceActionsIn('submitted', size, 0, notB)).actions.map((x) => x.id);
+
+      // Room for all: only the due ones. More than a window holds: the room filled with the others.
+      expect(await slice(3)).toEqual(['a', 'c']);
+      expect(await slice(2)).toEqual(['a', 'c']);
+      expect((await store.sliceActionsIn('submitted', 3, 0, () => false)).actions).toEqual([]);
+      const few = await store.sliceActionsIn('submitted', 1, 0, () => false);
+      expect(few.actions.map((x) => x.id)).toEqual(['a']);
+    });
+
     it('never lists an action in a phase for a compare-and-set that lost', async () => {
       const action = actionRecord('22', 'a');
       await store.upsertIncident(incidentRecord('22'), [action], []);
