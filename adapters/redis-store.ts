@@ -47,6 +47,8 @@ const FEED = 'audit:feed';
 /** The Teams conversation references (a hash), and the pub/sub channel announcing each change of them. */
 const CONVERSATIONS = 'teams:conversations';
 const CONVERSATIONS_CHANGED = 'teams:conversations:changed';
+/** Incidents whose action order a store keeps in memory (a few hundred KB at most). */
+const ORDERS_KEPT = 10_000;
 
 /** Orders two stream ids (`<ms>-<seq>`). */
 function compareStreamIds(a: string, b: string): number {
@@ -196,6 +198,12 @@ export class RedisStore implements ActionStore {
   private listener: Redis | Cluster | undefined;
   private listening = false;
   private closed = false;
+  /**
+   * Each incident's action order (its `:order` list) as last read. The list only grows (an ingest
+   * appends the actions it adds, and nothing removes any), so while every action read is in it, it is
+   * still the whole order and is not read again. The least recently read are dropped past ORDERS_KEPT.
+   */
+  private readonly orders = new Map<string, string[]>();
 
   constructor(
     connection: RedisStoreConnection,
@@ -248,6 +256,9 @@ export class RedisStore implements ActionStore {
       ...actions.flatMap((a) => this.indexCommands(a)),
     ];
     const [reply] = (await this.run(commands)) as [[number, string[], string]];
+    // The script appended the actions it added to the order, in this order.
+    const known = this.orders.get(incident.id);
+    if (known && reply[1].length > 0) this.rememberOrder(incident.id, [...known, ...reply[1]]);
     const addedIds = new Set(reply[1]);
     const added: ActionRecord[] = [];
     for (const action of actions) {
@@ -265,12 +276,19 @@ export class RedisStore implements ActionStore {
 
   async getIncident(incidentId: string): Promise<IncidentState | null> {
     const keys = this.incidentKeys(incidentId);
-    const [meta, order, all] = (await this.run([
+    const known = this.orders.get(incidentId);
+    const [meta, all, read] = (await this.run([
       ['get', keys.meta],
-      ['lrange', keys.order, 0, -1],
       ['hgetall', keys.actions],
-    ])) as [string | null, string[], Record<string, string>];
+      ...(known ? [] : [['lrange', keys.order, 0, -1] as Command]),
+    ])) as [string | null, Record<string, string>, string[]?];
     if (meta === null) return null;
+    let order = known ?? read ?? [];
+    // An action not in the order known here was added since: read the order again.
+    if (known && Object.keys(all).some((id) => !known.includes(id))) {
+      [order] = (await this.run([['lrange', keys.order, 0, -1]])) as [string[]];
+    }
+    this.rememberOrder(incidentId, order);
     const listed = new Set(order);
     const ids = [...order, ...Object.keys(all).filter((id) => !listed.has(id))];
     const actions = ids.flatMap((id) => (all[id] === undefined ? [] : [JSON.parse(all[id]) as ActionRecord]));
@@ -656,6 +674,12 @@ export class RedisStore implements ActionStore {
     if (changes !== null) return JSON.parse(changes) as ExclusionChanges;
     if (legacy !== null) return { ...structuredClone(NO_CHANGES), legacy: JSON.parse(legacy) as Exclusions };
     return structuredClone(NO_CHANGES);
+  }
+
+  private rememberOrder(incidentId: string, order: string[]): void {
+    this.orders.delete(incidentId);
+    this.orders.set(incidentId, order);
+    if (this.orders.size > ORDERS_KEPT) this.orders.delete(this.orders.keys().next().value as string);
   }
 
   private incidentKeys(incidentId: string) {

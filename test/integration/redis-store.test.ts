@@ -330,6 +330,37 @@ describe('RedisStore exclusions kept by an earlier version', () => {
   });
 });
 
+describe("an incident's actions read by two replicas", () => {
+  it('keep their order, read once while no action is added, and again once another replica added one', async () => {
+    const prefix = freshPrefix();
+    const proxy = await RoundTripProxy.start(redis.url);
+    const other = replica(prefix);
+    const measured = new RedisStore({ url: `${proxy.url}${new URL(redis.url).pathname}` }, prefix);
+    stores.push(measured);
+    const ids = ['act-3', 'act-1', 'act-2'];
+    await other.upsertIncident(
+      incidentRecord('1'),
+      ids.map((id) => actionRecord('1', id)),
+      [],
+    );
+    const read = async () => {
+      proxy.reset();
+      const state = await measured.getIncident('1');
+      return { ids: state?.actions.map((a) => a.id), commands: proxy.commands().map((c) => c.toLowerCase()) };
+    };
+
+    expect(await read()).toEqual({ ids, commands: ['get', 'hgetall', 'lrange'] });
+    expect(await read()).toEqual({ ids, commands: ['get', 'hgetall'] });
+    await other.upsertIncident(incidentRecord('1'), [actionRecord('1', 'act-0')], []);
+    expect(await read()).toEqual({ ids: [...ids, 'act-0'], commands: ['get', 'hgetall', 'lrange'] });
+    // Its own ingest adds to the order it knows.
+    await measured.upsertIncident(incidentRecord('1'), [actionRecord('1', 'act-9')], []);
+    expect(await read()).toEqual({ ids: [...ids, 'act-0', 'act-9'], commands: ['get', 'hgetall'] });
+    await measured.close();
+    await proxy.close();
+  });
+});
+
 describe('the stored Teams conversations of two replicas', () => {
   it("are read from Redis once, then from the process, until another replica's change is announced", async () => {
     const prefix = freshPrefix();
