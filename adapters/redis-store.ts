@@ -325,7 +325,12 @@ export class RedisStore implements ActionStore {
     };
   }
 
-  async compareAndSet(next: ActionRecord, expectedVersion: number, audit: AuditEntry): Promise<CasResult> {
+  async compareAndSet(
+    next: ActionRecord,
+    expectedVersion: number,
+    audit: AuditEntry,
+    before?: ActionRecord,
+  ): Promise<CasResult> {
     const stored: ActionRecord = { ...next, version: expectedVersion + 1 };
     const keys = this.incidentKeys(next.incidentId);
     const sameSlot = audit.incidentId === next.incidentId;
@@ -344,7 +349,10 @@ export class RedisStore implements ActionStore {
       this.auditFeedMaxLen,
       factsNeedActions(stored) ? '1' : '0',
     ];
-    const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?, string?]];
+    const previous = before?.version === expectedVersion ? before : undefined;
+    const [reply] = (await this.run([cas, ...this.indexCommands(stored, previous)])) as [
+      [number, string?, string?],
+    ];
     if (reply[0] !== 1) {
       return { ok: false, current: reply[1] === undefined ? null : (JSON.parse(reply[1]) as ActionRecord) };
     }
@@ -718,11 +726,19 @@ export class RedisStore implements ActionStore {
    * Task index writes that follow an action write. They only ever add: a writer that lost its race may
    * add a stale entry, which `collectTasks` hides and later drops; removing here could hide a real task.
    */
-  private indexCommands(action: ActionRecord): Command[] {
+  private indexCommands(action: ActionRecord, before?: ActionRecord): Command[] {
     const commands: Command[] = [];
     const task = taskOf(action);
-    if (task) commands.push(['zadd', this.key(`tasks:${task.state}`), 'NX', this.nextScore(), task.id]);
+    // An entry the write of `before` made already (the same task, the same phase and submission) is
+    // not written again: a progress write in the same phase costs no index command.
+    const taskBefore = before ? taskOf(before) : null;
+    const sameTask = task && taskBefore?.id === task.id && taskBefore.state === task.state;
+    if (task && !sameTask)
+      commands.push(['zadd', this.key(`tasks:${task.state}`), 'NX', this.nextScore(), task.id]);
     const phase = phaseOf(action);
+    if (phase && before && phaseOf(before) === phase && before.submittedAt === action.submittedAt) {
+      return commands;
+    }
     if (phase === 'submitted') {
       // Scored by the submission (the follower's back-off counts from it): a later submission of the
       // same action (a retry) moves the entry, a write about the same one leaves it.

@@ -70,9 +70,15 @@ export interface ActionStore {
   /**
    * Write `next` only if the stored action still has `expectedVersion`; the audit entry is written in the
    * same atomic step. `next.version` must be `expectedVersion + 1`. Keeps the task index in step with
-   * `next.state` (customerPending: pending task; doneByCustomer: done task).
+   * `next.state` (customerPending: pending task; doneByCustomer: done task). `before`: the action as read
+   * at `expectedVersion`, whose index entries (its task, its phase) need not be written again.
    */
-  compareAndSet(next: ActionRecord, expectedVersion: number, audit: AuditEntry): Promise<CasResult>;
+  compareAndSet(
+    next: ActionRecord,
+    expectedVersion: number,
+    audit: AuditEntry,
+    before?: ActionRecord,
+  ): Promise<CasResult>;
   /** Record a decision that changed nothing (a refusal). */
   appendAudit(entry: AuditEntry): Promise<void>;
   /** Audit entries of one incident, oldest first; without an incident id, the policy audit trail. */

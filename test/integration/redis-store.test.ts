@@ -361,6 +361,34 @@ describe("an incident's actions read by two replicas", () => {
   });
 });
 
+describe('the phase index of an action written again in the same phase', () => {
+  it('is not written again, and still lists the action', async () => {
+    const prefix = freshPrefix();
+    const proxy = await RoundTripProxy.start(redis.url);
+    const store = new RedisStore({ url: `${proxy.url}${new URL(redis.url).pathname}` }, prefix);
+    stores.push(store);
+    await store.upsertIncident(incidentRecord('1'), [actionRecord('1', 'act-1')], []);
+    const ref = { incidentId: '1', actionId: 'act-1' };
+    const submitted = moved(actionRecord('1', 'act-1'), 'executing', {
+      externalId: 'ma-1',
+      submittedAt: '2026-11-27T10:00:00.000Z',
+      remoteStatus: 'Pending',
+    });
+    await store.compareAndSet(submitted, 1, auditEntry('progress', ref), actionRecord('1', 'act-1'));
+    proxy.reset();
+
+    const progress = moved(submitted, 'executing', { remoteStatus: 'InProgress' });
+    await store.compareAndSet(progress, 2, auditEntry('progress', ref), submitted);
+
+    expect(proxy.commands().map((c) => c.toLowerCase())).toEqual(['evalsha']);
+    expect(await store.listActionsIn('submitted')).toMatchObject([
+      { id: 'act-1', remoteStatus: 'InProgress' },
+    ]);
+    await store.close();
+    await proxy.close();
+  });
+});
+
 describe('the stored Teams conversations of two replicas', () => {
   it("are read from Redis once, then from the process, until another replica's change is announced", async () => {
     const prefix = freshPrefix();
