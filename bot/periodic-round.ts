@@ -16,12 +16,16 @@ export interface PeriodicRoundOptions {
  * scheduled job costs about 65 Redis commands a run; a round here, one command a process): each
  * process's timer fires at the interval's boundaries (multiples of `everyMs` since the epoch, the same
  * in every process) and claims that interval in the store; the process that gets the claim runs the
- * round. A process runs one round at a time: a round still running when the next interval begins
- * leaves that one to another process. A failed round is logged; the next interval runs again.
+ * round. A process runs one round at a time: when an interval begins while its round still runs, it
+ * claims that interval once the round is over (unless another process took it meanwhile), as a queue
+ * would run a job that fell due during the last one. A failed round is logged; the next interval runs
+ * again.
  */
 export class PeriodicRound {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** The latest interval that began while a round ran here: claimed once that round is over. */
+  private waiting: number | undefined;
   private stopped = false;
 
   constructor(private readonly options: PeriodicRoundOptions) {}
@@ -48,11 +52,18 @@ export class PeriodicRound {
   private tick(): void {
     if (this.stopped) return;
     this.arm();
-    if (this.running) return;
     // The boundary this tick was set for, even when the timer fired late.
     const interval = Math.round(Date.now() / this.options.everyMs);
+    if (this.running) this.waiting = interval;
+    else this.begin(interval);
+  }
+
+  private begin(interval: number): void {
     this.running = this.claimAndRun(interval).finally(() => {
       this.running = undefined;
+      const next = this.waiting;
+      this.waiting = undefined;
+      if (next !== undefined && !this.stopped) this.begin(next);
     });
   }
 

@@ -70,6 +70,26 @@ describe('a periodic round', () => {
     expect(runs).toHaveLength(4);
   });
 
+  it('runs an interval that began during its last round once that is over, when no other replica took it', async () => {
+    const store = new MemoryStore();
+    const runs: { who: string; at: number }[] = [];
+    let release: () => void = () => {};
+    const first = new Promise<void>((resolve) => (release = resolve));
+    replica(store, 'a', runs, () => (runs.length === 1 ? first : Promise.resolve())).start();
+    await vi.advanceTimersByTimeAsync(EVERY_MS);
+    const started = runs[0]?.at ?? 0;
+    await vi.advanceTimersByTimeAsync(EVERY_MS + EVERY_MS / 2);
+    expect(runs).toHaveLength(1);
+
+    release();
+    await vi.advanceTimersByTimeAsync(0);
+
+    // At once (not at the next boundary), and only once for the two intervals that began meanwhile.
+    expect(runs.map((r) => r.at - started)).toEqual([0, EVERY_MS + EVERY_MS / 2]);
+    await vi.advanceTimersByTimeAsync(EVERY_MS / 2);
+    expect(runs).toHaveLength(3);
+  });
+
   it('runs again at the next interval after a round that failed', async () => {
     const store = new MemoryStore();
     const runs: { who: string; at: number }[] = [];
