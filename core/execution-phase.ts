@@ -38,10 +38,9 @@ export function windowOf<T>(list: readonly T[], size: number, from: number): T[]
 }
 
 /**
- * The entries a window of `size` reads when only some are `due`: the due ones (a window of them when they
- * are more than `size`). When the index holds more entries than one window, the room the due ones leave
- * is filled from the others in turn (a backlog is worked through at the full pace); otherwise the others
- * wait until they are due.
+ * The entries a window of `size` reads when only some are `due`: while the index fits in one window, the
+ * due ones (the others wait until they are due); when it holds more, the window moves along all of them
+ * as without `due` (a backlog is worked through at the full pace, each entry in turn).
  */
 export function chooseEntries<T>(
   entries: readonly { entry: T; enteredMs: number }[],
@@ -49,9 +48,11 @@ export function chooseEntries<T>(
   from: number,
   due: EntryDue,
 ): T[] {
-  const dueOnes: T[] = [];
-  const others: T[] = [];
-  for (const { entry, enteredMs } of entries) (due(enteredMs) ? dueOnes : others).push(entry);
-  if (dueOnes.length >= size || entries.length <= size) return windowOf(dueOnes, size, from);
-  return [...dueOnes, ...windowOf(others, size - dueOnes.length, from)];
+  if (entries.length > size)
+    return windowOf(
+      entries.map((e) => e.entry),
+      size,
+      from,
+    );
+  return entries.filter((e) => due(e.enteredMs)).map((e) => e.entry);
 }

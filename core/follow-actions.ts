@@ -52,11 +52,11 @@ export interface FollowReport {
 
 /**
  * One round of following submitted actions (run on an interval by one replica at a time): asks the
- * executor for the remote status of the actions `executing` with a remote id whose check is due this
- * round (`checkDue`: every round at first, then less and less often), in batches (a window of
- * `perRound` of them that moves along the list each round: only those are read from the store; when
- * more are in flight than one round takes, the room left is filled with the others in turn), and
- * ends the actions whose operation ended (or whose bounded wait ran out). Each write is a
+ * executor for the remote status of the actions `executing` with a remote id, in batches: while no more
+ * are in flight than one round takes (`perRound`), those whose check is due this round (`checkDue`:
+ * every round at first, then less and less often); when more are, a window of `perRound` of them that
+ * moves along the list each round. Only those are read from the store. Ends the actions whose operation
+ * ended (or whose bounded wait ran out). Each write is a
  * compare-and-set on the version read, so an action that moved meanwhile is left alone.
  *
  * Every status change is shown: a new remote status (Pending, then InProgress) updates the card like

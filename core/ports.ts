@@ -105,8 +105,8 @@ export interface ActionStore {
   /**
    * A window of at most `size` entries of a phase index, from entry `from` (modulo the index's length,
    * wrapping around), read and checked as `listActionsIn` does: only the window's actions are read.
-   * With `due`, the window holds the entries due (see `chooseEntries`). `total`: the entries in the
-   * index before the window was checked (stale ones included).
+   * With `due`, an index that fits in one window gives only its entries due (see `chooseEntries`).
+   * `total`: the entries in the index before the window was checked (stale ones included).
    */
   sliceActionsIn(
     phase: ExecutionPhase,

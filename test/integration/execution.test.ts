@@ -530,7 +530,7 @@ describe('following submitted actions', () => {
     expect(await h.store.getAction('1', 'act-1')).toMatchObject({ state: 'succeeded' });
   });
 
-  it('fills a round with actions not yet due when more are in flight than a round takes', async () => {
+  it('asks about a window moving along all of them, due or not, when more are in flight than a round takes', async () => {
     const h = onRedis();
     const ids = Array.from({ length: 5 }, (_, i) => `act-${i}`);
     acceptIsolations();
