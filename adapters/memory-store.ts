@@ -1,4 +1,4 @@
-import { EXECUTION_PHASES, phaseOf, windowOf } from '../core/execution-phase.js';
+import { chooseEntries, EXECUTION_PHASES, phaseOf, windowOf } from '../core/execution-phase.js';
 import type {
   ActionRecord,
   AuditEntry,
@@ -13,6 +13,7 @@ import type {
   ActionsWritten,
   AuditFeedEntry,
   CasResult,
+  EntryDue,
   ExecutionPhase,
 } from '../core/ports.js';
 import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
@@ -67,6 +68,8 @@ export class MemoryStore implements ActionStore {
   private readonly taskIndex = { pending: new Map<string, number>(), done: new Map<string, number>() };
   private taskSeq = 0;
   /** Actions by execution phase (`incident:action` -> sequence), to list them in the order they entered. */
+  /** When each phase index entry's action entered the phase (`phase|incident:action` -> epoch ms). */
+  private readonly phaseEntered = new Map<string, number>();
   private readonly phaseIndex: Record<ExecutionPhase, Map<string, number>> = {
     approved: new Map(),
     starting: new Map(),
@@ -200,10 +203,18 @@ export class MemoryStore implements ActionStore {
     return found;
   }
 
-  async sliceActionsIn(phase: ExecutionPhase, size: number, from: number) {
+  async sliceActionsIn(phase: ExecutionPhase, size: number, from: number, due?: EntryDue) {
     const ids = [...this.phaseIndex[phase].entries()].sort((a, b) => a[1] - b[1]).map(([key]) => key);
+    const chosen = due
+      ? chooseEntries(
+          ids.map((key) => ({ entry: key, enteredMs: this.phaseEntered.get(`${phase}|${key}`) ?? 0 })),
+          size,
+          from,
+          due,
+        )
+      : windowOf(ids, size, from);
     const actions: ActionRecord[] = [];
-    for (const key of windowOf(ids, size, from)) {
+    for (const key of chosen) {
       const ref = parseTaskId(key);
       const action = ref ? this.actions.get(ref.incidentId)?.get(ref.actionId) : undefined;
       if (action && phaseOf(action) === phase) actions.push(clone(action));
@@ -266,6 +277,17 @@ export class MemoryStore implements ActionStore {
     this.locks.delete(name);
   }
 
+  private readonly claims = new Map<string, number>();
+
+  async claimOnce(name: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    // Claims run out and are never released: drop the ended ones so the map stays small.
+    for (const [claimed, until] of this.claims) if (until <= now) this.claims.delete(claimed);
+    if (this.claims.has(name)) return false;
+    this.claims.set(name, now + ttlMs);
+    return true;
+  }
+
   private readonly pauses = new Map<string, number>();
 
   async pauseChannel(channel: string, untilMs: number): Promise<void> {
@@ -277,6 +299,10 @@ export class MemoryStore implements ActionStore {
     if (until > Date.now()) return until;
     this.pauses.delete(channel);
     return 0;
+  }
+
+  async channelsPausedUntil(channels: readonly string[]): Promise<number[]> {
+    return Promise.all(channels.map((channel) => this.channelPausedUntil(channel)));
   }
 
   private readonly cursors = new Map<string, string>();
@@ -319,8 +345,15 @@ export class MemoryStore implements ActionStore {
     const key = taskIdOf(action.incidentId, action.id);
     const now = phaseOf(action);
     for (const phase of EXECUTION_PHASES) {
-      if (phase !== now) this.phaseIndex[phase].delete(key);
-      else if (!this.phaseIndex[phase].has(key)) this.phaseIndex[phase].set(key, ++this.taskSeq);
+      if (phase !== now) {
+        this.phaseIndex[phase].delete(key);
+        this.phaseEntered.delete(`${phase}|${key}`);
+      } else if (!this.phaseIndex[phase].has(key)) {
+        this.phaseIndex[phase].set(key, ++this.taskSeq);
+        // As the Redis store scores it: a submitted action by the time it was submitted.
+        const at = phase === 'submitted' ? Date.parse(action.submittedAt ?? '') : Number.NaN;
+        this.phaseEntered.set(`${phase}|${key}`, Number.isFinite(at) ? at : Date.now());
+      }
     }
   }
 

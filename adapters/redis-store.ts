@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { ActionState } from '../core/actions.js';
 import { StoreUnavailableError } from '../core/errors.js';
-import { mayEnter, phaseOf, windowOf } from '../core/execution-phase.js';
+import { chooseEntries, mayEnter, phaseOf, windowOf } from '../core/execution-phase.js';
 import type {
   ActionRecord,
   AuditEntry,
@@ -18,6 +18,7 @@ import type {
   ActionsWritten,
   AuditFeedEntry,
   CasResult,
+  EntryDue,
   ExecutionPhase,
 } from '../core/ports.js';
 import { parseTaskId, statesBecoming, taskIdOf, taskOf } from '../core/tasks.js';
@@ -43,6 +44,11 @@ type Arg = string | number;
 
 /** The audit feed: every audit entry, all incidents together, in the order written (`GET /api/audit`). */
 const FEED = 'audit:feed';
+/** The Teams conversation references (a hash), and the pub/sub channel announcing each change of them. */
+const CONVERSATIONS = 'teams:conversations';
+const CONVERSATIONS_CHANGED = 'teams:conversations:changed';
+/** Incidents whose action order a store keeps in memory (a few hundred KB at most). */
+const ORDERS_KEPT = 10_000;
 
 /** Orders two stream ids (`<ms>-<seq>`). */
 function compareStreamIds(a: string, b: string): number {
@@ -181,6 +187,23 @@ export class RedisStore implements ActionStore {
   private lastScore = 0;
   /** Leases this instance holds, by name, with the token that proves it. */
   private readonly leases = new Map<string, string>();
+  /**
+   * The stored Teams conversations as last read (every card delivery reads them), kept while this
+   * process is subscribed to their change announcements: a change by any process drops it, and so does
+   * every (re)subscription, since announcements may have been missed meanwhile.
+   */
+  private conversations: Record<string, string> | undefined;
+  /** Bumped by every change seen: a read that started before one is not kept. */
+  private conversationsSeen = 0;
+  private listener: Redis | Cluster | undefined;
+  private listening = false;
+  private closed = false;
+  /**
+   * Each incident's action order (its `:order` list) as last read. The list only grows (an ingest
+   * appends the actions it adds, and nothing removes any), so while every action read is in it, it is
+   * still the whole order and is not read again. The least recently read are dropped past ORDERS_KEPT.
+   */
+  private readonly orders = new Map<string, string[]>();
 
   constructor(
     connection: RedisStoreConnection,
@@ -233,6 +256,9 @@ export class RedisStore implements ActionStore {
       ...actions.flatMap((a) => this.indexCommands(a)),
     ];
     const [reply] = (await this.run(commands)) as [[number, string[], string]];
+    // The script appended the actions it added to the order, in this order.
+    const known = this.orders.get(incident.id);
+    if (known && reply[1].length > 0) this.rememberOrder(incident.id, [...known, ...reply[1]]);
     const addedIds = new Set(reply[1]);
     const added: ActionRecord[] = [];
     for (const action of actions) {
@@ -250,12 +276,19 @@ export class RedisStore implements ActionStore {
 
   async getIncident(incidentId: string): Promise<IncidentState | null> {
     const keys = this.incidentKeys(incidentId);
-    const [meta, order, all] = (await this.run([
+    const known = this.orders.get(incidentId);
+    const [meta, all, read] = (await this.run([
       ['get', keys.meta],
-      ['lrange', keys.order, 0, -1],
       ['hgetall', keys.actions],
-    ])) as [string | null, string[], Record<string, string>];
+      ...(known ? [] : [['lrange', keys.order, 0, -1] as Command]),
+    ])) as [string | null, Record<string, string>, string[]?];
     if (meta === null) return null;
+    let order = known ?? read ?? [];
+    // An action not in the order known here was added since: read the order again.
+    if (known && Object.keys(all).some((id) => !known.includes(id))) {
+      [order] = (await this.run([['lrange', keys.order, 0, -1]])) as [string[]];
+    }
+    this.rememberOrder(incidentId, order);
     const listed = new Set(order);
     const ids = [...order, ...Object.keys(all).filter((id) => !listed.has(id))];
     const actions = ids.flatMap((id) => (all[id] === undefined ? [] : [JSON.parse(all[id]) as ActionRecord]));
@@ -292,7 +325,12 @@ export class RedisStore implements ActionStore {
     };
   }
 
-  async compareAndSet(next: ActionRecord, expectedVersion: number, audit: AuditEntry): Promise<CasResult> {
+  async compareAndSet(
+    next: ActionRecord,
+    expectedVersion: number,
+    audit: AuditEntry,
+    before?: ActionRecord,
+  ): Promise<CasResult> {
     const stored: ActionRecord = { ...next, version: expectedVersion + 1 };
     const keys = this.incidentKeys(next.incidentId);
     const sameSlot = audit.incidentId === next.incidentId;
@@ -311,7 +349,10 @@ export class RedisStore implements ActionStore {
       this.auditFeedMaxLen,
       factsNeedActions(stored) ? '1' : '0',
     ];
-    const [reply] = (await this.run([cas, ...this.indexCommands(stored)])) as [[number, string?, string?]];
+    const previous = before?.version === expectedVersion ? before : undefined;
+    const [reply] = (await this.run([cas, ...this.indexCommands(stored, previous)])) as [
+      [number, string?, string?],
+    ];
     if (reply[0] !== 1) {
       return { ok: false, current: reply[1] === undefined ? null : (JSON.parse(reply[1]) as ActionRecord) };
     }
@@ -386,12 +427,22 @@ export class RedisStore implements ActionStore {
     return found;
   }
 
-  async sliceActionsIn(phase: ExecutionPhase, size: number, from: number) {
+  async sliceActionsIn(phase: ExecutionPhase, size: number, from: number, due?: EntryDue) {
     const index = this.key(`exec:${phase}`);
     // The index holds ids only (a few dozen bytes each): all of them, then only the window's actions.
-    const [members] = (await this.run([['zrange', index, 0, -1]])) as [string[]];
+    // Scores are microseconds since the epoch: when the entry was added (a submission's own time).
+    const [rows] = (await this.run([['zrange', index, 0, -1, ...(due ? ['WITHSCORES'] : [])]])) as [string[]];
+    const members = due ? rows.filter((_, i) => i % 2 === 0) : rows;
+    const chosen = due
+      ? chooseEntries(
+          members.map((entry, i) => ({ entry, enteredMs: Number(rows[2 * i + 1]) / 1_000 })),
+          size,
+          from,
+          due,
+        )
+      : windowOf(members, size, from);
     const actions: ActionRecord[] = [];
-    await this.checkEntries(index, windowOf(members, size, from), inPhase(phase, actions, size));
+    await this.checkEntries(index, chosen, inPhase(phase, actions, size));
     return { total: members.length, actions };
   }
 
@@ -444,21 +495,88 @@ export class RedisStore implements ActionStore {
   }
 
   async saveConversation(conversationId: string, reference: unknown): Promise<void> {
-    await this.run([['hset', this.key('teams:conversations'), conversationId, JSON.stringify(reference)]]);
+    await this.changeConversations([
+      'hset',
+      this.key(CONVERSATIONS),
+      conversationId,
+      JSON.stringify(reference),
+    ]);
   }
 
   async removeConversation(conversationId: string): Promise<void> {
-    await this.run([['hdel', this.key('teams:conversations'), conversationId]]);
+    await this.changeConversations(['hdel', this.key(CONVERSATIONS), conversationId]);
   }
 
   async listConversations() {
-    const [all] = (await this.run([['hgetall', this.key('teams:conversations')]])) as [
-      Record<string, string>,
-    ];
+    this.listenForConversations();
+    let all = this.listening ? this.conversations : undefined;
+    if (!all) {
+      const seen = this.conversationsSeen;
+      [all] = (await this.run([['hgetall', this.key(CONVERSATIONS)]])) as [Record<string, string>];
+      if (this.listening && seen === this.conversationsSeen) this.conversations = all;
+    }
     return Object.entries(all).map(([conversationId, json]) => ({
       conversationId,
       reference: JSON.parse(json) as unknown,
     }));
+  }
+
+  /** A change of the stored conversations, announced to every process (this one's cache is dropped too). */
+  private async changeConversations(change: Command): Promise<void> {
+    this.conversationsChanged();
+    try {
+      await this.run([change, ['publish', this.key(CONVERSATIONS_CHANGED), '1']]);
+    } finally {
+      this.conversationsChanged();
+    }
+  }
+
+  private conversationsChanged(): void {
+    this.conversations = undefined;
+    this.conversationsSeen += 1;
+  }
+
+  /**
+   * Subscribes (once, on a connection of its own) to the announcements of conversation changes. The
+   * cache is used only once a subscription is confirmed; each reconnection drops it and subscribes again.
+   */
+  private listenForConversations(): void {
+    if (this.listener || this.closed) return;
+    const channel = this.key(CONVERSATIONS_CHANGED);
+    const options = {
+      connectionName: 'mdr-store-notify',
+      enableOfflineQueue: true,
+      autoResubscribe: false,
+      maxRetriesPerRequest: null,
+      commandTimeout: undefined,
+    };
+    const listener =
+      this.redis instanceof Cluster
+        ? this.redis.duplicate(undefined, {
+            redisOptions: { ...this.redis.options.redisOptions, ...options },
+          })
+        : this.redis.duplicate(options);
+    this.listener = listener;
+    listener.on('error', () => {});
+    listener.on('message', (from: string) => {
+      if (from === channel) this.conversationsChanged();
+    });
+    const away = () => {
+      this.listening = false;
+      this.conversationsChanged();
+    };
+    listener.on('close', away);
+    listener.on('ready', () => {
+      away();
+      listener.subscribe(channel).then(
+        () => {
+          if (listener.status !== 'ready') return;
+          this.conversationsChanged();
+          this.listening = true;
+        },
+        () => undefined,
+      );
+    });
   }
 
   async tryLock(name: string, ttlMs: number): Promise<boolean> {
@@ -469,6 +587,11 @@ export class RedisStore implements ActionStore {
     if (reply !== 'OK') return false;
     this.leases.set(name, token);
     return true;
+  }
+
+  async claimOnce(name: string, ttlMs: number): Promise<boolean> {
+    const [reply] = await this.run([['set', this.key(`claim:${name}`), '1', 'PX', Math.max(1, ttlMs), 'NX']]);
+    return reply === 'OK';
   }
 
   async unlock(name: string): Promise<void> {
@@ -487,8 +610,19 @@ export class RedisStore implements ActionStore {
 
   async channelPausedUntil(channel: string): Promise<number> {
     const [value] = (await this.run([['get', this.key(`pause:${channel}`)]])) as [string | null];
-    const until = Number(value ?? 0);
-    return Number.isFinite(until) && until > Date.now() ? until : 0;
+    return pausedUntil(value);
+  }
+
+  async channelsPausedUntil(channels: readonly string[]): Promise<number[]> {
+    if (channels.length === 0) return [];
+    const keys = channels.map((channel) => this.key(`pause:${channel}`));
+    // One MGET on one server; a GET each on a cluster, where the keys live in different slots.
+    const values = (
+      this.redis instanceof Cluster
+        ? await this.run(keys.map((key): Command => ['get', key]))
+        : ((await this.run([['mget', ...keys]]))[0] as unknown[])
+    ) as (string | null)[];
+    return values.map(pausedUntil);
   }
 
   async getCursor(name: string): Promise<string | null> {
@@ -505,6 +639,9 @@ export class RedisStore implements ActionStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    this.listening = false;
+    this.listener?.disconnect();
     if (!this.owned || this.redis.status === 'end') return;
     try {
       await this.redis.quit();
@@ -547,6 +684,12 @@ export class RedisStore implements ActionStore {
     return structuredClone(NO_CHANGES);
   }
 
+  private rememberOrder(incidentId: string, order: string[]): void {
+    this.orders.delete(incidentId);
+    this.orders.set(incidentId, order);
+    if (this.orders.size > ORDERS_KEPT) this.orders.delete(this.orders.keys().next().value as string);
+  }
+
   private incidentKeys(incidentId: string) {
     const tag = `${this.prefix}{inc:${incidentId}}`;
     return {
@@ -583,12 +726,32 @@ export class RedisStore implements ActionStore {
    * Task index writes that follow an action write. They only ever add: a writer that lost its race may
    * add a stale entry, which `collectTasks` hides and later drops; removing here could hide a real task.
    */
-  private indexCommands(action: ActionRecord): Command[] {
+  private indexCommands(action: ActionRecord, before?: ActionRecord): Command[] {
     const commands: Command[] = [];
     const task = taskOf(action);
-    if (task) commands.push(['zadd', this.key(`tasks:${task.state}`), 'NX', this.nextScore(), task.id]);
+    // An entry the write of `before` made already (the same task, the same phase and submission) is
+    // not written again: a progress write in the same phase costs no index command.
+    const taskBefore = before ? taskOf(before) : null;
+    const sameTask = task && taskBefore?.id === task.id && taskBefore.state === task.state;
+    if (task && !sameTask)
+      commands.push(['zadd', this.key(`tasks:${task.state}`), 'NX', this.nextScore(), task.id]);
     const phase = phaseOf(action);
-    if (phase) {
+    if (phase && before && phaseOf(before) === phase && before.submittedAt === action.submittedAt) {
+      return commands;
+    }
+    if (phase === 'submitted') {
+      // Scored by the submission (the follower's back-off counts from it): a later submission of the
+      // same action (a retry) moves the entry, a write about the same one leaves it.
+      const at = Date.parse(action.submittedAt ?? '');
+      const score = Number.isFinite(at) ? at * 1_000 : this.nextScore();
+      commands.push([
+        'zadd',
+        this.key('exec:submitted'),
+        'GT',
+        score,
+        taskIdOf(action.incidentId, action.id),
+      ]);
+    } else if (phase) {
       const member = taskIdOf(action.incidentId, action.id);
       commands.push(['zadd', this.key(`exec:${phase}`), 'NX', this.nextScore(), member]);
     }
@@ -701,6 +864,12 @@ export class RedisStore implements ActionStore {
     if (name.startsWith('mdr') && scripted) return scripted.apply(this.redis, args);
     return this.redis.call(name, ...args);
   }
+}
+
+/** A pause's stored end (epoch ms) when it is still ahead, else 0. */
+function pausedUntil(value: string | null): number {
+  const until = Number(value ?? 0);
+  return Number.isFinite(until) && until > Date.now() ? until : 0;
 }
 
 /**

@@ -6,12 +6,14 @@ import type { JobHandler, JobOptions } from './job-queue.js';
 import type { QueueLogger } from './local-queue.js';
 import { asStoreUnavailable, waitUntilReady } from './redis-connection.js';
 
-// KEYS: due, state (a hash: `r:<group>` = lease end of the group's run under way, `t:<job>` = failures).
-// ARGV: now, lease end, most jobs to take, how many jobs to look at. Takes the due jobs whose group has no
-// run under way (one of each group), moving each to the lease end (a job whose process dies runs again
-// then). Returns them with the failures each had so far, the time of the first job not yet due ('' when
-// none was among those looked at: one ZRANGE by rank reads both, the due jobs coming first), and how many
-// due jobs another process could take now (left for want of slots here).
+// KEYS: due, state (a hash: `r:<group>` = lease end of the group's run under way, `w:<group>` = a due job
+// waits for that run to end, `t:<job>` = failures). ARGV: now, lease end, most jobs to take, how many jobs
+// to look at. Takes the due jobs whose group has no run under way (one of each group), moving each to the
+// lease end (a job whose process dies runs again then), and marks the groups whose due jobs wait (the end
+// of their run then tells its process to look). Returns the jobs taken with the failures each had so far,
+// the time of the first job not yet due ('' when none was among those looked at: one ZRANGE by rank reads
+// both, the due jobs coming first), and how many due jobs another process could take now (left for want
+// of slots here).
 const CLAIM_SCRIPT = `
 local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[3])
@@ -33,11 +35,17 @@ for i, m in ipairs(due) do
   fields[#due + i] = 't:' .. m
 end
 local state = redis.call('HMGET', KEYS[2], unpack(fields))
-local taken, tries, scores, leases, seen, left = {}, {}, {}, {}, {}, 0
+local taken, tries, scores, leases, seen, waiting, left = {}, {}, {}, {}, {}, {}, 0
 for i, m in ipairs(due) do
   local g = fields[i]
   local held = state[i]
-  if not seen[g] and (not held or tonumber(held) <= now) then
+  if seen[g] or (held and tonumber(held) > now) then
+    if not waiting[g] then
+      waiting[g] = true
+      leases[#leases + 1] = 'w' .. string.sub(g, 2)
+      leases[#leases + 1] = '1'
+    end
+  else
     seen[g] = true
     if #taken < want then
       taken[#taken + 1] = m
@@ -51,50 +59,54 @@ for i, m in ipairs(due) do
     end
   end
 end
+if #leases > 0 then redis.call('HSET', KEYS[2], unpack(leases)) end
 if #taken == 0 then return {{}, {}, nextAt, 0} end
 redis.call('ZADD', KEYS[1], 'XX', unpack(scores))
-redis.call('HSET', KEYS[2], unpack(leases))
 return {taken, tries, nextAt, left}
 `;
 
-// KEYS: due, state. ARGV: job, lease end, group field, had tries ('1'/'0'). Ends the group's run (when its
-// lease is still this run's: the job's score unmoved says so without a read, since any other claim moves it) and removes the job unless it was added again while it ran (its score moved:
-// it runs again at that time).
-const FINISH_SCRIPT = `
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if s and tonumber(s) == tonumber(ARGV[2]) then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[3])
-else
-  local held = redis.call('HGET', KEYS[2], ARGV[3])
-  if held and tonumber(held) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], ARGV[3]) end
+// The end of a run of the group `field` (ARGV[3], `r:<group>`) whose lease is still this run's (ARGV[2]):
+// its lease and its waiting mark go in one HDEL. Returns 1 when a job of the group was waiting for it (so
+// the process looks now), else 0.
+const END_RUN_LUA = `
+local function endRun(mine)
+  local held = mine and ARGV[2] or redis.call('HGET', KEYS[2], ARGV[3])
+  if not held or tonumber(held) ~= tonumber(ARGV[2]) then return 0 end
+  return redis.call('HDEL', KEYS[2], ARGV[3], 'w' .. string.sub(ARGV[3], 2)) - 1
 end
+`;
+
+// KEYS: due, state. ARGV: job, lease end, group field, had tries ('1'/'0'). Ends the group's run (when its
+// lease is still this run's: the job's score unmoved says so without a read, since any other claim moves
+// it) and removes the job unless it was added again while it ran (its score moved: it runs again at that
+// time). Returns {1 when a job of the group waits, the time the job runs again or ''}.
+const FINISH_SCRIPT = `${END_RUN_LUA}
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local mine = s and tonumber(s) == tonumber(ARGV[2])
+if mine then redis.call('ZREM', KEYS[1], ARGV[1]) end
+local waits = endRun(mine)
 if ARGV[4] == '1' then redis.call('HDEL', KEYS[2], 't:' .. ARGV[1]) end
-return 0
+return {waits, (mine or not s) and '' or s}
 `;
 
 // KEYS: due, state. ARGV: job, lease end, group field, now, backoff ms, attempts. Ends the group's run
 // (when its lease is still this run's) and counts a failure; the job runs again after back-off, or is
-// dropped after its last attempt (unless it was added again while it ran).
-const FAIL_SCRIPT = `
+// dropped after its last attempt (unless it was added again while it ran). Returns {failures so far, or 0
+// when dropped; 1 when a job of the group waits}.
+const FAIL_SCRIPT = `${END_RUN_LUA}
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local mine = s and tonumber(s) == tonumber(ARGV[2])
-if mine then
-  redis.call('HDEL', KEYS[2], ARGV[3])
-else
-  local held = redis.call('HGET', KEYS[2], ARGV[3])
-  if held and tonumber(held) == tonumber(ARGV[2]) then redis.call('HDEL', KEYS[2], ARGV[3]) end
-end
+local waits = endRun(mine)
 local n = redis.call('HINCRBY', KEYS[2], 't:' .. ARGV[1], 1)
 if n >= tonumber(ARGV[6]) then
   redis.call('HDEL', KEYS[2], 't:' .. ARGV[1])
   if mine then redis.call('ZREM', KEYS[1], ARGV[1]) end
-  return 0
+  return {0, waits}
 end
 if mine then
   redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[4]) + tonumber(ARGV[5]) * 2 ^ (n - 1), ARGV[1])
 end
-return n
+return {n, waits}
 `;
 
 // KEYS: due, state. ARGV: job, lease end, group field, new lease end. Extends a running job's lease while
@@ -184,6 +196,12 @@ export class RedisWorkLane {
   /** When the first job not yet due at the last look falls due (a job of any process). */
   private nextDue: number | undefined;
   private lastHelp = 0;
+  /**
+   * A look may find due jobs this process did not take: its last look left some for want of free slots,
+   * or it was told to look while none was free. The next end of a run looks then; otherwise a run's end
+   * looks only when a job of its group waits for it or it was added again meanwhile.
+   */
+  private lookOwed = false;
   private helpTimer: NodeJS.Timeout | undefined;
   private readonly onMessage = (channel: string, message: string) => {
     if (channel === this.channel && message !== this.sender) this.signal();
@@ -219,21 +237,24 @@ export class RedisWorkLane {
     const at = Date.now() + delayMs;
     // An id is added once while it waits or runs; a coalescing key keeps the earliest time.
     const mode = options.id !== undefined ? 'NX' : 'LT';
+    let changed: number;
     try {
       await waitUntilReady(this.options.redis);
       const added = this.options.redis.zadd(
         this.dueKey,
         mode,
+        'CH',
         at,
         RedisWorkLane.member(name, key, data, options.group),
       );
       // Sent after the ZADD on the same connection: whoever looks on this notification finds the job.
       if (!this.loop || this.closing || this.running.size >= this.options.concurrency) this.help();
-      await added;
+      changed = Number(await added);
     } catch (error) {
       throw asStoreUnavailable(error);
     }
-    this.dueAt(at);
+    // Unchanged: the job waits for an earlier (or the same) time, which its adder looks at already.
+    if (changed > 0) this.dueAt(at);
   }
 
   /**
@@ -363,11 +384,12 @@ export class RedisWorkLane {
         claimedAt = Date.now();
         const claimed = await this.claim(free, claimedAt);
         full = claimed === free;
-      }
+      } else this.lookOwed = true;
       if (this.closing) break;
-      // A full batch: more may be due, look again as soon as a slot is free.
+      // A full batch: more may be due, look again as soon as a slot is free (while every slot is busy,
+      // a job's end looks when the claim left some: see `lookOwed`).
       if (full && this.running.size < this.options.concurrency) continue;
-      if (!full) this.schedule(claimedAt);
+      this.schedule(claimedAt);
       if (this.woken) {
         this.woken = false;
         continue;
@@ -389,6 +411,7 @@ export class RedisWorkLane {
       };
       reply = await redis.mdrLaneClaim(this.dueKey, this.stateKey, now, leaseEnd, most, most + 64);
       this.nextDue = reply[2] === '' ? undefined : Number(reply[2]);
+      this.lookOwed = reply[3] > 0;
       if (reply[3] > 0) this.help();
       if (this.down) {
         this.down = false;
@@ -422,10 +445,11 @@ export class RedisWorkLane {
           entry.next = undefined;
           return this.runJob(member, next.claimScore, next.failures);
         })
-        .finally(() => {
+        .catch(() => true)
+        .then((look) => {
           this.running.delete(job);
           if (entry.done === job && !entry.next) this.active.delete(member);
-          this.signal();
+          if (look || this.lookOwed) this.signal();
         });
       entry.done = job;
       this.active.set(member, entry);
@@ -434,7 +458,8 @@ export class RedisWorkLane {
     return members.length;
   }
 
-  private async runJob(member: string, claimScore: number, failures: number): Promise<void> {
+  /** Runs one job and ends its run; true when the lane should look for jobs now (see `lookOwed`). */
+  private async runJob(member: string, claimScore: number, failures: number): Promise<boolean> {
     let name = '?';
     const redis = this.options.redis as unknown as Record<
       string,
@@ -460,7 +485,7 @@ export class RedisWorkLane {
       else this.options.logger.warn(details, 'job failed, retrying');
       // Not reachable: the job stays under its lease and runs again when it ends.
       const now = Date.now();
-      const tries = await redis
+      const reply = (await redis
         .mdrLaneFail?.(
           this.dueKey,
           this.stateKey,
@@ -471,24 +496,31 @@ export class RedisWorkLane {
           this.options.backoffMs,
           this.options.attempts,
         )
-        .catch(() => 0);
-      if (typeof tries === 'number' && tries > 0)
-        this.dueAt(now + backoffMs(this.options.backoffMs, tries - 1));
-      return;
+        .catch(() => undefined)) as [number, number] | undefined;
+      if (!reply) return true;
+      const [tries, waits] = reply;
+      if (tries > 0) this.dueAt(now + backoffMs(this.options.backoffMs, tries - 1));
+      return waits > 0;
     }
     lease.stop();
     if (lease.lost) return this.leftToNextRun(name);
-    await redis
+    const reply = (await redis
       .mdrLaneFinish?.(this.dueKey, this.stateKey, member, lease.end, group, failures > 0 ? '1' : '0')
-      .catch(() => undefined);
+      .catch(() => undefined)) as [number, string] | undefined;
+    if (!reply) return true;
+    const [waits, again] = reply;
+    // Added again while it ran: it runs again at that time, here unless another process looks first.
+    if (again !== '') this.dueAt(Number(again));
+    return waits > 0;
   }
 
   /** A run whose lease ended: the job is another run's now (or runs again when it is taken). */
-  private leftToNextRun(name: string): void {
+  private leftToNextRun(name: string): boolean {
     this.options.logger.warn(
       { job: name, lane: this.options.lane },
       'job lease ended before the job did: the run was told to stop and the job is left to its next run',
     );
+    return true;
   }
 
   /** Extends a run's lease (see EXTEND_SCRIPT): true while it is still this run's. */

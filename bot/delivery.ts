@@ -33,6 +33,11 @@ export interface DeliveryContext {
    * `build`, later ones get its result (unset: build it).
    */
   view?: (build: () => IncidentCardView) => IncidentCardView;
+  /**
+   * Until when deliveries to a channel wait (`ActionStore.channelPausedUntil`), the channels of every
+   * platform of the run read at once (unset: read each from the store).
+   */
+  pausedUntil?: (channel: string) => Promise<number>;
 }
 
 /** Posts an incident's card on one platform, or updates the one already posted. */
@@ -45,6 +50,8 @@ export interface CardPublisher {
   deliver(state: IncidentState, context: DeliveryContext): Promise<void>;
   /** Tell the channel a customer task is overdue. */
   remind(task: Task, state: IncidentState): Promise<void>;
+  /** The pause names (`pauseChannel`) a delivery of a card with these references checks. */
+  pauseNames?(refs: CardRefs): Promise<string[]>;
 }
 
 /** The job that delivers one incident's card to one platform. */
@@ -228,10 +235,21 @@ export async function runDelivery(job: DeliverJob, deps: DeliveryDeps): Promise<
     view ??= build();
     return view;
   };
+  // The pauses of every platform's channels in one read, once the card references say which they are.
+  let pauses: Promise<Map<string, number>> | undefined;
+  const pausedUntil = async (channel: string) => {
+    pauses ??= readRefs().then(async (refs) => {
+      const names = [...new Set((await Promise.all(targets.map((p) => p.pauseNames?.(refs) ?? []))).flat())];
+      const until = await deps.store.channelsPausedUntil(names);
+      return new Map(names.map((name, i) => [name, until[i] ?? 0]));
+    });
+    return (await pauses).get(channel) ?? deps.store.channelPausedUntil(channel);
+  };
+  const shared = { cardRefs, sharedView, ...(deps.exclusive ? { pausedUntil } : {}) };
   // Platforms side by side: a slow platform does not hold the other's card.
   const runs = await Promise.allSettled(
     targets.map((publisher) =>
-      deliverOn(publisher, { ...job, platform: publisher.platform }, read, { cardRefs, sharedView }, deps),
+      deliverOn(publisher, { ...job, platform: publisher.platform }, read, shared, deps),
     ),
   );
   const failed = runs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -242,7 +260,11 @@ async function deliverOn(
   publisher: CardPublisher,
   job: DeliverJob,
   read: () => Promise<IncidentState | null>,
-  shared: { cardRefs: () => Promise<CardRefs>; sharedView: NonNullable<DeliveryContext['view']> },
+  shared: {
+    cardRefs: () => Promise<CardRefs>;
+    sharedView: NonNullable<DeliveryContext['view']>;
+    pausedUntil?: DeliveryContext['pausedUntil'];
+  },
   deps: DeliveryDeps,
 ): Promise<void> {
   const { store, queue, logger } = deps;
@@ -268,6 +290,7 @@ async function deliverOn(
       defer: (target, at, reason) => deferred.push({ target, at, reason }),
       // Read once for both platforms only when no other run can change them meanwhile.
       ...(deps.exclusive ? { cardRefs: shared.cardRefs } : {}),
+      ...(shared.pausedUntil ? { pausedUntil: shared.pausedUntil } : {}),
       // Both platforms render the same state read once: one view model for both.
       view: shared.sharedView,
     });

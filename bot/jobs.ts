@@ -9,6 +9,10 @@ import { MAINTENANCE_JOB } from './maintenance.js';
 import { WEBHOOK_JOB, WEBHOOK_RELAY_JOB } from './webhooks.js';
 
 export const EXECUTE_JOB = 'execute';
+/**
+ * The follower's round: a `PeriodicRound` (bot/periodic-round.ts), no queue job. A BullMQ schedule of
+ * that name an earlier version left in the `follow` queue has no worker any more and adds nothing.
+ */
 export const FOLLOW_JOB = 'follow';
 export const REMIND_JOB = 'remind';
 export const EMAIL_JOB = 'email';
@@ -29,7 +33,6 @@ export const JOB_LANES: Lanes = {
     // A card delivery left in the BullMQ queue by an earlier version keeps its incident's group.
     light: { attempts: 10, groupOf: (name, data) => (name === DELIVER_JOB ? incidentOf(data) : undefined) },
   },
-  follow: { jobs: [FOLLOW_JOB], concurrency: 1 },
   remind: { jobs: [REMIND_JOB], concurrency: 5 },
   notify: { jobs: [EMAIL_JOB, WRITEBACK_JOB, WEBHOOK_JOB], concurrency: 5 },
   // One periodic run at a time per process; the job schedulers make it one per interval in all.

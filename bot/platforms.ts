@@ -89,6 +89,7 @@ function teamsOnFirstUse(runtime: Runtime, env: NodeJS.ProcessEnv): { handler: R
     platform: 'teams',
     deliver: async (state, context) => (await publisher()).deliver(state, context),
     remind: async (task, state) => (await publisher()).remind(task, state),
+    pauseNames: async (refs) => (await publisher()).pauseNames?.(refs) ?? [],
   });
   return {
     handler: (req, res, next) => {

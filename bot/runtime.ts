@@ -16,6 +16,7 @@ import { EMAIL_JOB, EXECUTE_JOB, FOLLOW_JOB, JOB_DATA, parsedJob, REMIND_JOB } f
 import type { Logger } from './logger.js';
 import { MAINTENANCE_EVERY_MS, MAINTENANCE_JOB, Maintenance } from './maintenance.js';
 import { Metrics } from './metrics.js';
+import { PeriodicRound } from './periodic-round.js';
 import { traceExecutor, traceQueue } from './tracing.js';
 import {
   deliverWebhook,
@@ -43,7 +44,10 @@ export interface Runtime
    * job scheduler, in the maintenance lane). Register before `queue.start()`; `startTimers()` after it.
    */
   every(name: string, everyMs: number, run: () => Promise<unknown>): void;
-  /** Hands the periodic work registered with `every` to the queue. Call after `queue.start()`. */
+  /**
+   * Hands the periodic work registered with `every` to the queue, and starts the follower's rounds. Call
+   * after `queue.start()`.
+   */
   startTimers(): Promise<void>;
   close(): Promise<void>;
 }
@@ -262,6 +266,21 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
   // A Graph poll schedule left by an earlier configuration polls nothing until GRAPH_POLL_SECONDS is set.
   queue.process(GRAPH_POLL_JOB, async () => {});
 
+  // Submitted actions are followed in batches, one round per interval across every replica: a round
+  // every few seconds would cost a queue job's scheduling each time, where its claim costs one command.
+  const followMs = config.execution.followSeconds * 1000;
+  const follow = track(FOLLOW_JOB, async () => {
+    const report = await followActions(deps, { roundMs: followMs });
+    if (report.changed + report.ended > 0) logger.info(report, 'followed submitted actions');
+  });
+  const follower = new PeriodicRound({
+    name: FOLLOW_JOB,
+    everyMs: followMs,
+    store,
+    logger,
+    run: () => follow(undefined),
+  });
+
   const runtime: Runtime = {
     config,
     logger,
@@ -278,8 +297,12 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     every,
     async startTimers() {
       for (const [name, everyMs] of timers) await queue.every(name, everyMs);
+      follower.start();
     },
-    close: () => adapters.close(),
+    async close() {
+      await follower.stop();
+      await adapters.close();
+    },
   };
   const maintenance = new Maintenance(runtime);
   every(MAINTENANCE_JOB, MAINTENANCE_EVERY_MS, () => maintenance.runOnce());
@@ -292,10 +315,5 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
       if (queued > 0) logger.info({ queued }, 'webhook relay queued deliveries from the audit feed');
     });
   }
-  // Submitted actions are followed in batches, one round per interval across every replica.
-  every(FOLLOW_JOB, config.execution.followSeconds * 1000, async () => {
-    const report = await followActions(deps, { roundMs: config.execution.followSeconds * 1000 });
-    if (report.changed + report.ended > 0) logger.info(report, 'followed submitted actions');
-  });
   return runtime;
 }

@@ -149,7 +149,7 @@ export async function transition(
     incidentId: action.incidentId,
     actionId: action.id,
   });
-  const result = await deps.store.compareAndSet(next, action.version, entry);
+  const result = await deps.store.compareAndSet(next, action.version, entry, action);
   if (result.ok && action.state !== to) await deps.events?.actionMoved(action, result.action);
   return result;
 }

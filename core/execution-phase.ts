@@ -1,5 +1,5 @@
 import type { ActionRecord } from './model.js';
-import type { ExecutionPhase } from './ports.js';
+import type { EntryDue, ExecutionPhase } from './ports.js';
 
 /** Every phase, in the order an action goes through them. */
 export const EXECUTION_PHASES: readonly ExecutionPhase[] = ['approved', 'starting', 'submitted'];
@@ -35,4 +35,24 @@ export function windowOf<T>(list: readonly T[], size: number, from: number): T[]
   const start = ((Math.floor(from) % list.length) + list.length) % list.length;
   const window = list.slice(start, start + size);
   return window.length === size ? window : [...window, ...list.slice(0, size - window.length)];
+}
+
+/**
+ * The entries a window of `size` reads when only some are `due`: while the index fits in one window, the
+ * due ones (the others wait until they are due); when it holds more, the window moves along all of them
+ * as without `due` (a backlog is worked through at the full pace, each entry in turn).
+ */
+export function chooseEntries<T>(
+  entries: readonly { entry: T; enteredMs: number }[],
+  size: number,
+  from: number,
+  due: EntryDue,
+): T[] {
+  if (entries.length > size)
+    return windowOf(
+      entries.map((e) => e.entry),
+      size,
+      from,
+    );
+  return entries.filter((e) => due(e.enteredMs)).map((e) => e.entry);
 }

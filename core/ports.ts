@@ -15,6 +15,12 @@ import type {
  */
 export type ExecutionPhase = 'approved' | 'starting' | 'submitted';
 
+/**
+ * Whether a phase index entry is due (e.g. for a check), from when its action entered the phase (epoch
+ * ms; for `submitted`, when its remote operation was submitted).
+ */
+export type EntryDue = (enteredMs: number) => boolean;
+
 /** One line of the audit feed: the entry and the cursor that resumes after it. */
 export interface AuditFeedEntry {
   cursor: string;
@@ -64,9 +70,15 @@ export interface ActionStore {
   /**
    * Write `next` only if the stored action still has `expectedVersion`; the audit entry is written in the
    * same atomic step. `next.version` must be `expectedVersion + 1`. Keeps the task index in step with
-   * `next.state` (customerPending: pending task; doneByCustomer: done task).
+   * `next.state` (customerPending: pending task; doneByCustomer: done task). `before`: the action as read
+   * at `expectedVersion`, whose index entries (its task, its phase) need not be written again.
    */
-  compareAndSet(next: ActionRecord, expectedVersion: number, audit: AuditEntry): Promise<CasResult>;
+  compareAndSet(
+    next: ActionRecord,
+    expectedVersion: number,
+    audit: AuditEntry,
+    before?: ActionRecord,
+  ): Promise<CasResult>;
   /** Record a decision that changed nothing (a refusal). */
   appendAudit(entry: AuditEntry): Promise<void>;
   /** Audit entries of one incident, oldest first; without an incident id, the policy audit trail. */
@@ -93,12 +105,14 @@ export interface ActionStore {
   /**
    * A window of at most `size` entries of a phase index, from entry `from` (modulo the index's length,
    * wrapping around), read and checked as `listActionsIn` does: only the window's actions are read.
+   * With `due`, an index that fits in one window gives only its entries due (see `chooseEntries`).
    * `total`: the entries in the index before the window was checked (stale ones included).
    */
   sliceActionsIn(
     phase: ExecutionPhase,
     size: number,
     from: number,
+    due?: EntryDue,
   ): Promise<{ total: number; actions: ActionRecord[] }>;
   /** Exclusion rules added and removed at run time (chat or API); version 0 and empty until changed. */
   getExclusionChanges(): Promise<ExclusionChanges>;
@@ -121,10 +135,17 @@ export interface ActionStore {
    */
   tryLock(name: string, ttlMs: number): Promise<boolean>;
   unlock(name: string): Promise<void>;
+  /**
+   * Take `name` for `ttlMs` unless someone has (e.g. one interval of a periodic round, run by the one
+   * process that took it): true for that one taker. Never released: it runs out.
+   */
+  claimOnce(name: string, ttlMs: number): Promise<boolean>;
   /** Deliveries to `channel` (a platform's channel or conversation) wait until `untilMs`, in every process. */
   pauseChannel(channel: string, untilMs: number): Promise<void>;
   /** Until when deliveries to `channel` wait (epoch ms); 0 when they need not. */
   channelPausedUntil(channel: string): Promise<number>;
+  /** `channelPausedUntil` of each channel, in order, read at once. */
+  channelsPausedUntil(channels: readonly string[]): Promise<number[]>;
   /** A named position kept across restarts and replicas (e.g. how far the Graph poll has read); null if never set. */
   getCursor(name: string): Promise<string | null>;
   setCursor(name: string, value: string): Promise<void>;

@@ -4,7 +4,7 @@ import { describeAction } from '../../cards/assets.js';
 import { buildIncidentView } from '../../cards/incident-view.js';
 import { renderSlackMessage, renderSlackText } from '../../cards/slack/render.js';
 import { MdrError } from '../../core/errors.js';
-import type { IncidentState, Task } from '../../core/model.js';
+import type { CardRefs, IncidentState, Task } from '../../core/model.js';
 import { type CardPublisher, type DeliveryContext, recordPosted } from '../delivery.js';
 import type { Runtime } from '../runtime.js';
 import type { SlackCardCalls } from './card-api.js';
@@ -55,7 +55,8 @@ export class SlackCardPublisher implements CardPublisher {
     this.unrecorded.delete(incidentId);
     const channel = refs.slack?.channel ?? this.channel();
     if (!channel) return;
-    const pausedUntil = await this.runtime.store.channelPausedUntil(slackChannelPause(channel));
+    const pause = slackChannelPause(channel);
+    const pausedUntil = await (context.pausedUntil?.(pause) ?? this.runtime.store.channelPausedUntil(pause));
     if (pausedUntil > 0) {
       context.defer(channel, pausedUntil, 'paused');
       return;
@@ -112,6 +113,11 @@ export class SlackCardPublisher implements CardPublisher {
       }
       throw error;
     }
+  }
+
+  async pauseNames(refs: CardRefs): Promise<string[]> {
+    const channel = refs.slack?.channel ?? this.runtime.config.policy.channels.slack;
+    return channel ? [slackChannelPause(channel)] : [];
   }
 
   async remind(task: Task, state: IncidentState): Promise<void> {

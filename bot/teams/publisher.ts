@@ -142,7 +142,8 @@ export class TeamsPublisher implements CardPublisher {
         context.defer(ref.conversationId, Date.now(), 'budget');
         continue;
       }
-      const pausedUntil = await store.channelPausedUntil(teamsConversationPause(ref.conversationId));
+      const pause = teamsConversationPause(ref.conversationId);
+      const pausedUntil = await (context.pausedUntil?.(pause) ?? store.channelPausedUntil(pause));
       if (pausedUntil > 0) {
         context.defer(ref.conversationId, pausedUntil, 'paused');
         continue;
@@ -177,6 +178,14 @@ export class TeamsPublisher implements CardPublisher {
     }
   }
 
+  async pauseNames(refs: CardRefs): Promise<string[]> {
+    // A card not posted yet goes where a new card goes.
+    const ids = refs.teams?.length
+      ? refs.teams.map((r) => r.conversationId)
+      : this.targets(await this.conversations({ quiet: true }), { quiet: true }).map((c) => c.conversationId);
+    return ids.map(teamsConversationPause);
+  }
+
   async remind(task: Task, state: IncidentState): Promise<void> {
     const refs = (await this.deps.store.getCardRefs(state.incident.id)).teams ?? [];
     const references = new Map((await this.conversations()).map((c) => [c.conversationId, c.reference]));
@@ -201,14 +210,18 @@ export class TeamsPublisher implements CardPublisher {
     }
   }
 
-  /** Where a new incident's card goes: the policy's channel if stored, else every stored team channel. */
+  /**
+   * Where a new incident's card goes: the policy's channel if stored, else every stored team channel.
+   * `quiet`: a look ahead, which logs nothing (the delivery itself logs what is wrong).
+   */
   private targets(
     all: { conversationId: string; reference: unknown }[],
+    { quiet = false } = {},
   ): { conversationId: string; reference: unknown }[] {
     const wanted = this.deps.config.policy.channels.teams;
     if (wanted) {
       const match = all.filter((c) => c.conversationId === baseConversationId(wanted));
-      if (match.length === 0) {
+      if (match.length === 0 && !quiet) {
         this.deps.logger.warn(
           { channel: wanted },
           'Teams card not posted: channels.teams of the policy names a conversation the bot has not been added to (add the app to that team, or @mention the bot once in that channel)',
@@ -223,13 +236,15 @@ export class TeamsPublisher implements CardPublisher {
    * The stored conversations cards may go to: of the allowed tenant, at an allowed `serviceUrl`. Others
    * (another tenant, a reference saved without its tenant, a serviceUrl no longer allowed) are skipped.
    */
-  private async conversations(): Promise<{ conversationId: string; reference: unknown }[]> {
+  private async conversations({
+    quiet = false,
+  } = {}): Promise<{ conversationId: string; reference: unknown }[]> {
     const trust = teamsTrustOf(this.deps.config);
     const allowed: { conversationId: string; reference: unknown }[] = [];
     for (const c of await this.deps.store.listConversations()) {
       const problem = deliveryProblem(c.reference as ConversationReference, trust);
       if (!problem) allowed.push(c);
-      else
+      else if (!quiet)
         this.deps.logger.warn(
           { conversationId: c.conversationId, reason: problem },
           'Teams: no card goes to this stored conversation',

@@ -450,13 +450,14 @@ describe('following submitted actions', () => {
     const notAsked = await followActions(h.deps);
     let status = 'InProgress';
     answerStatus(() => status);
-    h.clock.advance(11_000);
+    // Rounds 4 and 6 after the submission: both check it (past the first rounds, every other round).
+    h.clock.advance(20_000);
     const changesBefore = h.notifier.changed.length;
 
     const shown = await followActions(h.deps);
     const changesAfterProgress = h.notifier.changed.length;
     status = 'Succeeded';
-    h.clock.advance(5_000);
+    h.clock.advance(10_000);
     const ended = await followActions(h.deps);
 
     expect(skipped).toMatchObject({ checked: 1, changed: 0, ended: 0 });
@@ -496,6 +497,57 @@ describe('following submitted actions', () => {
       (a) => a.remoteStatus === 'InProgress',
     );
     expect(inProgress).toHaveLength(4);
+  });
+
+  it('asks about an action every round at first, then less and less often, and still shows its end', async () => {
+    const h = onRedis();
+    acceptIsolations();
+    await seed(h.store, '1');
+    await approveAction(h.deps, { incidentId: '1', actionId: 'act-1' }, EXPERT);
+    await executeAction(h.deps, { incidentId: '1', actionId: 'act-1' });
+    let status = 'InProgress';
+    const asked = answerStatus(() => status);
+    const askedIn: number[] = [];
+
+    for (let round = 0; round <= 13; round++) {
+      const before = asked.length;
+      await followActions(h.deps, { roundMs: 5_000 });
+      if (asked.length > before) askedIn.push(round);
+      h.clock.advance(5_000);
+    }
+    status = 'Succeeded';
+    const stillRunning = await h.store.getAction('1', 'act-1');
+    h.clock.advance(5_000);
+    const notYet = await followActions(h.deps, { roundMs: 5_000 });
+    h.clock.advance(5_000);
+    const ended = await followActions(h.deps, { roundMs: 5_000 });
+
+    // Every 5 s for the first 10 s, then every 10 s; past a minute every 20 s (rounds 12, 16).
+    expect(askedIn).toEqual([0, 1, 2, 4, 6, 8, 10, 12]);
+    expect(stillRunning).toMatchObject({ state: 'executing', remoteStatus: 'InProgress' });
+    expect(notYet).toMatchObject({ inFlight: 1, checked: 0 });
+    expect(ended).toMatchObject({ checked: 1, ended: 1 });
+    expect(await h.store.getAction('1', 'act-1')).toMatchObject({ state: 'succeeded' });
+  });
+
+  it('asks about a window moving along all of them, due or not, when more are in flight than a round takes', async () => {
+    const h = onRedis();
+    const ids = Array.from({ length: 5 }, (_, i) => `act-${i}`);
+    acceptIsolations();
+    await seed(h.store, '1', ids);
+    for (const actionId of ids) {
+      await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
+      await executeAction(h.deps, { incidentId: '1', actionId });
+    }
+    answerStatus('InProgress');
+    // Round 3 after the submissions: no check of any of them is due.
+    h.clock.advance(15_000);
+
+    const backlog = await followActions(h.deps, { perRound: 2, roundMs: 5_000 });
+    const room = await followActions(h.deps, { perRound: 5, roundMs: 5_000 });
+
+    expect(backlog).toMatchObject({ inFlight: 5, checked: 2 });
+    expect(room).toMatchObject({ inFlight: 5, checked: 0 });
   });
 
   it('fails an action still running after the bounded wait, saying where to follow it', async () => {
@@ -704,6 +756,104 @@ describe('Defender rate limits', () => {
     const wait = answers[3]?.ok === false ? answers[3].retryAfterMs : 0;
     expect(wait).toBeGreaterThan(0);
     expect(wait).toBeLessThanOrEqual(60_000);
+  });
+
+  it('takes a slot from both windows or from neither: a full hour gives the minute slot back', async () => {
+    const keyPrefix = prefix();
+    const pacer = (perHour: number) =>
+      new DefenderPacer({
+        perMinute: 2,
+        perHour,
+        tenant: 'contoso',
+        redis: life.redis().client(),
+        keyPrefix,
+      });
+    const strict = pacer(1);
+
+    expect(await strict.take('isolate')).toEqual({ ok: true });
+    expect(await strict.take('isolate')).toMatchObject({
+      ok: false,
+      reason: 'Defender allows 1 isolate requests an hour per tenant',
+    });
+
+    // The refused request took no minute slot: one of the minute's two is still free.
+    const lenient = pacer(100);
+    expect(await lenient.take('isolate')).toEqual({ ok: true });
+    expect(await lenient.take('isolate')).toMatchObject({
+      ok: false,
+      reason: 'Defender allows 2 isolate requests a minute per tenant',
+    });
+  });
+
+  it('holds every replica after a 429 for its Retry-After', async () => {
+    const keyPrefix = prefix();
+    const replica = () =>
+      new DefenderPacer({
+        perMinute: 100,
+        perHour: 1_500,
+        tenant: 'contoso',
+        redis: life.redis().client(),
+        keyPrefix,
+      });
+    const [a, b] = [replica(), replica()];
+
+    await a.pause('isolate', 1_500);
+    const answer = await b.take('isolate');
+
+    expect(answer.ok).toBe(false);
+    const wait = answer.ok === false ? answer.retryAfterMs : 0;
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(2_000);
+    expect(await b.take('runAntiVirusScan')).toEqual({ ok: true });
+  });
+
+  it('counts in the slots an earlier version took with rate-limiter-flexible, under the same keys', async () => {
+    const keyPrefix = prefix();
+    const { RateLimiterRedis } = await import('rate-limiter-flexible');
+    const earlier = new RateLimiterRedis({
+      storeClient: life.redis().client(),
+      keyPrefix: `${keyPrefix}rate:defender-actions:minute`,
+      points: 2,
+      duration: 60,
+    });
+    await earlier.consume('contoso:isolate');
+    await earlier.consume('contoso:isolate');
+    const pacer = new DefenderPacer({
+      perMinute: 2,
+      perHour: 1_500,
+      tenant: 'contoso',
+      redis: life.redis().client(),
+      keyPrefix,
+    });
+
+    const answer = await pacer.take('isolate');
+
+    expect(answer).toMatchObject({
+      ok: false,
+      reason: 'Defender allows 2 isolate requests a minute per tenant',
+    });
+    const wait = answer.ok === false ? answer.retryAfterMs : 0;
+    expect(wait).toBeGreaterThan(50_000);
+    expect(wait).toBeLessThanOrEqual(60_000);
+  });
+
+  it('gives a count left without an expiry its window, so it cannot hold the slots for ever', async () => {
+    const keyPrefix = prefix();
+    const key = `${keyPrefix}rate:defender-actions:minute:contoso:isolate`;
+    await life.redis().client().set(key, 5);
+    const pacer = new DefenderPacer({
+      perMinute: 2,
+      perHour: 1_500,
+      tenant: 'contoso',
+      redis: life.redis().client(),
+      keyPrefix,
+    });
+
+    expect((await pacer.take('isolate')).ok).toBe(false);
+
+    const ttl = await life.redis().client().pttl(key);
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
   });
 
   it('waits out a 429 of Defender through a delayed job, never failing the action', async () => {

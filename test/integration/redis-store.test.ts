@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { measureApprovalRoundTrips } from '../../bench/approval-round-trips.js';
@@ -5,6 +6,8 @@ import { currentExclusions } from '../../core/change-exclusions.js';
 import type { ActionRecord, ExclusionChanges } from '../../core/model.js';
 import { TEST_POLICY } from '../support/core-harness.js';
 import { deleteKeysWithPrefix, type TestRedis, useTestRedis } from '../support/redis.js';
+import { PrivateRedisServer } from '../support/redis-server.js';
+import { RoundTripProxy } from '../support/round-trip-proxy.js';
 import { actionRecord, auditEntry, incidentRecord, moved } from '../support/store-fixtures.js';
 
 const VIP_ADDED: ExclusionChanges = {
@@ -16,6 +19,8 @@ const VIP_ADDED: ExclusionChanges = {
   removed: { devices: [], users: [] },
 };
 
+/** How long a condition may take to hold on a busy machine. */
+const WAIT = { timeout: 5_000, interval: 20 };
 let redis: TestRedis;
 let next = 0;
 const stores: RedisStore[] = [];
@@ -322,6 +327,130 @@ describe('RedisStore exclusions kept by an earlier version', () => {
     expect(await store.getExclusionChanges()).toEqual({ ...VIP_ADDED, version: 1 });
     // Read by another replica: the earlier version's list is gone, only the changes are left.
     expect(await replica(prefix).getExclusionChanges()).toEqual({ ...VIP_ADDED, version: 1 });
+  });
+});
+
+describe("an incident's actions read by two replicas", () => {
+  it('keep their order, read once while no action is added, and again once another replica added one', async () => {
+    const prefix = freshPrefix();
+    const proxy = await RoundTripProxy.start(redis.url);
+    const other = replica(prefix);
+    const measured = new RedisStore({ url: `${proxy.url}${new URL(redis.url).pathname}` }, prefix);
+    stores.push(measured);
+    const ids = ['act-3', 'act-1', 'act-2'];
+    await other.upsertIncident(
+      incidentRecord('1'),
+      ids.map((id) => actionRecord('1', id)),
+      [],
+    );
+    const read = async () => {
+      proxy.reset();
+      const state = await measured.getIncident('1');
+      return { ids: state?.actions.map((a) => a.id), commands: proxy.commands().map((c) => c.toLowerCase()) };
+    };
+
+    expect(await read()).toEqual({ ids, commands: ['get', 'hgetall', 'lrange'] });
+    expect(await read()).toEqual({ ids, commands: ['get', 'hgetall'] });
+    await other.upsertIncident(incidentRecord('1'), [actionRecord('1', 'act-0')], []);
+    expect(await read()).toEqual({ ids: [...ids, 'act-0'], commands: ['get', 'hgetall', 'lrange'] });
+    // Its own ingest adds to the order it knows.
+    await measured.upsertIncident(incidentRecord('1'), [actionRecord('1', 'act-9')], []);
+    expect(await read()).toEqual({ ids: [...ids, 'act-0', 'act-9'], commands: ['get', 'hgetall'] });
+    await measured.close();
+    await proxy.close();
+  });
+});
+
+describe('the phase index of an action written again in the same phase', () => {
+  it('is not written again, and still lists the action', async () => {
+    const prefix = freshPrefix();
+    const proxy = await RoundTripProxy.start(redis.url);
+    const store = new RedisStore({ url: `${proxy.url}${new URL(redis.url).pathname}` }, prefix);
+    stores.push(store);
+    await store.upsertIncident(incidentRecord('1'), [actionRecord('1', 'act-1')], []);
+    const ref = { incidentId: '1', actionId: 'act-1' };
+    const submitted = moved(actionRecord('1', 'act-1'), 'executing', {
+      externalId: 'ma-1',
+      submittedAt: '2026-11-27T10:00:00.000Z',
+      remoteStatus: 'Pending',
+    });
+    await store.compareAndSet(submitted, 1, auditEntry('progress', ref), actionRecord('1', 'act-1'));
+    proxy.reset();
+
+    const progress = moved(submitted, 'executing', { remoteStatus: 'InProgress' });
+    await store.compareAndSet(progress, 2, auditEntry('progress', ref), submitted);
+
+    expect(proxy.commands().map((c) => c.toLowerCase())).toEqual(['evalsha']);
+    expect(await store.listActionsIn('submitted')).toMatchObject([
+      { id: 'act-1', remoteStatus: 'InProgress' },
+    ]);
+    await store.close();
+    await proxy.close();
+  });
+});
+
+describe('the stored Teams conversations of two replicas', () => {
+  it("are read from Redis once, then from the process, until another replica's change is announced", async () => {
+    const prefix = freshPrefix();
+    const proxy = await RoundTripProxy.start(redis.url);
+    const a = replica(prefix);
+    const measured = new RedisStore({ url: `${proxy.url}${new URL(redis.url).pathname}` }, prefix);
+    stores.push(measured);
+    const channel = { conversation: { id: '19:soc@thread.tacv2', conversationType: 'channel' } };
+    await a.saveConversation('19:soc@thread.tacv2', channel);
+    const readsFromRedis = async () => {
+      proxy.reset();
+      await measured.listConversations();
+      return proxy.commands().map((c) => c.toLowerCase());
+    };
+    // Subscribed to the announcements (on a connection of its own), it keeps what it read.
+    await expect.poll(readsFromRedis, { timeout: 5_000, interval: 20 }).toEqual([]);
+
+    const other = { conversation: { id: '19:ops@thread.tacv2', conversationType: 'channel' } };
+    await a.saveConversation('19:ops@thread.tacv2', other);
+    const byId = async () =>
+      (await measured.listConversations()).sort((x, y) => x.conversationId.localeCompare(y.conversationId));
+    await expect.poll(byId, { timeout: 5_000, interval: 20 }).toEqual([
+      { conversationId: '19:ops@thread.tacv2', reference: other },
+      { conversationId: '19:soc@thread.tacv2', reference: channel },
+    ]);
+    await a.removeConversation('19:soc@thread.tacv2');
+    await expect
+      .poll(() => measured.listConversations(), { timeout: 5_000, interval: 20 })
+      .toEqual([{ conversationId: '19:ops@thread.tacv2', reference: other }]);
+    // Its own change is seen at once, before its announcement comes back.
+    await measured.removeConversation('19:ops@thread.tacv2');
+    expect(await measured.listConversations()).toEqual([]);
+    await measured.close();
+    await proxy.close();
+  });
+
+  it('are read from Redis again after the announcements may have been missed (the subscription dropped)', async () => {
+    const server = await PrivateRedisServer.start();
+    const [a, b] = [new RedisStore({ url: server.url }, 'mdr:'), new RedisStore({ url: server.url }, 'mdr:')];
+    const admin = new Redis(server.url);
+    try {
+      const channel = { conversation: { id: '19:soc@thread.tacv2', conversationType: 'channel' } };
+      await b.saveConversation('19:soc@thread.tacv2', channel);
+      await a.listConversations();
+      await expect
+        .poll(async () => (await admin.pubsub('NUMSUB', 'mdr:teams:conversations:changed'))[1], WAIT)
+        .toBe(1);
+      const stored = [{ conversationId: '19:soc@thread.tacv2', reference: channel }];
+      expect(await a.listConversations()).toEqual(stored);
+      // A change whose announcement A misses: A goes on with what it read.
+      await admin.hdel('mdr:teams:conversations', '19:soc@thread.tacv2');
+      expect(await a.listConversations()).toEqual(stored);
+
+      // Its subscription dropped (announcements may have been missed), it reads Redis again.
+      await admin.client('KILL', 'TYPE', 'pubsub');
+
+      await expect.poll(() => a.listConversations(), WAIT).toEqual([]);
+    } finally {
+      admin.disconnect();
+      await Promise.all([a.close(), b.close()]);
+      await server.stop();
+    }
   });
 });
 

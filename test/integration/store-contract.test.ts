@@ -347,6 +347,31 @@ function storeContract(name: string, factory: () => StoreFactory) {
       expect(await slice(3, 0)).toEqual({ total: 2, ids: ['a', 'c'] });
     });
 
+    it('reads the entries of a phase index due by when their action entered it, a submission by its own time', async () => {
+      const times = {
+        a: '2026-11-27T10:00:00.000Z',
+        b: '2026-11-27T10:00:05.000Z',
+        c: '2026-11-27T10:00:10.000Z',
+      };
+      await store.upsertIncident(
+        incidentRecord('24'),
+        Object.keys(times).map((id) => actionRecord('24', id)),
+        [],
+      );
+      for (const [id, submittedAt] of Object.entries(times)) {
+        const submitted = moved(actionRecord('24', id), 'executing', { externalId: `ma-${id}`, submittedAt });
+        await store.compareAndSet(submitted, 1, auditEntry('progress', { incidentId: '24', actionId: id }));
+      }
+      const notB = (enteredMs: number) => enteredMs !== Date.parse(times.b);
+      const slice = async (size: number, from: number) =>
+        (await store.sliceActionsIn('submitted', size, from, notB)).actions.map((x) => x.id);
+
+      // The index fits in the window: the due ones only. It does not: a window of all, as without `due`.
+      expect(await slice(3, 0)).toEqual(['a', 'c']);
+      expect(await slice(5, 0)).toEqual(['a', 'c']);
+      expect(await slice(2, 1)).toEqual(['b', 'c']);
+    });
+
     it('never lists an action in a phase for a compare-and-set that lost', async () => {
       const action = actionRecord('22', 'a');
       await store.upsertIncident(incidentRecord('22'), [action], []);
@@ -436,6 +461,33 @@ function storeContract(name: string, factory: () => StoreFactory) {
       await store.removeConversation('19:def@thread.tacv2');
 
       expect(await store.listConversations()).toEqual([{ conversationId: '19:abc@thread.tacv2', reference }]);
+    });
+
+    it('reads the pauses of several channels at once, 0 for those not paused or no longer paused', async () => {
+      const until = Date.now() + 60_000;
+      await store.pauseChannel('slack:C0SOC', until);
+      await store.pauseChannel('teams:19:short@thread.tacv2', Date.now() + 30);
+      await vi.waitFor(
+        async () => expect(await store.channelPausedUntil('teams:19:short@thread.tacv2')).toBe(0),
+        { timeout: 5_000, interval: 10 },
+      );
+
+      expect(
+        await store.channelsPausedUntil(['teams:19:short@thread.tacv2', 'slack:C0SOC', 'slack:C0OTHER']),
+      ).toEqual([0, until, 0]);
+      expect(await store.channelsPausedUntil([])).toEqual([]);
+    });
+
+    it('gives a claim to its first taker only, until it runs out', async () => {
+      expect(await store.claimOnce('follow:1', 60_000)).toBe(true);
+      expect(await store.claimOnce('follow:1', 60_000)).toBe(false);
+      expect(await store.claimOnce('follow:2', 50)).toBe(true);
+      // Ran out: taken again (waiting for the store to let the 50 ms claim go, not a fixed sleep).
+      await vi.waitFor(async () => expect(await store.claimOnce('follow:2', 60_000)).toBe(true), {
+        timeout: 5_000,
+        interval: 10,
+      });
+      expect(await store.claimOnce('follow:1', 60_000)).toBe(false);
     });
 
     it('lists incidents most recently received first', async () => {

@@ -55,4 +55,24 @@ describe('createPlatforms', () => {
     expect(runtime.publishers.map((p) => p.platform)).toEqual(['slack']);
     expect(warned).toHaveBeenCalledWith(`Teams: ${TEAMS_OFF}. /api/messages answers 401 until then.`);
   });
+
+  it('has the Teams card publisher loaded on first use name the pauses a delivery of a card checks', async () => {
+    const env = {
+      ...ENV,
+      MicrosoftAppId: '00000000-0000-4000-8000-0000000000a1',
+      MicrosoftAppPassword: 'not-a-real-password-0123456789',
+      MicrosoftAppTenantId: '00000000-0000-4000-8000-0000000000b2',
+    };
+    const config = loadConfig(env);
+    const logger = createLogger(config.logLevel);
+    runtime = assembleRuntime(config, logger, { queue: new LocalQueue({ logger }) });
+    await createPlatforms(runtime, env);
+    const teams = runtime.publishers.find((p) => p.platform === 'teams');
+
+    const names = await teams?.pauseNames?.({
+      teams: [{ conversationId: '19:soc@thread.tacv2', activityId: 'a-1' }],
+    });
+
+    expect(names).toEqual(['teams:19:soc@thread.tacv2']);
+  });
 });
