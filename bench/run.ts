@@ -70,8 +70,13 @@ const SETTINGS = {
   clicksC1: Math.min(INCIDENTS - 1, int('BENCH_CLICKS_C1', Math.min(100, Math.floor(INCIDENTS / 2)))),
   teamsClicks: Math.min(INCIDENTS, int('BENCH_TEAMS_CLICKS', Math.min(100, INCIDENTS))),
   cpuProfile: Boolean(process.env.BENCH_CPU_PROF),
-  /** BENCH_CPU_PROF=burst: profile the ingest burst alone (through the bot's inspector), not the whole run. */
-  cpuProfileBurst: process.env.BENCH_CPU_PROF === 'burst',
+  /**
+   * BENCH_CPU_PROF=burst: profile the ingest burst alone (through the bot's inspector), not the whole run;
+   * BENCH_CPU_PROF=c1: the approvals at c=1 alone, clicks to the end of their execution.
+   */
+  cpuProfilePhase: ['burst', 'c1'].includes(process.env.BENCH_CPU_PROF ?? '')
+    ? (process.env.BENCH_CPU_PROF as 'burst' | 'c1')
+    : undefined,
   /** BENCH_MEMORY_LOG=<file>: the bot appends its memory (heap spaces, external, RSS) there twice a second. */
   memoryLog: process.env.BENCH_MEMORY_LOG || undefined,
   /** BENCH_HEAP_SNAPSHOT_DIR=<dir>: a heap snapshot of the bot there once the storm's clicks are answered. */
@@ -358,11 +363,11 @@ async function main(): Promise<void> {
         ? {}
         : { DEFENDER_ACTIONS_PER_MINUTE: '1000000', DEFENDER_ACTIONS_PER_HOUR: '1000000' }),
     };
-    const inspectPort = SETTINGS.cpuProfileBurst ? await freePort() : 0;
+    const inspectPort = SETTINGS.cpuProfilePhase ? await freePort() : 0;
     const nodeFlags = [
       // The bot runs with the Node flags `npm start` (and the image's CMD) gives it.
       ...startFlags(),
-      ...(SETTINGS.cpuProfileBurst
+      ...(SETTINGS.cpuProfilePhase
         ? [`--inspect=127.0.0.1:${inspectPort}`]
         : SETTINGS.cpuProfile
           ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
@@ -468,7 +473,7 @@ async function main(): Promise<void> {
     // ---- 2. ingest burst ----
     const burstIds = Array.from({ length: SETTINGS.incidents }, (_, i) => incidentId(i));
     log(`ingest burst: ${burstIds.length} incidents, ${SETTINGS.senders} senders`);
-    const phaseProfiler = SETTINGS.cpuProfileBurst ? new PhaseProfiler(inspectPort) : undefined;
+    const phaseProfiler = SETTINGS.cpuProfilePhase === 'burst' ? new PhaseProfiler(inspectPort) : undefined;
     await phaseProfiler?.start();
     const burstByName0 = await commands.byName();
     const burstCommands0 = await commands.total();
@@ -599,7 +604,13 @@ async function main(): Promise<void> {
     const boltCpu0 = cpuMs(bolt.pid);
     const floorC1 = await clicks(boltUrl, c1Ids, 1);
     const boltCpuC1 = cpuMs(bolt.pid) - boltCpu0;
+    const c1Profiler = SETTINGS.cpuProfilePhase === 'c1' ? new PhaseProfiler(inspectPort) : undefined;
+    await c1Profiler?.start();
     const approvalsC1 = await approvalPhase(c1Ids, 1);
+    if (c1Profiler) {
+      mkdirSync(profileDir, { recursive: true });
+      await c1Profiler.stop(join(profileDir, 'c1.cpuprofile'));
+    }
     log(
       `clicks at c=${SETTINGS.senders}: ${c50Ids.length} on the bare Bolt app, then on the bot (the storm)`,
     );
