@@ -177,6 +177,15 @@ async function seed(store: ActionStore, incidentId: string, ids: string[] = ['ac
   );
 }
 
+/** Incident 1 with isolate actions `ids`, each approved and submitted to Defender. */
+async function submitAll(h: ReturnType<typeof onRedis>, ids: string[]) {
+  await seed(h.store, '1', ids);
+  for (const actionId of ids) {
+    await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
+    await executeAction(h.deps, { incidentId: '1', actionId });
+  }
+}
+
 /** The Defender executor on the nocked API, on the test's clock. */
 function defender(clock: ManualClock, pacer?: DefenderPacer) {
   return new DefenderExecutor({
@@ -414,11 +423,7 @@ describe('following submitted actions', () => {
     const h = onRedis();
     const ids = Array.from({ length: 25 }, (_, i) => `act-${i}`);
     const posts = acceptIsolations();
-    await seed(h.store, '1', ids);
-    for (const actionId of ids) {
-      await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
-      await executeAction(h.deps, { incidentId: '1', actionId });
-    }
+    await submitAll(h, ids);
     expect((await h.store.listActionsIn('submitted')).length).toBe(25);
     const asked = answerStatus('Succeeded');
 
@@ -477,11 +482,7 @@ describe('following submitted actions', () => {
     const h = onRedis();
     const ids = Array.from({ length: 5 }, (_, i) => `act-${i}`);
     acceptIsolations();
-    await seed(h.store, '1', ids);
-    for (const actionId of ids) {
-      await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
-      await executeAction(h.deps, { incidentId: '1', actionId });
-    }
+    await submitAll(h, ids);
     const asked = answerStatus('InProgress');
     const firstRound = await followActions(h.deps, { perRound: 2, roundMs: 5_000 });
     h.clock.advance(5_000);
@@ -534,11 +535,7 @@ describe('following submitted actions', () => {
     const h = onRedis();
     const ids = Array.from({ length: 5 }, (_, i) => `act-${i}`);
     acceptIsolations();
-    await seed(h.store, '1', ids);
-    for (const actionId of ids) {
-      await approveAction(h.deps, { incidentId: '1', actionId }, EXPERT);
-      await executeAction(h.deps, { incidentId: '1', actionId });
-    }
+    await submitAll(h, ids);
     answerStatus('InProgress');
     // Round 3 after the submissions: no check of any of them is due.
     h.clock.advance(15_000);

@@ -343,6 +343,8 @@ describe("an incident's actions read by two replicas", () => {
       ids.map((id) => actionRecord('1', id)),
       [],
     );
+    // Connected and through its ready check (an INFO) before any read is counted.
+    await measured.ping();
     const read = async () => {
       proxy.reset();
       const state = await measured.getIncident('1');

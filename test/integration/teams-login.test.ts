@@ -1,7 +1,8 @@
 import { ClaimsIdentity } from 'botframework-connector';
 import nock from 'nock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createTeamsAdapter } from '../../bot/teams/adapter.js';
+import { onlyNockedHttp } from '../support/nocked-http.js';
 import { APP_ID, TEAMS_AUTH_ENV, TEAMS_SERVICE_URL } from '../support/teams.js';
 
 const LOGIN = 'https://login.cloud.test';
@@ -22,14 +23,7 @@ async function sendOneMessage(env: Record<string, string>): Promise<void> {
   await client.conversations.sendToConversation('19:conv@thread.tacv2', { type: 'message', text: 'hi' });
 }
 
-beforeEach(() => {
-  nock.cleanAll();
-  nock.disableNetConnect();
-});
-afterEach(() => {
-  nock.cleanAll();
-  nock.enableNetConnect();
-});
+onlyNockedHttp();
 
 describe('Teams login authority', () => {
   it('with ValidateAuthority=false asks only the configured login URL for the bot token', async () => {

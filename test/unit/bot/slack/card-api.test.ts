@@ -1,11 +1,12 @@
 import { webApi } from '@slack/bolt';
 import nock from 'nock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SlackCardApi } from '../../../../bot/slack/card-api.js';
 import { classifySlackFailure } from '../../../../bot/slack/errors.js';
 import { buildIncidentView } from '../../../../cards/incident-view.js';
 import { renderSlackMessage } from '../../../../cards/slack/render.js';
 import { incidentState, SAMPLE_NOW } from '../../../support/incident-factory.js';
+import { onlyNockedHttp } from '../../../support/nocked-http.js';
 import {
   readWebApiCall,
   SLACK_API_ORIGIN,
@@ -43,14 +44,7 @@ function recordCalls() {
   return seen;
 }
 
-beforeEach(() => {
-  nock.cleanAll();
-  nock.disableNetConnect();
-});
-afterEach(() => {
-  nock.cleanAll();
-  nock.enableNetConnect();
-});
+onlyNockedHttp();
 
 describe('the card calls to the Slack Web API', () => {
   it('send the arguments as a JSON body, blocks as an array and the token in the Authorization header only', async () => {

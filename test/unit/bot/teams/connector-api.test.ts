@@ -1,6 +1,6 @@
 import { CardFactory, MessageFactory, TurnContext } from 'botbuilder';
 import nock from 'nock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createTeamsAdapter } from '../../../../bot/teams/adapter.js';
 import {
   BotConnector,
@@ -9,6 +9,7 @@ import {
   connectorToken,
 } from '../../../../bot/teams/connector-api.js';
 import { connectorErrorCode, isTimeout, retryAfterMs, statusOf } from '../../../../bot/teams/publisher.js';
+import { onlyNockedHttp } from '../../../support/nocked-http.js';
 import {
   APP_ID,
   BOT,
@@ -80,14 +81,7 @@ async function sentByBotFramework(
   return seen;
 }
 
-beforeEach(() => {
-  nock.cleanAll();
-  nock.disableNetConnect();
-});
-afterEach(() => {
-  nock.cleanAll();
-  nock.enableNetConnect();
-});
+onlyNockedHttp();
 
 describe('the activities sent to the Bot Connector', () => {
   it('are the ones Bot Framework sends for the same post, update and reminder', async () => {
