@@ -175,6 +175,21 @@ export class BullMqQueue implements JobQueue {
     }
   }
 
+  async dropSchedule(lane: string, name: string): Promise<void> {
+    try {
+      await waitUntilReady(this.queueConnection);
+      const queue = this.queueByLane(lane);
+      const key = `every-${name}`;
+      await queue.removeJobScheduler(key);
+      // BullMQ leaves the run the schedule had already queued.
+      for (const job of await queue.getJobs(['delayed', 'wait', 'prioritized'])) {
+        if (job?.repeatJobKey === key) await job.remove();
+      }
+    } catch (error) {
+      throw asStoreUnavailable(error);
+    }
+  }
+
   private async addNow(name: string, data: unknown, options: JobOptions): Promise<void> {
     const queue = this.queueOf(name);
     const jobId = options.id !== undefined ? bullJobId(options.id) : undefined;

@@ -93,6 +93,11 @@ export interface JobQueue {
   every(name: string, everyMs: number, data?: unknown): Promise<void>;
   /** True when jobs `name` of one `group` never run at once (so a handler needs no lease of its own). */
   exclusive?(name: string): boolean;
+  /**
+   * Removes the schedule of job `name` (what `every` set up) from lane `lane`, with its next run: for a
+   * schedule an earlier version left in a lane this one no longer has. Nothing when there is none.
+   */
+  dropSchedule?(lane: string, name: string): Promise<void>;
   process(name: string, handler: JobHandler): void;
   start(): Promise<void>;
   close(): Promise<void>;

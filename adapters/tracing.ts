@@ -114,6 +114,10 @@ export class TracedQueue implements JobQueue {
     return this.inner.every(name, everyMs, data);
   }
 
+  async dropSchedule(lane: string, name: string): Promise<void> {
+    await this.inner.dropSchedule?.(lane, name);
+  }
+
   process(name: string, handler: JobHandler): void {
     this.inner.process(name, (data, context) => {
       if (!isRecord(data)) {

@@ -68,6 +68,9 @@ export function jobIdOf(job: CoreJob): string {
   return parts.map((p) => encodeURIComponent(p)).join('/');
 }
 
+/** The lane that ran the follower's rounds as a scheduled BullMQ job before they were claimed rounds. */
+export const EARLIER_FOLLOW_LANE = 'follow';
+
 /** Maps the core's job requests onto the queue, keyed so the same work enqueued twice runs once. */
 class QueueScheduler implements JobScheduler {
   constructor(
@@ -297,6 +300,8 @@ export function assembleRuntime(config: Config, logger: Logger, parts: RuntimePa
     every,
     async startTimers() {
       for (const [name, everyMs] of timers) await queue.every(name, everyMs);
+      // The follower's BullMQ schedule of earlier versions, in a lane of its own that no worker reads now.
+      await queue.dropSchedule?.(EARLIER_FOLLOW_LANE, FOLLOW_JOB);
       follower.start();
     },
     async close() {

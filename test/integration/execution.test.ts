@@ -1,3 +1,4 @@
+import { Queue } from 'bullmq';
 import nock from 'nock';
 import { describe, expect, it } from 'vitest';
 import { BullMqQueue } from '../../adapters/bullmq-queue.js';
@@ -5,11 +6,19 @@ import { DefenderExecutor } from '../../adapters/defender-executor.js';
 import { DefenderPacer } from '../../adapters/defender-pacer.js';
 import { DryRunExecutor } from '../../adapters/dry-run-executor.js';
 import { LocalQueue } from '../../adapters/local-queue.js';
+import { createRedisConnection } from '../../adapters/redis-connection.js';
 import { RedisStore } from '../../adapters/redis-store.js';
 import { loadConfig } from '../../bot/config.js';
 import { createLogger } from '../../bot/logger.js';
 import { Maintenance } from '../../bot/maintenance.js';
-import { assembleRuntime, JOB_LANES, jobIdOf, type Runtime } from '../../bot/runtime.js';
+import {
+  assembleRuntime,
+  EARLIER_FOLLOW_LANE,
+  FOLLOW_JOB,
+  JOB_LANES,
+  jobIdOf,
+  type Runtime,
+} from '../../bot/runtime.js';
 import { approveAction } from '../../core/approve-action.js';
 import { StoreUnavailableError } from '../../core/errors.js';
 import { executeAction } from '../../core/execute-action.js';
@@ -563,6 +572,46 @@ describe('following submitted actions', () => {
       error:
         'Isolate still InProgress after 10 min; follow it in the Defender portal (Action center), action id ma-0',
     });
+  });
+});
+
+describe('the follower of an earlier version', () => {
+  it('leaves no BullMQ schedule behind: the runtime drops it, and its next run, when it starts its timers', async () => {
+    const logger = createLogger('silent');
+    const keyPrefix = prefix();
+    const url = life.redis().url;
+    // An earlier version: the follower as a job scheduled every 5 s in a lane of its own.
+    const earlier = new BullMqQueue({
+      url,
+      keyPrefix,
+      lanes: { [EARLIER_FOLLOW_LANE]: { jobs: [FOLLOW_JOB], concurrency: 1 } },
+      logger,
+    });
+    closers.push(() => earlier.close());
+    await earlier.every(FOLLOW_JOB, 5_000);
+    const connection = createRedisConnection(url, { purpose: 'queue' });
+    const left = new Queue(EARLIER_FOLLOW_LANE, { connection, prefix: `${keyPrefix}{bull}` });
+    closers.push(async () => {
+      await left.close();
+      await connection.quit();
+    });
+    const leftBehind = async () => ({
+      schedules: await left.getJobSchedulersCount(),
+      runs: await left.getJobCountByTypes('delayed', 'wait', 'prioritized'),
+    });
+    expect(await leftBehind()).toEqual({ schedules: 1, runs: 1 });
+
+    const queue = new BullMqQueue({ url, keyPrefix, lanes: JOB_LANES, logger });
+    closers.push(() => queue.close());
+    const runtime = assembleRuntime(loadConfig({ LOG_LEVEL: 'silent' }), logger, {
+      store: redisStore(),
+      queue,
+    });
+    closers.push(() => runtime.close());
+    await queue.start();
+    await runtime.startTimers();
+
+    expect(await leftBehind()).toEqual({ schedules: 0, runs: 0 });
   });
 });
 
