@@ -10,8 +10,8 @@ import { WEBHOOK_JOB, WEBHOOK_RELAY_JOB } from './webhooks.js';
 
 export const EXECUTE_JOB = 'execute';
 /**
- * The follower's round: a `PeriodicRound` (bot/periodic-round.ts), no queue job. A BullMQ schedule of
- * that name an earlier version left in the `follow` queue has no worker any more and adds nothing.
+ * The follower's round: a `PeriodicRound` (bot/periodic-round.ts), no queue job. The BullMQ schedule of
+ * that name an earlier version left in the `follow` queue is dropped when the runtime starts its timers.
  */
 export const FOLLOW_JOB = 'follow';
 export const REMIND_JOB = 'remind';
