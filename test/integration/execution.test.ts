@@ -186,6 +186,17 @@ async function seed(store: ActionStore, incidentId: string, ids: string[] = ['ac
   );
 }
 
+/** A replica's pacer of tenant contoso on the test's Redis, counting under `keyPrefix`. */
+function pacerOn(keyPrefix: string, perMinute: number, perHour: number): DefenderPacer {
+  return new DefenderPacer({
+    perMinute,
+    perHour,
+    tenant: 'contoso',
+    redis: life.redis().client(),
+    keyPrefix,
+  });
+}
+
 /** Incident 1 with isolate actions `ids`, each approved and submitted to Defender. */
 async function submitAll(h: ReturnType<typeof onRedis>, ids: string[]) {
   await seed(h.store, '1', ids);
@@ -778,14 +789,7 @@ describe('Defender rate limits', () => {
 
   it('shares the slots among replicas through Redis', async () => {
     const keyPrefix = prefix();
-    const replica = () =>
-      new DefenderPacer({
-        perMinute: 3,
-        perHour: 1_500,
-        tenant: 'contoso',
-        redis: life.redis().client(),
-        keyPrefix,
-      });
+    const replica = () => pacerOn(keyPrefix, 3, 1_500);
     const [a, b] = [replica(), replica()];
 
     const answers = [
@@ -806,14 +810,7 @@ describe('Defender rate limits', () => {
 
   it('takes a slot from both windows or from neither: a full hour gives the minute slot back', async () => {
     const keyPrefix = prefix();
-    const pacer = (perHour: number) =>
-      new DefenderPacer({
-        perMinute: 2,
-        perHour,
-        tenant: 'contoso',
-        redis: life.redis().client(),
-        keyPrefix,
-      });
+    const pacer = (perHour: number) => pacerOn(keyPrefix, 2, perHour);
     const strict = pacer(1);
 
     expect(await strict.take('isolate')).toEqual({ ok: true });
@@ -833,14 +830,7 @@ describe('Defender rate limits', () => {
 
   it('holds every replica after a 429 for its Retry-After', async () => {
     const keyPrefix = prefix();
-    const replica = () =>
-      new DefenderPacer({
-        perMinute: 100,
-        perHour: 1_500,
-        tenant: 'contoso',
-        redis: life.redis().client(),
-        keyPrefix,
-      });
+    const replica = () => pacerOn(keyPrefix, 100, 1_500);
     const [a, b] = [replica(), replica()];
 
     await a.pause('isolate', 1_500);
@@ -864,13 +854,7 @@ describe('Defender rate limits', () => {
     });
     await earlier.consume('contoso:isolate');
     await earlier.consume('contoso:isolate');
-    const pacer = new DefenderPacer({
-      perMinute: 2,
-      perHour: 1_500,
-      tenant: 'contoso',
-      redis: life.redis().client(),
-      keyPrefix,
-    });
+    const pacer = pacerOn(keyPrefix, 2, 1_500);
 
     const answer = await pacer.take('isolate');
 
@@ -887,13 +871,7 @@ describe('Defender rate limits', () => {
     const keyPrefix = prefix();
     const key = `${keyPrefix}rate:defender-actions:minute:contoso:isolate`;
     await life.redis().client().set(key, 5);
-    const pacer = new DefenderPacer({
-      perMinute: 2,
-      perHour: 1_500,
-      tenant: 'contoso',
-      redis: life.redis().client(),
-      keyPrefix,
-    });
+    const pacer = pacerOn(keyPrefix, 2, 1_500);
 
     expect((await pacer.take('isolate')).ok).toBe(false);
 
