@@ -12,15 +12,22 @@ import { createSecureContext } from 'node:tls';
  * context, CA store included, for each, most of the CPU a new connection costs.
  */
 const IDLE_SOCKET_MS = 4_000;
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
-  'https:': new https.Agent({
-    keepAlive: true,
-    timeout: IDLE_SOCKET_MS,
-    scheduling: 'lifo',
-    secureContext: createSecureContext(),
-  }),
-};
+const agents: Partial<Record<string, http.Agent>> = {};
+
+/** The pool of `protocol`, made on its first call (building the TLS context costs milliseconds: not at start). */
+function agentFor(protocol: string): http.Agent | undefined {
+  const made = agents[protocol];
+  if (made) return made;
+  const options = { keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' as const };
+  const agent =
+    protocol === 'http:'
+      ? new http.Agent(options)
+      : protocol === 'https:'
+        ? new https.Agent({ ...options, secureContext: createSecureContext() })
+        : undefined;
+  if (agent) agents[protocol] = agent;
+  return agent;
+}
 
 /** Larger answers are refused: the platform APIs called answer a few kilobytes. */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
@@ -63,7 +70,7 @@ export function request(
   options: HttpRequestOptions,
 ): Promise<HttpResponse> {
   const target = typeof url === 'string' ? new URL(url) : url;
-  const agent = agents[target.protocol as keyof typeof agents];
+  const agent = agentFor(target.protocol);
   if (!agent)
     return Promise.reject(new TypeError(`only http and https URLs can be called, not ${target.protocol}`));
   const { signal } = options;

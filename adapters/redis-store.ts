@@ -285,7 +285,8 @@ export class RedisStore implements ActionStore {
     if (meta === null) return null;
     let order = known ?? read ?? [];
     // An action not in the order known here was added since: read the order again.
-    if (known && Object.keys(all).some((id) => !known.includes(id))) {
+    const knownIds = known && new Set(known);
+    if (knownIds && Object.keys(all).some((id) => !knownIds.has(id))) {
       [order] = (await this.run([['lrange', keys.order, 0, -1]])) as [string[]];
     }
     this.rememberOrder(incidentId, order);

@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BullMqQueue, bullJobId } from '../../adapters/bullmq-queue.js';
+import type { JobHandler } from '../../adapters/job-queue.js';
 import type { QueueLogger } from '../../adapters/local-queue.js';
 import { createRedisConnection } from '../../adapters/redis-connection.js';
 import { LeaseLostError, RedisWorkLane } from '../../adapters/redis-work-lane.js';
@@ -33,29 +34,48 @@ function gate() {
 let redis: TestRedis;
 let n = 0;
 /**
- * A lane (lease 1 s) in a process that stops mid-run: its one run drops its connection to Redis and
- * never returns until `hold` opens, so the job is left under its lease. `took()`: runs started.
+ * A lane of one slot (`light`, 3 attempts) on a Redis connection of its own, which a test may cut to be
+ * a process that lost Redis.
  */
-function stoppedMidRun(prefix: string) {
-  const gone = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
-  gone.on('error', () => {});
-  const hold = gate();
-  let runs = 0;
-  const stuck = new RedisWorkLane({
-    redis: gone,
+function laneOnItsOwnConnection(
+  prefix: string,
+  leaseMs: number,
+  logger: QueueLogger,
+  run: JobHandler,
+): { lane: RedisWorkLane; connection: ReturnType<typeof createRedisConnection> } {
+  const connection = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
+  connection.on('error', () => {});
+  const lane = new RedisWorkLane({
+    redis: connection,
     prefix,
     lane: 'light',
     concurrency: 1,
     attempts: 3,
     backoffMs: 50,
-    leaseMs: 1_000,
-    logger: recordingLogger(),
-    handler: () => async () => {
+    leaseMs,
+    logger,
+    handler: () => run,
+  });
+  return { lane, connection };
+}
+
+/**
+ * A lane (lease 1 s) in a process that stops mid-run: its one run drops its connection to Redis and
+ * never returns until `hold` opens, so the job is left under its lease. `took()`: runs started.
+ */
+function stoppedMidRun(prefix: string) {
+  const hold = gate();
+  let runs = 0;
+  const { lane: stuck, connection: gone } = laneOnItsOwnConnection(
+    prefix,
+    1_000,
+    recordingLogger(),
+    async () => {
       runs++;
       gone.disconnect();
       await hold.opened;
     },
-  });
+  );
   stuck.start();
   return { stuck, hold, took: () => runs };
 }
@@ -487,22 +507,15 @@ describe('the lease of a light-lane job', () => {
     const prefix = `${redis.prefix}lost-${n++}:`;
     const logger = recordingLogger();
     const leaseMs = 900;
-    const cut = createRedisConnection(redis.url, { connectionName: 'mdr-lanes-test', purpose: 'queue' });
-    cut.on('error', () => {});
     const events: { what: string; at: number; reason?: unknown }[] = [];
     const stopped = gate();
     const admin = redis.client();
     let leaseEnd = 0;
-    const lane = new RedisWorkLane({
-      redis: cut,
+    const { lane, connection: cut } = laneOnItsOwnConnection(
       prefix,
-      lane: 'light',
-      concurrency: 1,
-      attempts: 3,
-      backoffMs: 50,
       leaseMs,
       logger,
-      handler: () => async (_data, context) => {
+      async (_data, context) => {
         events.push({ what: 'a started', at: Date.now() });
         leaseEnd = Number(
           await admin.zscore(`${prefix}{lane:light}:due`, RedisWorkLane.member('work', 'cut', { i: 1 })),
@@ -514,7 +527,7 @@ describe('the lease of a light-lane job', () => {
         events.push({ what: 'a told to stop', at: Date.now(), reason: signal.reason });
         stopped.open();
       },
-    });
+    );
     lane.start();
     await lane.add('work', { i: 1 }, { id: 'cut' });
     await stopped.opened;
